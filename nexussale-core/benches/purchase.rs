@@ -1,0 +1,125 @@
+//! Purchases per second on one hot sale through the engine on the in-memory backends, next to a
+//! baseline that does only the essential work of a purchase: one atomic decrement, one
+//! concurrent-map insert for the user, one channel push.
+//!
+//! Both run the same harness: a fresh sale (stock large enough never to sell out) per measured
+//! batch, 64 tasks on a 2-thread tokio runtime, each buying for distinct users. Run with
+//! `cargo bench -p nexussale-core --bench purchase`; see docs/BENCHMARKS.md.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dashmap::DashMap;
+use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
+use nexussale_core::{FlashSale, MAX_STOCK, PurchaseOutcome, PurchaseRequest, Sale, Sku, UserId};
+use tokio::sync::mpsc;
+
+const TASKS: u64 = 64;
+const BATCH: u64 = 10_000;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `per_task(task, n)` for `TASKS` tasks sharing `iters` purchases; answers the wall time.
+async fn fan_out<F, Fut>(iters: u64, per_task: F) -> Duration
+where
+    F: Fn(u64, u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let per = iters.div_ceil(TASKS);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..TASKS)
+        .map(|task| tokio::spawn(per_task(task, per)))
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    start.elapsed()
+}
+
+fn engine_purchases(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let mut group = c.benchmark_group("hot_sale");
+    group.throughput(Throughput::Elements(BATCH));
+    group.bench_function("engine_purchase", |b| {
+        b.to_async(rt).iter_custom(|iters| async move {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let engine = FlashSale::new(
+                    Arc::new(MemoryStockStore::new()),
+                    Arc::new(MemoryOrderQueue::with_limits(
+                        usize::MAX,
+                        Duration::from_secs(3600),
+                    )),
+                    Arc::new(MemoryOrderRepository::new()),
+                );
+                let sku = Sku::new("hot").unwrap();
+                engine
+                    .create_sale(Sale::new(sku.clone(), MAX_STOCK))
+                    .await
+                    .unwrap();
+                total += fan_out(BATCH, |task, n| {
+                    let engine = engine.clone();
+                    let sku = sku.clone();
+                    async move {
+                        for i in 0..n {
+                            let user = UserId::new(format!("user-{task}-{i}")).unwrap();
+                            let outcome = engine
+                                .purchase(PurchaseRequest::new(sku.clone(), user))
+                                .await
+                                .unwrap();
+                            assert!(matches!(outcome, PurchaseOutcome::Accepted(_)));
+                        }
+                    }
+                })
+                .await;
+            }
+            total
+        })
+    });
+    group.bench_function("baseline_essential_work", |b| {
+        b.to_async(rt).iter_custom(|iters| async move {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let stock = Arc::new(AtomicU64::new(MAX_STOCK));
+                let holders: Arc<DashMap<String, u32>> = Arc::new(DashMap::new());
+                let (sender, receiver) = mpsc::unbounded_channel::<(String, u64)>();
+                total += fan_out(BATCH, |task, n| {
+                    let (stock, holders, sender) = (stock.clone(), holders.clone(), sender.clone());
+                    async move {
+                        for i in 0..n {
+                            let user = format!("user-{task}-{i}");
+                            let left = stock.fetch_sub(1, Ordering::AcqRel);
+                            holders.insert(user.clone(), 1);
+                            sender.send((user, left)).unwrap();
+                        }
+                    }
+                })
+                .await;
+                black_box(receiver);
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = runtime();
+    engine_purchases(c, &rt);
+}
+
+criterion_group! {
+    name = purchase;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(10));
+    targets = benches
+}
+criterion_main!(purchase);

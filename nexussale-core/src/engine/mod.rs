@@ -1,0 +1,174 @@
+//! [`FlashSale`]: the reservation algorithm that composes the three backends.
+
+mod orders;
+mod purchase;
+mod reconcile;
+mod sales;
+mod sweeper;
+mod worker;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+use crate::clock::{Clock, SystemClock};
+use crate::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
+use crate::queue::DynOrderQueue;
+use crate::repository::DynOrderRepository;
+use crate::sale::Sku;
+use crate::stock::DynStockStore;
+
+pub use purchase::{PurchaseOutcome, PurchaseRequest, Receipt};
+pub use reconcile::ReconcileReport;
+pub use sales::SaleView;
+pub use sweeper::SweepReport;
+
+use sales::SaleEntry;
+
+/// Tuning of the engine; [`Default`] suits most deployments.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// Once a sale is seen sold out, purchases are refused without asking the stock store for this
+    /// long; then one purchase asks again. Units released by this process end the pause at once.
+    pub sold_out_recheck: Duration,
+    /// Events the order worker takes per batch.
+    pub worker_batch: usize,
+    /// How long the worker waits for a batch to start; also bounds how long it takes to notice a
+    /// shutdown.
+    pub worker_wait: Duration,
+    /// The longest pause between the worker's retries after a failure.
+    pub worker_max_backoff: Duration,
+    /// Reservations the sweeper releases per call to the stock store.
+    pub sweep_batch: usize,
+    /// How often the sweeper runs.
+    pub sweep_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            sold_out_recheck: Duration::from_millis(100),
+            worker_batch: 500,
+            worker_wait: Duration::from_millis(100),
+            worker_max_backoff: Duration::from_secs(5),
+            sweep_batch: 500,
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The flash-sale engine: purchase, pay, cancel, the order worker, the expiry sweeper and
+/// reconciliation, over any [`StockStore`](crate::StockStore),
+/// [`OrderQueue`](crate::OrderQueue) and [`OrderRepository`](crate::OrderRepository).
+///
+/// Cheap to clone: clones share the backends and the sale cache.
+///
+/// # The purchase path
+///
+/// validate → (sold-out fast path) → reserve atomically in the stock store → publish the order
+/// event durably → answer. If the publish fails, the reservation is released (aborted) and the
+/// caller gets a retryable error: no unit is ever held without its event. The order worker then
+/// persists events in batches, idempotently, and acknowledges them only once persisted.
+#[derive(Clone)]
+pub struct FlashSale {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    stock: DynStockStore,
+    queue: DynOrderQueue,
+    repository: DynOrderRepository,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    /// Sale definitions (immutable once created) and their sold-out flags.
+    sales: DashMap<Sku, Arc<SaleEntry>>,
+}
+
+impl FlashSale {
+    /// An engine over the given backends, with the system clock and the default configuration.
+    pub fn new(stock: DynStockStore, queue: DynOrderQueue, repository: DynOrderRepository) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                stock,
+                queue,
+                repository,
+                clock: Arc::new(SystemClock),
+                config: EngineConfig::default(),
+                sales: DashMap::new(),
+            }),
+        }
+    }
+
+    /// An engine over fresh in-memory backends.
+    pub fn in_memory() -> Self {
+        Self::new(
+            Arc::new(MemoryStockStore::new()),
+            Arc::new(MemoryOrderQueue::new()),
+            Arc::new(MemoryOrderRepository::new()),
+        )
+    }
+
+    /// Uses `clock` for every instant (tests move time with [`ManualClock`](crate::ManualClock)).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.map_inner(|inner| inner.clock = clock)
+    }
+
+    /// Uses `config`.
+    pub fn with_config(self, config: EngineConfig) -> Self {
+        self.map_inner(|inner| inner.config = config)
+    }
+
+    fn map_inner(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            stock: Arc::clone(&shared.stock),
+            queue: Arc::clone(&shared.queue),
+            repository: Arc::clone(&shared.repository),
+            clock: Arc::clone(&shared.clock),
+            config: shared.config.clone(),
+            sales: shared.sales.clone(),
+        });
+        let mut inner = inner;
+        change(&mut inner);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The stock store.
+    pub fn stock(&self) -> &DynStockStore {
+        &self.inner.stock
+    }
+
+    /// The order queue.
+    pub fn queue(&self) -> &DynOrderQueue {
+        &self.inner.queue
+    }
+
+    /// The order repository.
+    pub fn repository(&self) -> &DynOrderRepository {
+        &self.inner.repository
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.clock.now()
+    }
+}
+
+impl fmt::Debug for FlashSale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlashSale")
+            .field("stock", &self.inner.stock)
+            .field("queue", &self.inner.queue)
+            .field("repository", &self.inner.repository)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}

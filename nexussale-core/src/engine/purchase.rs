@@ -1,0 +1,190 @@
+//! The purchase path.
+
+use tracing::{error, warn};
+
+use super::FlashSale;
+use crate::error::{Error, Result};
+use crate::ident::{IdempotencyKey, Sku, UserId};
+use crate::order::{Order, OrderEvent, OrderId, validate_remark};
+use crate::reservation::{ReleaseReason, ReservationState, ReserveOutcome, ReserveRequest};
+use crate::sale::SaleState;
+
+/// A buyer's purchase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseRequest {
+    /// The sale.
+    pub sku: Sku,
+    /// The buyer.
+    pub user: UserId,
+    /// Units, at least 1 and at most the sale's per-user limit.
+    pub quantity: u32,
+    /// Makes the purchase safe to retry: the same key (same sale, same user) answers with the
+    /// same order.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// Free text kept on the order.
+    pub remark: Option<String>,
+}
+
+impl PurchaseRequest {
+    /// A purchase of one unit, without key or remark.
+    pub fn new(sku: Sku, user: UserId) -> Self {
+        Self {
+            sku,
+            user,
+            quantity: 1,
+            idempotency_key: None,
+            remark: None,
+        }
+    }
+
+    /// Sets the quantity.
+    pub fn with_quantity(mut self, quantity: u32) -> Self {
+        self.quantity = quantity;
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+}
+
+/// An accepted purchase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The order (pending until paid).
+    pub order: Order,
+    /// Units still available right after this purchase; `None` when the answer repeats an
+    /// earlier purchase.
+    pub remaining: Option<u64>,
+}
+
+/// The answer to a purchase. Every variant but `Accepted` and `Duplicate` is a refusal that held
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurchaseOutcome {
+    /// Units reserved and the order event durably queued.
+    Accepted(Receipt),
+    /// The idempotency key was used before: this is the earlier order.
+    Duplicate(Receipt),
+    /// Not enough units available.
+    SoldOut,
+    /// The buyer would exceed the sale's per-user limit.
+    LimitExceeded {
+        /// The sale's per-user limit.
+        limit: u32,
+    },
+    /// The sale is upcoming or ended.
+    NotActive(SaleState),
+}
+
+impl FlashSale {
+    /// Buys units of a sale (see [the purchase path](FlashSale#the-purchase-path)).
+    ///
+    /// `Err` is refused input ([`Error::InvalidInput`]), an unknown sale, or a backend failure;
+    /// after a backend failure nothing is held and the call can be retried (with the same
+    /// idempotency key, it never buys twice).
+    pub async fn purchase(&self, request: PurchaseRequest) -> Result<PurchaseOutcome> {
+        if request.quantity == 0 {
+            return Err(Error::invalid("quantity", "must be at least 1"));
+        }
+        if let Some(remark) = &request.remark {
+            validate_remark(remark)?;
+        }
+        let entry = self.sale_entry(&request.sku).await?;
+        let now = self.now();
+        // A keyed request may be the retry of an accepted one: only the store can tell, so it
+        // skips the local shortcuts (which would answer sold out or not active instead).
+        if request.idempotency_key.is_none() {
+            let limit = entry.sale.per_user_limit;
+            if request.quantity > limit {
+                return Ok(PurchaseOutcome::LimitExceeded { limit });
+            }
+            match entry.sale.window_state(now) {
+                SaleState::Active | SaleState::SoldOut => {}
+                state => return Ok(PurchaseOutcome::NotActive(state)),
+            }
+            if entry.is_sold_out(now) {
+                return Ok(PurchaseOutcome::SoldOut);
+            }
+        }
+        let reserve = ReserveRequest {
+            order_id: OrderId::new(),
+            sku: request.sku,
+            user: request.user,
+            quantity: request.quantity,
+            idempotency_key: request.idempotency_key,
+            remark: request.remark,
+            now,
+        };
+        match self.inner.stock.reserve(&reserve).await? {
+            ReserveOutcome::Reserved {
+                reservation,
+                remaining,
+            } => {
+                if remaining == 0 {
+                    entry.mark_sold_out(now, self.inner.config.sold_out_recheck);
+                }
+                let order = reservation.to_order();
+                self.publish_or_abort(&order).await?;
+                Ok(PurchaseOutcome::Accepted(Receipt {
+                    order,
+                    remaining: Some(remaining),
+                }))
+            }
+            ReserveOutcome::Existing { reservation } => {
+                let order = reservation.to_order();
+                if reservation.state == ReservationState::Reserved {
+                    // The first attempt may have died between reserve and publish: publish again.
+                    // The worker persists idempotently, so a second event costs nothing.
+                    self.inner
+                        .queue
+                        .publish(&OrderEvent::Placed {
+                            order: order.clone(),
+                        })
+                        .await?;
+                }
+                Ok(PurchaseOutcome::Duplicate(Receipt {
+                    order,
+                    remaining: None,
+                }))
+            }
+            ReserveOutcome::SoldOut { available } => {
+                if available == 0 {
+                    entry.mark_sold_out(now, self.inner.config.sold_out_recheck);
+                }
+                Ok(PurchaseOutcome::SoldOut)
+            }
+            ReserveOutcome::LimitExceeded { limit, .. } => {
+                Ok(PurchaseOutcome::LimitExceeded { limit })
+            }
+            ReserveOutcome::NotActive { state } => Ok(PurchaseOutcome::NotActive(state)),
+        }
+    }
+
+    /// Publishes the order's event; if that fails, returns its units so that no unit is ever
+    /// held without its event, and answers the publish error.
+    async fn publish_or_abort(&self, order: &Order) -> Result<()> {
+        let event = OrderEvent::Placed {
+            order: order.clone(),
+        };
+        let Err(publish_error) = self.inner.queue.publish(&event).await else {
+            return Ok(());
+        };
+        warn!(order = %order.id, sku = %order.sku, error = %publish_error, "order event not queued; releasing its units");
+        match self
+            .inner
+            .stock
+            .release(&order.sku, order.id, ReleaseReason::Aborted)
+            .await
+        {
+            Ok(_) => self.units_returned(&order.sku),
+            // The reservation stays held until its TTL; the sweeper then returns the units.
+            Err(release_error) => {
+                error!(order = %order.id, sku = %order.sku, error = %release_error, "could not release an unqueued reservation; the sweeper will after its TTL")
+            }
+        }
+        Err(publish_error)
+    }
+}

@@ -1,0 +1,121 @@
+//! Reconciliation: the stock store against the system of record.
+
+use tracing::warn;
+
+use super::FlashSale;
+use super::orders::released_status;
+use crate::error::{Error, Result};
+use crate::order::{Order, OrderStatus};
+use crate::repository::{MAX_PAGE_SIZE, OrderQuery, StatusCounts};
+use crate::reservation::ReservationState;
+use crate::sale::{Sale, Sku, StockSnapshot};
+
+/// How a sale's live stock compares with its persisted orders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// The sale.
+    pub sku: Sku,
+    /// The stock store's counts; `None` when the store has lost the sale.
+    pub store: Option<StockSnapshot>,
+    /// The repository's orders per status.
+    pub repository: StatusCounts,
+    /// Units the store holds as reserved minus units of pending orders.
+    pub reserved_drift: i64,
+    /// Units the store counts as sold minus units of paid orders.
+    pub sold_drift: i64,
+    /// Whether this call rebuilt the store from the repository.
+    pub repaired: bool,
+}
+
+impl ReconcileReport {
+    /// Whether the store and the repository agree.
+    pub fn in_sync(&self) -> bool {
+        self.store.is_some() && self.reserved_drift == 0 && self.sold_drift == 0
+    }
+}
+
+impl FlashSale {
+    /// Compares the sale's live stock with its persisted orders. With `repair`, when they disagree,
+    /// the repository wins: pending orders whose reservation the store already released are
+    /// settled (expired or cancelled), then the store is rebuilt from the orders
+    /// ([`StockStore::restore`](crate::StockStore::restore)).
+    ///
+    /// Events still in the queue are not in the repository yet and show as drift: reconcile a
+    /// quiet sale, with the worker drained. Repair while purchases flow would drop their
+    /// reservations.
+    pub async fn reconcile(&self, sku: &Sku, repair: bool) -> Result<ReconcileReport> {
+        let report = self.compare(sku).await?;
+        if !repair || report.in_sync() {
+            return Ok(report);
+        }
+        let sale = self.definition(sku).await?;
+        warn!(sku = %sku, reserved_drift = report.reserved_drift, sold_drift = report.sold_drift, store_lost = report.store.is_none(), "rebuilding live stock from the repository");
+        let mut orders = self.all_orders(sku).await?;
+        if report.store.is_some() {
+            for order in orders
+                .iter_mut()
+                .filter(|order| order.status == OrderStatus::Pending)
+            {
+                let reservation = self.inner.stock.reservation(sku, order.id).await?;
+                if let Some(ReservationState::Released(reason)) = reservation.map(|r| r.state) {
+                    let status = released_status(reason);
+                    self.record_release(order, status).await?;
+                    order.status = status;
+                }
+            }
+        }
+        self.inner.stock.restore(&sale, &orders).await?;
+        self.units_returned(sku);
+        let mut report = self.compare(sku).await?;
+        report.repaired = true;
+        Ok(report)
+    }
+
+    async fn compare(&self, sku: &Sku) -> Result<ReconcileReport> {
+        let store = match self.inner.stock.snapshot(sku).await {
+            Ok(snapshot) => Some(snapshot),
+            Err(Error::UnknownSale(_)) => None,
+            Err(err) => return Err(err),
+        };
+        let repository = self.inner.repository.counts(sku).await?;
+        let (reserved, sold) = store.map_or((0, 0), |s| (s.reserved, s.sold));
+        Ok(ReconcileReport {
+            sku: sku.clone(),
+            store,
+            repository,
+            reserved_drift: reserved as i64 - repository.pending.units as i64,
+            sold_drift: sold as i64 - repository.paid.units as i64,
+            repaired: false,
+        })
+    }
+
+    /// The sale's definition: the repository's (durable) copy, else the store's.
+    async fn definition(&self, sku: &Sku) -> Result<Sale> {
+        let stored = self.inner.repository.sales().await?;
+        if let Some(sale) = stored.into_iter().find(|sale| sale.sku == *sku) {
+            return Ok(sale);
+        }
+        self.inner
+            .stock
+            .sale(sku)
+            .await?
+            .ok_or_else(|| Error::UnknownSale(sku.clone()))
+    }
+
+    async fn all_orders(&self, sku: &Sku) -> Result<Vec<Order>> {
+        let mut query = OrderQuery {
+            sku: Some(sku.clone()),
+            limit: Some(MAX_PAGE_SIZE),
+            ..OrderQuery::default()
+        };
+        let mut orders = Vec::new();
+        loop {
+            let page = self.inner.repository.list(&query).await?;
+            orders.extend(page.orders);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(orders),
+            }
+        }
+    }
+}

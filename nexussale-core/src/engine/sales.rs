@@ -1,0 +1,131 @@
+//! Creating and reading sales, and the engine's cache of their definitions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use super::FlashSale;
+use crate::error::{Error, Result};
+use crate::sale::{Sale, SaleState, Sku, StockSnapshot};
+
+/// A cached sale definition and its sold-out flag.
+pub(super) struct SaleEntry {
+    pub(super) sale: Sale,
+    /// Until this instant (Unix milliseconds), purchases are answered sold out without asking the
+    /// stock store; 0 when the sale is not known to be sold out.
+    sold_out_until: AtomicI64,
+}
+
+impl SaleEntry {
+    fn new(sale: Sale) -> Self {
+        Self {
+            sale,
+            sold_out_until: AtomicI64::new(0),
+        }
+    }
+
+    pub(super) fn is_sold_out(&self, now: DateTime<Utc>) -> bool {
+        now.timestamp_millis() < self.sold_out_until.load(Ordering::Acquire)
+    }
+
+    pub(super) fn mark_sold_out(&self, now: DateTime<Utc>, recheck: std::time::Duration) {
+        let until = now
+            .timestamp_millis()
+            .saturating_add(recheck.as_millis() as i64);
+        self.sold_out_until.store(until, Ordering::Release);
+    }
+
+    pub(super) fn units_returned(&self) {
+        self.sold_out_until.store(0, Ordering::Release);
+    }
+}
+
+/// A sale with its live stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleView {
+    /// The definition.
+    pub sale: Sale,
+    /// The stock counts.
+    pub snapshot: StockSnapshot,
+    /// Where the sale stands now.
+    pub state: SaleState,
+}
+
+impl FlashSale {
+    /// Creates a sale: its definition in the repository (durable), then its stock. Safe to retry:
+    /// [`Error::SaleExists`] only when the stock store already had the sale.
+    pub async fn create_sale(&self, sale: Sale) -> Result<SaleView> {
+        sale.validate()?;
+        self.inner.repository.save_sale(&sale).await?;
+        if !self.inner.stock.create_sale(&sale).await? {
+            return Err(Error::SaleExists(sale.sku));
+        }
+        let snapshot = self.inner.stock.snapshot(&sale.sku).await?;
+        let entry = self.cache(sale);
+        Ok(self.view(&entry.sale, snapshot))
+    }
+
+    /// Creates the sale unless one with its sku exists; answers whether it did.
+    pub async fn ensure_sale(&self, sale: Sale) -> Result<bool> {
+        match self.create_sale(sale).await {
+            Ok(_) => Ok(true),
+            Err(Error::SaleExists(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// One sale with its stock.
+    pub async fn sale(&self, sku: &Sku) -> Result<SaleView> {
+        let entry = self.sale_entry(sku).await?;
+        let snapshot = self.inner.stock.snapshot(sku).await?;
+        Ok(self.view(&entry.sale, snapshot))
+    }
+
+    /// Every sale with its stock, by sku.
+    pub async fn sales(&self) -> Result<Vec<SaleView>> {
+        let sales = self.inner.stock.sales().await?;
+        let mut views = Vec::with_capacity(sales.len());
+        for sale in sales {
+            let snapshot = self.inner.stock.snapshot(&sale.sku).await?;
+            views.push(self.view(&sale, snapshot));
+        }
+        Ok(views)
+    }
+
+    fn view(&self, sale: &Sale, snapshot: StockSnapshot) -> SaleView {
+        SaleView {
+            state: sale.state(self.now(), &snapshot),
+            sale: sale.clone(),
+            snapshot,
+        }
+    }
+
+    fn cache(&self, sale: Sale) -> Arc<SaleEntry> {
+        Arc::clone(
+            &self
+                .inner
+                .sales
+                .entry(sale.sku.clone())
+                .or_insert_with(|| Arc::new(SaleEntry::new(sale))),
+        )
+    }
+
+    /// The cached definition, loaded from the stock store on first use.
+    pub(super) async fn sale_entry(&self, sku: &Sku) -> Result<Arc<SaleEntry>> {
+        if let Some(entry) = self.inner.sales.get(sku) {
+            return Ok(Arc::clone(&entry));
+        }
+        match self.inner.stock.sale(sku).await? {
+            Some(sale) => Ok(self.cache(sale)),
+            None => Err(Error::UnknownSale(sku.clone())),
+        }
+    }
+
+    /// Ends the sold-out pause of a sale after units came back.
+    pub(super) fn units_returned(&self, sku: &Sku) {
+        if let Some(entry) = self.inner.sales.get(sku) {
+            entry.units_returned();
+        }
+    }
+}

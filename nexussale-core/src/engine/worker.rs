@@ -1,0 +1,127 @@
+//! The order worker: queue → repository, at least once, idempotently.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::FlashSale;
+use crate::error::Result;
+use crate::order::{Order, OrderEvent};
+use crate::queue::DeliveryTag;
+
+impl FlashSale {
+    /// Takes one batch off the queue, persists its orders in one idempotent insert, then
+    /// acknowledges it. Answers how many events the batch held (0: nothing arrived within
+    /// [`worker_wait`](super::EngineConfig::worker_wait)).
+    ///
+    /// If the insert fails, the batch is given back (nacked) for redelivery and the error
+    /// returned: nothing is acknowledged that is not persisted.
+    pub async fn process_batch(&self) -> Result<usize> {
+        self.process_batch_within(self.inner.config.worker_wait)
+            .await
+    }
+
+    async fn process_batch_within(&self, wait: Duration) -> Result<usize> {
+        let deliveries = self
+            .inner
+            .queue
+            .receive(self.inner.config.worker_batch, wait)
+            .await?;
+        if deliveries.is_empty() {
+            return Ok(0);
+        }
+        let tags: Vec<DeliveryTag> = deliveries.iter().map(|delivery| delivery.tag).collect();
+        let orders: Vec<Order> = deliveries
+            .into_iter()
+            .map(|delivery| match delivery.event {
+                OrderEvent::Placed { order } => order,
+            })
+            .collect();
+        if let Err(err) = self.inner.repository.insert(&orders).await {
+            if let Err(nack_error) = self.inner.queue.nack(&tags).await {
+                warn!(error = %nack_error, "could not give a failed batch back; it comes back after the queue's redelivery timeout");
+            }
+            return Err(err);
+        }
+        self.inner.queue.ack(&tags).await?;
+        debug!(events = tags.len(), "order batch persisted");
+        Ok(tags.len())
+    }
+
+    /// Processes batches until the queue has nothing ready (it does not wait for more); answers
+    /// how many events were processed. For tests and shutdown: the order worker proper is
+    /// [`run_worker`](Self::run_worker).
+    pub async fn drain(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            match self.process_batch_within(Duration::ZERO).await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    /// Runs the order worker until `shutdown` is cancelled. A batch in progress is always
+    /// finished (persisted and acknowledged) before it returns. Failures are logged and retried
+    /// with exponential backoff up to
+    /// [`worker_max_backoff`](super::EngineConfig::worker_max_backoff).
+    pub async fn run_worker(&self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(self.inner.config.worker_max_backoff);
+        while !shutdown.is_cancelled() {
+            match self.process_batch().await {
+                Ok(_) => backoff.reset(),
+                Err(err) => {
+                    let pause = backoff.next();
+                    warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "order worker failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 10 ms, doubling, capped.
+#[derive(Debug)]
+pub(super) struct Backoff {
+    current: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const START: Duration = Duration::from_millis(10);
+
+    pub(super) fn new(max: Duration) -> Self {
+        Self {
+            current: Self::START,
+            max,
+        }
+    }
+
+    pub(super) fn next(&mut self) -> Duration {
+        let pause = self.current.min(self.max);
+        self.current = (self.current * 2).min(self.max);
+        pause
+    }
+
+    pub(super) fn reset(&mut self) {
+        self.current = Self::START;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(35));
+        let pauses: Vec<u64> = (0..4).map(|_| backoff.next().as_millis() as u64).collect();
+        assert_eq!(pauses, [10, 20, 35, 35]);
+        backoff.reset();
+        assert_eq!(backoff.next(), Duration::from_millis(10));
+    }
+}

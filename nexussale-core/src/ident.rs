@@ -1,0 +1,148 @@
+//! Validated text identifiers: [`Sku`], [`UserId`] and [`IdempotencyKey`].
+//!
+//! All three travel into Redis keys, Kafka keys, SQL binds and URLs, so they share one rule: not
+//! empty, at most [`MAX_IDENT_LEN`] bytes, no control characters. A value of these types is always
+//! valid; parsing is the only way in.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The longest identifier accepted, in bytes.
+pub const MAX_IDENT_LEN: usize = 128;
+
+fn validate(field: &'static str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if value.len() > MAX_IDENT_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_IDENT_LEN} bytes, got {}", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+macro_rules! text_ident {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        ///
+        /// Not empty, at most [`MAX_IDENT_LEN`] bytes, no control characters. Cheap to clone.
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates `value`.
+            pub fn new(value: impl AsRef<str>) -> Result<Self> {
+                let value = value.as_ref();
+                validate($field, value)?;
+                Ok(Self(Arc::from(value)))
+            }
+
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(value: &str) -> Result<Self> {
+                Self::new(value)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            fn try_from(value: String) -> Result<Self> {
+                Self::new(value)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = Error;
+            fn try_from(value: &str) -> Result<Self> {
+                Self::new(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0.to_string()
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+    };
+}
+
+text_ident!(
+    /// The stock-keeping unit that names a sale.
+    Sku,
+    "sku"
+);
+text_ident!(
+    /// The buyer.
+    UserId,
+    "user"
+);
+text_ident!(
+    /// A client-chosen key that makes a purchase safe to retry: within one sale and one user, the
+    /// same key always answers with the same order.
+    IdempotencyKey,
+    "idempotency_key"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_and_unicode_text() {
+        assert_eq!(Sku::new("ps5").unwrap().as_str(), "ps5");
+        assert!(UserId::new("Zoë 🎮").is_ok());
+        assert!(Sku::new("x".repeat(MAX_IDENT_LEN)).is_ok());
+    }
+
+    #[test]
+    fn refuses_empty_long_and_control_characters() {
+        let err = Sku::new("").unwrap_err();
+        assert_eq!(err.to_string(), "invalid sku: must not be empty");
+        let err = UserId::new("x".repeat(MAX_IDENT_LEN + 1)).unwrap_err();
+        assert!(err.to_string().contains("at most 128 bytes"), "{err}");
+        assert!(IdempotencyKey::new("a\nb").is_err());
+        assert!(UserId::new("a\u{7f}").is_err());
+    }
+
+    #[test]
+    fn serde_validates() {
+        let sku: Sku = serde_json::from_str("\"ps5\"").unwrap();
+        assert_eq!(serde_json::to_string(&sku).unwrap(), "\"ps5\"");
+        assert!(serde_json::from_str::<UserId>("\"\"").is_err());
+    }
+}

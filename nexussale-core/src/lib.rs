@@ -1,0 +1,49 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod clock;
+mod engine;
+mod error;
+mod ident;
+pub mod memory;
+mod order;
+mod queue;
+mod repository;
+mod reservation;
+mod sale;
+mod stock;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use engine::{
+    EngineConfig, FlashSale, PurchaseOutcome, PurchaseRequest, Receipt, ReconcileReport, SaleView,
+    SweepReport,
+};
+pub use error::{BoxError, Error, Result};
+pub use ident::{IdempotencyKey, MAX_IDENT_LEN, Sku, UserId};
+pub use order::{MAX_REMARK_LEN, Order, OrderEvent, OrderId, OrderStatus, validate_remark};
+pub use queue::{Delivery, DeliveryTag, DynOrderQueue, OrderQueue};
+pub use repository::{
+    DEFAULT_PAGE_SIZE, DynOrderRepository, MAX_PAGE_SIZE, OrderPage, OrderQuery, OrderRepository,
+    StatusCounts, Tally, TransitionOutcome,
+};
+pub use reservation::{
+    ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReservationState, ReserveOutcome,
+    ReserveRequest,
+};
+pub use sale::{
+    DEFAULT_RESERVATION_TTL, MAX_PER_USER_LIMIT, MAX_RESERVATION_TTL, MAX_STOCK, Sale, SaleState,
+    StockSnapshot,
+};
+pub use stock::{DynStockStore, StockStore};
+
+#[cfg(any(test, feature = "mock"))]
+pub use queue::MockOrderQueue;
+#[cfg(any(test, feature = "mock"))]
+pub use repository::MockOrderRepository;
+#[cfg(any(test, feature = "mock"))]
+pub use stock::MockStockStore;
+
+/// The tokio-util token the worker and sweeper stop on.
+pub use tokio_util::sync::CancellationToken;

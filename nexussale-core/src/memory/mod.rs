@@ -1,0 +1,13 @@
+//! In-memory backends: the embedded default, and the reference behaviour every backend must match.
+//!
+//! They are real implementations, not fakes: concurrent, bounded, and held to the same
+//! [conformance kit](crate#features) as Redis, Kafka and MySQL. What they cannot give is
+//! durability beyond the process.
+
+mod queue;
+mod repository;
+mod stock;
+
+pub use queue::{DEFAULT_CAPACITY, DEFAULT_REDELIVERY_TIMEOUT, MemoryOrderQueue};
+pub use repository::MemoryOrderRepository;
+pub use stock::MemoryStockStore;

@@ -1,0 +1,180 @@
+//! [`MemoryOrderRepository`]: orders in process memory, indexed like a database would.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+
+use crate::error::Result;
+use crate::ident::{Sku, UserId};
+use crate::order::{Order, OrderId, OrderStatus};
+use crate::repository::{OrderPage, OrderQuery, OrderRepository, StatusCounts, TransitionOutcome};
+use crate::sale::Sale;
+
+/// An [`OrderRepository`] in process memory: the embedded default.
+///
+/// Orders sit in a map ordered by id with secondary indexes by user and by sku, and counts per
+/// sku and status kept up to date on every write, so listings and counts never scan everything
+/// they do not return. It is off the purchase path (the order worker writes in batches), so one
+/// reader-writer lock guards it. Clones share the state.
+#[derive(Clone, Default)]
+pub struct MemoryOrderRepository {
+    inner: Arc<RwLock<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    orders: BTreeMap<OrderId, Order>,
+    by_user: HashMap<UserId, BTreeSet<OrderId>>,
+    by_sku: HashMap<Sku, BTreeSet<OrderId>>,
+    counts: HashMap<Sku, StatusCounts>,
+    sales: BTreeMap<Sku, Sale>,
+}
+
+impl MemoryOrderRepository {
+    /// An empty repository.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for MemoryOrderRepository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.inner.read();
+        f.debug_struct("MemoryOrderRepository")
+            .field("orders", &inner.orders.len())
+            .field("sales", &inner.sales.len())
+            .finish()
+    }
+}
+
+impl Inner {
+    fn count(&mut self, order: &Order, status: OrderStatus, add: bool) {
+        let tally = self
+            .counts
+            .entry(order.sku.clone())
+            .or_default()
+            .get_mut(status);
+        let units = u64::from(order.quantity);
+        if add {
+            tally.orders += 1;
+            tally.units += units;
+        } else {
+            tally.orders -= 1;
+            tally.units -= units;
+        }
+    }
+
+    fn insert(&mut self, order: &Order) -> bool {
+        if self.orders.contains_key(&order.id) {
+            return false;
+        }
+        self.by_user
+            .entry(order.user.clone())
+            .or_default()
+            .insert(order.id);
+        self.by_sku
+            .entry(order.sku.clone())
+            .or_default()
+            .insert(order.id);
+        self.count(order, order.status, true);
+        self.orders.insert(order.id, order.clone());
+        true
+    }
+
+    fn list(&self, query: &OrderQuery, page_size: usize) -> OrderPage {
+        let upper = query.after.map_or(Bound::Unbounded, Bound::Excluded);
+        let range = (Bound::Unbounded, upper);
+        // Walk the narrowest index the query allows, newest first.
+        let ids: Box<dyn Iterator<Item = &OrderId>> = match (&query.user, &query.sku) {
+            (Some(user), _) => match self.by_user.get(user) {
+                Some(ids) => Box::new(ids.range(range).rev()),
+                None => Box::new(std::iter::empty()),
+            },
+            (None, Some(sku)) => match self.by_sku.get(sku) {
+                Some(ids) => Box::new(ids.range(range).rev()),
+                None => Box::new(std::iter::empty()),
+            },
+            (None, None) => Box::new(self.orders.range(range).rev().map(|(id, _)| id)),
+        };
+        let mut orders: Vec<Order> = ids
+            .filter_map(|id| self.orders.get(id))
+            .filter(|order| query.matches(order))
+            .take(page_size + 1)
+            .cloned()
+            .collect();
+        let next = if orders.len() > page_size {
+            orders.truncate(page_size);
+            orders.last().map(|order| order.id)
+        } else {
+            None
+        };
+        OrderPage { orders, next }
+    }
+}
+
+#[async_trait]
+impl OrderRepository for MemoryOrderRepository {
+    async fn save_sale(&self, sale: &Sale) -> Result<bool> {
+        let mut inner = self.inner.write();
+        if inner.sales.contains_key(&sale.sku) {
+            return Ok(false);
+        }
+        inner.sales.insert(sale.sku.clone(), sale.clone());
+        Ok(true)
+    }
+
+    async fn sales(&self) -> Result<Vec<Sale>> {
+        Ok(self.inner.read().sales.values().cloned().collect())
+    }
+
+    async fn insert(&self, orders: &[Order]) -> Result<u64> {
+        let mut inner = self.inner.write();
+        Ok(orders.iter().filter(|order| inner.insert(order)).count() as u64)
+    }
+
+    async fn get(&self, id: OrderId) -> Result<Option<Order>> {
+        Ok(self.inner.read().orders.get(&id).cloned())
+    }
+
+    async fn list(&self, query: &OrderQuery) -> Result<OrderPage> {
+        let page_size = query.page_size()?;
+        Ok(self.inner.read().list(query, page_size))
+    }
+
+    async fn transition(
+        &self,
+        id: OrderId,
+        from: OrderStatus,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+    ) -> Result<TransitionOutcome> {
+        let mut inner = self.inner.write();
+        let Some(order) = inner.orders.get_mut(&id) else {
+            return Ok(TransitionOutcome::NotFound);
+        };
+        if order.status != from {
+            return Ok(TransitionOutcome::Mismatch(order.status));
+        }
+        order.status = to;
+        order.updated_at = at;
+        let order = order.clone();
+        inner.count(&order, from, false);
+        inner.count(&order, to, true);
+        Ok(TransitionOutcome::Applied)
+    }
+
+    async fn counts(&self, sku: &Sku) -> Result<StatusCounts> {
+        Ok(self
+            .inner
+            .read()
+            .counts
+            .get(sku)
+            .copied()
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,221 @@
+//! Orders, their statuses, and the events the order queue carries.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::ident::{IdempotencyKey, Sku, UserId};
+
+/// The longest remark accepted, in bytes.
+pub const MAX_REMARK_LEN: usize = 512;
+
+/// An order's id: a UUID v7, so ids sort by creation time (cursor pagination and index locality).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderId(Uuid);
+
+impl OrderId {
+    /// A new, time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// The id as a UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for OrderId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<Uuid> for OrderId {
+    fn from(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+}
+
+impl FromStr for OrderId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| Error::invalid("order_id", "must be a UUID"))
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Where an order stands: `pending` → `paid` | `cancelled` | `expired`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Units reserved, waiting for payment.
+    Pending,
+    /// Paid: the units are sold.
+    Paid,
+    /// Cancelled by the buyer: the units went back on sale.
+    Cancelled,
+    /// Not paid within the reservation TTL: the units went back on sale.
+    Expired,
+}
+
+impl OrderStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [OrderStatus; 4] = [Self::Pending, Self::Paid, Self::Cancelled, Self::Expired];
+
+    /// The status as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Paid => "paid",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid("status", "must be one of pending, paid, cancelled, expired")
+            })
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks a free-text remark: at most [`MAX_REMARK_LEN`] bytes, no control characters but
+/// newline and tab.
+pub fn validate_remark(remark: &str) -> Result<()> {
+    if remark.len() > MAX_REMARK_LEN {
+        return Err(Error::invalid(
+            "remark",
+            format!("must be at most {MAX_REMARK_LEN} bytes"),
+        ));
+    }
+    if remark
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(Error::invalid(
+            "remark",
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// One accepted purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The order's id (also its reservation's id).
+    pub id: OrderId,
+    /// The sale.
+    pub sku: Sku,
+    /// The buyer.
+    pub user: UserId,
+    /// Units bought.
+    pub quantity: u32,
+    /// Where the order stands.
+    pub status: OrderStatus,
+    /// When the purchase was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When the status last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the reservation lapses unless paid.
+    pub expires_at: DateTime<Utc>,
+    /// Free text from the buyer.
+    pub remark: Option<String>,
+    /// The key that makes the purchase safe to retry.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// What the order queue carries, from the purchase path to the order worker.
+///
+/// Adapters encode it (e.g. versioned JSON, see [`OrderEvent::SCHEMA_VERSION`]); the enum is
+/// `non_exhaustive` so new kinds of events do not break consumers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OrderEvent {
+    /// A purchase was accepted: persist this (pending) order.
+    Placed {
+        /// The order.
+        order: Order,
+    },
+}
+
+impl OrderEvent {
+    /// The schema version adapters write next to encoded events.
+    pub const SCHEMA_VERSION: u32 = 1;
+
+    /// The sku the event belongs to (the partitioning key of a queue).
+    pub fn sku(&self) -> &Sku {
+        match self {
+            Self::Placed { order } => &order.sku,
+        }
+    }
+
+    /// The order the event is about.
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            Self::Placed { order } => order.id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_ids_sort_by_creation() {
+        let a = OrderId::new();
+        let b = OrderId::new();
+        assert!(a < b);
+        assert_eq!(a.to_string().parse::<OrderId>().unwrap(), a);
+        assert!("nope".parse::<OrderId>().is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in OrderStatus::ALL {
+            assert_eq!(status.as_str().parse::<OrderStatus>().unwrap(), status);
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert!("shipped".parse::<OrderStatus>().is_err());
+    }
+
+    #[test]
+    fn remarks_are_bounded() {
+        assert!(validate_remark("fragile\nleave at door").is_ok());
+        assert!(validate_remark(&"x".repeat(MAX_REMARK_LEN + 1)).is_err());
+        assert!(validate_remark("\u{0}").is_err());
+    }
+}

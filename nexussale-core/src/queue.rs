@@ -1,0 +1,97 @@
+//! [`OrderQueue`]: carries order events from the purchase path to the order worker.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::order::OrderEvent;
+
+/// A shared, type-erased [`OrderQueue`].
+pub type DynOrderQueue = Arc<dyn OrderQueue>;
+
+/// Identifies one delivery for acknowledgement: a partition and an offset within it (a queue
+/// without partitions uses partition 0 and a sequence number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryTag {
+    /// The partition the event came from.
+    pub partition: i32,
+    /// Its position there.
+    pub offset: i64,
+}
+
+/// One event handed to a consumer, to acknowledge once processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The event.
+    pub event: OrderEvent,
+    /// What to pass to [`OrderQueue::ack`] or [`OrderQueue::nack`].
+    pub tag: DeliveryTag,
+}
+
+/// A durable, at-least-once queue of [`OrderEvent`]s.
+///
+/// # Contract
+///
+/// - **Durable publish.** [`publish`](Self::publish) returns `Ok` only once the event is as durable
+///   as the queue can make it (acknowledged by the broker's in-sync replicas, for Kafka). When it
+///   cannot, it returns an error and the caller must treat the event as not queued. A full queue
+///   answers a retryable error rather than growing without bound.
+/// - **At-least-once delivery.** [`receive`](Self::receive) hands out events in batches. An event
+///   stays owed until it is acknowledged: what is [`nack`](Self::nack)ed, or held by a consumer that
+///   goes away, is delivered again. Consumers must therefore process idempotently.
+/// - **Order.** Events of one sku are delivered in publish order, except for redeliveries.
+/// - Concurrent consumers of one queue (or of one consumer group) each receive different events.
+///
+/// # Example
+///
+/// ```
+/// # use nexussale_core::{memory::MemoryOrderQueue, OrderQueue};
+/// # use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> nexussale_core::Result<()> {
+/// let queue = MemoryOrderQueue::new();
+/// // Nothing published: `receive` waits up to 10 ms and returns an empty batch.
+/// let batch = queue.receive(100, Duration::from_millis(10)).await?;
+/// assert!(batch.is_empty());
+/// # Ok(()) }
+/// ```
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OrderQueue: Send + Sync + Debug + 'static {
+    /// Queues `event` durably (see the contract).
+    async fn publish(&self, event: &OrderEvent) -> Result<()>;
+
+    /// Up to `max` events; waits up to `wait` for the first one, then returns what is ready. An
+    /// empty batch means nothing arrived in time.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
+
+    /// Marks deliveries processed: they will not be delivered again.
+    async fn ack(&self, tags: &[DeliveryTag]) -> Result<()>;
+
+    /// Gives deliveries back unprocessed: they will be delivered again.
+    async fn nack(&self, tags: &[DeliveryTag]) -> Result<()>;
+}
+
+macro_rules! forward_order_queue {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<T: OrderQueue + ?Sized> OrderQueue for $ty {
+            async fn publish(&self, event: &OrderEvent) -> Result<()> {
+                (**self).publish(event).await
+            }
+            async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+                (**self).receive(max, wait).await
+            }
+            async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
+                (**self).ack(tags).await
+            }
+            async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {
+                (**self).nack(tags).await
+            }
+        }
+    )*};
+}
+
+forward_order_queue!(Arc<T>, Box<T>);

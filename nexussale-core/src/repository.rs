@@ -1,0 +1,215 @@
+//! [`OrderRepository`]: the system of record for orders and sale definitions.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ident::{Sku, UserId};
+use crate::order::{Order, OrderId, OrderStatus};
+use crate::sale::Sale;
+
+/// A shared, type-erased [`OrderRepository`].
+pub type DynOrderRepository = Arc<dyn OrderRepository>;
+
+/// The page size when none is asked for.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The largest page a listing returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Which orders to list, newest first, one page at a time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderQuery {
+    /// Only this buyer's orders.
+    pub user: Option<UserId>,
+    /// Only this sale's orders.
+    pub sku: Option<Sku>,
+    /// Only orders in this status.
+    pub status: Option<OrderStatus>,
+    /// Only orders older than this one: the `next` cursor of the previous page.
+    pub after: Option<OrderId>,
+    /// Page size, 1..=[`MAX_PAGE_SIZE`]; `None` means [`DEFAULT_PAGE_SIZE`].
+    pub limit: Option<u32>,
+}
+
+impl OrderQuery {
+    /// The page size to use: the asked size, checked, or the default.
+    pub fn page_size(&self) -> Result<usize> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE_SIZE as usize),
+            Some(limit @ 1..=MAX_PAGE_SIZE) => Ok(limit as usize),
+            Some(_) => Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            )),
+        }
+    }
+
+    /// Whether `order` passes the query's filters (not its cursor).
+    pub fn matches(&self, order: &Order) -> bool {
+        self.user.as_ref().is_none_or(|user| *user == order.user)
+            && self.sku.as_ref().is_none_or(|sku| *sku == order.sku)
+            && self.status.is_none_or(|status| status == order.status)
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPage {
+    /// The orders, newest (highest id) first.
+    pub orders: Vec<Order>,
+    /// The cursor of the next page; `None` on the last page.
+    pub next: Option<OrderId>,
+}
+
+/// The answer to [`OrderRepository::transition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    /// The status changed.
+    Applied,
+    /// The order is in another status: nothing changed.
+    Mismatch(OrderStatus),
+    /// No such order.
+    NotFound,
+}
+
+/// Orders and units of one status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Number of orders.
+    pub orders: u64,
+    /// Sum of their quantities.
+    pub units: u64,
+}
+
+/// Orders of one sale, per status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCounts {
+    /// Pending orders: units the stock store should hold as reserved.
+    pub pending: Tally,
+    /// Paid orders: units the stock store should count as sold.
+    pub paid: Tally,
+    /// Cancelled orders.
+    pub cancelled: Tally,
+    /// Expired orders.
+    pub expired: Tally,
+}
+
+impl StatusCounts {
+    /// The tally of one status.
+    pub fn get(&self, status: OrderStatus) -> Tally {
+        match status {
+            OrderStatus::Pending => self.pending,
+            OrderStatus::Paid => self.paid,
+            OrderStatus::Cancelled => self.cancelled,
+            OrderStatus::Expired => self.expired,
+        }
+    }
+
+    /// The tally of one status, to change.
+    pub fn get_mut(&mut self, status: OrderStatus) -> &mut Tally {
+        match status {
+            OrderStatus::Pending => &mut self.pending,
+            OrderStatus::Paid => &mut self.paid,
+            OrderStatus::Cancelled => &mut self.cancelled,
+            OrderStatus::Expired => &mut self.expired,
+        }
+    }
+}
+
+/// Persists orders and sale definitions.
+///
+/// # Contract
+///
+/// - **Idempotent insert.** [`insert`](Self::insert) stores each order whose id is new and leaves an
+///   existing id untouched, whatever the stored or the given status; the same batch inserted twice,
+///   or by two tasks at once, yields each order once. It answers how many orders were new. A batch
+///   is all or nothing.
+/// - **Compare-and-set.** [`transition`](Self::transition) changes an order's status only if it is
+///   `from`, atomically, and says whether it did.
+/// - **Stable pagination.** [`list`](Self::list) returns orders by id, newest first; following
+///   `next` cursors visits every matching order exactly once, with no gap or repeat, even while
+///   orders are inserted.
+/// - **Durability.** `Ok` means the write is committed.
+///
+/// # Example
+///
+/// ```
+/// # use nexussale_core::{memory::MemoryOrderRepository, OrderQuery, OrderRepository};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> nexussale_core::Result<()> {
+/// let repository = MemoryOrderRepository::new();
+/// let page = repository.list(&OrderQuery::default()).await?;
+/// assert!(page.orders.is_empty() && page.next.is_none());
+/// # Ok(()) }
+/// ```
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OrderRepository: Send + Sync + Debug + 'static {
+    /// Stores a sale's definition. `Ok(false)` when one with this sku exists already (left
+    /// unchanged).
+    async fn save_sale(&self, sale: &Sale) -> Result<bool>;
+
+    /// Every stored sale definition.
+    async fn sales(&self) -> Result<Vec<Sale>>;
+
+    /// Stores the orders whose ids are new; answers how many were (see the contract).
+    async fn insert(&self, orders: &[Order]) -> Result<u64>;
+
+    /// One order.
+    async fn get(&self, id: OrderId) -> Result<Option<Order>>;
+
+    /// One page of the orders `query` selects.
+    async fn list(&self, query: &OrderQuery) -> Result<OrderPage>;
+
+    /// Sets the status to `to` if it is `from`; `at` becomes `updated_at`.
+    async fn transition(
+        &self,
+        id: OrderId,
+        from: OrderStatus,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+    ) -> Result<TransitionOutcome>;
+
+    /// The sale's orders and units per status.
+    async fn counts(&self, sku: &Sku) -> Result<StatusCounts>;
+}
+
+macro_rules! forward_order_repository {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<T: OrderRepository + ?Sized> OrderRepository for $ty {
+            async fn save_sale(&self, sale: &Sale) -> Result<bool> {
+                (**self).save_sale(sale).await
+            }
+            async fn sales(&self) -> Result<Vec<Sale>> {
+                (**self).sales().await
+            }
+            async fn insert(&self, orders: &[Order]) -> Result<u64> {
+                (**self).insert(orders).await
+            }
+            async fn get(&self, id: OrderId) -> Result<Option<Order>> {
+                (**self).get(id).await
+            }
+            async fn list(&self, query: &OrderQuery) -> Result<OrderPage> {
+                (**self).list(query).await
+            }
+            async fn transition(
+                &self,
+                id: OrderId,
+                from: OrderStatus,
+                to: OrderStatus,
+                at: DateTime<Utc>,
+            ) -> Result<TransitionOutcome> {
+                (**self).transition(id, from, to, at).await
+            }
+            async fn counts(&self, sku: &Sku) -> Result<StatusCounts> {
+                (**self).counts(sku).await
+            }
+        }
+    )*};
+}
+
+forward_order_repository!(Arc<T>, Box<T>);

@@ -1,0 +1,258 @@
+//! Sales: the definition of one flash sale, its state, and a snapshot of its stock.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+pub(crate) use crate::ident::Sku;
+
+/// The most units one sale may hold.
+pub const MAX_STOCK: u64 = 1_000_000_000;
+/// The largest per-user limit.
+pub const MAX_PER_USER_LIMIT: u32 = 1_000_000;
+/// The reservation TTL when none is given: 15 minutes.
+pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(900);
+/// The longest reservation TTL: 7 days.
+pub const MAX_RESERVATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The definition of a flash sale. Immutable once created.
+///
+/// ```
+/// use nexussale_core::{Sale, Sku};
+/// let sale = Sale::new(Sku::new("ps5")?, 100).with_per_user_limit(2);
+/// sale.validate()?;
+/// # Ok::<(), nexussale_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sale {
+    /// The sku that names the sale.
+    pub sku: Sku,
+    /// Units on sale, 1..=[`MAX_STOCK`].
+    pub stock: u64,
+    /// Units one user may hold at once (reserved or sold), 1..=[`MAX_PER_USER_LIMIT`].
+    pub per_user_limit: u32,
+    /// Purchases are refused before this instant.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Purchases are refused from this instant on.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// How long a reservation holds its units before the sweeper returns them unless paid.
+    #[serde(with = "ttl_secs", rename = "reservation_ttl_secs")]
+    pub reservation_ttl: Duration,
+}
+
+impl Sale {
+    /// A sale of `stock` units, open now and forever, one unit per user, the default TTL.
+    pub fn new(sku: Sku, stock: u64) -> Self {
+        Self {
+            sku,
+            stock,
+            per_user_limit: 1,
+            starts_at: None,
+            ends_at: None,
+            reservation_ttl: DEFAULT_RESERVATION_TTL,
+        }
+    }
+
+    /// Sets the per-user limit.
+    pub fn with_per_user_limit(mut self, limit: u32) -> Self {
+        self.per_user_limit = limit;
+        self
+    }
+
+    /// Sets the window in which purchases are accepted.
+    pub fn with_window(
+        mut self,
+        starts_at: Option<DateTime<Utc>>,
+        ends_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        self.starts_at = starts_at;
+        self.ends_at = ends_at;
+        self
+    }
+
+    /// Sets the reservation TTL.
+    pub fn with_reservation_ttl(mut self, ttl: Duration) -> Self {
+        self.reservation_ttl = ttl;
+        self
+    }
+
+    /// Checks the ranges the fields must keep.
+    pub fn validate(&self) -> Result<()> {
+        if self.stock == 0 || self.stock > MAX_STOCK {
+            return Err(Error::invalid(
+                "stock",
+                format!("must be between 1 and {MAX_STOCK}"),
+            ));
+        }
+        if self.per_user_limit == 0 || self.per_user_limit > MAX_PER_USER_LIMIT {
+            return Err(Error::invalid(
+                "per_user_limit",
+                format!("must be between 1 and {MAX_PER_USER_LIMIT}"),
+            ));
+        }
+        if let (Some(start), Some(end)) = (self.starts_at, self.ends_at) {
+            if end <= start {
+                return Err(Error::invalid("ends_at", "must be after starts_at"));
+            }
+        }
+        if self.reservation_ttl < Duration::from_secs(1)
+            || self.reservation_ttl > MAX_RESERVATION_TTL
+        {
+            return Err(Error::invalid(
+                "reservation_ttl_secs",
+                format!("must be between 1 and {}", MAX_RESERVATION_TTL.as_secs()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where the sale's window stands at `now`, ignoring stock.
+    pub fn window_state(&self, now: DateTime<Utc>) -> SaleState {
+        match (self.starts_at, self.ends_at) {
+            (Some(start), _) if now < start => SaleState::Upcoming,
+            (_, Some(end)) if now >= end => SaleState::Ended,
+            _ => SaleState::Active,
+        }
+    }
+
+    /// The sale's state at `now` given its stock.
+    pub fn state(&self, now: DateTime<Utc>, snapshot: &StockSnapshot) -> SaleState {
+        match self.window_state(now) {
+            SaleState::Active if snapshot.available == 0 => SaleState::SoldOut,
+            state => state,
+        }
+    }
+
+    /// When a reservation made at `now` expires.
+    pub fn expiry_from(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        // validate() bounds the TTL to 7 days, so the conversion cannot fail for a valid sale.
+        now + chrono::Duration::from_std(self.reservation_ttl).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+/// Where a sale stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleState {
+    /// Before `starts_at`.
+    Upcoming,
+    /// Accepting purchases.
+    Active,
+    /// Within its window, no unit available (units may come back when reservations lapse).
+    SoldOut,
+    /// At or after `ends_at`.
+    Ended,
+}
+
+impl SaleState {
+    /// The state as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Upcoming => "upcoming",
+            Self::Active => "active",
+            Self::SoldOut => "sold_out",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+impl std::fmt::Display for SaleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The stock of one sale at one instant. `available + reserved + sold == stock` whenever no
+/// operation is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockSnapshot {
+    /// Units on sale in total.
+    pub stock: u64,
+    /// Units anyone may still reserve.
+    pub available: u64,
+    /// Units held by live reservations (pending orders).
+    pub reserved: u64,
+    /// Units of confirmed (paid) reservations.
+    pub sold: u64,
+}
+
+mod ttl_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(ttl: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(ttl.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sku() -> Sku {
+        Sku::new("ps5").unwrap()
+    }
+
+    #[test]
+    fn validate_refuses_bad_ranges() {
+        assert!(Sale::new(sku(), 0).validate().is_err());
+        assert!(Sale::new(sku(), MAX_STOCK + 1).validate().is_err());
+        assert!(
+            Sale::new(sku(), 1)
+                .with_per_user_limit(0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Sale::new(sku(), 1)
+                .with_reservation_ttl(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
+        let now = Utc::now();
+        assert!(
+            Sale::new(sku(), 1)
+                .with_window(Some(now), Some(now))
+                .validate()
+                .is_err()
+        );
+        assert!(Sale::new(sku(), 1).validate().is_ok());
+    }
+
+    #[test]
+    fn state_follows_window_and_stock() {
+        let now = Utc::now();
+        let hour = chrono::Duration::hours(1);
+        let sale = Sale::new(sku(), 10).with_window(Some(now), Some(now + hour));
+        let full = StockSnapshot {
+            stock: 10,
+            available: 10,
+            reserved: 0,
+            sold: 0,
+        };
+        let empty = StockSnapshot {
+            available: 0,
+            sold: 10,
+            ..full
+        };
+        assert_eq!(sale.state(now - hour, &full), SaleState::Upcoming);
+        assert_eq!(sale.state(now, &full), SaleState::Active);
+        assert_eq!(sale.state(now, &empty), SaleState::SoldOut);
+        assert_eq!(sale.state(now + hour, &full), SaleState::Ended);
+    }
+
+    #[test]
+    fn serializes_ttl_in_seconds() {
+        let json = serde_json::to_value(Sale::new(sku(), 3)).unwrap();
+        assert_eq!(json["reservation_ttl_secs"], 900);
+        let back: Sale = serde_json::from_value(json).unwrap();
+        assert_eq!(back, Sale::new(sku(), 3));
+    }
+}

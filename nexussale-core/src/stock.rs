@@ -1,0 +1,157 @@
+//! [`StockStore`]: where live stock and reservations are held.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+use crate::order::{Order, OrderId};
+use crate::reservation::{
+    ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReserveOutcome, ReserveRequest,
+};
+use crate::sale::{Sale, Sku, StockSnapshot};
+
+/// A shared, type-erased [`StockStore`].
+pub type DynStockStore = Arc<dyn StockStore>;
+
+/// Holds each sale's live stock, and the reservations made against it.
+///
+/// # Contract
+///
+/// Every implementation owes these guarantees; [`testkit`](crate#features) checks them.
+///
+/// - **Atomic reservation.** [`reserve`](Self::reserve) checks the sale window, the idempotency key,
+///   the per-user limit and the available units, and holds the units, as one indivisible step (for a
+///   remote store: one round trip). However many reservations race, the units held never exceed the
+///   stock, and no user holds more than the limit. Units held by a user count reserved and sold
+///   units; released units stop counting.
+/// - **Idempotency.** Within one sale and one user, a request carrying an idempotency key that an
+///   earlier reservation used answers [`ReserveOutcome::Existing`] with that reservation and holds
+///   nothing, unless that reservation was released with [`ReleaseReason::Aborted`]: then the key is
+///   free again. The key is checked before anything else, so a retry gets its reservation back
+///   even after the sale sold out or ended.
+/// - **Exactly once.** [`confirm`](Self::confirm) and [`release`](Self::release) change a
+///   reservation at most once; of two concurrent releases of one reservation, one answers
+///   [`ReleaseOutcome::Released`] and returns the units, the other answers
+///   [`ReleaseOutcome::AlreadyReleased`]. A released reservation cannot be confirmed, a confirmed one
+///   cannot be released.
+/// - **Time comes from the caller.** The store never reads a clock: `now` arrives with the
+///   request, so expiry is deterministic and testable.
+/// - **Conservation.** For every sale, `available + reserved + sold == stock` whenever no call is in
+///   flight.
+///
+/// Business answers (sold out, limit exceeded, not active) are `Ok` outcomes. A sale that does not
+/// exist is [`Error::UnknownSale`](crate::Error::UnknownSale); a failed backend is
+/// [`Error::Backend`](crate::Error::Backend).
+///
+/// # Example
+///
+/// ```
+/// use nexussale_core::{memory::MemoryStockStore, OrderId, ReserveOutcome, ReserveRequest, Sale, Sku, StockStore, UserId};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> nexussale_core::Result<()> {
+/// let store = MemoryStockStore::new();
+/// let sku = Sku::new("ps5")?;
+/// store.create_sale(&Sale::new(sku.clone(), 1)).await?;
+/// let request = |user: &str| ReserveRequest {
+///     order_id: OrderId::new(),
+///     sku: sku.clone(),
+///     user: UserId::new(user).unwrap(),
+///     quantity: 1,
+///     idempotency_key: None,
+///     remark: None,
+///     now: chrono::Utc::now(),
+/// };
+/// assert!(matches!(store.reserve(&request("ann")).await?, ReserveOutcome::Reserved { remaining: 0, .. }));
+/// assert!(matches!(store.reserve(&request("bob")).await?, ReserveOutcome::SoldOut { .. }));
+/// # Ok(()) }
+/// ```
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait StockStore: Send + Sync + Debug + 'static {
+    /// Creates the stock of `sale`: all units available. `Ok(false)` when a sale with this sku
+    /// exists already; it is left unchanged.
+    async fn create_sale(&self, sale: &Sale) -> Result<bool>;
+
+    /// The definition of a sale, if it exists.
+    async fn sale(&self, sku: &Sku) -> Result<Option<Sale>>;
+
+    /// Every sale's definition.
+    async fn sales(&self) -> Result<Vec<Sale>>;
+
+    /// Holds `request.quantity` units for `request.order_id`, atomically (see the contract).
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome>;
+
+    /// One reservation, in whatever state it is.
+    async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>>;
+
+    /// Moves a reservation's units from reserved to sold. Idempotent; refused once released.
+    async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome>;
+
+    /// Returns a reservation's units, exactly once. Refused once confirmed.
+    async fn release(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        reason: ReleaseReason,
+    ) -> Result<ReleaseOutcome>;
+
+    /// Up to `limit` reservations of the sale still held whose expiry is at or before `now`,
+    /// soonest expiry first. Found through an index on expiry, never by scanning every reservation.
+    async fn expired(
+        &self,
+        sku: &Sku,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>>;
+
+    /// The sale's stock counts.
+    async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot>;
+
+    /// Replaces the sale's live state with the one `orders` imply (used by reconciliation when the
+    /// store lost or corrupted its state): pending orders become held reservations, paid orders
+    /// sold units, the rest nothing; the sale is created when absent.
+    async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()>;
+}
+
+macro_rules! forward_stock_store {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<T: StockStore + ?Sized> StockStore for $ty {
+            async fn create_sale(&self, sale: &Sale) -> Result<bool> {
+                (**self).create_sale(sale).await
+            }
+            async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
+                (**self).sale(sku).await
+            }
+            async fn sales(&self) -> Result<Vec<Sale>> {
+                (**self).sales().await
+            }
+            async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+                (**self).reserve(request).await
+            }
+            async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
+                (**self).reservation(sku, order_id).await
+            }
+            async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome> {
+                (**self).confirm(sku, order_id).await
+            }
+            async fn release(&self, sku: &Sku, order_id: OrderId, reason: ReleaseReason) -> Result<ReleaseOutcome> {
+                (**self).release(sku, order_id, reason).await
+            }
+            async fn expired(&self, sku: &Sku, now: DateTime<Utc>, limit: usize) -> Result<Vec<Reservation>> {
+                (**self).expired(sku, now, limit).await
+            }
+            async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {
+                (**self).snapshot(sku).await
+            }
+            async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
+                (**self).restore(sale, orders).await
+            }
+        }
+    )*};
+}
+
+forward_stock_store!(Arc<T>, Box<T>);

@@ -1,0 +1,126 @@
+//! The conformance kit: what every backend must pass (feature `testkit`).
+//!
+//! Each case is a plain `pub async fn` taking the backend under test, with its own random sku /
+//! key space, so cases run in parallel against one shared server. A backend crate runs them all
+//! with one macro line per trait, which writes one named `#[tokio::test]` per case (the crate
+//! needs `tokio` with `macros` and `rt-multi-thread` as a dev-dependency):
+//!
+//! ```ignore
+//! use nexussale_core::{testkit, DynStockStore};
+//!
+//! // `None` skips the case (the helper in `testkit::services` prints why, or fails under
+//! // NEXUSSALE_REQUIRE_SERVICES=1).
+//! async fn setup() -> Option<DynStockStore> {
+//!     let url = testkit::services::redis_url()?;
+//!     Some(std::sync::Arc::new(my_redis_store(&url).await))
+//! }
+//!
+//! nexussale_core::stock_store_tests!(setup);
+//! ```
+//!
+//! The same goes for `order_queue_tests!` (whose setup returns a [`QueueOpener`]: every call opens
+//! another handle on one queue, as another process of one consumer group would) and
+//! `order_repository_tests!`. [`engine::purchase_flow`] runs the whole engine over three backends.
+//!
+//! The in-memory backends run every case in this crate's own tests.
+
+// The kit is test code: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod engine;
+pub mod queue;
+pub mod repository;
+pub mod services;
+pub mod stock;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use rand::Rng;
+
+use crate::ident::Sku;
+use crate::queue::DynOrderQueue;
+
+/// Opens a handle on the queue under test; each handle is another consumer of one group.
+pub type QueueOpener = Arc<dyn Fn() -> BoxFuture<'static, DynOrderQueue> + Send + Sync>;
+
+/// `prefix` followed by 12 random hex digits: a name no other test run uses.
+pub fn unique_name(prefix: &str) -> String {
+    let n: u64 = rand::thread_rng().r#gen();
+    format!("{prefix}{:012x}", n & 0xffff_ffff_ffff)
+}
+
+/// A sku no other test uses.
+pub fn unique_sku() -> Sku {
+    // The prefix and 12 hex digits are always a valid sku.
+    Sku::new(unique_name("kit-")).expect("generated skus are valid")
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __testkit_cases {
+    ($module:ident, $setup:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some(backend) = $setup().await else { return };
+                $crate::testkit::$module::$case(backend).await;
+            }
+        )*
+    };
+}
+
+/// One `#[tokio::test]` per [`stock`] case, each on a backend from `$setup`
+/// (`async fn() -> Option<DynStockStore>`).
+#[macro_export]
+macro_rules! stock_store_tests {
+    ($setup:path) => {
+        $crate::__testkit_cases!(stock, $setup;
+            creates_a_sale_once,
+            unknown_sale_is_an_error,
+            no_oversell_under_contention,
+            per_user_limit_holds_under_concurrency,
+            idempotency_key_answers_the_earlier_reservation,
+            aborted_reservation_frees_its_key,
+            release_is_exactly_once_under_concurrency,
+            confirm_is_exactly_once_and_final,
+            confirm_after_release_is_refused,
+            expiry_is_indexed_by_instant,
+            sale_window_is_enforced,
+            restore_rebuilds_from_orders,
+            conservation_under_mixed_load,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`queue`] case, each on a [`QueueOpener`] from `$setup`
+/// (`async fn() -> Option<QueueOpener>`).
+#[macro_export]
+macro_rules! order_queue_tests {
+    ($setup:path) => {
+        $crate::__testkit_cases!(queue, $setup;
+            delivers_every_published_event,
+            keeps_publish_order_per_sku,
+            redelivers_nacked_events,
+            redelivers_after_consumer_loss,
+            concurrent_publishers_lose_nothing,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`repository`] case, each on a backend from `$setup`
+/// (`async fn() -> Option<DynOrderRepository>`).
+#[macro_export]
+macro_rules! order_repository_tests {
+    ($setup:path) => {
+        $crate::__testkit_cases!(repository, $setup;
+            saves_a_sale_once,
+            insert_is_idempotent,
+            concurrent_inserts_store_each_order_once,
+            pagination_has_no_gap_or_repeat,
+            page_size_is_capped,
+            transition_is_compare_and_set,
+            counts_follow_statuses,
+        );
+    };
+}

@@ -1,0 +1,336 @@
+//! Conformance cases for [`OrderRepository`](crate::OrderRepository) implementations.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use futures::future::join_all;
+
+use super::unique_sku;
+use crate::error::Error;
+use crate::ident::{IdempotencyKey, Sku, UserId};
+use crate::order::{Order, OrderId, OrderStatus};
+use crate::repository::{
+    DynOrderRepository, MAX_PAGE_SIZE, OrderQuery, StatusCounts, Tally, TransitionOutcome,
+};
+use crate::sale::Sale;
+
+/// An instant a database stores exactly (whole microseconds).
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn order(sku: &Sku, user: &str, quantity: u32) -> Order {
+    let now = now();
+    Order {
+        id: OrderId::new(),
+        sku: sku.clone(),
+        user: UserId::new(user).expect("valid user"),
+        quantity,
+        status: OrderStatus::Pending,
+        created_at: now,
+        updated_at: now,
+        expires_at: now + Duration::minutes(15),
+        remark: Some("kit: ünïcödé ' \" ; -- %".to_owned()),
+        idempotency_key: Some(
+            IdempotencyKey::new(format!("key-{}", OrderId::new())).expect("valid key"),
+        ),
+    }
+}
+
+fn orders(sku: &Sku, count: usize) -> Vec<Order> {
+    (0..count)
+        .map(|n| order(sku, &format!("user-{}", n % 7), 1 + (n % 3) as u32))
+        .collect()
+}
+
+/// A sale's definition is stored once and reads back unchanged.
+pub async fn saves_a_sale_once(repository: DynOrderRepository) {
+    let start = now();
+    let sale = Sale::new(unique_sku(), 40)
+        .with_per_user_limit(3)
+        .with_window(Some(start), Some(start + Duration::hours(2)))
+        .with_reservation_ttl(std::time::Duration::from_secs(120));
+    assert!(repository.save_sale(&sale).await.unwrap());
+    assert!(
+        !repository
+            .save_sale(&Sale::new(sale.sku.clone(), 1))
+            .await
+            .unwrap()
+    );
+    let stored = repository.sales().await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|s| s.sku == sale.sku)
+            .collect::<Vec<_>>(),
+        [&sale]
+    );
+}
+
+/// Inserting a batch stores each order; inserting it again changes nothing, whatever the
+/// statuses given the second time.
+pub async fn insert_is_idempotent(repository: DynOrderRepository) {
+    let sku = unique_sku();
+    let batch = orders(&sku, 25);
+    assert_eq!(repository.insert(&batch).await.unwrap(), 25);
+    let mut again = batch.clone();
+    again[0].status = OrderStatus::Paid;
+    again.push(order(&sku, "late", 1));
+    assert_eq!(
+        repository.insert(&again).await.unwrap(),
+        1,
+        "only the new order is inserted"
+    );
+    assert_eq!(
+        repository.get(batch[0].id).await.unwrap().as_ref(),
+        Some(&batch[0])
+    );
+    assert_eq!(repository.insert(&[]).await.unwrap(), 0);
+    assert_eq!(repository.get(OrderId::new()).await.unwrap(), None);
+    let counts = repository.counts(&sku).await.unwrap();
+    assert_eq!(counts.pending.orders, 26);
+}
+
+/// The same batch inserted by eight tasks at once yields each order once.
+pub async fn concurrent_inserts_store_each_order_once(repository: DynOrderRepository) {
+    let sku = unique_sku();
+    let batch = Arc::new(orders(&sku, 200));
+    let tasks = (0..8).map(|_| {
+        let repository = Arc::clone(&repository);
+        let batch = Arc::clone(&batch);
+        tokio::spawn(async move { repository.insert(&batch).await })
+    });
+    let mut inserted = 0;
+    for outcome in join_all(tasks).await {
+        inserted += outcome.expect("task").expect("insert");
+    }
+    assert_eq!(inserted, 200, "each order inserted by exactly one task");
+    let page = repository
+        .list(&OrderQuery {
+            sku: Some(sku.clone()),
+            limit: Some(MAX_PAGE_SIZE),
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.orders.len(), 200);
+    assert_eq!(repository.counts(&sku).await.unwrap().pending.orders, 200);
+}
+
+async fn walk(
+    repository: &DynOrderRepository,
+    mut query: OrderQuery,
+    during: Option<&[Order]>,
+) -> Vec<OrderId> {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = repository.list(&query).await.unwrap();
+        assert!(page.orders.len() <= query.limit.unwrap_or(u32::MAX) as usize);
+        ids.extend(page.orders.iter().map(|o| o.id));
+        pages += 1;
+        if pages == 2 {
+            if let Some(newer) = during {
+                repository.insert(newer).await.unwrap();
+            }
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+/// Following `next` cursors visits every matching order once, newest first, for every filter,
+/// even while newer orders are inserted mid-walk.
+pub async fn pagination_has_no_gap_or_repeat(repository: DynOrderRepository) {
+    let sku = unique_sku();
+    let other = unique_sku();
+    let mut all = orders(&sku, 120);
+    all.extend(orders(&other, 30));
+    repository.insert(&all).await.unwrap();
+    let paid: Vec<OrderId> = all
+        .iter()
+        .filter(|o| o.sku == sku)
+        .step_by(4)
+        .map(|o| o.id)
+        .collect();
+    for id in &paid {
+        let outcome = repository
+            .transition(*id, OrderStatus::Pending, OrderStatus::Paid, now())
+            .await
+            .unwrap();
+        assert_eq!(outcome, TransitionOutcome::Applied);
+    }
+    let newer = orders(&sku, 5);
+    let expect = |filter: &dyn Fn(&Order) -> bool| {
+        let mut ids: Vec<OrderId> = all.iter().filter(|o| filter(o)).map(|o| o.id).collect();
+        ids.sort_by(|a, b| b.cmp(a));
+        ids
+    };
+    let by_sku = OrderQuery {
+        sku: Some(sku.clone()),
+        limit: Some(7),
+        ..OrderQuery::default()
+    };
+    assert_eq!(
+        walk(&repository, by_sku, Some(&newer)).await,
+        expect(&|o| o.sku == sku)
+    );
+
+    let user = UserId::new("user-3").unwrap();
+    let by_user_and_sku = OrderQuery {
+        user: Some(user.clone()),
+        sku: Some(sku.clone()),
+        limit: Some(3),
+        ..OrderQuery::default()
+    };
+    let mut want = expect(&|o| o.sku == sku && o.user == user);
+    want.extend(newer.iter().filter(|o| o.user == user).map(|o| o.id));
+    want.sort_by(|a, b| b.cmp(a));
+    assert_eq!(walk(&repository, by_user_and_sku, None).await, want);
+
+    let by_status = OrderQuery {
+        sku: Some(sku.clone()),
+        status: Some(OrderStatus::Paid),
+        limit: Some(4),
+        ..OrderQuery::default()
+    };
+    let mut want = paid.clone();
+    want.sort_by(|a, b| b.cmp(a));
+    assert_eq!(walk(&repository, by_status, None).await, want);
+
+    let by_other = OrderQuery {
+        sku: Some(other.clone()),
+        limit: Some(MAX_PAGE_SIZE),
+        ..OrderQuery::default()
+    };
+    assert_eq!(
+        walk(&repository, by_other, None).await,
+        expect(&|o| o.sku == other)
+    );
+
+    // Unfiltered listing (shared with other cases' orders) is newest first, without repeats.
+    let first = repository
+        .list(&OrderQuery {
+            limit: Some(1000),
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<OrderId> = first.orders.iter().map(|o| o.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "not newest first");
+    let unique: HashSet<&OrderId> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+}
+
+/// A page is 1..=1000 orders; anything else is refused as invalid.
+pub async fn page_size_is_capped(repository: DynOrderRepository) {
+    for limit in [0, MAX_PAGE_SIZE + 1, u32::MAX] {
+        let query = OrderQuery {
+            limit: Some(limit),
+            ..OrderQuery::default()
+        };
+        let err = repository.list(&query).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInput { field: "limit", .. }),
+            "{err:?}"
+        );
+    }
+}
+
+/// Of twenty concurrent pending → paid transitions of one order, exactly one applies.
+pub async fn transition_is_compare_and_set(repository: DynOrderRepository) {
+    let sku = unique_sku();
+    let order = order(&sku, "ann", 1);
+    repository
+        .insert(std::slice::from_ref(&order))
+        .await
+        .unwrap();
+    let at = now() + Duration::seconds(5);
+    let tasks = (0..20).map(|i| {
+        let repository = Arc::clone(&repository);
+        let to = if i % 2 == 0 {
+            OrderStatus::Paid
+        } else {
+            OrderStatus::Cancelled
+        };
+        tokio::spawn(async move {
+            (
+                to,
+                repository
+                    .transition(order.id, OrderStatus::Pending, to, at)
+                    .await,
+            )
+        })
+    });
+    let mut winner = None;
+    let mut losers = Vec::new();
+    for outcome in join_all(tasks).await {
+        let (to, outcome) = outcome.expect("task");
+        match outcome.expect("transition") {
+            TransitionOutcome::Applied => {
+                assert!(winner.replace(to).is_none(), "two transitions applied");
+            }
+            TransitionOutcome::Mismatch(actual) => losers.push(actual),
+            TransitionOutcome::NotFound => panic!("order vanished"),
+        }
+    }
+    let winner = winner.expect("one transition applies");
+    assert!(losers.iter().all(|actual| *actual == winner));
+    let stored = repository.get(order.id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.updated_at), (winner, at));
+    assert_eq!(
+        repository
+            .transition(OrderId::new(), OrderStatus::Pending, OrderStatus::Paid, at)
+            .await
+            .unwrap(),
+        TransitionOutcome::NotFound
+    );
+}
+
+/// Counts per status follow inserts and transitions, in orders and in units.
+pub async fn counts_follow_statuses(repository: DynOrderRepository) {
+    let sku = unique_sku();
+    let batch = vec![
+        order(&sku, "a", 2),
+        order(&sku, "b", 1),
+        order(&sku, "c", 3),
+        order(&sku, "d", 1),
+    ];
+    repository.insert(&batch).await.unwrap();
+    repository.insert(&orders(&unique_sku(), 3)).await.unwrap();
+    let at = now();
+    repository
+        .transition(batch[0].id, OrderStatus::Pending, OrderStatus::Paid, at)
+        .await
+        .unwrap();
+    repository
+        .transition(
+            batch[1].id,
+            OrderStatus::Pending,
+            OrderStatus::Cancelled,
+            at,
+        )
+        .await
+        .unwrap();
+    repository
+        .transition(batch[2].id, OrderStatus::Pending, OrderStatus::Expired, at)
+        .await
+        .unwrap();
+    let tally = |orders, units| Tally { orders, units };
+    assert_eq!(
+        repository.counts(&sku).await.unwrap(),
+        StatusCounts {
+            pending: tally(1, 1),
+            paid: tally(1, 2),
+            cancelled: tally(1, 1),
+            expired: tally(1, 3)
+        }
+    );
+    assert_eq!(
+        repository.counts(&unique_sku()).await.unwrap(),
+        StatusCounts::default()
+    );
+}

@@ -1,0 +1,590 @@
+//! Conformance cases for [`StockStore`] implementations.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+
+use super::unique_sku;
+use crate::error::Error;
+use crate::ident::{IdempotencyKey, Sku, UserId};
+use crate::order::{Order, OrderId, OrderStatus};
+use crate::reservation::{
+    ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReservationState, ReserveOutcome,
+    ReserveRequest,
+};
+use crate::sale::{Sale, SaleState, StockSnapshot};
+use crate::stock::{DynStockStore, StockStore};
+
+fn user(name: impl std::fmt::Display) -> UserId {
+    UserId::new(format!("user-{name}")).expect("test user names are valid")
+}
+
+fn request(sku: &Sku, user: UserId, now: DateTime<Utc>) -> ReserveRequest {
+    ReserveRequest {
+        order_id: OrderId::new(),
+        sku: sku.clone(),
+        user,
+        quantity: 1,
+        idempotency_key: None,
+        remark: None,
+        now,
+    }
+}
+
+async fn new_sale(store: &dyn StockStore, stock: u64, limit: u32) -> Sale {
+    let sale = Sale::new(unique_sku(), stock).with_per_user_limit(limit);
+    assert!(store.create_sale(&sale).await.expect("create_sale"));
+    sale
+}
+
+async fn reserved(store: &dyn StockStore, request: &ReserveRequest) -> Reservation {
+    match store.reserve(request).await.expect("reserve") {
+        ReserveOutcome::Reserved { reservation, .. } => reservation,
+        other => panic!("expected a reservation, got {other:?}"),
+    }
+}
+
+fn snapshot(stock: u64, available: u64, reserved: u64, sold: u64) -> StockSnapshot {
+    StockSnapshot {
+        stock,
+        available,
+        reserved,
+        sold,
+    }
+}
+
+/// Creating a sale twice creates it once; its definition and full stock read back.
+pub async fn creates_a_sale_once(store: DynStockStore) {
+    let sale = Sale::new(unique_sku(), 7)
+        .with_per_user_limit(2)
+        .with_reservation_ttl(Duration::from_secs(60));
+    assert!(store.create_sale(&sale).await.unwrap());
+    let changed = Sale::new(sale.sku.clone(), 99);
+    assert!(
+        !store.create_sale(&changed).await.unwrap(),
+        "second create must answer false"
+    );
+    assert_eq!(store.sale(&sale.sku).await.unwrap(), Some(sale.clone()));
+    assert!(store.sales().await.unwrap().contains(&sale));
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(7, 7, 0, 0)
+    );
+    assert_eq!(store.sale(&unique_sku()).await.unwrap(), None);
+}
+
+/// Reserving, reading and snapshotting a sale that does not exist is `Error::UnknownSale`.
+pub async fn unknown_sale_is_an_error(store: DynStockStore) {
+    let sku = unique_sku();
+    let err = store
+        .reserve(&request(&sku, user(1), Utc::now()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownSale(ref s) if *s == sku),
+        "{err:?}"
+    );
+    assert!(matches!(
+        store.snapshot(&sku).await,
+        Err(Error::UnknownSale(_))
+    ));
+}
+
+/// 2,000 concurrent reservations by distinct users for 100 units: exactly 100 succeed, each
+/// answering a distinct remaining count, and the rest are sold out.
+pub async fn no_oversell_under_contention(store: DynStockStore) {
+    let sale = new_sale(&*store, 100, 1).await;
+    let now = Utc::now();
+    let tasks = (0..2000).map(|i| {
+        let store = Arc::clone(&store);
+        let request = request(&sale.sku, user(i), now);
+        tokio::spawn(async move { store.reserve(&request).await })
+    });
+    let mut remaining = HashSet::new();
+    let mut sold_out = 0;
+    for outcome in join_all(tasks).await {
+        match outcome.expect("task").expect("reserve") {
+            ReserveOutcome::Reserved { remaining: r, .. } => {
+                assert!(remaining.insert(r), "remaining {r} twice")
+            }
+            ReserveOutcome::SoldOut { .. } => sold_out += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(remaining.len(), 100, "exactly the stock is reserved");
+    assert_eq!(remaining, (0..100).collect::<HashSet<u64>>());
+    assert_eq!(sold_out, 1900);
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(100, 0, 100, 0)
+    );
+}
+
+/// One user racing 50 reservations against a limit of 3 gets exactly 3 units; a request that
+/// would cross the limit is refused with what the user holds.
+pub async fn per_user_limit_holds_under_concurrency(store: DynStockStore) {
+    let sale = new_sale(&*store, 1000, 3).await;
+    let now = Utc::now();
+    let buyer = user("greedy");
+    let tasks = (0..50).map(|_| {
+        let store = Arc::clone(&store);
+        let request = request(&sale.sku, buyer.clone(), now);
+        tokio::spawn(async move { store.reserve(&request).await })
+    });
+    let outcomes: Vec<ReserveOutcome> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|outcome| outcome.expect("task").expect("reserve"))
+        .collect();
+    let won = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, ReserveOutcome::Reserved { .. }))
+        .count();
+    assert_eq!(won, 3);
+    assert!(outcomes.iter().all(|outcome| matches!(
+        outcome,
+        ReserveOutcome::Reserved { .. } | ReserveOutcome::LimitExceeded { limit: 3, held: 3 }
+    )));
+    let other = user("modest");
+    let mut two = request(&sale.sku, other.clone(), now);
+    two.quantity = 2;
+    reserved(&*store, &two).await;
+    let mut two_more = request(&sale.sku, other, now);
+    two_more.quantity = 2;
+    assert_eq!(
+        store.reserve(&two_more).await.unwrap(),
+        ReserveOutcome::LimitExceeded { limit: 3, held: 2 }
+    );
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(1000, 995, 5, 0)
+    );
+}
+
+/// Twenty concurrent requests with one key make one reservation; the others answer it. The key
+/// belongs to the user: another user's equal key is another reservation.
+pub async fn idempotency_key_answers_the_earlier_reservation(store: DynStockStore) {
+    let sale = new_sale(&*store, 10, 5).await;
+    let now = Utc::now();
+    let key = IdempotencyKey::new("checkout-1").unwrap();
+    let tasks = (0..20).map(|_| {
+        let store = Arc::clone(&store);
+        let mut request = request(&sale.sku, user("ann"), now);
+        request.idempotency_key = Some(key.clone());
+        tokio::spawn(async move { store.reserve(&request).await })
+    });
+    let mut made = Vec::new();
+    let mut answered = Vec::new();
+    for outcome in join_all(tasks).await {
+        match outcome.expect("task").expect("reserve") {
+            ReserveOutcome::Reserved { reservation, .. } => made.push(reservation),
+            ReserveOutcome::Existing { reservation } => answered.push(reservation),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(made.len(), 1, "one reservation per key");
+    assert_eq!(answered.len(), 19);
+    assert!(
+        answered
+            .iter()
+            .all(|r| r.order_id == made[0].order_id && r.idempotency_key == Some(key.clone()))
+    );
+    let mut other_user = request(&sale.sku, user("bob"), now);
+    other_user.idempotency_key = Some(key.clone());
+    let bob = reserved(&*store, &other_user).await;
+    assert_ne!(bob.order_id, made[0].order_id);
+    // Released (not aborted) reservations keep answering for their key.
+    store
+        .release(&sale.sku, bob.order_id, ReleaseReason::Cancelled)
+        .await
+        .unwrap();
+    other_user.order_id = OrderId::new();
+    match store.reserve(&other_user).await.unwrap() {
+        ReserveOutcome::Existing { reservation } => {
+            assert_eq!(reservation.order_id, bob.order_id);
+            assert_eq!(
+                reservation.state,
+                ReservationState::Released(ReleaseReason::Cancelled)
+            );
+        }
+        other => panic!("expected the cancelled reservation, got {other:?}"),
+    }
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(10, 9, 1, 0)
+    );
+}
+
+/// A reservation released as aborted frees its idempotency key: the same key reserves anew.
+pub async fn aborted_reservation_frees_its_key(store: DynStockStore) {
+    let sale = new_sale(&*store, 1, 1).await;
+    let mut first = request(&sale.sku, user("ann"), Utc::now());
+    first.idempotency_key = Some(IdempotencyKey::new("k").unwrap());
+    let aborted = reserved(&*store, &first).await;
+    assert_eq!(
+        store
+            .release(&sale.sku, aborted.order_id, ReleaseReason::Aborted)
+            .await
+            .unwrap(),
+        ReleaseOutcome::Released { quantity: 1 }
+    );
+    let mut retry = first.clone();
+    retry.order_id = OrderId::new();
+    let again = reserved(&*store, &retry).await;
+    assert_eq!(again.order_id, retry.order_id);
+    retry.order_id = OrderId::new();
+    assert!(matches!(
+        store.reserve(&retry).await.unwrap(),
+        ReserveOutcome::Existing { reservation } if reservation.order_id == again.order_id
+    ));
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(1, 0, 1, 0)
+    );
+}
+
+/// Fifty concurrent releases of one reservation return its units once.
+pub async fn release_is_exactly_once_under_concurrency(store: DynStockStore) {
+    let sale = new_sale(&*store, 5, 2).await;
+    let mut two = request(&sale.sku, user("ann"), Utc::now());
+    two.quantity = 2;
+    let reservation = reserved(&*store, &two).await;
+    let tasks = (0..50).map(|i| {
+        let store = Arc::clone(&store);
+        let sku = sale.sku.clone();
+        let reason = if i % 2 == 0 {
+            ReleaseReason::Cancelled
+        } else {
+            ReleaseReason::Expired
+        };
+        tokio::spawn(async move { store.release(&sku, reservation.order_id, reason).await })
+    });
+    let outcomes: Vec<ReleaseOutcome> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|outcome| outcome.expect("task").expect("release"))
+        .collect();
+    let released = outcomes
+        .iter()
+        .filter(|outcome| **outcome == ReleaseOutcome::Released { quantity: 2 })
+        .count();
+    assert_eq!(released, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|outcome| matches!(
+        outcome,
+        ReleaseOutcome::Released { .. } | ReleaseOutcome::AlreadyReleased(_)
+    )));
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(5, 5, 0, 0)
+    );
+    // Released units stop counting against the user's limit.
+    two.order_id = OrderId::new();
+    reserved(&*store, &two).await;
+    assert_eq!(
+        store
+            .release(&sale.sku, OrderId::new(), ReleaseReason::Cancelled)
+            .await
+            .unwrap(),
+        ReleaseOutcome::NotFound
+    );
+}
+
+/// Confirm moves units to sold once; a confirmed reservation cannot be released.
+pub async fn confirm_is_exactly_once_and_final(store: DynStockStore) {
+    let sale = new_sale(&*store, 3, 1).await;
+    let reservation = reserved(&*store, &request(&sale.sku, user("ann"), Utc::now())).await;
+    let tasks = (0..20).map(|_| {
+        let store = Arc::clone(&store);
+        let sku = sale.sku.clone();
+        tokio::spawn(async move { store.confirm(&sku, reservation.order_id).await })
+    });
+    let outcomes: Vec<ConfirmOutcome> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|outcome| outcome.expect("task").expect("confirm"))
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == ConfirmOutcome::Confirmed)
+            .count(),
+        1
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == ConfirmOutcome::AlreadyConfirmed)
+            .count(),
+        19
+    );
+    assert_eq!(
+        store
+            .release(&sale.sku, reservation.order_id, ReleaseReason::Cancelled)
+            .await
+            .unwrap(),
+        ReleaseOutcome::Confirmed
+    );
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(3, 2, 0, 1)
+    );
+    let read = store
+        .reservation(&sale.sku, reservation.order_id)
+        .await
+        .unwrap();
+    assert_eq!(read.map(|r| r.state), Some(ReservationState::Confirmed));
+    assert_eq!(
+        store.confirm(&sale.sku, OrderId::new()).await.unwrap(),
+        ConfirmOutcome::NotFound
+    );
+    // Sold units still count against the user's limit.
+    assert!(matches!(
+        store
+            .reserve(&request(&sale.sku, user("ann"), Utc::now()))
+            .await
+            .unwrap(),
+        ReserveOutcome::LimitExceeded { limit: 1, held: 1 }
+    ));
+}
+
+/// A released reservation cannot be confirmed.
+pub async fn confirm_after_release_is_refused(store: DynStockStore) {
+    let sale = new_sale(&*store, 2, 1).await;
+    let reservation = reserved(&*store, &request(&sale.sku, user("ann"), Utc::now())).await;
+    store
+        .release(&sale.sku, reservation.order_id, ReleaseReason::Expired)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .confirm(&sale.sku, reservation.order_id)
+            .await
+            .unwrap(),
+        ConfirmOutcome::Released(ReleaseReason::Expired)
+    );
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(2, 2, 0, 0)
+    );
+}
+
+/// `expired` answers the held reservations whose expiry has passed, soonest first, up to the
+/// limit; confirmed and released ones never.
+pub async fn expiry_is_indexed_by_instant(store: DynStockStore) {
+    let sale = Sale::new(unique_sku(), 10)
+        .with_per_user_limit(10)
+        .with_reservation_ttl(Duration::from_secs(60));
+    store.create_sale(&sale).await.unwrap();
+    let t0 = Utc::now();
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    // Made out of order on purpose: the index orders by expiry, not by arrival.
+    let late = reserved(&*store, &request(&sale.sku, user(3), at(20))).await;
+    let early = reserved(&*store, &request(&sale.sku, user(1), at(0))).await;
+    let middle = reserved(&*store, &request(&sale.sku, user(2), at(10))).await;
+    let paid = reserved(&*store, &request(&sale.sku, user(4), at(0))).await;
+    let cancelled = reserved(&*store, &request(&sale.sku, user(5), at(0))).await;
+    store.confirm(&sale.sku, paid.order_id).await.unwrap();
+    store
+        .release(&sale.sku, cancelled.order_id, ReleaseReason::Cancelled)
+        .await
+        .unwrap();
+    assert_eq!(early.expires_at, at(60));
+
+    let ids = |found: Vec<Reservation>| found.into_iter().map(|r| r.order_id).collect::<Vec<_>>();
+    assert!(
+        store
+            .expired(&sale.sku, at(59), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(store.expired(&sale.sku, at(60), 100).await.unwrap()),
+        [early.order_id]
+    );
+    assert_eq!(
+        ids(store.expired(&sale.sku, at(75), 100).await.unwrap()),
+        [early.order_id, middle.order_id]
+    );
+    assert_eq!(
+        ids(store.expired(&sale.sku, at(500), 1).await.unwrap()),
+        [early.order_id]
+    );
+    store
+        .release(&sale.sku, early.order_id, ReleaseReason::Expired)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.expired(&sale.sku, at(500), 100).await.unwrap()),
+        [middle.order_id, late.order_id]
+    );
+}
+
+/// Reservations before `starts_at` or from `ends_at` on are refused as not active; an earlier
+/// reservation's key still answers it.
+pub async fn sale_window_is_enforced(store: DynStockStore) {
+    let now = Utc::now();
+    let hour = chrono::Duration::hours(1);
+    let sale = Sale::new(unique_sku(), 5).with_window(Some(now + hour), Some(now + hour * 2));
+    store.create_sale(&sale).await.unwrap();
+    let at = |instant| request(&sale.sku, user("ann"), instant);
+    assert_eq!(
+        store.reserve(&at(now)).await.unwrap(),
+        ReserveOutcome::NotActive {
+            state: SaleState::Upcoming
+        }
+    );
+    assert_eq!(
+        store.reserve(&at(now + hour * 2)).await.unwrap(),
+        ReserveOutcome::NotActive {
+            state: SaleState::Ended
+        }
+    );
+    let mut keyed = at(now + hour);
+    keyed.idempotency_key = Some(IdempotencyKey::new("in-window").unwrap());
+    let made = reserved(&*store, &keyed).await;
+    // A retry with the key gets its reservation back after the sale ended.
+    keyed.order_id = OrderId::new();
+    keyed.now = now + hour * 3;
+    assert!(matches!(
+        store.reserve(&keyed).await.unwrap(),
+        ReserveOutcome::Existing { reservation } if reservation.order_id == made.order_id
+    ));
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(5, 4, 1, 0)
+    );
+}
+
+fn order(
+    sale: &Sale,
+    user: UserId,
+    quantity: u32,
+    status: OrderStatus,
+    key: Option<&str>,
+) -> Order {
+    let now = Utc::now();
+    Order {
+        id: OrderId::new(),
+        sku: sale.sku.clone(),
+        user,
+        quantity,
+        status,
+        created_at: now,
+        updated_at: now,
+        expires_at: sale.expiry_from(now),
+        remark: None,
+        idempotency_key: key.map(|key| IdempotencyKey::new(key).unwrap()),
+    }
+}
+
+/// `restore` rebuilds counts, reservations, per-user holdings and idempotency keys from orders,
+/// replacing what the store had (or creating the sale when it had none).
+pub async fn restore_rebuilds_from_orders(store: DynStockStore) {
+    let sale = Sale::new(unique_sku(), 10).with_per_user_limit(2);
+    let pending = order(&sale, user("ann"), 2, OrderStatus::Pending, Some("k1"));
+    let paid = order(&sale, user("bob"), 1, OrderStatus::Paid, None);
+    let cancelled = order(&sale, user("cy"), 2, OrderStatus::Cancelled, None);
+    let expired = order(&sale, user("bob"), 1, OrderStatus::Expired, None);
+    let orders = [pending.clone(), paid.clone(), cancelled, expired];
+    // Restoring a sale the store lost creates it.
+    store.restore(&sale, &orders).await.unwrap();
+    assert_eq!(store.sale(&sale.sku).await.unwrap(), Some(sale.clone()));
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(10, 7, 2, 1)
+    );
+    // Restoring over live state replaces it.
+    reserved(&*store, &request(&sale.sku, user("dee"), Utc::now())).await;
+    store.restore(&sale, &orders).await.unwrap();
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(10, 7, 2, 1)
+    );
+
+    let now = Utc::now();
+    assert!(matches!(
+        store
+            .reserve(&request(&sale.sku, user("ann"), now))
+            .await
+            .unwrap(),
+        ReserveOutcome::LimitExceeded { limit: 2, held: 2 }
+    ));
+    reserved(&*store, &request(&sale.sku, user("bob"), now)).await;
+    reserved(&*store, &request(&sale.sku, user("cy"), now)).await;
+    let mut retry = request(&sale.sku, user("ann"), now);
+    retry.idempotency_key = pending.idempotency_key.clone();
+    assert!(matches!(
+        store.reserve(&retry).await.unwrap(),
+        ReserveOutcome::Existing { reservation } if reservation.order_id == pending.id
+    ));
+    assert_eq!(
+        store.confirm(&sale.sku, paid.id).await.unwrap(),
+        ConfirmOutcome::AlreadyConfirmed
+    );
+    let expiring = store
+        .expired(&sale.sku, pending.expires_at, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        expiring.iter().map(|r| r.order_id).collect::<Vec<_>>(),
+        [pending.id]
+    );
+    assert_eq!(
+        store
+            .release(&sale.sku, pending.id, ReleaseReason::Expired)
+            .await
+            .unwrap(),
+        ReleaseOutcome::Released { quantity: 2 }
+    );
+}
+
+/// Concurrent reserves, confirms and releases keep `available + reserved + sold == stock`, and
+/// every unit is accounted for by the outcomes.
+pub async fn conservation_under_mixed_load(store: DynStockStore) {
+    let sale = new_sale(&*store, 300, 1).await;
+    let now = Utc::now();
+    let tasks = (0..600).map(|i| {
+        let store = Arc::clone(&store);
+        let request = request(&sale.sku, user(i), now);
+        tokio::spawn(async move {
+            let ReserveOutcome::Reserved { reservation, .. } = store.reserve(&request).await?
+            else {
+                return Ok::<_, Error>((0, 0));
+            };
+            match i % 3 {
+                0 => {
+                    assert_eq!(
+                        store.confirm(&request.sku, reservation.order_id).await?,
+                        ConfirmOutcome::Confirmed
+                    );
+                    Ok((0, 1))
+                }
+                1 => {
+                    let outcome = store
+                        .release(&request.sku, reservation.order_id, ReleaseReason::Cancelled)
+                        .await?;
+                    assert_eq!(outcome, ReleaseOutcome::Released { quantity: 1 });
+                    Ok((0, 0))
+                }
+                _ => Ok((1, 0)),
+            }
+        })
+    });
+    let (mut held, mut sold) = (0, 0);
+    for outcome in join_all(tasks).await {
+        let (h, s) = outcome.expect("task").expect("store call");
+        held += h;
+        sold += s;
+    }
+    let counts = store.snapshot(&sale.sku).await.unwrap();
+    assert_eq!(
+        counts.available + counts.reserved + counts.sold,
+        300,
+        "{counts:?}"
+    );
+    assert_eq!((counts.reserved, counts.sold), (held, sold));
+}

@@ -1,0 +1,528 @@
+//! The engine's failure paths and shortcuts, with mocks and fakes where a backend must misbehave.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
+use nexussale_core::{
+    DynOrderQueue, DynOrderRepository, DynStockStore, EngineConfig, Error, FlashSale,
+    IdempotencyKey, ManualClock, MockOrderQueue, MockOrderRepository, MockStockStore, OrderId,
+    OrderQuery, OrderQueue, OrderRepository, OrderStatus, PurchaseOutcome, PurchaseRequest,
+    ReserveOutcome, ReserveRequest, Sale, SaleState, Sku, StockStore, UserId,
+};
+
+fn sku(name: &str) -> Sku {
+    Sku::new(name).unwrap()
+}
+
+fn buy(sku: &Sku, user: &str) -> PurchaseRequest {
+    PurchaseRequest::new(sku.clone(), UserId::new(user).unwrap())
+}
+
+struct Memory {
+    stock: Arc<MemoryStockStore>,
+    queue: Arc<MemoryOrderQueue>,
+    repository: Arc<MemoryOrderRepository>,
+}
+
+impl Memory {
+    fn new() -> Self {
+        Self {
+            stock: Arc::new(MemoryStockStore::new()),
+            queue: Arc::new(MemoryOrderQueue::new()),
+            repository: Arc::new(MemoryOrderRepository::new()),
+        }
+    }
+
+    fn engine(&self) -> FlashSale {
+        FlashSale::new(
+            self.stock.clone(),
+            self.queue.clone(),
+            self.repository.clone(),
+        )
+    }
+}
+
+/// A queue that fails every publish while `failing` is set, and counts attempts.
+#[derive(Debug, Default)]
+struct FlakyQueue {
+    inner: MemoryOrderQueue,
+    failing: std::sync::atomic::AtomicBool,
+    attempts: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl OrderQueue for FlakyQueue {
+    async fn publish(&self, event: &nexussale_core::OrderEvent) -> nexussale_core::Result<()> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(Error::retryable("flaky", "broker unreachable"));
+        }
+        self.inner.publish(event).await
+    }
+    async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> nexussale_core::Result<Vec<nexussale_core::Delivery>> {
+        self.inner.receive(max, wait).await
+    }
+    async fn ack(&self, tags: &[nexussale_core::DeliveryTag]) -> nexussale_core::Result<()> {
+        self.inner.ack(tags).await
+    }
+    async fn nack(&self, tags: &[nexussale_core::DeliveryTag]) -> nexussale_core::Result<()> {
+        self.inner.nack(tags).await
+    }
+}
+
+#[tokio::test]
+async fn failed_publish_returns_the_units_and_the_key_can_retry() {
+    let stock = Arc::new(MemoryStockStore::new());
+    let queue = Arc::new(FlakyQueue::default());
+    let repository = Arc::new(MemoryOrderRepository::new());
+    let engine = FlashSale::new(stock.clone(), queue.clone(), repository.clone());
+    let ps5 = sku("ps5");
+    engine.create_sale(Sale::new(ps5.clone(), 1)).await.unwrap();
+
+    queue.failing.store(true, Ordering::SeqCst);
+    let request = buy(&ps5, "ann").with_idempotency_key(IdempotencyKey::new("k1").unwrap());
+    let err = engine.purchase(request.clone()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let snapshot = stock.snapshot(&ps5).await.unwrap();
+    assert_eq!(
+        (snapshot.available, snapshot.reserved),
+        (1, 0),
+        "no unit held without its event"
+    );
+
+    // The last unit is not shadowed by the failed attempt: another buyer could take it, and the
+    // same key retried after recovery buys it.
+    queue.failing.store(false, Ordering::SeqCst);
+    let PurchaseOutcome::Accepted(receipt) = engine.purchase(request.clone()).await.unwrap() else {
+        panic!("retry after recovery should buy");
+    };
+    assert_eq!(receipt.remaining, Some(0));
+    engine.drain().await.unwrap();
+    assert_eq!(
+        engine.order(receipt.order.id).await.unwrap().status,
+        OrderStatus::Pending
+    );
+    let all = repository.list(&OrderQuery::default()).await.unwrap();
+    assert_eq!(all.orders.len(), 1, "the failed attempt left no order");
+}
+
+#[tokio::test]
+async fn failed_publish_with_a_mocked_queue_releases_as_aborted() {
+    let stock = Arc::new(MemoryStockStore::new());
+    let mut queue = MockOrderQueue::new();
+    queue
+        .expect_publish()
+        .times(1)
+        .returning(|_| Err(Error::permanent("mock", "topic does not exist")));
+    let engine = FlashSale::new(
+        stock.clone(),
+        Arc::new(queue),
+        Arc::new(MemoryOrderRepository::new()),
+    );
+    let ps5 = sku("ps5");
+    engine.create_sale(Sale::new(ps5.clone(), 3)).await.unwrap();
+    let err = engine.purchase(buy(&ps5, "ann")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                backend: "mock",
+                retryable: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(stock.snapshot(&ps5).await.unwrap().available, 3);
+}
+
+#[tokio::test]
+async fn sold_out_fast_path_skips_the_store_until_the_recheck() {
+    let clock = ManualClock::new(Utc::now());
+    let ps5 = sku("ps5");
+    let sale = Sale::new(ps5.clone(), 1);
+    let mut stock = MockStockStore::new();
+    let defined = sale.clone();
+    stock
+        .expect_sale()
+        .returning(move |_| Ok(Some(defined.clone())));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    stock.expect_reserve().returning(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok(ReserveOutcome::SoldOut { available: 0 })
+    });
+    let engine = FlashSale::new(
+        Arc::new(stock),
+        Arc::new(MemoryOrderQueue::new()),
+        Arc::new(MemoryOrderRepository::new()),
+    )
+    .with_clock(Arc::new(clock.clone()));
+    for i in 0..100 {
+        let outcome = engine
+            .purchase(buy(&ps5, &format!("user-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(outcome, PurchaseOutcome::SoldOut);
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only the first purchase asks the store"
+    );
+    clock.advance(EngineConfig::default().sold_out_recheck);
+    engine.purchase(buy(&ps5, "late")).await.unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "after the recheck interval the store is asked again"
+    );
+}
+
+#[tokio::test]
+async fn units_returned_by_cancel_end_the_sold_out_pause() {
+    let memory = Memory::new();
+    let engine = memory.engine();
+    let ps5 = sku("ps5");
+    engine.create_sale(Sale::new(ps5.clone(), 1)).await.unwrap();
+    let PurchaseOutcome::Accepted(receipt) = engine.purchase(buy(&ps5, "ann")).await.unwrap()
+    else {
+        panic!("first buyer buys");
+    };
+    assert_eq!(
+        engine.purchase(buy(&ps5, "bob")).await.unwrap(),
+        PurchaseOutcome::SoldOut
+    );
+    engine.drain().await.unwrap();
+    engine.cancel(receipt.order.id).await.unwrap();
+    assert!(matches!(
+        engine.purchase(buy(&ps5, "bob")).await.unwrap(),
+        PurchaseOutcome::Accepted(_)
+    ));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_any_backend_call() {
+    let engine = Memory::new().engine();
+    let ps5 = sku("ps5");
+    engine
+        .create_sale(Sale::new(ps5.clone(), 10).with_per_user_limit(2))
+        .await
+        .unwrap();
+    let err = engine
+        .purchase(buy(&ps5, "ann").with_quantity(0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidInput {
+                field: "quantity",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        engine
+            .purchase(buy(&ps5, "ann").with_quantity(3))
+            .await
+            .unwrap(),
+        PurchaseOutcome::LimitExceeded { limit: 2 }
+    );
+    let mut long_remark = buy(&ps5, "ann");
+    long_remark.remark = Some("x".repeat(10_000));
+    assert!(matches!(
+        engine.purchase(long_remark).await,
+        Err(Error::InvalidInput {
+            field: "remark",
+            ..
+        })
+    ));
+    assert!(matches!(
+        engine.purchase(buy(&sku("nope"), "ann")).await,
+        Err(Error::UnknownSale(_))
+    ));
+    assert!(matches!(
+        engine.create_sale(Sale::new(sku("zero"), 0)).await,
+        Err(Error::InvalidInput { field: "stock", .. })
+    ));
+    assert_eq!(engine.sale(&ps5).await.unwrap().snapshot.available, 10);
+}
+
+#[tokio::test]
+async fn purchases_outside_the_window_are_not_active() {
+    let clock = ManualClock::new(Utc::now());
+    let memory = Memory::new();
+    let engine = memory.engine().with_clock(Arc::new(clock.clone()));
+    let ps5 = sku("ps5");
+    let start = clock_now(&clock) + chrono::Duration::minutes(1);
+    let sale = Sale::new(ps5.clone(), 5)
+        .with_window(Some(start), Some(start + chrono::Duration::minutes(1)));
+    engine.create_sale(sale).await.unwrap();
+    assert_eq!(
+        engine.purchase(buy(&ps5, "ann")).await.unwrap(),
+        PurchaseOutcome::NotActive(SaleState::Upcoming)
+    );
+    assert_eq!(engine.sale(&ps5).await.unwrap().state, SaleState::Upcoming);
+    clock.advance(Duration::from_secs(60));
+    assert!(matches!(
+        engine.purchase(buy(&ps5, "ann")).await.unwrap(),
+        PurchaseOutcome::Accepted(_)
+    ));
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        engine.purchase(buy(&ps5, "bob")).await.unwrap(),
+        PurchaseOutcome::NotActive(SaleState::Ended)
+    );
+}
+
+fn clock_now(clock: &ManualClock) -> chrono::DateTime<Utc> {
+    use nexussale_core::Clock;
+    clock.now()
+}
+
+#[tokio::test]
+async fn a_retry_after_a_crash_between_reserve_and_publish_persists_the_order() {
+    let memory = Memory::new();
+    let engine = memory.engine();
+    let ps5 = sku("ps5");
+    engine.create_sale(Sale::new(ps5.clone(), 5)).await.unwrap();
+    // The first attempt reserved, then its process died before publishing.
+    let key = IdempotencyKey::new("crash").unwrap();
+    let lost = OrderId::new();
+    let reserved = memory
+        .stock
+        .reserve(&ReserveRequest {
+            order_id: lost,
+            sku: ps5.clone(),
+            user: UserId::new("ann").unwrap(),
+            quantity: 1,
+            idempotency_key: Some(key.clone()),
+            remark: None,
+            now: Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(reserved, ReserveOutcome::Reserved { .. }));
+    let PurchaseOutcome::Duplicate(receipt) = engine
+        .purchase(buy(&ps5, "ann").with_idempotency_key(key))
+        .await
+        .unwrap()
+    else {
+        panic!("the retry answers the first attempt's order");
+    };
+    assert_eq!(receipt.order.id, lost);
+    engine.drain().await.unwrap();
+    assert_eq!(
+        engine.order(lost).await.unwrap().status,
+        OrderStatus::Pending
+    );
+}
+
+#[tokio::test]
+async fn the_worker_acknowledges_only_what_is_persisted() {
+    let queue = Arc::new(MemoryOrderQueue::new());
+    let persisted = Arc::new(std::sync::Mutex::new(Vec::<OrderId>::new()));
+    let mut repository = MockOrderRepository::new();
+    let mut failures = 2;
+    let rows = persisted.clone();
+    repository.expect_save_sale().returning(|_| Ok(true));
+    repository.expect_insert().returning(move |orders| {
+        if failures > 0 {
+            failures -= 1;
+            return Err(Error::retryable("mock", "lock wait timeout"));
+        }
+        rows.lock()
+            .unwrap()
+            .extend(orders.iter().map(|order| order.id));
+        Ok(orders.len() as u64)
+    });
+    let engine = FlashSale::new(
+        Arc::new(MemoryStockStore::new()),
+        queue.clone(),
+        Arc::new(repository),
+    );
+    let ps5 = sku("ps5");
+    engine
+        .create_sale(Sale::new(ps5.clone(), 10))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        engine
+            .purchase(buy(&ps5, &format!("user-{i}")))
+            .await
+            .unwrap();
+    }
+    assert!(engine.process_batch().await.is_err());
+    assert_eq!(queue.len(), 5, "a failed batch stays owed");
+    assert!(engine.process_batch().await.is_err());
+    assert_eq!(engine.process_batch().await.unwrap(), 5);
+    assert!(queue.is_empty(), "acknowledged once persisted");
+    assert_eq!(
+        engine.process_batch().await.unwrap(),
+        0,
+        "nothing comes back"
+    );
+    assert_eq!(persisted.lock().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn the_worker_stops_on_shutdown_after_its_batch() {
+    let memory = Memory::new();
+    let engine = memory.engine();
+    let ps5 = sku("ps5");
+    engine
+        .create_sale(Sale::new(ps5.clone(), 100))
+        .await
+        .unwrap();
+    let shutdown = nexussale_core::CancellationToken::new();
+    let worker = tokio::spawn({
+        let engine = engine.clone();
+        let shutdown = shutdown.clone();
+        async move { engine.run_worker(shutdown).await }
+    });
+    for i in 0..50 {
+        engine
+            .purchase(buy(&ps5, &format!("user-{i}")))
+            .await
+            .unwrap();
+    }
+    while !memory.queue.is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), worker)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        memory.repository.counts(&ps5).await.unwrap().pending.orders,
+        50
+    );
+}
+
+#[tokio::test]
+async fn the_sweeper_settles_orders_the_worker_has_not_persisted_yet() {
+    let clock = ManualClock::new(Utc::now());
+    let memory = Memory::new();
+    let engine = memory.engine().with_clock(Arc::new(clock.clone()));
+    let ps5 = sku("ps5");
+    engine
+        .create_sale(Sale::new(ps5.clone(), 3).with_reservation_ttl(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let PurchaseOutcome::Accepted(receipt) = engine.purchase(buy(&ps5, "ann")).await.unwrap()
+    else {
+        panic!("buys");
+    };
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(engine.sweep_expired().await.unwrap().released, 1);
+    assert_eq!(
+        engine.order(receipt.order.id).await.unwrap().status,
+        OrderStatus::Expired
+    );
+    // The worker's late insert of the pending order changes nothing.
+    assert_eq!(engine.drain().await.unwrap(), 1);
+    assert_eq!(
+        engine.order(receipt.order.id).await.unwrap().status,
+        OrderStatus::Expired
+    );
+    let counts = memory.repository.counts(&ps5).await.unwrap();
+    assert_eq!((counts.expired.orders, counts.pending.orders), (1, 0));
+    assert!(engine.reconcile(&ps5, false).await.unwrap().in_sync());
+}
+
+#[tokio::test]
+async fn reconcile_rebuilds_a_lost_stock_store_from_the_repository() {
+    let memory = Memory::new();
+    let engine = memory.engine();
+    let ps5 = sku("ps5");
+    engine
+        .create_sale(Sale::new(ps5.clone(), 20).with_per_user_limit(2))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let PurchaseOutcome::Accepted(receipt) = engine
+            .purchase(buy(&ps5, &format!("user-{i}")))
+            .await
+            .unwrap()
+        else {
+            panic!("buys");
+        };
+        ids.push(receipt.order.id);
+    }
+    engine.drain().await.unwrap();
+    engine.pay(ids[0]).await.unwrap();
+    engine.pay(ids[1]).await.unwrap();
+    engine.cancel(ids[2]).await.unwrap();
+    assert!(engine.reconcile(&ps5, false).await.unwrap().in_sync());
+
+    // Redis lost everything: a fresh store behind the same queue and repository.
+    let stock: DynStockStore = Arc::new(MemoryStockStore::new());
+    let queue: DynOrderQueue = memory.queue.clone();
+    let repository: DynOrderRepository = memory.repository.clone();
+    let recovered = FlashSale::new(stock.clone(), queue, repository);
+    let report = recovered.reconcile(&ps5, false).await.unwrap();
+    assert!(report.store.is_none() && !report.in_sync() && !report.repaired);
+    let report = recovered.reconcile(&ps5, true).await.unwrap();
+    assert!(report.repaired && report.in_sync(), "{report:?}");
+    let snapshot = stock.snapshot(&ps5).await.unwrap();
+    assert_eq!(
+        (snapshot.available, snapshot.reserved, snapshot.sold),
+        (11, 7, 2)
+    );
+    // Pending orders are live again: they can be paid.
+    recovered.pay(ids[3]).await.unwrap();
+}
+
+#[tokio::test]
+async fn pay_of_a_lapsed_reservation_is_a_conflict_and_settles_the_order() {
+    let memory = Memory::new();
+    let engine = memory.engine();
+    let ps5 = sku("ps5");
+    engine.create_sale(Sale::new(ps5.clone(), 2)).await.unwrap();
+    let PurchaseOutcome::Accepted(receipt) = engine.purchase(buy(&ps5, "ann")).await.unwrap()
+    else {
+        panic!("buys");
+    };
+    engine.drain().await.unwrap();
+    // Another process's sweeper released it but died before updating the repository.
+    memory
+        .stock
+        .release(
+            &ps5,
+            receipt.order.id,
+            nexussale_core::ReleaseReason::Expired,
+        )
+        .await
+        .unwrap();
+    let err = engine.pay(receipt.order.id).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                actual: OrderStatus::Expired,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        engine.order(receipt.order.id).await.unwrap().status,
+        OrderStatus::Expired
+    );
+    assert!(matches!(
+        engine.pay(OrderId::new()).await,
+        Err(Error::OrderNotFound(_))
+    ));
+}
