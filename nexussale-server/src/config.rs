@@ -1,0 +1,95 @@
+//! The command line, with an environment twin for every flag (the flag wins).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use clap::Parser;
+use nexussale_core::{Sale, Sku};
+
+/// `nexussale-server` configuration.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "nexussale-server",
+    version,
+    about = "The NexusSale flash-sale server"
+)]
+pub struct Config {
+    /// Address to serve on.
+    #[arg(long, env = "NEXUSSALE_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// A sale to create at start-up if absent: SKU=STOCK[:LIMIT] (LIMIT: units per user, default
+    /// 1). Repeat the flag for several; the environment twin is comma-separated.
+    #[arg(long = "sale", env = "NEXUSSALE_SALES", value_delimiter = ',')]
+    pub sales: Vec<SaleSpec>,
+}
+
+/// A `SKU=STOCK[:LIMIT]` start-up sale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleSpec(pub Sale);
+
+impl FromStr for SaleSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (sku, rest) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("`{spec}` is not SKU=STOCK[:LIMIT]"))?;
+        let (stock, limit) = match rest.split_once(':') {
+            Some((stock, limit)) => (stock, Some(limit)),
+            None => (rest, None),
+        };
+        let sku = Sku::new(sku.trim()).map_err(|err| err.to_string())?;
+        let stock: u64 = stock
+            .trim()
+            .parse()
+            .map_err(|_| format!("stock `{stock}` is not a whole number"))?;
+        let limit: u32 = match limit {
+            Some(limit) => limit
+                .trim()
+                .parse()
+                .map_err(|_| format!("limit `{limit}` is not a whole number"))?,
+            None => 1,
+        };
+        let sale = Sale::new(sku, stock).with_per_user_limit(limit);
+        sale.validate().map_err(|err| err.to_string())?;
+        Ok(Self(sale))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sale_specs() {
+        let spec: SaleSpec = "ps5=100".parse().unwrap();
+        assert_eq!(
+            (spec.0.sku.as_str(), spec.0.stock, spec.0.per_user_limit),
+            ("ps5", 100, 1)
+        );
+        let spec: SaleSpec = "switch=20:2".parse().unwrap();
+        assert_eq!((spec.0.stock, spec.0.per_user_limit), (20, 2));
+        for bad in ["ps5", "ps5=", "ps5=-1", "=3", "ps5=0", "ps5=3:0", "ps5=3:x"] {
+            assert!(bad.parse::<SaleSpec>().is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn flags_parse_and_env_list_splits() {
+        let config = Config::try_parse_from([
+            "nexussale-server",
+            "--sale",
+            "a=1",
+            "--sale",
+            "b=2:3",
+            "--listen",
+            "0.0.0.0:8080",
+        ])
+        .unwrap();
+        assert_eq!(config.sales.len(), 2);
+        assert_eq!(config.listen.port(), 8080);
+        let config = Config::try_parse_from(["nexussale-server", "--sale", "a=1,b=2"]).unwrap();
+        assert_eq!(config.sales.len(), 2);
+    }
+}

@@ -1,0 +1,104 @@
+//! The one place where errors become HTTP answers: `{"error": "<code>", "message": "<sentence>"}`.
+
+use http::StatusCode;
+use nexussale_core::Error;
+use serde::Serialize;
+
+use crate::body::{Response, json};
+
+/// An error answer: a status, a contract error code and a human sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// One of the contract's error codes.
+    pub code: &'static str,
+    /// A human sentence.
+    pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409 with a business refusal code (`sold_out`, `limit_exceeded`, `sale_not_active`).
+    pub fn refused(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// The answer to send.
+    pub fn into_response(self) -> Response {
+        let mut response = json(
+            self.status,
+            &ErrorBody {
+                error: self.code,
+                message: &self.message,
+            },
+        );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        let message = err.to_string();
+        match err {
+            Error::InvalidInput { .. } => Self::invalid(message),
+            Error::UnknownSale(_) => Self::new(StatusCode::NOT_FOUND, "unknown_sale", message),
+            Error::SaleExists(_) => Self::new(StatusCode::CONFLICT, "sale_exists", message),
+            Error::OrderNotFound(_) => Self::not_found(message),
+            Error::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
+            Error::Backend {
+                retryable: true, ..
+            } => {
+                tracing::warn!(error = %message, "backend unavailable");
+                Self {
+                    retry_after: Some(1),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "a backend is unavailable; retry shortly",
+                    )
+                }
+            }
+            _ => {
+                tracing::error!(error = %message, "backend failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unavailable",
+                    "a backend failed; the request was not completed",
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The NexusSale reference server: the [`FlashSale`] engine over HTTP.
+//!
+//! [`app`] builds the HTTP service (a hyper [`Service`]), for tests and for embedding;
+//! [`serve`] runs it on a listener until shutdown; the `nexussale-server` binary wires both to
+//! its command line ([`Config`]). Routes, codes and flags follow `shared/CONTRACT.md`.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use nexussale_core::FlashSale;
+//! use nexussale_core::CancellationToken;
+//!
+//! let engine = FlashSale::in_memory();
+//! let service = nexussale_server::app(engine);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! nexussale_server::serve(listener, service, CancellationToken::new()).await
+//! # }
+//! ```
+
+mod body;
+mod config;
+mod error;
+mod routes;
+mod server;
+mod state;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Request;
+use hyper::body::Body;
+use hyper::service::Service;
+use nexussale_core::FlashSale;
+
+pub use body::{MAX_BODY_BYTES, Response};
+pub use config::{Config, SaleSpec};
+pub use error::ApiError;
+pub use server::{run, serve};
+pub use state::AppState;
+
+/// The HTTP service: cheap to clone, one per connection.
+#[derive(Debug, Clone)]
+pub struct App {
+    state: Arc<AppState>,
+}
+
+/// Builds the HTTP service over `engine`.
+pub fn app(engine: FlashSale) -> App {
+    App {
+        state: Arc::new(AppState { engine }),
+    }
+}
+
+impl<B> Service<Request<B>> for App
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        let state = Arc::clone(&self.state);
+        Box::pin(async move { Ok(routes::route(&state, request).await) })
+    }
+}

@@ -1,0 +1,88 @@
+//! The handlers, one module per resource, and the small router that picks them.
+
+mod health;
+mod legacy;
+mod orders;
+mod sales;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use hyper::body::Body;
+use percent_encoding::percent_decode_str;
+
+use crate::body::Response;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Answers one request. Never panics on input: every refusal is an [`ApiError`].
+pub(crate) async fn route<B>(state: &AppState, request: Request<B>) -> Response
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match dispatch(state, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+fn segments(path: &str) -> Result<Vec<String>, ApiError> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(|segment| {
+            percent_decode_str(segment)
+                .decode_utf8()
+                .map(|decoded| decoded.into_owned())
+                .map_err(|_| ApiError::invalid("the path is not valid UTF-8 once percent-decoded"))
+        })
+        .collect()
+}
+
+async fn dispatch<B>(state: &AppState, request: Request<B>) -> Result<Response, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let method = request.method().clone();
+    let segments = segments(request.uri().path())?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["health"]) => Ok(health::health()),
+        (&Method::GET, ["v1", "sales"]) => sales::list(state).await,
+        (&Method::POST, ["v1", "sales"]) => sales::create(state, request.into_body()).await,
+        (&Method::GET, ["v1", "sales", sku]) => sales::get(state, sku).await,
+        (&Method::POST, ["v1", "sales", sku, "purchase"]) => {
+            let (parts, body) = request.into_parts();
+            sales::purchase(state, sku, &parts.headers, body).await
+        }
+        (&Method::GET, ["v1", "orders"]) => orders::list(state, request.uri().query()).await,
+        (&Method::GET, ["v1", "orders", id]) => orders::get(state, id).await,
+        (&Method::POST, ["v1", "orders", id, "pay"]) => orders::pay(state, id).await,
+        (&Method::POST, ["v1", "orders", id, "cancel"]) => orders::cancel(state, id).await,
+        (&Method::POST, ["seckill", "add"]) => legacy::add(state, request.into_body()).await,
+        (&Method::GET, ["order", "all"]) => legacy::all(state).await,
+        (&Method::GET, ["order", id]) => orders::get(state, id).await,
+        (_, path) if is_known(path) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            format!("{method} is not allowed on this route"),
+        )),
+        _ => Err(ApiError::not_found("no such route")),
+    }
+}
+
+/// Whether some method serves `path` (for 405 rather than 404).
+fn is_known(path: &[&str]) -> bool {
+    matches!(
+        path,
+        ["health"]
+            | ["v1", "sales"]
+            | ["v1", "sales", _]
+            | ["v1", "sales", _, "purchase"]
+            | ["v1", "orders"]
+            | ["v1", "orders", _]
+            | ["v1", "orders", _, "pay" | "cancel"]
+            | ["seckill", "add"]
+            | ["order", _]
+    )
+}

@@ -1,0 +1,549 @@
+//! Every route and error code through `nexussale_server::app(...)` on the in-memory backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
+
+mod common;
+
+use bytes::Bytes;
+use common::{call, call_raw, request};
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use nexussale_core::FlashSale;
+use nexussale_server::{App, MAX_BODY_BYTES, app};
+use serde_json::{Value, json};
+
+async fn with_sale(stock: u64, limit: u32) -> (App, FlashSale) {
+    let engine = FlashSale::in_memory();
+    let app = app(engine.clone());
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/v1/sales",
+        Some(json!({"sku": "ps5", "stock": stock, "per_user_limit": limit})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (app, engine)
+}
+
+async fn purchase(app: &App, user: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        Method::POST,
+        "/v1/sales/ps5/purchase",
+        Some(json!({ "user": user })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn health_answers_ok() {
+    let app = app(FlashSale::in_memory());
+    assert_eq!(
+        call(&app, Method::GET, "/health", None).await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+}
+
+#[tokio::test]
+async fn sales_are_created_once_and_read_back() {
+    let (app, _) = with_sale(100, 2).await;
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/v1/sales",
+        Some(json!({"sku": "ps5", "stock": 5})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("sale_exists"))
+    );
+    let (status, sale) = call(&app, Method::GET, "/v1/sales/ps5", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        sale,
+        json!({"sku": "ps5", "stock": 100, "available": 100, "reserved": 0, "sold": 0, "per_user_limit": 2,
+               "starts_at": null, "ends_at": null, "reservation_ttl_secs": 900, "state": "active"})
+    );
+    let (status, all) = call(&app, Method::GET, "/v1/sales", None).await;
+    assert_eq!(
+        (status, all.as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    let (status, body) = call(&app, Method::GET, "/v1/sales/xbox", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_sale"))
+    );
+}
+
+#[tokio::test]
+async fn sale_windows_and_ttl_are_accepted_and_shown() {
+    let app = app(FlashSale::in_memory());
+    let (status, sale) = call(
+        &app,
+        Method::POST,
+        "/v1/sales",
+        Some(json!({"sku": "later", "stock": 3, "starts_at": "2999-01-01T00:00:00Z", "reservation_ttl_secs": 60})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sale}");
+    assert_eq!(
+        (
+            sale["state"].as_str(),
+            sale["reservation_ttl_secs"].as_u64()
+        ),
+        (Some("upcoming"), Some(60))
+    );
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/v1/sales/later/purchase",
+        Some(json!({"user": "ann"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("sale_not_active"))
+    );
+}
+
+#[tokio::test]
+async fn bad_sales_are_refused_with_400() {
+    let app = app(FlashSale::in_memory());
+    let long = "x".repeat(10_000);
+    for body in [
+        json!({"sku": "", "stock": 1}),
+        json!({"sku": long, "stock": 1}),
+        json!({"sku": "a\u{0007}b", "stock": 1}),
+        json!({"sku": "a", "stock": 0}),
+        json!({"sku": "a", "stock": -1}),
+        json!({"sku": "a", "stock": 1e30}),
+        json!({"sku": "a", "stock": 1, "per_user_limit": 0}),
+        json!({"sku": "a", "stock": 1, "reservation_ttl_secs": 0}),
+        json!({"sku": "a", "stock": 1, "starts_at": "yesterday"}),
+        json!({"sku": "a", "stock": 1, "starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}),
+        json!({"stock": 1}),
+        json!([]),
+    ] {
+        let (status, error) = call(&app, Method::POST, "/v1/sales", Some(body.clone())).await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn purchases_answer_202_then_sold_out_or_limit_exceeded() {
+    let (app, _) = with_sale(2, 1).await;
+    let (status, first) = purchase(&app, "ann").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(
+        (first["sku"].as_str(), first["user"].as_str()),
+        (Some("ps5"), Some("ann"))
+    );
+    assert_eq!(
+        (
+            first["quantity"].as_u64(),
+            first["status"].as_str(),
+            first["remaining"].as_u64()
+        ),
+        (Some(1), Some("pending"), Some(1))
+    );
+    assert!(first["order_id"].is_string() && first["expires_at"].is_string());
+    let (status, body) = purchase(&app, "ann").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("limit_exceeded"))
+    );
+    assert_eq!(purchase(&app, "bob").await.0, StatusCode::ACCEPTED);
+    let (status, body) = purchase(&app, "cy").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("sold_out"))
+    );
+    let (_, sale) = call(&app, Method::GET, "/v1/sales/ps5", None).await;
+    assert_eq!(
+        (
+            sale["available"].as_u64(),
+            sale["reserved"].as_u64(),
+            sale["state"].as_str()
+        ),
+        (Some(0), Some(2), Some("sold_out"))
+    );
+}
+
+#[tokio::test]
+async fn bad_purchases_get_4xx_and_hold_nothing() {
+    let (app, _) = with_sale(10, 3).await;
+    let long = "x".repeat(10_000);
+    let cases = [
+        (
+            "/v1/sales/ps5/purchase".to_owned(),
+            r#"{"user": ""}"#.to_owned(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/ps5/purchase".into(),
+            json!({"user": long}).to_string(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/ps5/purchase".into(),
+            r#"{"user": "ann", "quantity": 0}"#.into(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/ps5/purchase".into(),
+            r#"{"user": "ann", "quantity": -1}"#.into(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/ps5/purchase".into(),
+            r#"{"user": "ann", "quantity": 1000000000000}"#.into(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/ps5/purchase".into(),
+            r#"{"user": "ann", "quantity": "2"}"#.into(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/ps5/purchase".into(),
+            r#"{"user": "ann""#.into(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/ps5/purchase".into(),
+            "".into(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/ps5/purchase".into(),
+            r#"{"user": null}"#.into(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/ps5/purchase".into(),
+            r#"{"user": "ann", "quantity": 4}"#.into(),
+            "limit_exceeded",
+        ),
+        (
+            format!("/v1/sales/{long}/purchase"),
+            r#"{"user": "ann"}"#.into(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/%FF%FE/purchase".into(),
+            r#"{"user": "ann"}"#.into(),
+            "invalid_request",
+        ),
+        (
+            "/v1/sales/nope/purchase".into(),
+            r#"{"user": "ann"}"#.into(),
+            "unknown_sale",
+        ),
+    ];
+    for (uri, body, code) in cases {
+        let request = request(Method::POST, &uri)
+            .body(Full::new(Bytes::from(body.clone())))
+            .unwrap();
+        let (status, error) = call_raw(&app, request).await;
+        assert!(status.is_client_error(), "{uri} {body}: {status}");
+        assert_eq!(error["error"].as_str(), Some(code), "{uri} {body}: {error}");
+    }
+    let huge = format!(
+        r#"{{"user": "ann", "remark": "{}"}}"#,
+        "x".repeat(MAX_BODY_BYTES)
+    );
+    let request = request(Method::POST, "/v1/sales/ps5/purchase")
+        .body(Full::new(Bytes::from(huge)))
+        .unwrap();
+    let (status, error) = call_raw(&app, request).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+    let (_, sale) = call(&app, Method::GET, "/v1/sales/ps5", None).await;
+    assert_eq!(
+        sale["available"].as_u64(),
+        Some(10),
+        "a refused purchase held units"
+    );
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_answers_the_same_order() {
+    let (app, _) = with_sale(10, 5).await;
+    let keyed = || {
+        request(Method::POST, "/v1/sales/ps5/purchase")
+            .header("Idempotency-Key", "cart-42")
+            .body(Full::new(Bytes::from(r#"{"user": "ann"}"#)))
+            .unwrap()
+    };
+    let (status, first) = call_raw(&app, keyed()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, again) = call_raw(&app, keyed()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(first["order_id"], again["order_id"]);
+    let (status, in_body) = call(
+        &app,
+        Method::POST,
+        "/v1/sales/ps5/purchase",
+        Some(json!({"user": "ann", "idempotency_key": "cart-42"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &in_body["order_id"]),
+        (StatusCode::ACCEPTED, &first["order_id"])
+    );
+    let differing = request(Method::POST, "/v1/sales/ps5/purchase")
+        .header("Idempotency-Key", "cart-42")
+        .body(Full::new(Bytes::from(
+            r#"{"user": "ann", "idempotency_key": "other"}"#,
+        )))
+        .unwrap();
+    assert_eq!(call_raw(&app, differing).await.0, StatusCode::BAD_REQUEST);
+    let (_, sale) = call(&app, Method::GET, "/v1/sales/ps5", None).await;
+    assert_eq!(sale["reserved"].as_u64(), Some(1));
+}
+
+#[tokio::test]
+async fn orders_are_listed_paged_paid_and_cancelled() {
+    let (app, engine) = with_sale(10, 1).await;
+    let mut ids = Vec::new();
+    for user in ["ann", "bob", "cy"] {
+        let (_, body) = purchase(&app, user).await;
+        ids.push(body["order_id"].as_str().unwrap().to_owned());
+    }
+    engine.drain().await.unwrap();
+
+    let (status, page) = call(&app, Method::GET, "/v1/orders?sku=ps5&limit=2", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["orders"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        page["orders"][0]["id"].as_str(),
+        Some(ids[2].as_str()),
+        "newest first"
+    );
+    let next = page["next"].as_str().unwrap();
+    let (_, rest) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/orders?sku=ps5&limit=2&after={next}"),
+        None,
+    )
+    .await;
+    assert_eq!(rest["orders"].as_array().unwrap().len(), 1);
+    assert!(rest["next"].is_null());
+    let (_, by_user) = call(&app, Method::GET, "/v1/orders?user=bob", None).await;
+    assert_eq!(by_user["orders"][0]["id"].as_str(), Some(ids[1].as_str()));
+
+    let (status, paid) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/orders/{}/pay", ids[0]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (StatusCode::OK, Some("paid"))
+    );
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/orders/{}/cancel", ids[0]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    let (status, cancelled) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/orders/{}/cancel", ids[1]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    let (_, by_status) = call(&app, Method::GET, "/v1/orders?status=paid", None).await;
+    assert_eq!(by_status["orders"].as_array().unwrap().len(), 1);
+    let (status, order) = call(&app, Method::GET, &format!("/v1/orders/{}", ids[2]), None).await;
+    assert_eq!(
+        (status, order["status"].as_str(), order["user"].as_str()),
+        (StatusCode::OK, Some("pending"), Some("cy"))
+    );
+    let (_, sale) = call(&app, Method::GET, "/v1/sales/ps5", None).await;
+    assert_eq!(
+        (
+            sale["available"].as_u64(),
+            sale["reserved"].as_u64(),
+            sale["sold"].as_u64()
+        ),
+        (Some(8), Some(1), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn bad_order_requests_get_4xx() {
+    let (app, _) = with_sale(10, 1).await;
+    let unknown = "0190b8a5-7c3e-7000-8000-000000000000";
+    for (method, uri, status, code) in [
+        (
+            Method::GET,
+            format!("/v1/orders/{unknown}"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/v1/orders/not-a-uuid".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            format!("/v1/orders/{unknown}/pay"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            "/v1/orders/x/cancel".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/v1/orders?limit=0".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/v1/orders?limit=5000".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/v1/orders?limit=-1".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/v1/orders?status=shipped".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/v1/orders?after=zzz".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/v1/orders?user=".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/order/nope".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/nowhere".to_owned(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::DELETE,
+            "/v1/sales".to_owned(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/v1/sales/ps5/purchase".to_owned(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+        ),
+    ] {
+        let (got, body) = call(&app, method.clone(), &uri, None).await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(code)),
+            "{method} {uri}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_original_api_still_works() {
+    let (app, engine) = with_sale(1, 1).await;
+    let (status, accepted) = call(
+        &app,
+        Method::POST,
+        "/seckill/add",
+        Some(json!({"user": "ann", "goods": "ps5", "remark": "gift"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/seckill/add",
+        Some(json!({"user": "bob", "goods": "ps5"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("sold_out"))
+    );
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/seckill/add",
+        Some(json!({"user": "bob", "goods": "nope"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_sale"))
+    );
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/seckill/add",
+        Some(json!({"user": "bob"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    engine.drain().await.unwrap();
+    let (status, all) = call(&app, Method::GET, "/order/all", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert_eq!(all[0]["remark"].as_str(), Some("gift"));
+    let id = accepted["order_id"].as_str().unwrap();
+    let (status, order) = call(&app, Method::GET, &format!("/order/{id}"), None).await;
+    assert_eq!(
+        (status, order["user"].as_str()),
+        (StatusCode::OK, Some("ann"))
+    );
+}

@@ -1,0 +1,137 @@
+//! The README's server, as a real process: a burst of 2,000 concurrent purchases (1,000 users,
+//! each trying twice) for 100 units, then the orders it persisted, then a graceful SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{client, send};
+use http::{Method, StatusCode};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+/// Starts `nexussale-server --listen 127.0.0.1:0 --sale ps5=100` and answers it with its address,
+/// read from its "listening" log line.
+fn start_server() -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
+        .args(["--listen", "127.0.0.1:0", "--sale", "ps5=100"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nexussale-server");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(at) = line.find("address=") {
+            break line[at + "address=".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned();
+        }
+    };
+    // Keep draining its output so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_sells_exactly_the_stock_and_persists_every_order() {
+    let (mut server, address) = start_server();
+    let base = format!("http://{address}");
+    let client = client();
+    let (status, _) = send(&client, Method::GET, &format!("{base}/health"), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let permits = Arc::new(Semaphore::new(256));
+    let tasks = (0..2000).map(|i| {
+        let (client, url, permits) = (
+            client.clone(),
+            format!("{base}/v1/sales/ps5/purchase"),
+            permits.clone(),
+        );
+        tokio::spawn(async move {
+            let _permit = permits.acquire().await.unwrap();
+            send(
+                &client,
+                Method::POST,
+                &url,
+                Some(json!({ "user": format!("user-{}", i % 1000) })),
+            )
+            .await
+        })
+    });
+    let mut accepted = HashSet::new();
+    let mut refused = 0;
+    for task in futures::future::join_all(tasks).await {
+        let (status, body) = task.unwrap();
+        match status {
+            StatusCode::ACCEPTED => assert!(
+                accepted.insert(body["user"].as_str().unwrap().to_owned()),
+                "user bought twice"
+            ),
+            StatusCode::CONFLICT => {
+                let code = body["error"].as_str().unwrap();
+                assert!(code == "sold_out" || code == "limit_exceeded", "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (100, 1900));
+
+    // The worker persists in the background: wait for it, briefly.
+    let orders_url = format!("{base}/v1/orders?sku=ps5&limit=1000");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let orders = loop {
+        let (status, page) = send(&client, Method::GET, &orders_url, None).await;
+        assert_eq!(status, StatusCode::OK);
+        let orders = page["orders"].as_array().unwrap().clone();
+        if orders.len() >= 100 || tokio::time::Instant::now() > deadline {
+            break orders;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(orders.len(), 100);
+    let users: HashSet<String> = orders
+        .iter()
+        .map(|o| o["user"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        users, accepted,
+        "the persisted orders are exactly the accepted purchases"
+    );
+    let (_, sale) = send(&client, Method::GET, &format!("{base}/v1/sales/ps5"), None).await;
+    assert_eq!(
+        (sale["available"].as_u64(), sale["reserved"].as_u64()),
+        (Some(0), Some(100))
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = server.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "server exited with {exit}");
+}
