@@ -90,7 +90,9 @@ fn engine_purchases(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let stock = Arc::new(AtomicU64::new(MAX_STOCK));
-                let holders: Arc<DashMap<String, u32>> = Arc::new(DashMap::new());
+                // The same hasher as the in-memory stock store's maps.
+                let holders: Arc<DashMap<String, u32, foldhash::fast::RandomState>> =
+                    Arc::new(DashMap::default());
                 let (sender, receiver) = mpsc::unbounded_channel::<(String, u64)>();
                 total += fan_out(BATCH, |task, n| {
                     let (stock, holders, sender) = (stock.clone(), holders.clone(), sender.clone());

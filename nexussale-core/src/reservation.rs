@@ -79,6 +79,11 @@ pub struct Reservation {
 impl Reservation {
     /// The order this reservation stands for, with the status its state implies.
     pub fn to_order(&self) -> Order {
+        self.clone().into_order()
+    }
+
+    /// [`to_order`](Self::to_order), without copying.
+    pub fn into_order(self) -> Order {
         let status = match self.state {
             ReservationState::Reserved => OrderStatus::Pending,
             ReservationState::Confirmed => OrderStatus::Paid,
@@ -87,15 +92,15 @@ impl Reservation {
         };
         Order {
             id: self.order_id,
-            sku: self.sku.clone(),
-            user: self.user.clone(),
+            sku: self.sku,
+            user: self.user,
             quantity: self.quantity,
             status,
             created_at: self.created_at,
             updated_at: self.created_at,
             expires_at: self.expires_at,
-            remark: self.remark.clone(),
-            idempotency_key: self.idempotency_key.clone(),
+            remark: self.remark,
+            idempotency_key: self.idempotency_key,
         }
     }
 }

@@ -11,7 +11,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
+use std::collections::HashMap;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 
 use crate::clock::{Clock, SystemClock};
 use crate::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
@@ -83,8 +86,10 @@ struct Inner {
     repository: DynOrderRepository,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    /// Sale definitions (immutable once created) and their sold-out flags.
-    sales: DashMap<Sku, Arc<SaleEntry>>,
+    /// Sale definitions (immutable once created) and their sold-out flags. Read on every
+    /// purchase, written once per sale: copy-on-write, so readers take no lock.
+    sales: ArcSwap<HashMap<Sku, Arc<SaleEntry>>>,
+    sales_writer: Mutex<()>,
 }
 
 impl FlashSale {
@@ -97,7 +102,8 @@ impl FlashSale {
                 repository,
                 clock: Arc::new(SystemClock),
                 config: EngineConfig::default(),
-                sales: DashMap::new(),
+                sales: ArcSwap::default(),
+                sales_writer: Mutex::new(()),
             }),
         }
     }
@@ -128,7 +134,8 @@ impl FlashSale {
             repository: Arc::clone(&shared.repository),
             clock: Arc::clone(&shared.clock),
             config: shared.config.clone(),
-            sales: shared.sales.clone(),
+            sales: ArcSwap::new(shared.sales.load_full()),
+            sales_writer: Mutex::new(()),
         });
         let mut inner = inner;
         change(&mut inner);

@@ -92,25 +92,25 @@ impl FlashSale {
         if let Some(remark) = &request.remark {
             validate_remark(remark)?;
         }
-        let entry = self.sale_entry(&request.sku).await?;
         let now = self.now();
+        let (sale, sold_out) = self.sale_check(&request.sku, now).await?;
         // A keyed request may be the retry of an accepted one: only the store can tell, so it
         // skips the local shortcuts (which would answer sold out or not active instead).
         if request.idempotency_key.is_none() {
-            let limit = entry.sale.per_user_limit;
+            let limit = sale.per_user_limit;
             if request.quantity > limit {
                 return Ok(PurchaseOutcome::LimitExceeded { limit });
             }
-            match entry.sale.window_state(now) {
+            match sale.window_state(now) {
                 SaleState::Active | SaleState::SoldOut => {}
                 state => return Ok(PurchaseOutcome::NotActive(state)),
             }
-            if entry.is_sold_out(now) {
+            if sold_out {
                 return Ok(PurchaseOutcome::SoldOut);
             }
         }
         let reserve = ReserveRequest {
-            order_id: OrderId::new(),
+            order_id: OrderId::at(now),
             sku: request.sku,
             user: request.user,
             quantity: request.quantity,
@@ -124,10 +124,13 @@ impl FlashSale {
                 remaining,
             } => {
                 if remaining == 0 {
-                    entry.mark_sold_out(now, self.inner.config.sold_out_recheck);
+                    self.sold_out(&sale.sku, now);
                 }
-                let order = reservation.to_order();
-                self.publish_or_abort(&order).await?;
+                let event = OrderEvent::Placed {
+                    order: reservation.into_order(),
+                };
+                self.publish_or_abort(&event).await?;
+                let OrderEvent::Placed { order } = event;
                 Ok(PurchaseOutcome::Accepted(Receipt {
                     order,
                     remaining: Some(remaining),
@@ -152,7 +155,7 @@ impl FlashSale {
             }
             ReserveOutcome::SoldOut { available } => {
                 if available == 0 {
-                    entry.mark_sold_out(now, self.inner.config.sold_out_recheck);
+                    self.sold_out(&sale.sku, now);
                 }
                 Ok(PurchaseOutcome::SoldOut)
             }
@@ -165,13 +168,11 @@ impl FlashSale {
 
     /// Publishes the order's event; if that fails, returns its units so that no unit is ever
     /// held without its event, and answers the publish error.
-    async fn publish_or_abort(&self, order: &Order) -> Result<()> {
-        let event = OrderEvent::Placed {
-            order: order.clone(),
-        };
-        let Err(publish_error) = self.inner.queue.publish(&event).await else {
+    async fn publish_or_abort(&self, event: &OrderEvent) -> Result<()> {
+        let Err(publish_error) = self.inner.queue.publish(event).await else {
             return Ok(());
         };
+        let OrderEvent::Placed { order } = event;
         warn!(order = %order.id, sku = %order.sku, error = %publish_error, "order event not queued; releasing its units");
         match self
             .inner

@@ -1,5 +1,6 @@
 //! Creating and reading sales, and the engine's cache of their definitions.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -102,19 +103,22 @@ impl FlashSale {
     }
 
     fn cache(&self, sale: Sale) -> Arc<SaleEntry> {
-        Arc::clone(
-            &self
-                .inner
-                .sales
-                .entry(sale.sku.clone())
-                .or_insert_with(|| Arc::new(SaleEntry::new(sale))),
-        )
+        let _writer = self.inner.sales_writer.lock();
+        let cached = self.inner.sales.load();
+        if let Some(entry) = cached.get(&sale.sku) {
+            return Arc::clone(entry);
+        }
+        let entry = Arc::new(SaleEntry::new(sale));
+        let mut sales = HashMap::clone(&cached);
+        sales.insert(entry.sale.sku.clone(), Arc::clone(&entry));
+        self.inner.sales.store(Arc::new(sales));
+        entry
     }
 
     /// The cached definition, loaded from the stock store on first use.
     pub(super) async fn sale_entry(&self, sku: &Sku) -> Result<Arc<SaleEntry>> {
-        if let Some(entry) = self.inner.sales.get(sku) {
-            return Ok(Arc::clone(&entry));
+        if let Some(entry) = self.inner.sales.load().get(sku) {
+            return Ok(Arc::clone(entry));
         }
         match self.inner.stock.sale(sku).await? {
             Some(sale) => Ok(self.cache(sale)),
@@ -122,9 +126,26 @@ impl FlashSale {
         }
     }
 
+    /// A copy of the cached definition, and whether the sale is in its sold-out pause: the
+    /// purchase path holds no reference into the cache (and so bumps no shared counter).
+    pub(super) async fn sale_check(&self, sku: &Sku, now: DateTime<Utc>) -> Result<(Sale, bool)> {
+        if let Some(entry) = self.inner.sales.load().get(sku) {
+            return Ok((entry.sale.clone(), entry.is_sold_out(now)));
+        }
+        let entry = self.sale_entry(sku).await?;
+        Ok((entry.sale.clone(), entry.is_sold_out(now)))
+    }
+
+    /// Starts the sold-out pause of a sale.
+    pub(super) fn sold_out(&self, sku: &Sku, now: DateTime<Utc>) {
+        if let Some(entry) = self.inner.sales.load().get(sku) {
+            entry.mark_sold_out(now, self.inner.config.sold_out_recheck);
+        }
+    }
+
     /// Ends the sold-out pause of a sale after units came back.
     pub(super) fn units_returned(&self, sku: &Sku) {
-        if let Some(entry) = self.inner.sales.get(sku) {
+        if let Some(entry) = self.inner.sales.load().get(sku) {
             entry.units_returned();
         }
     }

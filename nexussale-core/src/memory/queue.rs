@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::padded::Padded;
 use crate::error::{Error, Result};
 use crate::order::OrderEvent;
 use crate::queue::{Delivery, DeliveryTag, OrderQueue};
@@ -42,7 +43,7 @@ struct Inner {
     receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<OrderEvent>>,
     in_flight: Mutex<HashMap<i64, InFlight>>,
     /// Events published and not yet acknowledged (queued or in flight).
-    owed: AtomicUsize,
+    owed: Padded<AtomicUsize>,
     next_offset: AtomicI64,
     capacity: usize,
     redelivery_timeout: Duration,
@@ -63,7 +64,7 @@ impl MemoryOrderQueue {
                 sender,
                 receiver: tokio::sync::Mutex::new(receiver),
                 in_flight: Mutex::new(HashMap::new()),
-                owed: AtomicUsize::new(0),
+                owed: Padded(AtomicUsize::new(0)),
                 next_offset: AtomicI64::new(0),
                 capacity,
                 redelivery_timeout,

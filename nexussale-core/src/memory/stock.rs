@@ -1,16 +1,17 @@
 //! [`MemoryStockStore`]: stock in process memory, lock-free on the hot path.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use crossbeam_skiplist::SkipSet;
-use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use parking_lot::Mutex;
 
+use super::padded::Padded;
 use crate::error::{Error, Result};
 use crate::ident::{IdempotencyKey, UserId};
 use crate::order::{Order, OrderId, OrderStatus};
@@ -25,10 +26,87 @@ use crate::stock::StockStore;
 ///
 /// No global lock: each sale's counters are atomics, and its users, reservations and idempotency
 /// keys live in sharded concurrent maps, so concurrent purchases of one hot sale only meet on one
-/// compare-and-swap. Expiry is a lock-free skip list ordered by instant. Clones share the state.
+/// compare-and-swap. The expiry index is ordered by instant and sharded by order id, each shard
+/// behind its own short lock. Clones share the state.
 #[derive(Clone, Default)]
 pub struct MemoryStockStore {
-    sales: Arc<DashMap<Sku, Arc<SaleSlot>>>,
+    /// Read on every call, written only when a sale is created or restored: copy-on-write
+    /// behind an `ArcSwap`, so readers take no lock and write no shared counter.
+    sales: Arc<ArcSwap<SaleMap>>,
+    writer: Arc<Mutex<()>>,
+}
+
+type SaleMap = HashMap<Sku, Arc<SaleSlot>, foldhash::fast::RandomState>;
+
+/// Concurrent maps keyed by client-chosen text: foldhash is several times faster than SipHash
+/// and, seeded per process, still resists hash flooding.
+type DashMap<K, V> = dashmap::DashMap<K, V, foldhash::fast::RandomState>;
+
+fn map<K: Eq + std::hash::Hash, V>(capacity: usize) -> DashMap<K, V> {
+    DashMap::with_capacity_and_hasher(capacity, foldhash::fast::RandomState::default())
+}
+
+/// Shards of the expiry index (a power of two).
+const EXPIRY_SHARDS: usize = 16;
+
+type Due = (DateTime<Utc>, OrderId);
+
+/// Reservations ordered by expiry, sharded by order id so concurrent purchases rarely meet.
+///
+/// Each shard is a deque kept sorted: expiries arrive almost in order (one TTL per sale, the
+/// clock moving forward), so an insert is nearly always a push at the back. Entries are not
+/// removed when a reservation is confirmed or released; [`due`](Self::due) drops them when
+/// their time comes, after checking the reservation's state.
+struct ExpiryIndex {
+    shards: [Padded<Mutex<VecDeque<Due>>>; EXPIRY_SHARDS],
+}
+
+impl ExpiryIndex {
+    fn new() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Padded(Mutex::new(VecDeque::new()))),
+        }
+    }
+
+    fn insert(&self, expires_at: DateTime<Utc>, order_id: OrderId) {
+        // The low bits of a v7 id are random.
+        let shard = &self.shards[order_id.as_uuid().as_u128() as usize & (EXPIRY_SHARDS - 1)];
+        let mut shard = shard.lock();
+        let entry = (expires_at, order_id);
+        match shard.back() {
+            Some(last) if *last > entry => {
+                let at = shard.partition_point(|due| *due < entry);
+                shard.insert(at, entry);
+            }
+            _ => shard.push_back(entry),
+        }
+    }
+
+    /// Up to `limit` entries at or before `now` for which `live` holds, soonest first; entries
+    /// for which it does not are dropped on the way.
+    fn due(&self, now: DateTime<Utc>, limit: usize, live: impl Fn(OrderId) -> bool) -> Vec<Due> {
+        let mut due = Vec::new();
+        for shard in &self.shards {
+            let mut shard = shard.lock();
+            while shard
+                .front()
+                .is_some_and(|(at, id)| *at <= now && !live(*id))
+            {
+                shard.pop_front();
+            }
+            due.extend(
+                shard
+                    .iter()
+                    .take_while(|(at, _)| *at <= now)
+                    .filter(|(_, id)| live(*id))
+                    .take(limit)
+                    .copied(),
+            );
+        }
+        due.sort_unstable();
+        due.truncate(limit);
+        due
+    }
 }
 
 impl MemoryStockStore {
@@ -37,18 +115,28 @@ impl MemoryStockStore {
         Self::default()
     }
 
-    fn slot(&self, sku: &Sku) -> Result<Arc<SaleSlot>> {
-        self.sales
-            .get(sku)
-            .map(|slot| Arc::clone(&slot))
-            .ok_or_else(|| Error::UnknownSale(sku.clone()))
+    /// Runs `f` on the sale's live state.
+    fn with_slot<R>(&self, sku: &Sku, f: impl FnOnce(&SaleSlot) -> R) -> Result<R> {
+        match self.sales.load().get(sku) {
+            Some(slot) => Ok(f(slot)),
+            None => Err(Error::UnknownSale(sku.clone())),
+        }
+    }
+
+    /// Replaces the sale map with `change` applied to a copy of it; answers what `change` did.
+    fn update<R>(&self, change: impl FnOnce(&mut SaleMap) -> R) -> R {
+        let _writer = self.writer.lock();
+        let mut sales = SaleMap::clone(&self.sales.load());
+        let outcome = change(&mut sales);
+        self.sales.store(Arc::new(sales));
+        outcome
     }
 }
 
 impl fmt::Debug for MemoryStockStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStockStore")
-            .field("sales", &self.sales.len())
+            .field("sales", &self.sales.load().len())
             .finish()
     }
 }
@@ -56,29 +144,50 @@ impl fmt::Debug for MemoryStockStore {
 /// The live state of one sale.
 struct SaleSlot {
     sale: Sale,
-    available: AtomicU64,
-    reserved: AtomicU64,
+    /// The one word every purchase of the sale writes.
+    available: Padded<AtomicU64>,
+    reserved: Padded<AtomicU64>,
     sold: AtomicU64,
     /// Units each user holds (reserved or sold).
     held: DashMap<UserId, u32>,
-    reservations: DashMap<OrderId, Reservation>,
+    reservations: DashMap<OrderId, Held>,
     keys: DashMap<(UserId, IdempotencyKey), OrderId>,
     /// Live reservations by expiry.
-    expiry: SkipSet<(DateTime<Utc>, OrderId)>,
+    expiry: ExpiryIndex,
 }
+
+/// A stored reservation. Its `state` field is the live one; `reservation.state` is not kept.
+struct Held {
+    state: ReservationState,
+    reservation: Reservation,
+}
+
+impl Held {
+    fn to_reservation(&self) -> Reservation {
+        Reservation {
+            state: self.state,
+            ..self.reservation.clone()
+        }
+    }
+}
+
+/// Maps start at most this large; they grow past it as needed.
+const PRESIZE_LIMIT: u64 = 1 << 14;
 
 // Lock order, to stay deadlock-free across the sharded maps: `keys` before `held` before
 // `reservations`; no path holds a guard of one map while it waits on a map before it.
 impl SaleSlot {
     fn new(sale: Sale) -> Self {
+        // A sale that sells out holds at least one reservation per unit.
+        let capacity = sale.stock.min(PRESIZE_LIMIT) as usize;
         Self {
-            available: AtomicU64::new(sale.stock),
-            reserved: AtomicU64::new(0),
+            available: Padded(AtomicU64::new(sale.stock)),
+            reserved: Padded(AtomicU64::new(0)),
             sold: AtomicU64::new(0),
-            held: DashMap::new(),
-            reservations: DashMap::new(),
-            keys: DashMap::new(),
-            expiry: SkipSet::new(),
+            held: map(capacity),
+            reservations: map(capacity),
+            keys: map(0),
+            expiry: ExpiryIndex::new(),
             sale,
         }
     }
@@ -126,7 +235,7 @@ impl SaleSlot {
             if let Some(earlier) = self.reservations.get(entry.get()) {
                 if earlier.state != ReservationState::Released(ReleaseReason::Aborted) {
                     return ReserveOutcome::Existing {
-                        reservation: earlier.clone(),
+                        reservation: earlier.to_reservation(),
                     };
                 }
             }
@@ -161,9 +270,14 @@ impl SaleSlot {
             state: ReservationState::Reserved,
         };
         self.expiry
-            .insert((reservation.expires_at, reservation.order_id));
-        self.reservations
-            .insert(reservation.order_id, reservation.clone());
+            .insert(reservation.expires_at, reservation.order_id);
+        self.reservations.insert(
+            reservation.order_id,
+            Held {
+                state: ReservationState::Reserved,
+                reservation: reservation.clone(),
+            },
+        );
         match key_entry {
             Some(Entry::Occupied(mut entry)) => {
                 entry.insert(request.order_id);
@@ -180,16 +294,15 @@ impl SaleSlot {
     }
 
     fn confirm(&self, order_id: OrderId) -> ConfirmOutcome {
-        let Some(mut reservation) = self.reservations.get_mut(&order_id) else {
+        let Some(mut held) = self.reservations.get_mut(&order_id) else {
             return ConfirmOutcome::NotFound;
         };
-        match reservation.state {
+        match held.state {
             ReservationState::Confirmed => ConfirmOutcome::AlreadyConfirmed,
             ReservationState::Released(reason) => ConfirmOutcome::Released(reason),
             ReservationState::Reserved => {
-                reservation.state = ReservationState::Confirmed;
-                let quantity = u64::from(reservation.quantity);
-                self.expiry.remove(&(reservation.expires_at, order_id));
+                held.state = ReservationState::Confirmed;
+                let quantity = u64::from(held.reservation.quantity);
                 self.sold.fetch_add(quantity, Ordering::AcqRel);
                 self.reserved.fetch_sub(quantity, Ordering::AcqRel);
                 ConfirmOutcome::Confirmed
@@ -199,10 +312,10 @@ impl SaleSlot {
 
     fn release(&self, order_id: OrderId, reason: ReleaseReason) -> ReleaseOutcome {
         let (user, quantity) = {
-            let Some(mut reservation) = self.reservations.get_mut(&order_id) else {
+            let Some(mut held) = self.reservations.get_mut(&order_id) else {
                 return ReleaseOutcome::NotFound;
             };
-            match reservation.state {
+            match held.state {
                 ReservationState::Confirmed => return ReleaseOutcome::Confirmed,
                 ReservationState::Released(earlier) => {
                     return ReleaseOutcome::AlreadyReleased(earlier);
@@ -210,9 +323,8 @@ impl SaleSlot {
                 ReservationState::Reserved => {}
             }
             // The state change under the entry's lock is what makes release exactly-once.
-            reservation.state = ReservationState::Released(reason);
-            self.expiry.remove(&(reservation.expires_at, order_id));
-            (reservation.user.clone(), reservation.quantity)
+            held.state = ReservationState::Released(reason);
+            (held.reservation.user.clone(), held.reservation.quantity)
         };
         if let Some(mut held) = self.held.get_mut(&user) {
             *held = held.saturating_sub(quantity);
@@ -225,14 +337,18 @@ impl SaleSlot {
     }
 
     fn expired(&self, now: DateTime<Utc>, limit: usize) -> Vec<Reservation> {
+        let held = |order_id: OrderId| {
+            self.reservations
+                .get(&order_id)
+                .is_some_and(|held| held.state == ReservationState::Reserved)
+        };
         self.expiry
-            .iter()
-            .take_while(|entry| entry.value().0 <= now)
-            .filter_map(|entry| {
-                let reservation = self.reservations.get(&entry.value().1)?;
-                (reservation.state == ReservationState::Reserved).then(|| reservation.clone())
+            .due(now, limit, held)
+            .into_iter()
+            .filter_map(|(_, order_id)| {
+                let held = self.reservations.get(&order_id)?;
+                (held.state == ReservationState::Reserved).then(|| held.to_reservation())
             })
-            .take(limit)
             .collect()
     }
 
@@ -252,7 +368,7 @@ impl SaleSlot {
             match state {
                 ReservationState::Reserved => {
                     reserved += quantity;
-                    slot.expiry.insert((order.expires_at, order.id));
+                    slot.expiry.insert(order.expires_at, order.id);
                 }
                 ReservationState::Confirmed => sold += quantity,
                 ReservationState::Released(_) => {}
@@ -264,20 +380,19 @@ impl SaleSlot {
                 slot.keys
                     .insert((order.user.clone(), key.clone()), order.id);
             }
-            slot.reservations.insert(
-                order.id,
-                Reservation {
-                    order_id: order.id,
-                    sku: order.sku.clone(),
-                    user: order.user.clone(),
-                    quantity: order.quantity,
-                    idempotency_key: order.idempotency_key.clone(),
-                    remark: order.remark.clone(),
-                    created_at: order.created_at,
-                    expires_at: order.expires_at,
-                    state,
-                },
-            );
+            let reservation = Reservation {
+                order_id: order.id,
+                sku: order.sku.clone(),
+                user: order.user.clone(),
+                quantity: order.quantity,
+                idempotency_key: order.idempotency_key.clone(),
+                remark: order.remark.clone(),
+                created_at: order.created_at,
+                expires_at: order.expires_at,
+                state,
+            };
+            slot.reservations
+                .insert(order.id, Held { state, reservation });
         }
         slot.held.extend(held);
         slot.reserved.store(reserved, Ordering::Release);
@@ -293,39 +408,44 @@ impl SaleSlot {
 #[async_trait]
 impl StockStore for MemoryStockStore {
     async fn create_sale(&self, sale: &Sale) -> Result<bool> {
-        match self.sales.entry(sale.sku.clone()) {
-            Entry::Occupied(_) => Ok(false),
-            Entry::Vacant(entry) => {
-                entry.insert(Arc::new(SaleSlot::new(sale.clone())));
-                Ok(true)
+        Ok(self.update(|sales| {
+            if sales.contains_key(&sale.sku) {
+                return false;
             }
-        }
+            sales.insert(sale.sku.clone(), Arc::new(SaleSlot::new(sale.clone())));
+            true
+        }))
     }
 
     async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
-        Ok(self.sales.get(sku).map(|slot| slot.sale.clone()))
+        Ok(self.sales.load().get(sku).map(|slot| slot.sale.clone()))
     }
 
     async fn sales(&self) -> Result<Vec<Sale>> {
-        let mut sales: Vec<Sale> = self.sales.iter().map(|slot| slot.sale.clone()).collect();
+        let mut sales: Vec<Sale> = self
+            .sales
+            .load()
+            .values()
+            .map(|slot| slot.sale.clone())
+            .collect();
         sales.sort_by(|a, b| a.sku.cmp(&b.sku));
         Ok(sales)
     }
 
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        Ok(self.slot(&request.sku)?.reserve(request))
+        self.with_slot(&request.sku, |slot| slot.reserve(request))
     }
 
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
-        Ok(self
-            .slot(sku)?
-            .reservations
-            .get(&order_id)
-            .map(|reservation| reservation.clone()))
+        self.with_slot(sku, |slot| {
+            slot.reservations
+                .get(&order_id)
+                .map(|held| held.to_reservation())
+        })
     }
 
     async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome> {
-        Ok(self.slot(sku)?.confirm(order_id))
+        self.with_slot(sku, |slot| slot.confirm(order_id))
     }
 
     async fn release(
@@ -334,7 +454,7 @@ impl StockStore for MemoryStockStore {
         order_id: OrderId,
         reason: ReleaseReason,
     ) -> Result<ReleaseOutcome> {
-        Ok(self.slot(sku)?.release(order_id, reason))
+        self.with_slot(sku, |slot| slot.release(order_id, reason))
     }
 
     async fn expired(
@@ -343,16 +463,16 @@ impl StockStore for MemoryStockStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Reservation>> {
-        Ok(self.slot(sku)?.expired(now, limit))
+        self.with_slot(sku, |slot| slot.expired(now, limit))
     }
 
     async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {
-        Ok(self.slot(sku)?.snapshot())
+        self.with_slot(sku, SaleSlot::snapshot)
     }
 
     async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
-        self.sales
-            .insert(sale.sku.clone(), Arc::new(SaleSlot::restored(sale, orders)));
+        let slot = Arc::new(SaleSlot::restored(sale, orders));
+        self.update(|sales| sales.insert(sale.sku.clone(), slot));
         Ok(())
     }
 }

@@ -5,17 +5,21 @@
 //! with one macro line per trait, which writes one named `#[tokio::test]` per case (the crate
 //! needs `tokio` with `macros` and `rt-multi-thread` as a dev-dependency):
 //!
-//! ```ignore
-//! use nexussale_core::{testkit, DynStockStore};
+//! ```no_run
+//! use std::sync::Arc;
 //!
-//! // `None` skips the case (the helper in `testkit::services` prints why, or fails under
-//! // NEXUSSALE_REQUIRE_SERVICES=1).
+//! use nexussale_core::{memory::MemoryStockStore, DynStockStore};
+//!
+//! // `None` skips the case. A real backend connects here (to
+//! // `testkit::services::redis_url()`, say) and, when it cannot, answers
+//! // `testkit::services::unavailable("redis", err)`: that prints why and skips, or fails under
+//! // NEXUSSALE_REQUIRE_SERVICES=1.
 //! async fn setup() -> Option<DynStockStore> {
-//!     let url = testkit::services::redis_url()?;
-//!     Some(std::sync::Arc::new(my_redis_store(&url).await))
+//!     Some(Arc::new(MemoryStockStore::new()))
 //! }
 //!
 //! nexussale_core::stock_store_tests!(setup);
+//! # fn main() {}
 //! ```
 //!
 //! The same goes for `order_queue_tests!` (whose setup returns a [`QueueOpener`]: every call opens
