@@ -46,6 +46,51 @@ where
     start.elapsed()
 }
 
+/// One batch of `BATCH` purchases through the engine on fresh in-memory backends; its wall time.
+async fn engine_batch() -> Duration {
+    let engine = FlashSale::new(
+        Arc::new(MemoryStockStore::new()),
+        Arc::new(MemoryOrderQueue::with_limits(usize::MAX, Duration::from_secs(3600))),
+        Arc::new(MemoryOrderRepository::new()),
+    );
+    let sku = Sku::new("hot").unwrap();
+    engine.create_sale(Sale::new(sku.clone(), MAX_STOCK)).await.unwrap();
+    fan_out(BATCH, |task, n| {
+        let engine = engine.clone();
+        let sku = sku.clone();
+        async move {
+            for i in 0..n {
+                let user = UserId::new(format!("user-{task}-{i}")).unwrap();
+                let outcome = engine.purchase(PurchaseRequest::new(sku.clone(), user)).await.unwrap();
+                assert!(matches!(outcome, PurchaseOutcome::Accepted(_)));
+            }
+        }
+    })
+    .await
+}
+
+/// One batch of the essential work alone; its wall time.
+async fn baseline_batch() -> Duration {
+    let stock = Arc::new(AtomicU64::new(MAX_STOCK));
+    // The same hasher as the in-memory stock store's maps.
+    let holders: Arc<DashMap<String, u32, foldhash::fast::RandomState>> = Arc::new(DashMap::default());
+    let (sender, receiver) = mpsc::unbounded_channel::<(String, u64)>();
+    let elapsed = fan_out(BATCH, |task, n| {
+        let (stock, holders, sender) = (stock.clone(), holders.clone(), sender.clone());
+        async move {
+            for i in 0..n {
+                let user = format!("user-{task}-{i}");
+                let left = stock.fetch_sub(1, Ordering::AcqRel);
+                holders.insert(user.clone(), 1);
+                sender.send((user, left)).unwrap();
+            }
+        }
+    })
+    .await;
+    black_box(receiver);
+    elapsed
+}
+
 fn engine_purchases(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let mut group = c.benchmark_group("hot_sale");
     group.throughput(Throughput::Elements(BATCH));
@@ -53,34 +98,7 @@ fn engine_purchases(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         b.to_async(rt).iter_custom(|iters| async move {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let engine = FlashSale::new(
-                    Arc::new(MemoryStockStore::new()),
-                    Arc::new(MemoryOrderQueue::with_limits(
-                        usize::MAX,
-                        Duration::from_secs(3600),
-                    )),
-                    Arc::new(MemoryOrderRepository::new()),
-                );
-                let sku = Sku::new("hot").unwrap();
-                engine
-                    .create_sale(Sale::new(sku.clone(), MAX_STOCK))
-                    .await
-                    .unwrap();
-                total += fan_out(BATCH, |task, n| {
-                    let engine = engine.clone();
-                    let sku = sku.clone();
-                    async move {
-                        for i in 0..n {
-                            let user = UserId::new(format!("user-{task}-{i}")).unwrap();
-                            let outcome = engine
-                                .purchase(PurchaseRequest::new(sku.clone(), user))
-                                .await
-                                .unwrap();
-                            assert!(matches!(outcome, PurchaseOutcome::Accepted(_)));
-                        }
-                    }
-                })
-                .await;
+                total += engine_batch().await;
             }
             total
         })
@@ -89,24 +107,7 @@ fn engine_purchases(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         b.to_async(rt).iter_custom(|iters| async move {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let stock = Arc::new(AtomicU64::new(MAX_STOCK));
-                // The same hasher as the in-memory stock store's maps.
-                let holders: Arc<DashMap<String, u32, foldhash::fast::RandomState>> =
-                    Arc::new(DashMap::default());
-                let (sender, receiver) = mpsc::unbounded_channel::<(String, u64)>();
-                total += fan_out(BATCH, |task, n| {
-                    let (stock, holders, sender) = (stock.clone(), holders.clone(), sender.clone());
-                    async move {
-                        for i in 0..n {
-                            let user = format!("user-{task}-{i}");
-                            let left = stock.fetch_sub(1, Ordering::AcqRel);
-                            holders.insert(user.clone(), 1);
-                            sender.send((user, left)).unwrap();
-                        }
-                    }
-                })
-                .await;
-                black_box(receiver);
+                total += baseline_batch().await;
             }
             total
         })
@@ -114,8 +115,40 @@ fn engine_purchases(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.finish();
 }
 
+/// Engine and baseline batches alternated, so both meet the same machine noise: prints each
+/// side's median rate and the median of the per-round ratios (the figure docs/BENCHMARKS.md
+/// records). `ROUNDS` pairs; skipped when criterion is asked for a profile or a listing.
+fn interleaved_ratio(rt: &tokio::runtime::Runtime) {
+    const ROUNDS: usize = 40;
+    let rate = |elapsed: Duration| BATCH as f64 / elapsed.as_secs_f64();
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (mut engine, mut baseline, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    rt.block_on(async {
+        for _ in 0..ROUNDS {
+            let e = rate(engine_batch().await);
+            let b = rate(baseline_batch().await);
+            engine.push(e);
+            baseline.push(b);
+            ratios.push(e / b);
+        }
+    });
+    println!(
+        "interleaved ({ROUNDS} rounds of {BATCH}): engine {:.0} purchases/s, baseline {:.0}/s, ratio {:.2} (median of rounds)",
+        median(engine),
+        median(baseline),
+        median(ratios),
+    );
+}
+
 fn benches(c: &mut Criterion) {
     let rt = runtime();
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|arg| arg == "--profile-time" || arg == "--list") {
+        interleaved_ratio(&rt);
+    }
     engine_purchases(c, &rt);
 }
 

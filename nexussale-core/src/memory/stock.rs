@@ -26,7 +26,7 @@ use crate::stock::StockStore;
 ///
 /// No global lock: each sale's counters are atomics, and its users, reservations and idempotency
 /// keys live in sharded concurrent maps, so concurrent purchases of one hot sale only meet on one
-/// compare-and-swap. The expiry index is ordered by instant and sharded by order id, each shard
+/// compare-and-swap. The expiry index is ordered by instant and sharded by thread, each shard
 /// behind its own short lock. Clones share the state.
 #[derive(Clone, Default)]
 pub struct MemoryStockStore {
@@ -51,7 +51,7 @@ const EXPIRY_SHARDS: usize = 16;
 
 type Due = (DateTime<Utc>, OrderId);
 
-/// Reservations ordered by expiry, sharded by order id so concurrent purchases rarely meet.
+/// Reservations ordered by expiry, sharded by thread so concurrent purchases rarely meet.
 ///
 /// Each shard is a deque kept sorted: expiries arrive almost in order (one TTL per sale, the
 /// clock moving forward), so an insert is nearly always a push at the back. Entries are not
@@ -69,8 +69,12 @@ impl ExpiryIndex {
     }
 
     fn insert(&self, expires_at: DateTime<Utc>, order_id: OrderId) {
-        // The low bits of a v7 id are random.
-        let shard = &self.shards[order_id.as_uuid().as_u128() as usize & (EXPIRY_SHARDS - 1)];
+        // Each thread keeps to one shard, so a shard's lock and its deque's tail stay in one
+        // core's cache instead of moving between cores on every purchase.
+        thread_local! {
+            static SHARD: usize = fastrand::usize(..EXPIRY_SHARDS);
+        }
+        let shard = &self.shards[SHARD.with(|shard| *shard)];
         let mut shard = shard.lock();
         let entry = (expires_at, order_id);
         match shard.back() {
@@ -145,8 +149,7 @@ impl fmt::Debug for MemoryStockStore {
 struct SaleSlot {
     sale: Sale,
     /// The one word every purchase of the sale writes.
-    available: Padded<AtomicU64>,
-    reserved: Padded<AtomicU64>,
+    counts: Padded<Counts>,
     sold: AtomicU64,
     /// Units each user holds (reserved or sold).
     held: DashMap<UserId, u32>,
@@ -154,6 +157,12 @@ struct SaleSlot {
     keys: DashMap<(UserId, IdempotencyKey), OrderId>,
     /// Live reservations by expiry.
     expiry: ExpiryIndex,
+}
+
+/// The two counters every purchase writes, together on one cache line of their own.
+struct Counts {
+    available: AtomicU64,
+    reserved: AtomicU64,
 }
 
 /// A stored reservation. Its `state` field is the live one; `reservation.state` is not kept.
@@ -181,8 +190,10 @@ impl SaleSlot {
         // A sale that sells out holds at least one reservation per unit.
         let capacity = sale.stock.min(PRESIZE_LIMIT) as usize;
         Self {
-            available: Padded(AtomicU64::new(sale.stock)),
-            reserved: Padded(AtomicU64::new(0)),
+            counts: Padded(Counts {
+                available: AtomicU64::new(sale.stock),
+                reserved: AtomicU64::new(0),
+            }),
             sold: AtomicU64::new(0),
             held: map(capacity),
             reservations: map(capacity),
@@ -195,19 +206,19 @@ impl SaleSlot {
     /// Takes `quantity` units if that many are available; answers what remains, or what was
     /// available when refused.
     fn take(&self, quantity: u64) -> std::result::Result<u64, u64> {
-        let mut available = self.available.load(Ordering::Acquire);
+        let mut available = self.counts.available.load(Ordering::Acquire);
         loop {
             if available < quantity {
                 return Err(available);
             }
-            match self.available.compare_exchange_weak(
+            match self.counts.available.compare_exchange_weak(
                 available,
                 available - quantity,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    self.reserved.fetch_add(quantity, Ordering::AcqRel);
+                    self.counts.reserved.fetch_add(quantity, Ordering::AcqRel);
                     return Ok(available - quantity);
                 }
                 Err(actual) => available = actual,
@@ -218,8 +229,8 @@ impl SaleSlot {
     fn snapshot(&self) -> StockSnapshot {
         StockSnapshot {
             stock: self.sale.stock,
-            available: self.available.load(Ordering::Acquire),
-            reserved: self.reserved.load(Ordering::Acquire),
+            available: self.counts.available.load(Ordering::Acquire),
+            reserved: self.counts.reserved.load(Ordering::Acquire),
             sold: self.sold.load(Ordering::Acquire),
         }
     }
@@ -304,7 +315,7 @@ impl SaleSlot {
                 held.state = ReservationState::Confirmed;
                 let quantity = u64::from(held.reservation.quantity);
                 self.sold.fetch_add(quantity, Ordering::AcqRel);
-                self.reserved.fetch_sub(quantity, Ordering::AcqRel);
+                self.counts.reserved.fetch_sub(quantity, Ordering::AcqRel);
                 ConfirmOutcome::Confirmed
             }
         }
@@ -329,9 +340,9 @@ impl SaleSlot {
         if let Some(mut held) = self.held.get_mut(&user) {
             *held = held.saturating_sub(quantity);
         }
-        self.reserved
+        self.counts.reserved
             .fetch_sub(u64::from(quantity), Ordering::AcqRel);
-        self.available
+        self.counts.available
             .fetch_add(u64::from(quantity), Ordering::AcqRel);
         ReleaseOutcome::Released { quantity }
     }
@@ -395,9 +406,9 @@ impl SaleSlot {
                 .insert(order.id, Held { state, reservation });
         }
         slot.held.extend(held);
-        slot.reserved.store(reserved, Ordering::Release);
+        slot.counts.reserved.store(reserved, Ordering::Release);
         slot.sold.store(sold, Ordering::Release);
-        slot.available.store(
+        slot.counts.available.store(
             sale.stock.saturating_sub(reserved + sold),
             Ordering::Release,
         );
