@@ -50,18 +50,27 @@ where
 async fn engine_batch() -> Duration {
     let engine = FlashSale::new(
         Arc::new(MemoryStockStore::new()),
-        Arc::new(MemoryOrderQueue::with_limits(usize::MAX, Duration::from_secs(3600))),
+        Arc::new(MemoryOrderQueue::with_limits(
+            usize::MAX,
+            Duration::from_secs(3600),
+        )),
         Arc::new(MemoryOrderRepository::new()),
     );
     let sku = Sku::new("hot").unwrap();
-    engine.create_sale(Sale::new(sku.clone(), MAX_STOCK)).await.unwrap();
+    engine
+        .create_sale(Sale::new(sku.clone(), MAX_STOCK))
+        .await
+        .unwrap();
     fan_out(BATCH, |task, n| {
         let engine = engine.clone();
         let sku = sku.clone();
         async move {
             for i in 0..n {
                 let user = UserId::new(format!("user-{task}-{i}")).unwrap();
-                let outcome = engine.purchase(PurchaseRequest::new(sku.clone(), user)).await.unwrap();
+                let outcome = engine
+                    .purchase(PurchaseRequest::new(sku.clone(), user))
+                    .await
+                    .unwrap();
                 assert!(matches!(outcome, PurchaseOutcome::Accepted(_)));
             }
         }
@@ -73,7 +82,8 @@ async fn engine_batch() -> Duration {
 async fn baseline_batch() -> Duration {
     let stock = Arc::new(AtomicU64::new(MAX_STOCK));
     // The same hasher as the in-memory stock store's maps.
-    let holders: Arc<DashMap<String, u32, foldhash::fast::RandomState>> = Arc::new(DashMap::default());
+    let holders: Arc<DashMap<String, u32, foldhash::fast::RandomState>> =
+        Arc::new(DashMap::default());
     let (sender, receiver) = mpsc::unbounded_channel::<(String, u64)>();
     let elapsed = fan_out(BATCH, |task, n| {
         let (stock, holders, sender) = (stock.clone(), holders.clone(), sender.clone());
@@ -146,7 +156,10 @@ fn interleaved_ratio(rt: &tokio::runtime::Runtime) {
 fn benches(c: &mut Criterion) {
     let rt = runtime();
     let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|arg| arg == "--profile-time" || arg == "--list") {
+    if !args
+        .iter()
+        .any(|arg| arg == "--profile-time" || arg == "--list")
+    {
         interleaved_ratio(&rt);
     }
     engine_purchases(c, &rt);

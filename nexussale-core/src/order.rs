@@ -20,7 +20,8 @@ pub struct OrderId(Uuid);
 
 impl OrderId {
     /// A new, time-ordered id: a UUID v7 whose 48-bit millisecond timestamp is followed by a
-    /// per-thread counter (12 bits) and 62 random bits.
+    /// per-thread counter (12 bits) and 62 random bits, of which the lowest 6 are fixed per
+    /// thread, so a store that shards by them keeps one thread's writes in one shard.
     ///
     /// `Uuid::now_v7` asks the OS for randomness on every call (a system call per purchase); a
     /// per-thread generator seeded once from the OS does the same job without one.
@@ -40,6 +41,7 @@ impl OrderId {
         use std::cell::Cell;
         thread_local! {
             static LAST: Cell<(u64, u16)> = const { Cell::new((0, 0)) };
+            static SHARD_HINT: u8 = fastrand::u8(..64);
         }
         let counter = LAST.with(|last| {
             let (millis, counter) = last.get();
@@ -53,7 +55,8 @@ impl OrderId {
         });
         let mut random = [0u8; 10];
         random[..2].copy_from_slice(&counter.to_be_bytes());
-        random[2..].copy_from_slice(&fastrand::u64(..).to_be_bytes());
+        let tail = (fastrand::u64(..) & !0x3f) | u64::from(SHARD_HINT.with(|hint| *hint));
+        random[2..].copy_from_slice(&tail.to_be_bytes());
         Self(uuid::Builder::from_unix_timestamp_millis(now, &random).into_uuid())
     }
 

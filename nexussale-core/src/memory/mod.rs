@@ -7,6 +7,7 @@
 mod padded;
 mod queue;
 mod repository;
+mod reservations;
 mod stock;
 
 pub use queue::{DEFAULT_CAPACITY, DEFAULT_REDELIVERY_TIMEOUT, MemoryOrderQueue};

@@ -12,6 +12,7 @@ use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 
 use super::padded::Padded;
+use super::reservations::{Held, ReservationTable};
 use crate::error::{Error, Result};
 use crate::ident::{IdempotencyKey, UserId};
 use crate::order::{Order, OrderId, OrderStatus};
@@ -153,7 +154,7 @@ struct SaleSlot {
     sold: AtomicU64,
     /// Units each user holds (reserved or sold).
     held: DashMap<UserId, u32>,
-    reservations: DashMap<OrderId, Held>,
+    reservations: ReservationTable,
     keys: DashMap<(UserId, IdempotencyKey), OrderId>,
     /// Live reservations by expiry.
     expiry: ExpiryIndex,
@@ -163,21 +164,6 @@ struct SaleSlot {
 struct Counts {
     available: AtomicU64,
     reserved: AtomicU64,
-}
-
-/// A stored reservation. Its `state` field is the live one; `reservation.state` is not kept.
-struct Held {
-    state: ReservationState,
-    reservation: Reservation,
-}
-
-impl Held {
-    fn to_reservation(&self) -> Reservation {
-        Reservation {
-            state: self.state,
-            ..self.reservation.clone()
-        }
-    }
 }
 
 /// Maps start at most this large; they grow past it as needed.
@@ -196,7 +182,7 @@ impl SaleSlot {
             }),
             sold: AtomicU64::new(0),
             held: map(capacity),
-            reservations: map(capacity),
+            reservations: ReservationTable::with_capacity(capacity),
             keys: map(0),
             expiry: ExpiryIndex::new(),
             sale,
@@ -243,12 +229,12 @@ impl SaleSlot {
             .as_ref()
             .map(|key| self.keys.entry((request.user.clone(), key.clone())));
         if let Some(Entry::Occupied(entry)) = &key_entry {
-            if let Some(earlier) = self.reservations.get(entry.get()) {
-                if earlier.state != ReservationState::Released(ReleaseReason::Aborted) {
-                    return ReserveOutcome::Existing {
-                        reservation: earlier.to_reservation(),
-                    };
-                }
+            let earlier = self.reservations.with(*entry.get(), |earlier| {
+                (earlier.state != ReservationState::Released(ReleaseReason::Aborted))
+                    .then(|| earlier.to_reservation(&self.sale.sku, *entry.get()))
+            });
+            if let Some(Some(reservation)) = earlier {
+                return ReserveOutcome::Existing { reservation };
             }
         }
         match self.sale.window_state(request.now) {
@@ -282,13 +268,8 @@ impl SaleSlot {
         };
         self.expiry
             .insert(reservation.expires_at, reservation.order_id);
-        self.reservations.insert(
-            reservation.order_id,
-            Held {
-                state: ReservationState::Reserved,
-                reservation: reservation.clone(),
-            },
-        );
+        self.reservations
+            .insert(reservation.order_id, Held::new(&reservation));
         match key_entry {
             Some(Entry::Occupied(mut entry)) => {
                 entry.insert(request.order_id);
@@ -305,60 +286,69 @@ impl SaleSlot {
     }
 
     fn confirm(&self, order_id: OrderId) -> ConfirmOutcome {
-        let Some(mut held) = self.reservations.get_mut(&order_id) else {
-            return ConfirmOutcome::NotFound;
-        };
-        match held.state {
-            ReservationState::Confirmed => ConfirmOutcome::AlreadyConfirmed,
-            ReservationState::Released(reason) => ConfirmOutcome::Released(reason),
-            ReservationState::Reserved => {
-                held.state = ReservationState::Confirmed;
-                let quantity = u64::from(held.reservation.quantity);
-                self.sold.fetch_add(quantity, Ordering::AcqRel);
-                self.counts.reserved.fetch_sub(quantity, Ordering::AcqRel);
-                ConfirmOutcome::Confirmed
-            }
-        }
+        let outcome = self
+            .reservations
+            .with_mut(order_id, |held| match held.state {
+                ReservationState::Confirmed => ConfirmOutcome::AlreadyConfirmed,
+                ReservationState::Released(reason) => ConfirmOutcome::Released(reason),
+                ReservationState::Reserved => {
+                    held.state = ReservationState::Confirmed;
+                    let quantity = u64::from(held.quantity);
+                    self.sold.fetch_add(quantity, Ordering::AcqRel);
+                    self.counts.reserved.fetch_sub(quantity, Ordering::AcqRel);
+                    ConfirmOutcome::Confirmed
+                }
+            });
+        outcome.unwrap_or(ConfirmOutcome::NotFound)
     }
 
     fn release(&self, order_id: OrderId, reason: ReleaseReason) -> ReleaseOutcome {
-        let (user, quantity) = {
-            let Some(mut held) = self.reservations.get_mut(&order_id) else {
-                return ReleaseOutcome::NotFound;
-            };
-            match held.state {
-                ReservationState::Confirmed => return ReleaseOutcome::Confirmed,
+        let released = self
+            .reservations
+            .with_mut(order_id, |held| match held.state {
+                ReservationState::Confirmed => Err(ReleaseOutcome::Confirmed),
                 ReservationState::Released(earlier) => {
-                    return ReleaseOutcome::AlreadyReleased(earlier);
+                    Err(ReleaseOutcome::AlreadyReleased(earlier))
                 }
-                ReservationState::Reserved => {}
-            }
-            // The state change under the entry's lock is what makes release exactly-once.
-            held.state = ReservationState::Released(reason);
-            (held.reservation.user.clone(), held.reservation.quantity)
+                ReservationState::Reserved => {
+                    // The state change under the record's lock is what makes release exactly-once.
+                    held.state = ReservationState::Released(reason);
+                    Ok((held.user.clone(), held.quantity))
+                }
+            });
+        let (user, quantity) = match released {
+            None => return ReleaseOutcome::NotFound,
+            Some(Err(outcome)) => return outcome,
+            Some(Ok(released)) => released,
         };
         if let Some(mut held) = self.held.get_mut(&user) {
             *held = held.saturating_sub(quantity);
         }
-        self.counts.reserved
+        self.counts
+            .reserved
             .fetch_sub(u64::from(quantity), Ordering::AcqRel);
-        self.counts.available
+        self.counts
+            .available
             .fetch_add(u64::from(quantity), Ordering::AcqRel);
         ReleaseOutcome::Released { quantity }
     }
 
     fn expired(&self, now: DateTime<Utc>, limit: usize) -> Vec<Reservation> {
-        let held = |order_id: OrderId| {
+        let live = |order_id: OrderId| {
             self.reservations
-                .get(&order_id)
-                .is_some_and(|held| held.state == ReservationState::Reserved)
+                .with(order_id, |held| held.state == ReservationState::Reserved)
+                .unwrap_or(false)
         };
         self.expiry
-            .due(now, limit, held)
+            .due(now, limit, live)
             .into_iter()
             .filter_map(|(_, order_id)| {
-                let held = self.reservations.get(&order_id)?;
-                (held.state == ReservationState::Reserved).then(|| held.to_reservation())
+                self.reservations
+                    .with(order_id, |held| {
+                        (held.state == ReservationState::Reserved)
+                            .then(|| held.to_reservation(&self.sale.sku, order_id))
+                    })
+                    .flatten()
             })
             .collect()
     }
@@ -402,8 +392,7 @@ impl SaleSlot {
                 expires_at: order.expires_at,
                 state,
             };
-            slot.reservations
-                .insert(order.id, Held { state, reservation });
+            slot.reservations.insert(order.id, Held::new(&reservation));
         }
         slot.held.extend(held);
         slot.counts.reserved.store(reserved, Ordering::Release);
@@ -449,9 +438,9 @@ impl StockStore for MemoryStockStore {
 
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
         self.with_slot(sku, |slot| {
-            slot.reservations
-                .get(&order_id)
-                .map(|held| held.to_reservation())
+            slot.reservations.with(order_id, |held| {
+                held.to_reservation(&slot.sale.sku, order_id)
+            })
         })
     }
 

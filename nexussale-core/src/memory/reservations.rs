@@ -1,0 +1,115 @@
+//! The reservation records of one sale, sharded by the low bits of the order id.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+
+use super::padded::Padded;
+use crate::ident::{IdempotencyKey, Sku, UserId};
+use crate::order::OrderId;
+use crate::reservation::{Reservation, ReservationState};
+
+/// Shards of the table (a power of two).
+const SHARDS: usize = 64;
+
+/// A stored reservation, kept small: the sku and the id are known from where it is stored, and
+/// the rare extras sit behind one pointer.
+pub(super) struct Held {
+    pub(super) user: UserId,
+    pub(super) quantity: u32,
+    pub(super) state: ReservationState,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) expires_at: DateTime<Utc>,
+    extra: Option<Box<Extra>>,
+}
+
+struct Extra {
+    idempotency_key: Option<IdempotencyKey>,
+    remark: Option<String>,
+}
+
+impl Held {
+    pub(super) fn new(reservation: &Reservation) -> Self {
+        let extra =
+            (reservation.idempotency_key.is_some() || reservation.remark.is_some()).then(|| {
+                Box::new(Extra {
+                    idempotency_key: reservation.idempotency_key.clone(),
+                    remark: reservation.remark.clone(),
+                })
+            });
+        Self {
+            user: reservation.user.clone(),
+            quantity: reservation.quantity,
+            state: reservation.state,
+            created_at: reservation.created_at,
+            expires_at: reservation.expires_at,
+            extra,
+        }
+    }
+
+    pub(super) fn to_reservation(&self, sku: &Sku, order_id: OrderId) -> Reservation {
+        let (idempotency_key, remark) = match &self.extra {
+            Some(extra) => (extra.idempotency_key.clone(), extra.remark.clone()),
+            None => (None, None),
+        };
+        Reservation {
+            order_id,
+            sku: sku.clone(),
+            user: self.user.clone(),
+            quantity: self.quantity,
+            idempotency_key,
+            remark,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            state: self.state,
+        }
+    }
+}
+
+type Shard = HashMap<OrderId, Held, foldhash::fast::RandomState>;
+
+/// Reservation records by order id. The shard is the id's low bits, which
+/// [`OrderId::new`] keeps constant per thread: a thread's inserts land in one shard, whose lock
+/// and memory stay in that core's cache.
+pub(super) struct ReservationTable {
+    shards: [Padded<Mutex<Shard>>; SHARDS],
+}
+
+impl ReservationTable {
+    /// A table expecting about `capacity` records.
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        // With a thread per core, a few shards take all the inserts: size each for a share.
+        let per_shard = capacity / 4;
+        Self {
+            shards: std::array::from_fn(|_| {
+                Padded(Mutex::new(Shard::with_capacity_and_hasher(
+                    per_shard,
+                    Default::default(),
+                )))
+            }),
+        }
+    }
+
+    fn shard(&self, order_id: OrderId) -> &Mutex<Shard> {
+        &self.shards[order_id.as_uuid().as_u128() as usize & (SHARDS - 1)]
+    }
+
+    pub(super) fn insert(&self, order_id: OrderId, held: Held) {
+        self.shard(order_id).lock().insert(order_id, held);
+    }
+
+    /// `f` on the record, if there is one.
+    pub(super) fn with<R>(&self, order_id: OrderId, f: impl FnOnce(&Held) -> R) -> Option<R> {
+        self.shard(order_id).lock().get(&order_id).map(f)
+    }
+
+    /// `f` on the record, to change it, if there is one; nothing else touches it meanwhile.
+    pub(super) fn with_mut<R>(
+        &self,
+        order_id: OrderId,
+        f: impl FnOnce(&mut Held) -> R,
+    ) -> Option<R> {
+        self.shard(order_id).lock().get_mut(&order_id).map(f)
+    }
+}
