@@ -18,7 +18,7 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
 
-    /// A sale to create at start-up if absent: SKU=STOCK[:LIMIT] (LIMIT: units per user, default
+    /// A sale to create at start-up if absent: `SKU=STOCK[:LIMIT]` (LIMIT: units per user, default
     /// 1). Repeat the flag for several; the environment twin is comma-separated.
     #[arg(long = "sale", env = "NEXUSSALE_SALES", value_delimiter = ',')]
     pub sales: Vec<SaleSpec>,
