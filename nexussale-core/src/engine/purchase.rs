@@ -82,9 +82,11 @@ pub enum PurchaseOutcome {
 impl FlashSale {
     /// Buys units of a sale (see [the purchase path](FlashSale#the-purchase-path)).
     ///
-    /// `Err` is refused input ([`Error::InvalidInput`]), an unknown sale, or a backend failure;
-    /// after a backend failure nothing is held and the call can be retried (with the same
-    /// idempotency key, it never buys twice).
+    /// `Err` is refused input ([`Error::InvalidInput`]), an unknown sale, or a backend failure.
+    /// After a backend failure the call can be retried, and with the same idempotency key it
+    /// never buys twice. A failed publish returns its units at once; a reservation whose answer
+    /// was lost (a store timeout after the store acted) is either picked up by the retry with its
+    /// key, or returned by the sweeper at its TTL.
     pub async fn purchase(&self, request: PurchaseRequest) -> Result<PurchaseOutcome> {
         if request.quantity == 0 {
             return Err(Error::invalid("quantity", "must be at least 1"));
