@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use dashmap::DashMap;
 use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use nexussale_core::{FlashSale, MAX_STOCK, PurchaseOutcome, PurchaseRequest, Sale, Sku, UserId};
@@ -101,27 +102,32 @@ async fn baseline_batch() -> Duration {
     elapsed
 }
 
+/// Criterion measures `batch` (one batch of `BATCH` purchases per iteration) as `name`.
+fn bench_batches<F, Fut>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    batch: F,
+) where
+    F: Fn() -> Fut + Copy,
+    Fut: std::future::Future<Output = Duration>,
+{
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_custom(|iters| async move {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                total += batch().await;
+            }
+            total
+        })
+    });
+}
+
 fn engine_purchases(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let mut group = c.benchmark_group("hot_sale");
     group.throughput(Throughput::Elements(BATCH));
-    group.bench_function("engine_purchase", |b| {
-        b.to_async(rt).iter_custom(|iters| async move {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                total += engine_batch().await;
-            }
-            total
-        })
-    });
-    group.bench_function("baseline_essential_work", |b| {
-        b.to_async(rt).iter_custom(|iters| async move {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                total += baseline_batch().await;
-            }
-            total
-        })
-    });
+    bench_batches(&mut group, rt, "engine_purchase", engine_batch);
+    bench_batches(&mut group, rt, "baseline_essential_work", baseline_batch);
     group.finish();
 }
 

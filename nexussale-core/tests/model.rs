@@ -161,39 +161,24 @@ async fn run(stock: u64, limit: u32, steps: Vec<Step>) {
             Step::Pay(pick) | Step::Cancel(pick) if model.orders.is_empty() => {
                 let _ = pick;
             }
-            Step::Pay(pick) => {
+            Step::Pay(pick) | Step::Cancel(pick) => {
                 let index = pick % model.orders.len();
                 let order = &mut model.orders[index];
-                let result = engine.pay(order.id).await;
+                let (to, result) = match step {
+                    Step::Pay(_) => (OrderStatus::Paid, engine.pay(order.id).await),
+                    _ => (OrderStatus::Cancelled, engine.cancel(order.id).await),
+                };
                 match (order.persisted, order.status, result) {
                     (false, _, Err(Error::OrderNotFound(_))) => {}
-                    (true, OrderStatus::Pending, Ok(paid)) => {
-                        assert_eq!(paid.status, OrderStatus::Paid);
-                        order.status = OrderStatus::Paid;
+                    (true, OrderStatus::Pending, Ok(changed)) => {
+                        assert_eq!(changed.status, to);
+                        order.status = to;
                     }
                     (true, status, Err(Error::Conflict { actual, .. })) => {
                         assert_eq!(actual, status)
                     }
                     (persisted, status, result) => {
-                        panic!("pay of {status} (persisted {persisted}) gave {result:?}")
-                    }
-                }
-            }
-            Step::Cancel(pick) => {
-                let index = pick % model.orders.len();
-                let order = &mut model.orders[index];
-                let result = engine.cancel(order.id).await;
-                match (order.persisted, order.status, result) {
-                    (false, _, Err(Error::OrderNotFound(_))) => {}
-                    (true, OrderStatus::Pending, Ok(cancelled)) => {
-                        assert_eq!(cancelled.status, OrderStatus::Cancelled);
-                        order.status = OrderStatus::Cancelled;
-                    }
-                    (true, status, Err(Error::Conflict { actual, .. })) => {
-                        assert_eq!(actual, status)
-                    }
-                    (persisted, status, result) => {
-                        panic!("cancel of {status} (persisted {persisted}) gave {result:?}")
+                        panic!("{to} of {status} (persisted {persisted}) gave {result:?}")
                     }
                 }
             }
