@@ -159,7 +159,34 @@ fn interleaved_ratio(rt: &tokio::runtime::Runtime) {
     );
 }
 
+/// `NEXUSSALE_BENCH_ONLY=engine|baseline` with `NEXUSSALE_BENCH_BATCHES=N`: runs just N batches
+/// of one side on one thread and exits, for instruction counts under
+/// `valgrind --tool=callgrind` (deterministic where wall time on this machine is not).
+fn only(side: &str) {
+    let batches: u64 = std::env::var("NEXUSSALE_BENCH_BATCHES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for _ in 0..batches {
+            match side {
+                "engine" => black_box(engine_batch().await),
+                "baseline" => black_box(baseline_batch().await),
+                other => panic!("NEXUSSALE_BENCH_ONLY must be engine or baseline, not {other}"),
+            };
+        }
+    });
+    std::process::exit(0);
+}
+
 fn benches(c: &mut Criterion) {
+    if let Ok(side) = std::env::var("NEXUSSALE_BENCH_ONLY") {
+        only(&side);
+    }
     let rt = runtime();
     let args: Vec<String> = std::env::args().collect();
     if !args

@@ -24,7 +24,9 @@ fn validate(field: &'static str, value: &str) -> Result<()> {
             format!("must be at most {MAX_IDENT_LEN} bytes, got {}", value.len()),
         ));
     }
-    if value.chars().any(char::is_control) {
+    // Printable ASCII (the common case) in one pass over bytes; otherwise check every char.
+    let printable_ascii = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !printable_ascii && value.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));
     }
     Ok(())

@@ -127,8 +127,11 @@ impl Sale {
 
     /// When a reservation made at `now` expires.
     pub fn expiry_from(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        // validate() bounds the TTL to 7 days, so the conversion cannot fail for a valid sale.
-        now + chrono::Duration::from_std(self.reservation_ttl).unwrap_or(chrono::Duration::MAX)
+        // validate() bounds the TTL to 7 days, so the sum stays far inside i64.
+        let ttl = self.reservation_ttl;
+        let nanos = now.timestamp_subsec_nanos() + ttl.subsec_nanos();
+        let secs = now.timestamp() + ttl.as_secs() as i64 + i64::from(nanos / 1_000_000_000);
+        crate::clock::utc_from_unix(secs, nanos % 1_000_000_000)
     }
 }
 
@@ -246,6 +249,23 @@ mod tests {
         assert_eq!(sale.state(now, &full), SaleState::Active);
         assert_eq!(sale.state(now, &empty), SaleState::SoldOut);
         assert_eq!(sale.state(now + hour, &full), SaleState::Ended);
+    }
+
+    #[test]
+    fn expiry_is_now_plus_ttl() {
+        let now = Utc::now();
+        for ttl in [
+            Duration::from_secs(1),
+            Duration::from_millis(1500),
+            DEFAULT_RESERVATION_TTL,
+            MAX_RESERVATION_TTL,
+        ] {
+            let sale = Sale::new(sku(), 1).with_reservation_ttl(ttl);
+            assert_eq!(
+                sale.expiry_from(now),
+                now + chrono::Duration::from_std(ttl).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -11,8 +11,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap;
-
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
@@ -20,7 +18,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use crate::queue::DynOrderQueue;
 use crate::repository::DynOrderRepository;
-use crate::sale::Sku;
 use crate::stock::DynStockStore;
 
 pub use purchase::{PurchaseOutcome, PurchaseRequest, Receipt};
@@ -28,7 +25,7 @@ pub use reconcile::ReconcileReport;
 pub use sales::SaleView;
 pub use sweeper::SweepReport;
 
-use sales::SaleEntry;
+use sales::SaleCache;
 
 /// Tuning of the engine; [`Default`] suits most deployments.
 #[derive(Debug, Clone)]
@@ -88,7 +85,7 @@ struct Inner {
     config: EngineConfig,
     /// Sale definitions (immutable once created) and their sold-out flags. Read on every
     /// purchase, written once per sale: copy-on-write, so readers take no lock.
-    sales: ArcSwap<HashMap<Sku, Arc<SaleEntry>>>,
+    sales: ArcSwap<SaleCache>,
     sales_writer: Mutex<()>,
 }
 

@@ -10,6 +10,9 @@ use super::FlashSale;
 use crate::error::{Error, Result};
 use crate::sale::{Sale, SaleState, Sku, StockSnapshot};
 
+/// Sale definitions by sku (foldhash: the lookup is on every purchase).
+pub(super) type SaleCache = HashMap<Sku, Arc<SaleEntry>, foldhash::fast::RandomState>;
+
 /// A cached sale definition and its sold-out flag.
 pub(super) struct SaleEntry {
     pub(super) sale: Sale,
@@ -109,7 +112,7 @@ impl FlashSale {
             return Arc::clone(entry);
         }
         let entry = Arc::new(SaleEntry::new(sale));
-        let mut sales = HashMap::clone(&cached);
+        let mut sales = SaleCache::clone(&cached);
         sales.insert(entry.sale.sku.clone(), Arc::clone(&entry));
         self.inner.sales.store(Arc::new(sales));
         entry

@@ -133,7 +133,8 @@ impl OrderQueue for MemoryOrderQueue {
                 format!("order queue is full ({} events)", self.inner.capacity),
             ));
         }
-        self.requeue([event.clone()]);
+        // The receiver lives in `inner` as long as the sender: sending cannot fail.
+        let _ = self.inner.sender.send(event.clone());
         Ok(())
     }
 
