@@ -242,17 +242,27 @@ impl SaleSlot {
             state => return ReserveOutcome::NotActive { state },
         }
         let limit = self.sale.per_user_limit;
-        let remaining = {
+        let taken = {
             let mut held = self.held.entry(request.user.clone()).or_insert(0);
             if u64::from(*held) + u64::from(request.quantity) > u64::from(limit) {
-                return ReserveOutcome::LimitExceeded { limit, held: *held };
-            }
-            match self.take(u64::from(request.quantity)) {
-                Ok(remaining) => {
-                    *held += request.quantity;
-                    remaining
+                Err(ReserveOutcome::LimitExceeded { limit, held: *held })
+            } else {
+                match self.take(u64::from(request.quantity)) {
+                    Ok(remaining) => {
+                        *held += request.quantity;
+                        Ok(remaining)
+                    }
+                    Err(available) => Err(ReserveOutcome::SoldOut { available }),
                 }
-                Err(available) => return ReserveOutcome::SoldOut { available },
+            }
+        };
+        let remaining = match taken {
+            Ok(remaining) => remaining,
+            Err(refused) => {
+                // Refused buyers who hold nothing leave no entry behind (a sold-out sale may
+                // meet millions of them).
+                self.held.remove_if(&request.user, |_, held| *held == 0);
+                return refused;
             }
         };
         let reservation = Reservation {
@@ -474,5 +484,45 @@ impl StockStore for MemoryStockStore {
         let slot = Arc::new(SaleSlot::restored(sale, orders));
         self.update(|sales| sales.insert(sale.sku.clone(), slot));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_buyers_leave_no_per_user_entry() {
+        let sale = Sale::new(Sku::new("tiny").unwrap(), 1);
+        let slot = SaleSlot::new(sale.clone());
+        let request = |user: &str, quantity| ReserveRequest {
+            order_id: OrderId::new(),
+            sku: sale.sku.clone(),
+            user: UserId::new(user).unwrap(),
+            quantity,
+            idempotency_key: None,
+            remark: None,
+            now: Utc::now(),
+        };
+        assert!(matches!(
+            slot.reserve(&request("ann", 1)),
+            ReserveOutcome::Reserved { .. }
+        ));
+        for i in 0..100 {
+            let user = format!("late-{i}");
+            assert!(matches!(
+                slot.reserve(&request(&user, 1)),
+                ReserveOutcome::SoldOut { .. }
+            ));
+            assert!(matches!(
+                slot.reserve(&request(&user, 2)),
+                ReserveOutcome::LimitExceeded { .. }
+            ));
+        }
+        assert_eq!(
+            slot.held.len(),
+            1,
+            "only the buyer who holds a unit has an entry"
+        );
     }
 }
