@@ -18,14 +18,15 @@ pub(crate) async fn call(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
+    call_raw(app, json_request(method, uri, body)).await
+}
+
+/// A request with `body` (or none) as JSON.
+pub(crate) fn json_request(method: Method, uri: &str, body: Option<Value>) -> Request<Full<Bytes>> {
     let bytes = body.map(|body| body.to_string()).unwrap_or_default();
-    call_raw(
-        app,
-        request(method, uri)
-            .body(Full::new(Bytes::from(bytes)))
-            .unwrap(),
-    )
-    .await
+    request(method, uri)
+        .body(Full::new(Bytes::from(bytes)))
+        .unwrap()
 }
 
 /// A request builder with JSON content type.
@@ -69,10 +70,7 @@ pub(crate) async fn send(
     url: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let bytes = body.map(|body| body.to_string()).unwrap_or_default();
-    let request = request(method, url)
-        .body(Full::new(Bytes::from(bytes)))
-        .unwrap();
+    let request = json_request(method, url, body);
     let response = client.request(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
