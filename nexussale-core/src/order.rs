@@ -28,16 +28,18 @@ impl OrderId {
     pub fn new() -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
+            .map_or(0, |since| since.as_millis() as i64);
         Self::at_millis(now)
     }
 
     /// A new id stamped with `instant` (the engine passes the instant it already read).
     pub fn at(instant: chrono::DateTime<chrono::Utc>) -> Self {
-        Self::at_millis(u64::try_from(instant.timestamp_millis()).unwrap_or(0))
+        Self::at_millis(instant.timestamp_millis())
     }
 
-    fn at_millis(now: u64) -> Self {
+    /// [`at`](Self::at) for an instant in Unix milliseconds.
+    pub(crate) fn at_millis(now: i64) -> Self {
+        let now = u64::try_from(now).unwrap_or(0);
         use std::cell::Cell;
         thread_local! {
             static LAST: Cell<(u64, u16)> = const { Cell::new((0, 0)) };

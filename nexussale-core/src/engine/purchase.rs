@@ -95,7 +95,8 @@ impl FlashSale {
             validate_remark(remark)?;
         }
         let now = self.now();
-        let (sale, sold_out) = self.sale_check(&request.sku, now).await?;
+        let now_ms = now.timestamp_millis();
+        let sale = self.sale_check(&request.sku, now, now_ms).await?;
         // A keyed request may be the retry of an accepted one: only the store can tell, so it
         // skips the local shortcuts (which would answer sold out or not active instead).
         if request.idempotency_key.is_none() {
@@ -103,16 +104,16 @@ impl FlashSale {
             if request.quantity > limit {
                 return Ok(PurchaseOutcome::LimitExceeded { limit });
             }
-            match sale.window_state(now) {
+            match sale.window {
                 SaleState::Active | SaleState::SoldOut => {}
                 state => return Ok(PurchaseOutcome::NotActive(state)),
             }
-            if sold_out {
+            if sale.sold_out {
                 return Ok(PurchaseOutcome::SoldOut);
             }
         }
         let reserve = ReserveRequest {
-            order_id: OrderId::at(now),
+            order_id: OrderId::at_millis(now_ms),
             sku: request.sku,
             user: request.user,
             quantity: request.quantity,
@@ -126,7 +127,7 @@ impl FlashSale {
                 remaining,
             } => {
                 if remaining == 0 {
-                    self.sold_out(&sale.sku, now);
+                    self.sold_out(&reserve.sku, now_ms);
                 }
                 let event = OrderEvent::Placed {
                     order: reservation.into_order(),
@@ -157,7 +158,7 @@ impl FlashSale {
             }
             ReserveOutcome::SoldOut { available } => {
                 if available == 0 {
-                    self.sold_out(&sale.sku, now);
+                    self.sold_out(&reserve.sku, now_ms);
                 }
                 Ok(PurchaseOutcome::SoldOut)
             }

@@ -13,6 +13,15 @@ use crate::sale::{Sale, SaleState, Sku, StockSnapshot};
 /// Sale definitions by sku (foldhash: the lookup is on every purchase).
 pub(super) type SaleCache = HashMap<Sku, Arc<SaleEntry>, foldhash::fast::RandomState>;
 
+/// What [`FlashSale::sale_check`] answers.
+pub(super) struct SaleCheck {
+    pub(super) per_user_limit: u32,
+    /// The sale's window at the instant asked about.
+    pub(super) window: SaleState,
+    /// Whether the sale is in its sold-out pause.
+    pub(super) sold_out: bool,
+}
+
 /// A cached sale definition and its sold-out flag.
 pub(super) struct SaleEntry {
     pub(super) sale: Sale,
@@ -29,14 +38,12 @@ impl SaleEntry {
         }
     }
 
-    pub(super) fn is_sold_out(&self, now: DateTime<Utc>) -> bool {
-        now.timestamp_millis() < self.sold_out_until.load(Ordering::Acquire)
+    fn is_sold_out(&self, now_ms: i64) -> bool {
+        now_ms < self.sold_out_until.load(Ordering::Acquire)
     }
 
-    pub(super) fn mark_sold_out(&self, now: DateTime<Utc>, recheck: std::time::Duration) {
-        let until = now
-            .timestamp_millis()
-            .saturating_add(recheck.as_millis() as i64);
+    fn mark_sold_out(&self, now_ms: i64, recheck: std::time::Duration) {
+        let until = now_ms.saturating_add(recheck.as_millis() as i64);
         self.sold_out_until.store(until, Ordering::Release);
     }
 
@@ -129,20 +136,29 @@ impl FlashSale {
         }
     }
 
-    /// A copy of the cached definition, and whether the sale is in its sold-out pause: the
-    /// purchase path holds no reference into the cache (and so bumps no shared counter).
-    pub(super) async fn sale_check(&self, sku: &Sku, now: DateTime<Utc>) -> Result<(Sale, bool)> {
+    /// What the purchase path needs of the cached sale at `now` (`now_ms` in Unix
+    /// milliseconds): read in place, so the path copies nothing and bumps no shared counter.
+    pub(super) async fn sale_check(
+        &self,
+        sku: &Sku,
+        now: DateTime<Utc>,
+        now_ms: i64,
+    ) -> Result<SaleCheck> {
+        let check = |entry: &SaleEntry| SaleCheck {
+            per_user_limit: entry.sale.per_user_limit,
+            window: entry.sale.window_state(now),
+            sold_out: entry.is_sold_out(now_ms),
+        };
         if let Some(entry) = self.inner.sales.load().get(sku) {
-            return Ok((entry.sale.clone(), entry.is_sold_out(now)));
+            return Ok(check(entry));
         }
-        let entry = self.sale_entry(sku).await?;
-        Ok((entry.sale.clone(), entry.is_sold_out(now)))
+        Ok(check(&*self.sale_entry(sku).await?))
     }
 
     /// Starts the sold-out pause of a sale.
-    pub(super) fn sold_out(&self, sku: &Sku, now: DateTime<Utc>) {
+    pub(super) fn sold_out(&self, sku: &Sku, now_ms: i64) {
         if let Some(entry) = self.inner.sales.load().get(sku) {
-            entry.mark_sold_out(now, self.inner.config.sold_out_recheck);
+            entry.mark_sold_out(now_ms, self.inner.config.sold_out_recheck);
         }
     }
 
