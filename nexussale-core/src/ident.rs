@@ -28,7 +28,7 @@ fn validate(field: &'static str, value: &str) -> Result<()> {
     // A fold, not `all`: no early exit, so the loop vectorizes.
     let printable_ascii = value
         .bytes()
-        .fold(true, |ok, b| ok & (b >= 0x20) & (b < 0x7f));
+        .fold(true, |ok, b| ok & (0x20..0x7f).contains(&b));
     if !printable_ascii && value.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));
     }
