@@ -12,7 +12,7 @@ use nexussale_core::{
 };
 
 /// Unacknowledged deliveries come back after this long (the kit's consumer-loss case waits on it).
-const REDELIVERY: Duration = Duration::from_millis(300);
+const REDELIVERY: Duration = Duration::from_secs(1);
 
 fn opener(queue: MemoryOrderQueue, boxed: bool) -> QueueOpener {
     Arc::new(move || {
