@@ -28,6 +28,24 @@ pub struct ReserveRequest {
     pub now: DateTime<Utc>,
 }
 
+impl ReserveRequest {
+    /// The reservation this request makes when `sale` accepts it: held, expiring one TTL after
+    /// the request's instant.
+    pub fn reservation(&self, sale: &crate::sale::Sale) -> Reservation {
+        Reservation {
+            order_id: self.order_id,
+            sku: self.sku.clone(),
+            user: self.user.clone(),
+            quantity: self.quantity,
+            idempotency_key: self.idempotency_key.clone(),
+            remark: self.remark.clone(),
+            created_at: self.now,
+            expires_at: sale.expiry_from(self.now),
+            state: ReservationState::Reserved,
+        }
+    }
+}
+
 /// Why a reservation's units went back on sale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,6 +69,19 @@ pub enum ReservationState {
     Confirmed,
     /// Its units went back on sale.
     Released(ReleaseReason),
+}
+
+impl ReservationState {
+    /// The state a reservation has when its order has `status` (what
+    /// [`StockStore::restore`](crate::StockStore::restore) rebuilds).
+    pub fn of_order(status: OrderStatus) -> Self {
+        match status {
+            OrderStatus::Pending => Self::Reserved,
+            OrderStatus::Paid => Self::Confirmed,
+            OrderStatus::Cancelled => Self::Released(ReleaseReason::Cancelled),
+            OrderStatus::Expired => Self::Released(ReleaseReason::Expired),
+        }
+    }
 }
 
 /// Units held for one order.

@@ -37,6 +37,10 @@ pub type DynStockStore = Arc<dyn StockStore>;
 ///   [`ReleaseOutcome::Released`] and returns the units, the other answers
 ///   [`ReleaseOutcome::AlreadyReleased`]. A released reservation cannot be confirmed, a confirmed one
 ///   cannot be released.
+/// - **Remaining.** [`ReserveOutcome::Reserved`] tells the units left right after the
+///   reservation. A store that keeps a sale in one place answers the exact count. A store that
+///   spreads one sale over shards may answer a lower bound (its shard's count), but 0 only when
+///   it saw every shard empty: the engine treats 0 as "sold out for now".
 /// - **Time comes from the caller.** The store never reads a clock: `now` arrives with the
 ///   request, so expiry is deterministic and testable.
 /// - **Conservation.** For every sale, `available + reserved + sold == stock` whenever no call is in

@@ -15,7 +15,7 @@ use super::padded::Padded;
 use super::reservations::{Held, ReservationTable};
 use crate::error::{Error, Result};
 use crate::ident::{IdempotencyKey, UserId};
-use crate::order::{Order, OrderId, OrderStatus};
+use crate::order::{Order, OrderId};
 use crate::reservation::{
     ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReservationState, ReserveOutcome,
     ReserveRequest,
@@ -265,17 +265,7 @@ impl SaleSlot {
                 return refused;
             }
         };
-        let reservation = Reservation {
-            order_id: request.order_id,
-            sku: request.sku.clone(),
-            user: request.user.clone(),
-            quantity: request.quantity,
-            idempotency_key: request.idempotency_key.clone(),
-            remark: request.remark.clone(),
-            created_at: request.now,
-            expires_at: self.sale.expiry_from(request.now),
-            state: ReservationState::Reserved,
-        };
+        let reservation = request.reservation(&self.sale);
         self.expiry
             .insert(reservation.expires_at, reservation.order_id);
         self.reservations
@@ -369,12 +359,7 @@ impl SaleSlot {
         let (mut reserved, mut sold) = (0u64, 0u64);
         let mut held: HashMap<UserId, u32> = HashMap::new();
         for order in orders.iter().filter(|order| order.sku == sale.sku) {
-            let state = match order.status {
-                OrderStatus::Pending => ReservationState::Reserved,
-                OrderStatus::Paid => ReservationState::Confirmed,
-                OrderStatus::Cancelled => ReservationState::Released(ReleaseReason::Cancelled),
-                OrderStatus::Expired => ReservationState::Released(ReleaseReason::Expired),
-            };
+            let state = ReservationState::of_order(order.status);
             let quantity = u64::from(order.quantity);
             match state {
                 ReservationState::Reserved => {

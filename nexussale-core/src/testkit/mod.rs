@@ -76,13 +76,50 @@ macro_rules! __testkit_cases {
 
 /// One `#[tokio::test]` per [`stock`] case, each on a backend from `$setup`
 /// (`async fn() -> Option<DynStockStore>`).
+///
+/// A store whose `remaining` counts are only bounds (a sharded one) says so:
+/// `stock_store_tests!(setup, remaining = Bounded)` (see [`stock::Remaining`]).
 #[macro_export]
 macro_rules! stock_store_tests {
     ($setup:path) => {
-        $crate::__testkit_cases!(stock, $setup;
+        $crate::stock_store_tests!($setup, remaining = Exact);
+    };
+    ($setup:path, remaining = $counting:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn no_oversell_under_contention() {
+            let Some(backend) = $setup().await else {
+                return;
+            };
+            $crate::testkit::stock::no_oversell_with(
+                backend,
+                $crate::testkit::stock::Remaining::$counting,
+            )
+            .await;
+        }
+        $crate::__stock_cases!(__testkit_cases!(stock, $setup));
+    };
+}
+
+/// Awaits `$crate::testkit::$module::$case(Arc::clone(&$store))` for each case, in turn.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __run_cases {
+    ($module:ident, $store:expr; $($case:ident),* $(,)?) => {
+        $(
+            $crate::testkit::$module::$case(::std::sync::Arc::clone(&$store)).await;
+        )*
+    };
+}
+
+/// Calls `$callback!($args; <every stock case but no_oversell_under_contention>)`: the one list
+/// of them, for `stock_store_tests!` and [`stock::run_all`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stock_cases {
+    ($callback:ident!($($args:tt)*)) => {
+        $crate::$callback!($($args)*;
             creates_a_sale_once,
             unknown_sale_is_an_error,
-            no_oversell_under_contention,
             per_user_limit_holds_under_concurrency,
             idempotency_key_answers_the_earlier_reservation,
             aborted_reservation_frees_its_key,
