@@ -1,0 +1,120 @@
+//! [`RedisConfig`]: how a [`RedisStockStore`](crate::RedisStockStore) lays out and reaches its keys.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use nexussale_core::Sku;
+
+/// The most stock shards one sale may have.
+pub const MAX_SHARDS: usize = 1024;
+
+/// Settings of a [`RedisStockStore`](crate::RedisStockStore). Every field has a default that
+/// suits a single Redis node.
+///
+/// ```
+/// use std::time::Duration;
+/// use nexussale_redis::RedisConfig;
+///
+/// let config = RedisConfig::default()
+///     .prefix("shop")
+///     .stock_shards(4)
+///     .command_timeout(Duration::from_millis(500));
+/// assert_eq!(config.shards_for(&"ps5".parse()?), 4);
+/// # Ok::<(), nexussale_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub(crate) prefix: String,
+    pub(crate) stock_shards: usize,
+    pub(crate) shards_by_sku: HashMap<Sku, usize>,
+    pub(crate) coalesce: bool,
+    pub(crate) max_batch: usize,
+    pub(crate) batches_in_flight: usize,
+    pub(crate) command_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "nexussale".to_owned(),
+            stock_shards: 1,
+            shards_by_sku: HashMap::new(),
+            coalesce: true,
+            max_batch: 128,
+            batches_in_flight: 2,
+            command_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The first part of every key (default `nexussale`): several stores, or several test runs,
+    /// share one Redis without seeing each other's sales.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How many stock shards a sale this store creates gets (default 1; at most [`MAX_SHARDS`]).
+    /// Each shard is its own hash slot, so on Redis Cluster one hot sale spreads over nodes. A
+    /// sale keeps the shard count it was created with.
+    pub fn stock_shards(mut self, shards: usize) -> Self {
+        self.stock_shards = shards.clamp(1, MAX_SHARDS);
+        self
+    }
+
+    /// The shard count for one sku, overriding [`stock_shards`](Self::stock_shards).
+    pub fn sku_shards(mut self, sku: Sku, shards: usize) -> Self {
+        self.shards_by_sku.insert(sku, shards.clamp(1, MAX_SHARDS));
+        self
+    }
+
+    /// Whether concurrent reservations of one sale go to Redis together, as one script call that
+    /// handles them in arrival order (default on). While one call is in flight the next
+    /// requests queue, so a burst costs Redis a few large calls instead of many small ones.
+    pub fn coalesce(mut self, on: bool) -> Self {
+        self.coalesce = on;
+        self
+    }
+
+    /// The most reservations in one coalesced call (default 128, at most 1,024: the script
+    /// unpacks a batch's fields as one command's arguments, and Lua caps those).
+    pub fn max_batch(mut self, max: usize) -> Self {
+        self.max_batch = max.clamp(1, 1024);
+        self
+    }
+
+    /// Coalesced calls in flight at once per stock shard (default 2): one executes while the
+    /// next crosses the network.
+    pub fn batches_in_flight(mut self, calls: usize) -> Self {
+        self.batches_in_flight = calls.max(1);
+        self
+    }
+
+    /// How long a command may take before it fails as retryable (default 2 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// How long connecting may take (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The key prefix.
+    pub fn prefix_str(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The shard count a new sale of `sku` gets.
+    pub fn shards_for(&self, sku: &Sku) -> usize {
+        self.shards_by_sku
+            .get(sku)
+            .copied()
+            .unwrap_or(self.stock_shards)
+    }
+}

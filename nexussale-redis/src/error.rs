@@ -1,0 +1,70 @@
+//! This crate's errors, and the one place that decides which are worth retrying.
+
+use std::time::Duration;
+
+/// What can go wrong talking to Redis. Converted into [`nexussale_core::Error::Backend`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// The driver failed: connection, protocol, server error.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// No answer within the command timeout.
+    #[error("no answer from redis within {0:?}")]
+    Timeout(Duration),
+    /// Redis holds something this crate did not write.
+    #[error("unexpected data in redis: {0}")]
+    Corrupt(String),
+    /// The task that batches reservations stopped (its runtime shut down).
+    #[error("the reservation batching task has stopped")]
+    CoalescerStopped,
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(reason: impl Into<String>) -> Self {
+        Self::Corrupt(reason.into())
+    }
+
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Redis(err) => {
+                // Connection trouble, timeouts, cluster redirects exhausted and busy or loading
+                // servers may clear; wrong types, bad scripts and bad config will not.
+                err.is_io_error()
+                    || err.is_timeout()
+                    || err.is_connection_dropped()
+                    || err.is_connection_refusal()
+                    || err.is_cluster_error()
+                    || !matches!(err.retry_method(), redis::RetryMethod::NoRetry)
+            }
+            Self::Timeout(_) | Self::CoalescerStopped => true,
+            Self::Corrupt(_) => false,
+        }
+    }
+}
+
+impl From<StoreError> for nexussale_core::Error {
+    fn from(err: StoreError) -> Self {
+        if err.is_retryable() {
+            Self::retryable("redis", err)
+        } else {
+            Self::permanent("redis", err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_trouble_is_retryable_and_bad_data_is_not() {
+        let io = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(nexussale_core::Error::from(StoreError::Redis(io)).is_retryable());
+        assert!(
+            nexussale_core::Error::from(StoreError::Timeout(Duration::from_secs(1))).is_retryable()
+        );
+        assert!(!nexussale_core::Error::from(StoreError::corrupt("x")).is_retryable());
+        let config = redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad url"));
+        assert!(!nexussale_core::Error::from(StoreError::Redis(config)).is_retryable());
+    }
+}

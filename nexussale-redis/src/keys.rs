@@ -1,0 +1,110 @@
+//! The key layout. Every key of one stock shard shares one hash tag, so a script that touches
+//! them all runs on one Redis Cluster node.
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `{prefix}:sales` | set | every sku with a sale |
+//! | `{prefix}:{{sku}:{n}}:stock` | hash | `available`, `reserved`, `sold`, `limit`, `start`, `end` (µs since the epoch, or empty), `shards`; shard 0 also `def`, the sale's definition as JSON |
+//! | `{prefix}:{{sku}:{n}}:held` | hash | user → units the user holds (reserved or sold) |
+//! | `{prefix}:{{sku}:{n}}:keys` | hash | user `\n` idempotency key → order id |
+//! | `{prefix}:{{sku}:{n}}:res` | hash | order id → state letter + the reservation's JSON |
+//! | `{prefix}:{{sku}:{n}}:expiry` | sorted set | order id of each held reservation, scored by its expiry in µs |
+//!
+//! `n` is the stock shard, `0..shards`. In the sku, `%`, `{` and `}` are percent-encoded, so a sku
+//! cannot end the hash tag early or collide with another sku.
+
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use nexussale_core::Sku;
+
+const TAG_UNSAFE: &AsciiSet = &CONTROLS.add(b'%').add(b'{').add(b'}');
+
+/// The keys of one stock shard of one sale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ShardKeys {
+    pub(crate) stock: String,
+    pub(crate) held: String,
+    pub(crate) keys: String,
+    pub(crate) res: String,
+    pub(crate) expiry: String,
+}
+
+impl ShardKeys {
+    pub(crate) fn new(prefix: &str, sku: &Sku, shard: usize) -> Self {
+        let sku = utf8_percent_encode(sku.as_str(), TAG_UNSAFE);
+        let base = format!("{prefix}:{{{sku}:{shard}}}");
+        Self {
+            stock: format!("{base}:stock"),
+            held: format!("{base}:held"),
+            keys: format!("{base}:keys"),
+            res: format!("{base}:res"),
+            expiry: format!("{base}:expiry"),
+        }
+    }
+
+    /// Every key, for deletion.
+    pub(crate) fn all(&self) -> [&str; 5] {
+        [&self.stock, &self.held, &self.keys, &self.res, &self.expiry]
+    }
+}
+
+/// The set of every sku with a sale.
+pub(crate) fn sales_key(prefix: &str) -> String {
+    format!("{prefix}:sales")
+}
+
+/// The shard that holds `user`'s reservations, limits and idempotency keys: a fixed hash
+/// (FNV-1a), so every process agrees.
+pub(crate) fn home_shard(user: &str, shards: usize) -> usize {
+    let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % shards.max(1) as u64) as usize
+}
+
+/// The field of the `keys` hash for one user's idempotency key. Neither may hold a control
+/// character, so the newline cannot be forged.
+pub(crate) fn key_field(user: &str, key: &str) -> String {
+    format!("{user}\n{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slot-deciding part of a key, as Redis Cluster finds it.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').unwrap();
+        let close = open + key[open..].find('}').unwrap();
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn one_shard_shares_one_tag_and_shards_differ() {
+        let sku = Sku::new("we{ir}d%sku").unwrap();
+        let zero = ShardKeys::new("ns", &sku, 0);
+        let tags: Vec<_> = zero.all().iter().map(|key| hash_tag(key)).collect();
+        assert!(
+            tags.iter().all(|tag| *tag == "we%7Bir%7Dd%25sku:0"),
+            "{tags:?}"
+        );
+        assert_ne!(
+            hash_tag(&ShardKeys::new("ns", &sku, 1).stock),
+            hash_tag(&zero.stock)
+        );
+        // Distinct skus never share keys, whatever they contain.
+        let other = Sku::new("we%7Bir%7Dd%25sku").unwrap();
+        assert_ne!(ShardKeys::new("ns", &other, 0), zero);
+    }
+
+    #[test]
+    fn home_shard_is_stable_and_spread() {
+        assert_eq!(home_shard("ann", 1), 0);
+        assert_eq!(home_shard("ann", 4), home_shard("ann", 4));
+        let mut seen = [0usize; 4];
+        for i in 0..4000 {
+            seen[home_shard(&format!("user-{i}"), 4)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 800), "{seen:?}");
+    }
+}

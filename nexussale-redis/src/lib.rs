@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+mod coalesce;
+mod config;
+mod connection;
+mod error;
+mod keys;
+mod record;
+mod scripts;
+mod stock;
+
+pub use config::{MAX_SHARDS, RedisConfig};
+pub use stock::RedisStockStore;
+
+/// The driver this crate is built on, so users need not pick a second version of it.
+pub use redis;

@@ -1,0 +1,84 @@
+-- Reserves units for a batch of requests against one stock shard, in arrival order.
+--
+-- KEYS[1] stock hash: available, reserved, sold, limit, start, end (µs or ''), shards[, def]
+-- KEYS[2] held hash: user -> units the user holds (reserved or sold) in this shard
+-- KEYS[3] keys hash: user "\n" idempotency key -> order id
+-- KEYS[4] reservations hash: order id -> state letter followed by the record's JSON
+-- KEYS[5] expiry sorted set: order id scored by its expiry in µs
+-- ARGV[1] units to add to `available` first (taken from another shard), ARGV[2] n, then n
+--   requests of 7 values: now µs, user, quantity, key field or '', order id, record JSON, expiry µs
+--
+-- Answers, for each request in turn: 0 remaining (reserved), 1 available (sold out),
+-- 2 limit held (limit exceeded), 3 'upcoming' | 'ended' (not active), 4 order id record (the
+-- reservation an idempotency key already made), 5 (no such sale).
+--
+-- Invariant: available + reserved + sold changes only by the deposit; a refused request writes
+-- nothing. State letters: r reserved, c confirmed, x cancelled, e expired, a aborted (its key is free).
+local stock, held, keys, res, expiry = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local deposit, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local meta = redis.call('HMGET', stock, 'available', 'limit', 'start', 'end')
+-- One flat reply: each request's code, then its values (none for 5, two for 2 and 4, else one),
+-- so a large batch builds no table per request.
+local out = {}
+local function push(code, a, b)
+  out[#out + 1] = code
+  if a then out[#out + 1] = a end
+  if b then out[#out + 1] = b end
+end
+if not meta[1] then
+  for _ = 1, n do push(5) end
+  return out
+end
+local available = tonumber(meta[1]) + deposit
+local limit = tonumber(meta[2])
+local start, stop = tonumber(meta[3]), tonumber(meta[4])
+local taken = 0
+for i = 1, n do
+  local base = 2 + (i - 1) * 7
+  local now, user, quantity = tonumber(ARGV[base + 1]), ARGV[base + 2], tonumber(ARGV[base + 3])
+  local key, id = ARGV[base + 4], ARGV[base + 5]
+  local earlier, earlier_id = nil, nil
+  if key ~= '' then
+    earlier_id = redis.call('HGET', keys, key)
+    if earlier_id then
+      local record = redis.call('HGET', res, earlier_id)
+      if record and string.sub(record, 1, 1) ~= 'a' then earlier = record end
+    end
+  end
+  if earlier then
+    push(4, earlier_id, earlier)
+  elseif start and now < start then
+    push(3, 'upcoming')
+  elseif stop and now >= stop then
+    push(3, 'ended')
+  elseif available >= quantity then
+    -- Units enough: raise the hold first and put it back if it crossed the limit, one call on
+    -- the common path instead of a read and a write.
+    local holds = redis.call('HINCRBY', held, user, quantity)
+    if holds > limit then
+      holds = redis.call('HINCRBY', held, user, -quantity)
+      if holds == 0 then redis.call('HDEL', held, user) end
+      push(2, limit, holds)
+    else
+      available = available - quantity
+      taken = taken + quantity
+      redis.call('HSET', res, id, 'r' .. ARGV[base + 6])
+      redis.call('ZADD', expiry, ARGV[base + 7], id)
+      if key ~= '' then redis.call('HSET', keys, key, id) end
+      push(0, available)
+    end
+  else
+    -- Too few units: the limit still decides the answer when both refuse.
+    local holds = tonumber(redis.call('HGET', held, user) or '0')
+    if holds + quantity > limit then
+      push(2, limit, holds)
+    else
+      push(1, available)
+    end
+  end
+end
+if taken > 0 or deposit > 0 then
+  redis.call('HSET', stock, 'available', available)
+  redis.call('HINCRBY', stock, 'reserved', taken)
+end
+return out

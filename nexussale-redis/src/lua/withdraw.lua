@@ -1,0 +1,13 @@
+-- Takes available units out of one stock shard, to move them to a shard that ran out.
+--
+-- KEYS[1] stock hash (see reserve.lua)
+-- ARGV[1] units wanted
+--
+-- Takes the units wanted or half of what the shard has, whichever is more, but never more than
+-- it has: moving half spares the next buyers of the empty shard a transfer of their own.
+-- Answers the units taken (0 when the shard has none, or does not exist).
+local available = tonumber(redis.call('HGET', KEYS[1], 'available') or '0')
+local wanted = tonumber(ARGV[1])
+local take = math.min(available, math.max(wanted, math.floor(available / 2)))
+if take > 0 then redis.call('HINCRBY', KEYS[1], 'available', -take) end
+return take

@@ -1,0 +1,299 @@
+//! The core conformance kit against the real Redis (`NEXUSSALE_REDIS_URL`), coalesced, uncoalesced
+//! and over four stock shards; plus what only a sharded store has to prove.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use nexussale_core::testkit::services::{redis_url, unavailable};
+use nexussale_core::testkit::{unique_name, unique_sku};
+use nexussale_core::{
+    ConfirmOutcome, DynStockStore, Order, OrderId, ReleaseOutcome, ReleaseReason, Reservation,
+    ReserveOutcome, ReserveRequest, Result, Sale, Sku, StockSnapshot, StockStore, UserId,
+};
+use nexussale_redis::{RedisConfig, RedisStockStore};
+
+/// A store under a prefix of its own, whose keys are deleted when the test drops it.
+#[derive(Debug)]
+struct Scoped(RedisStockStore);
+
+impl Drop for Scoped {
+    fn drop(&mut self) {
+        // Drop cannot await: purge on a thread of its own, with a runtime of its own.
+        let store = self.0.clone();
+        let purged = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(store.purge())
+        })
+        .join();
+        if !matches!(purged, Ok(Ok(_))) {
+            eprintln!("could not delete the test's keys: {purged:?}");
+        }
+    }
+}
+
+#[async_trait]
+impl StockStore for Scoped {
+    async fn create_sale(&self, sale: &Sale) -> Result<bool> {
+        self.0.create_sale(sale).await
+    }
+    async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
+        self.0.sale(sku).await
+    }
+    async fn sales(&self) -> Result<Vec<Sale>> {
+        self.0.sales().await
+    }
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        self.0.reserve(request).await
+    }
+    async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
+        self.0.reservation(sku, order_id).await
+    }
+    async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome> {
+        self.0.confirm(sku, order_id).await
+    }
+    async fn release(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        reason: ReleaseReason,
+    ) -> Result<ReleaseOutcome> {
+        self.0.release(sku, order_id, reason).await
+    }
+    async fn expired(
+        &self,
+        sku: &Sku,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>> {
+        self.0.expired(sku, now, limit).await
+    }
+    async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {
+        self.0.snapshot(sku).await
+    }
+    async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
+        self.0.restore(sale, orders).await
+    }
+}
+
+async fn connect(config: RedisConfig) -> Option<Scoped> {
+    let config = config.prefix(unique_name("nexussale-test-"));
+    match RedisStockStore::connect_with(&redis_url(), config).await {
+        Ok(store) => match store.ping().await {
+            Ok(()) => Some(Scoped(store)),
+            Err(err) => unavailable("redis", format!("{}: {err}", redis_url())),
+        },
+        Err(err) => unavailable("redis", format!("{}: {err}", redis_url())),
+    }
+}
+
+async fn open(config: RedisConfig) -> Option<DynStockStore> {
+    Some(Arc::new(connect(config).await?))
+}
+
+mod coalesced {
+    async fn setup() -> Option<nexussale_core::DynStockStore> {
+        super::open(nexussale_redis::RedisConfig::default()).await
+    }
+    nexussale_core::stock_store_tests!(setup);
+}
+
+mod uncoalesced {
+    async fn setup() -> Option<nexussale_core::DynStockStore> {
+        super::open(nexussale_redis::RedisConfig::default().coalesce(false)).await
+    }
+    nexussale_core::stock_store_tests!(setup);
+}
+
+mod sharded {
+    async fn setup() -> Option<nexussale_core::DynStockStore> {
+        super::open(nexussale_redis::RedisConfig::default().stock_shards(4)).await
+    }
+    nexussale_core::stock_store_tests!(setup, remaining = Bounded);
+}
+
+fn request(sku: &Sku, user: String) -> ReserveRequest {
+    ReserveRequest {
+        order_id: OrderId::new(),
+        sku: sku.clone(),
+        user: UserId::new(user).unwrap(),
+        quantity: 1,
+        idempotency_key: None,
+        remark: None,
+        now: Utc::now(),
+    }
+}
+
+/// The whole engine (in-memory queue and repository) over the Redis stock store, sharded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purchase_flow_over_redis() {
+    let Some(store) = connect(RedisConfig::default().stock_shards(2)).await else {
+        return;
+    };
+    nexussale_core::testkit::engine::purchase_flow(
+        Arc::new(store),
+        Arc::new(nexussale_core::memory::MemoryOrderQueue::new()),
+        Arc::new(nexussale_core::memory::MemoryOrderRepository::new()),
+    )
+    .await;
+}
+
+/// 5,000 buyers race for 1,000 units spread over 4 shards: exactly 1,000 win, every shard ends
+/// empty, and no buyer is told "sold out" while units remain anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sharded_sale_sells_exactly_its_stock() {
+    let Some(store) = connect(RedisConfig::default().stock_shards(4)).await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let sale = Sale::new(unique_sku(), 1_000);
+    assert!(store.create_sale(&sale).await.unwrap());
+    let outcomes = join_all((0..5_000).map(|i| {
+        let (store, request) = (Arc::clone(&store), request(&sale.sku, format!("buyer-{i}")));
+        tokio::spawn(async move { store.reserve(&request).await.unwrap() })
+    }))
+    .await;
+    let mut reserved = 0;
+    for outcome in outcomes {
+        match outcome.unwrap() {
+            ReserveOutcome::Reserved { .. } => reserved += 1,
+            ReserveOutcome::SoldOut { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(reserved, 1_000);
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        StockSnapshot {
+            stock: 1_000,
+            available: 0,
+            reserved: 1_000,
+            sold: 0
+        }
+    );
+}
+
+/// A sale of one unit per shard drained from a single home shard: every unit is found by
+/// moving it, and the one buyer past the stock is the only one refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_sale_moves_units_to_an_empty_home_shard() {
+    let Some(store) = connect(RedisConfig::default().stock_shards(4)).await else {
+        return;
+    };
+    let sale = Sale::new(unique_sku(), 4).with_per_user_limit(10);
+    store.create_sale(&sale).await.unwrap();
+    // One user, so one home shard; its own unit goes first, the rest come from the others.
+    // With the home shard empty after each, `remaining` counts the units left elsewhere.
+    for expected_remaining in [3, 2, 1, 0] {
+        match store
+            .reserve(&request(&sale.sku, "solo".into()))
+            .await
+            .unwrap()
+        {
+            ReserveOutcome::Reserved { remaining, .. } => {
+                assert_eq!(remaining, expected_remaining)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        store
+            .reserve(&request(&sale.sku, "solo".into()))
+            .await
+            .unwrap(),
+        ReserveOutcome::SoldOut { available: 0 }
+    );
+    let snapshot = store.snapshot(&sale.sku).await.unwrap();
+    assert_eq!((snapshot.available, snapshot.reserved), (0, 4));
+}
+
+/// Another process with the same prefix sees the sale, its shard count and its reservations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_store_shares_sales_and_shards() {
+    let Some(first) = connect(RedisConfig::default().stock_shards(3)).await else {
+        return;
+    };
+    // Same prefix, a different default shard count: the sale keeps the one it was made with.
+    let second =
+        RedisStockStore::connect_with(&redis_url(), first.0.config().clone().stock_shards(1))
+            .await
+            .unwrap();
+    let sale = Sale::new(unique_sku(), 9).with_per_user_limit(9);
+    first.create_sale(&sale).await.unwrap();
+    assert!(!second.create_sale(&sale).await.unwrap());
+    assert_eq!(second.sales().await.unwrap(), std::slice::from_ref(&sale));
+    let mut made = Vec::new();
+    for i in 0..9 {
+        match second
+            .reserve(&request(&sale.sku, format!("u{i}")))
+            .await
+            .unwrap()
+        {
+            ReserveOutcome::Reserved { reservation, .. } => made.push(reservation),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    for reservation in &made {
+        assert_eq!(
+            first
+                .reservation(&sale.sku, reservation.order_id)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(reservation)
+        );
+    }
+    assert_eq!(first.snapshot(&sale.sku).await.unwrap().available, 0);
+}
+
+/// A flushed Redis answers "unknown sale" (so the engine reconciles) rather than stale counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_sale_is_unknown_not_stale() {
+    let Some(store) = connect(RedisConfig::default()).await else {
+        return;
+    };
+    let sale = Sale::new(unique_sku(), 3);
+    store.create_sale(&sale).await.unwrap();
+    let mut keyed = request(&sale.sku, "ann".into());
+    keyed.idempotency_key = Some("k".parse().unwrap());
+    store.reserve(&keyed).await.unwrap();
+    // Lose the sale as a restart without persistence would, behind the store's back (which
+    // still has the definition cached).
+    let client = nexussale_redis::redis::Client::open(redis_url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let base = format!("{}:{{{}:0}}", store.0.config().prefix_str(), sale.sku);
+    let deleted: i64 = nexussale_redis::redis::cmd("DEL")
+        .arg(
+            ["stock", "held", "keys", "res", "expiry"]
+                .map(|k| format!("{base}:{k}"))
+                .to_vec(),
+        )
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 5, "the layout the crate docs describe");
+    let refused = store.reserve(&request(&sale.sku, "bob".into())).await;
+    assert!(
+        matches!(refused, Err(nexussale_core::Error::UnknownSale(_))),
+        "{refused:?}"
+    );
+    for lost in [
+        store.snapshot(&sale.sku).await.map(drop),
+        store.confirm(&sale.sku, OrderId::new()).await.map(drop),
+        store
+            .release(&sale.sku, OrderId::new(), ReleaseReason::Cancelled)
+            .await
+            .map(drop),
+        store.reservation(&sale.sku, OrderId::new()).await.map(drop),
+    ] {
+        assert!(
+            matches!(lost, Err(nexussale_core::Error::UnknownSale(_))),
+            "{lost:?}"
+        );
+    }
+}
