@@ -18,10 +18,40 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
 
+    /// Redis for live stock (`redis://[user:password@]host:port[/db]`); unset: stock in process
+    /// memory.
+    #[arg(long, env = "NEXUSSALE_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Stock shards of each sale this server creates in Redis: one hot sale spreads over this
+    /// many hash slots (Redis Cluster nodes).
+    #[arg(long, env = "NEXUSSALE_REDIS_SHARDS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub redis_shards: u16,
+
+    /// The first part of every Redis key: servers with different prefixes share one Redis
+    /// without seeing each other's sales.
+    #[arg(long, env = "NEXUSSALE_REDIS_PREFIX", default_value = "nexussale")]
+    pub redis_prefix: String,
+
     /// A sale to create at start-up if absent: `SKU=STOCK[:LIMIT]` (LIMIT: units per user, default
     /// 1). Repeat the flag for several; the environment twin is comma-separated.
     #[arg(long = "sale", env = "NEXUSSALE_SALES", value_delimiter = ',')]
     pub sales: Vec<SaleSpec>,
+}
+
+/// `url` with any password replaced by `***`, for logs.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// A `SKU=STOCK[:LIMIT]` start-up sale.
@@ -76,6 +106,17 @@ mod tests {
     }
 
     #[test]
+    fn redacts_passwords_from_urls() {
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact("redis://app:s3cr@t@cache:6379/0"),
+            "redis://app:***@cache:6379/0"
+        );
+        assert_eq!(redact("redis://tok@cache:6379"), "redis://***@cache:6379");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
     fn flags_parse_and_env_list_splits() {
         let config = Config::try_parse_from([
             "nexussale-server",
@@ -91,5 +132,21 @@ mod tests {
         assert_eq!(config.listen.port(), 8080);
         let config = Config::try_parse_from(["nexussale-server", "--sale", "a=1,b=2"]).unwrap();
         assert_eq!(config.sales.len(), 2);
+        assert_eq!(config.redis_url, None);
+        assert_eq!(
+            (config.redis_shards, config.redis_prefix.as_str()),
+            (1, "nexussale")
+        );
+        let config = Config::try_parse_from([
+            "nexussale-server",
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--redis-shards",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(config.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(config.redis_shards, 4);
+        assert!(Config::try_parse_from(["nexussale-server", "--redis-shards", "0"]).is_err());
     }
 }

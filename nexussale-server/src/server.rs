@@ -7,11 +7,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
-use nexussale_core::{CancellationToken, FlashSale};
+use nexussale_core::{CancellationToken, DynStockStore, FlashSale};
+use nexussale_redis::{RedisConfig, RedisStockStore};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, redact};
 use crate::{App, app};
 
 /// How long shutdown waits for in-flight requests.
@@ -82,15 +83,30 @@ async fn signal() {
     }
 }
 
+/// The stock store the configuration asks for: Redis when a URL is set, else process memory.
+async fn stock_store(config: &Config) -> nexussale_core::Result<DynStockStore> {
+    let Some(url) = &config.redis_url else {
+        info!("stock: in-memory");
+        return Ok(Arc::new(MemoryStockStore::new()));
+    };
+    let redis = RedisConfig::default()
+        .prefix(config.redis_prefix.clone())
+        .stock_shards(usize::from(config.redis_shards));
+    let store = RedisStockStore::connect_with(url, redis).await?;
+    store.ping().await?;
+    info!(url = %redact(url), prefix = %config.redis_prefix, shards = config.redis_shards, "stock: redis");
+    Ok(Arc::new(store))
+}
+
 /// The whole server process: backends, start-up sales, the order worker and the expiry
 /// sweeper, the HTTP service; until Ctrl-C or SIGTERM, then a graceful stop that persists
 /// every accepted order before returning.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    info!("stock: in-memory");
+    let stock = stock_store(&config).await?;
     info!("order queue: in-process");
     info!("orders: in-memory");
     let engine = FlashSale::new(
-        Arc::new(MemoryStockStore::new()),
+        stock,
         Arc::new(MemoryOrderQueue::new()),
         Arc::new(MemoryOrderRepository::new()),
     );

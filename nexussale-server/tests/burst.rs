@@ -1,5 +1,6 @@
 //! The README's server, as a real process: a burst of 2,000 concurrent purchases (1,000 users,
-//! each trying twice) for 100 units, then the orders it persisted, then a graceful SIGTERM.
+//! each trying twice) for 100 units, then the orders it persisted, then a graceful SIGTERM; on the
+//! embedded default, and with its stock in Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
 
 mod common;
@@ -12,14 +13,19 @@ use std::time::Duration;
 
 use common::{client, send};
 use http::{Method, StatusCode};
+use nexussale_core::StockStore;
+use nexussale_core::testkit::services::{redis_url, unavailable};
+use nexussale_core::testkit::unique_name;
+use nexussale_redis::{RedisConfig, RedisStockStore};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-/// Starts `nexussale-server --listen 127.0.0.1:0 --sale ps5=100` and answers it with its address,
-/// read from its "listening" log line.
-fn start_server() -> (Child, String) {
+/// Starts `nexussale-server --listen 127.0.0.1:0 --sale ps5=100 <extra>` and answers it with its
+/// address, read from its "listening" log line.
+fn start_server(extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
         .args(["--listen", "127.0.0.1:0", "--sale", "ps5=100"])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -47,7 +53,35 @@ fn start_server() -> (Child, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_sells_exactly_the_stock_and_persists_every_order() {
-    let (mut server, address) = start_server();
+    burst_then_sigterm(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_redis_stock_sells_exactly_the_stock() {
+    let url = redis_url();
+    let prefix = unique_name("nexussale-server-test-");
+    let config = RedisConfig::default().prefix(prefix.clone());
+    let store = match RedisStockStore::connect_with(&url, config).await {
+        Ok(store) if store.ping().await.is_ok() => store,
+        _ => return unavailable::<()>("redis", &url).unwrap_or(()),
+    };
+    burst_then_sigterm(&[
+        "--redis-url",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--redis-shards",
+        "2",
+    ])
+    .await;
+    // The sale lives on in Redis after the server: sold out, every unit held.
+    let snapshot = store.snapshot(&"ps5".parse().unwrap()).await.unwrap();
+    assert_eq!((snapshot.available, snapshot.reserved), (0, 100));
+    assert_eq!(store.purge().await.unwrap(), 1);
+}
+
+async fn burst_then_sigterm(extra: &[&str]) {
+    let (mut server, address) = start_server(extra);
     let base = format!("http://{address}");
     let client = client();
     let (status, _) = send(&client, Method::GET, &format!("{base}/health"), None).await;
