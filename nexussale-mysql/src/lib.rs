@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod error;
+mod repository;
+
+pub use config::MySqlConfig;
+pub use repository::MySqlOrderRepository;
+
+/// The driver this crate is built on, so users need not pick a second version of it.
+pub use sqlx;

@@ -1,0 +1,399 @@
+//! [`MySqlOrderRepository`]: orders and sale definitions in MySQL 8 or MariaDB 10.11+.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::{MySql, QueryBuilder};
+use uuid::Uuid;
+
+use nexussale_core::{
+    IdempotencyKey, Order, OrderId, OrderPage, OrderQuery, OrderRepository, OrderStatus, Result,
+    Sale, Sku, StatusCounts, Tally, TransitionOutcome, UserId,
+};
+
+use crate::config::MySqlConfig;
+use crate::error::RepoError;
+
+/// The embedded schema migrations (`migrations/`).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Orders per `INSERT` statement: 11 placeholders each stays far below MySQL's 65,535.
+const ROWS_PER_STATEMENT: usize = 1000;
+/// Attempts at a batch insert that InnoDB picked as a deadlock victim (it rolled it back whole).
+const DEADLOCK_ATTEMPTS: usize = 3;
+
+const ORDER_COLUMNS: &str = "id, sku, user_id, quantity, status, created_at, updated_at, \
+                             expires_at, remark, idempotency_key";
+
+/// An [`OrderRepository`] over a sqlx MySQL pool.
+///
+/// - `insert` writes a batch as one multi-row `INSERT … ON DUPLICATE KEY UPDATE` (up to 1,000
+///   orders per statement; a larger batch is several statements in one transaction), so a batch
+///   of 500 is one round trip, atomic, and inserting the same orders again changes no order.
+/// - `transition` is `UPDATE … WHERE id = ? AND status = ?`: compare-and-set.
+/// - `list` pages by keyset (`id < cursor ORDER BY id DESC`), never `OFFSET`.
+/// - `counts` groups one sale's orders by status from an index.
+///
+/// Every statement binds its values; the only SQL text that varies is which of a fixed set of
+/// filters a listing uses.
+///
+/// ```no_run
+/// use nexussale_mysql::MySqlOrderRepository;
+///
+/// # #[tokio::main] async fn main() -> nexussale_core::Result<()> {
+/// let repository = MySqlOrderRepository::connect("mysql://root@127.0.0.1:3306/test").await?;
+/// repository.migrate().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MySqlOrderRepository {
+    pool: MySqlPool,
+}
+
+// Text columns are read as bytes: with the binary collation the driver reports them as
+// VARBINARY / BINARY, which it will not decode into `String`.
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: Uuid,
+    sku: Vec<u8>,
+    user_id: Vec<u8>,
+    quantity: u32,
+    status: Vec<u8>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    remark: Option<Vec<u8>>,
+    idempotency_key: Option<Vec<u8>>,
+}
+
+/// A text column's bytes as text.
+fn text(column: &str, bytes: Vec<u8>) -> std::result::Result<String, RepoError> {
+    String::from_utf8(bytes).map_err(|_| RepoError::corrupt(format!("{column} is not UTF-8")))
+}
+
+impl OrderRow {
+    fn into_order(self) -> std::result::Result<Order, RepoError> {
+        let id = self.id;
+        let bad = |what: &str, err: nexussale_core::Error| {
+            RepoError::corrupt(format!("order {id}: {what}: {err}"))
+        };
+        Ok(Order {
+            id: OrderId::from(self.id),
+            sku: Sku::new(text("sku", self.sku)?).map_err(|err| bad("sku", err))?,
+            user: UserId::new(text("user_id", self.user_id)?).map_err(|err| bad("user_id", err))?,
+            quantity: self.quantity,
+            status: status_of(&text("status", self.status)?)?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            expires_at: self.expires_at,
+            remark: self.remark.map(|r| text("remark", r)).transpose()?,
+            idempotency_key: self
+                .idempotency_key
+                .map(|key| text("idempotency_key", key))
+                .transpose()?
+                .map(IdempotencyKey::new)
+                .transpose()
+                .map_err(|err| bad("idempotency_key", err))?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SaleRow {
+    sku: Vec<u8>,
+    stock: u64,
+    per_user_limit: u32,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    reservation_ttl_ns: u64,
+}
+
+impl SaleRow {
+    fn into_sale(self) -> std::result::Result<Sale, RepoError> {
+        let sku = text("sku", self.sku)?;
+        let sku =
+            Sku::new(&sku).map_err(|err| RepoError::corrupt(format!("sale `{sku}`: {err}")))?;
+        Ok(Sale::new(sku, self.stock)
+            .with_per_user_limit(self.per_user_limit)
+            .with_window(self.starts_at, self.ends_at)
+            .with_reservation_ttl(Duration::from_nanos(self.reservation_ttl_ns)))
+    }
+}
+
+fn status_of(text: &str) -> std::result::Result<OrderStatus, RepoError> {
+    OrderStatus::ALL
+        .into_iter()
+        .find(|status| status.as_str() == text)
+        .ok_or_else(|| RepoError::corrupt(format!("order status `{text}`")))
+}
+
+impl MySqlOrderRepository {
+    /// Connects a pool with the default [`MySqlConfig`] to
+    /// `mysql://user[:password]@host[:port]/database` (MySQL 8 or MariaDB 10.11+). Add
+    /// `?socket=/run/mysqld/mysqld.sock` where root may only log in over the socket.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, MySqlConfig::default()).await
+    }
+
+    /// Connects a pool with `config`. Fails when the database cannot be reached.
+    pub async fn connect_with(url: &str, config: MySqlConfig) -> Result<Self> {
+        let options: MySqlConnectOptions = url.parse().map_err(RepoError::from)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(config.min_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Whatever the server's default: a value that does not fit its column fails
+                    // the statement instead of being cut short.
+                    sqlx::query(
+                        "SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES')",
+                    )
+                    .execute(conn)
+                    .await
+                    .map(drop)
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(RepoError::from)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// A repository over an existing pool.
+    pub fn from_pool(pool: MySqlPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool, for the caller's own queries.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// Brings the schema up to date with the embedded migrations. Safe to run from several
+    /// processes at once (the migrator takes a lock) and again on every start.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await.map_err(RepoError::from)?;
+        Ok(())
+    }
+
+    /// Whether the database answers, for readiness probes.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(RepoError::from)?;
+        Ok(())
+    }
+
+    /// Inserts `orders` (sorted by id, without repeats) and answers how many were new.
+    async fn insert_sorted(&self, orders: &[&Order]) -> std::result::Result<u64, RepoError> {
+        let statements: Vec<&[&Order]> = orders.chunks(ROWS_PER_STATEMENT).collect();
+        let mut affected = 0;
+        if let [only] = statements.as_slice() {
+            // One statement is atomic on its own: no transaction, one round trip.
+            affected = insert_statement(only)
+                .build()
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        } else {
+            let mut tx = self.pool.begin().await?;
+            for chunk in statements {
+                affected += insert_statement(chunk)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+        }
+        // A new row counts 1, a repeated one 2 (its redelivery counter went up).
+        let rows = orders.len() as u64;
+        (2 * rows)
+            .checked_sub(affected)
+            .filter(|new| *new <= rows)
+            .ok_or_else(|| RepoError::corrupt(format!("{affected} rows affected by {rows} orders")))
+    }
+}
+
+/// `INSERT … VALUES (…), (…) ON DUPLICATE KEY UPDATE redeliveries = redeliveries + 1`: an
+/// existing order keeps everything but its redelivery count.
+fn insert_statement<'a>(orders: &'a [&'a Order]) -> QueryBuilder<'a, MySql> {
+    let mut query = QueryBuilder::new(format!("INSERT INTO orders ({ORDER_COLUMNS}) "));
+    query.push_values(orders, |mut row, order| {
+        row.push_bind(order.id.as_uuid())
+            .push_bind(order.sku.as_str())
+            .push_bind(order.user.as_str())
+            .push_bind(order.quantity)
+            .push_bind(order.status.as_str())
+            .push_bind(order.created_at)
+            .push_bind(order.updated_at)
+            .push_bind(order.expires_at)
+            .push_bind(order.remark.as_deref())
+            .push_bind(order.idempotency_key.as_ref().map(IdempotencyKey::as_str));
+    });
+    query.push(" ON DUPLICATE KEY UPDATE redeliveries = redeliveries + 1");
+    query
+}
+
+#[async_trait]
+impl OrderRepository for MySqlOrderRepository {
+    async fn save_sale(&self, sale: &Sale) -> Result<bool> {
+        let ttl = u64::try_from(sale.reservation_ttl.as_nanos()).map_err(|_| {
+            nexussale_core::Error::invalid("reservation_ttl_secs", "is too long to store")
+        })?;
+        let inserted = sqlx::query(
+            "INSERT INTO sales (sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(sale.sku.as_str())
+        .bind(sale.stock)
+        .bind(sale.per_user_limit)
+        .bind(sale.starts_at)
+        .bind(sale.ends_at)
+        .bind(ttl)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => Ok(false),
+            Err(err) => Err(RepoError::from(err).into()),
+        }
+    }
+
+    async fn sales(&self) -> Result<Vec<Sale>> {
+        let rows: Vec<SaleRow> = sqlx::query_as(
+            "SELECT sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns \
+             FROM sales ORDER BY sku",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(RepoError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(SaleRow::into_sale)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    async fn insert(&self, orders: &[Order]) -> Result<u64> {
+        if orders.is_empty() {
+            return Ok(0);
+        }
+        // One lock order for every writer of the same ids: concurrent batches do not deadlock
+        // on each other's rows.
+        let mut sorted: Vec<&Order> = orders.iter().collect();
+        sorted.sort_by_key(|order| order.id);
+        sorted.dedup_by_key(|order| order.id);
+        let mut attempt = 1;
+        loop {
+            match self.insert_sorted(&sorted).await {
+                Err(err) if err.is_deadlock() && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+                done => return Ok(done?),
+            }
+        }
+    }
+
+    async fn get(&self, id: OrderId) -> Result<Option<Order>> {
+        let row: Option<OrderRow> =
+            sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(RepoError::from)?;
+        Ok(row.map(OrderRow::into_order).transpose()?)
+    }
+
+    async fn list(&self, query: &OrderQuery) -> Result<OrderPage> {
+        let size = query.page_size()?;
+        let mut select =
+            QueryBuilder::<MySql>::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE TRUE"));
+        if let Some(user) = &query.user {
+            select.push(" AND user_id = ").push_bind(user.as_str());
+        }
+        if let Some(sku) = &query.sku {
+            select.push(" AND sku = ").push_bind(sku.as_str());
+        }
+        if let Some(status) = query.status {
+            select.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(after) = query.after {
+            select.push(" AND id < ").push_bind(after.as_uuid());
+        }
+        // One row more than the page tells whether another page follows.
+        select
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(size as u64 + 1);
+        let rows: Vec<OrderRow> = select
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(RepoError::from)?;
+        let more = rows.len() > size;
+        let orders = rows
+            .into_iter()
+            .take(size)
+            .map(OrderRow::into_order)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let next = more.then(|| orders.last().map(|order| order.id)).flatten();
+        Ok(OrderPage { orders, next })
+    }
+
+    async fn transition(
+        &self,
+        id: OrderId,
+        from: OrderStatus,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+    ) -> Result<TransitionOutcome> {
+        let updated =
+            sqlx::query("UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
+                .bind(to.as_str())
+                .bind(at)
+                .bind(id.as_uuid())
+                .bind(from.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(RepoError::from)?;
+        // The driver counts matched rows, so a match is 1 even when `from == to`.
+        if updated.rows_affected() == 1 {
+            return Ok(TransitionOutcome::Applied);
+        }
+        let status: Option<Vec<u8>> = sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(RepoError::from)?;
+        Ok(match status {
+            None => TransitionOutcome::NotFound,
+            Some(status) => TransitionOutcome::Mismatch(status_of(&text("status", status)?)?),
+        })
+    }
+
+    async fn counts(&self, sku: &Sku) -> Result<StatusCounts> {
+        // SUM is DECIMAL in MySQL: cast it back to an integer.
+        let rows: Vec<(Vec<u8>, i64, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*), CAST(COALESCE(SUM(quantity), 0) AS SIGNED) \
+             FROM orders WHERE sku = ? GROUP BY status",
+        )
+        .bind(sku.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(RepoError::from)?;
+        let mut counts = StatusCounts::default();
+        for (status, orders, units) in rows {
+            let count = |n: i64| {
+                u64::try_from(n).map_err(|_| RepoError::corrupt(format!("negative count {n}")))
+            };
+            *counts.get_mut(status_of(&text("status", status)?)?) = Tally {
+                orders: count(orders)?,
+                units: count(units)?,
+            };
+        }
+        Ok(counts)
+    }
+}
