@@ -34,6 +34,11 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_REDIS_PREFIX", default_value = "nexussale")]
     pub redis_prefix: String,
 
+    /// MySQL / MariaDB for orders and sale definitions (`mysql://user[:password]@host:port/db`);
+    /// the schema is migrated at start-up. Unset: orders in process memory.
+    #[arg(long, env = "NEXUSSALE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
     /// A sale to create at start-up if absent: `SKU=STOCK[:LIMIT]` (LIMIT: units per user, default
     /// 1). Repeat the flag for several; the environment twin is comma-separated.
     #[arg(long = "sale", env = "NEXUSSALE_SALES", value_delimiter = ',')]
@@ -133,6 +138,7 @@ mod tests {
         let config = Config::try_parse_from(["nexussale-server", "--sale", "a=1,b=2"]).unwrap();
         assert_eq!(config.sales.len(), 2);
         assert_eq!(config.redis_url, None);
+        assert_eq!(config.database_url, None);
         assert_eq!(
             (config.redis_shards, config.redis_prefix.as_str()),
             (1, "nexussale")

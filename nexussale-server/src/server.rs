@@ -7,7 +7,8 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
-use nexussale_core::{CancellationToken, DynStockStore, FlashSale};
+use nexussale_core::{CancellationToken, DynOrderRepository, DynStockStore, FlashSale};
+use nexussale_mysql::MySqlOrderRepository;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -98,18 +99,27 @@ async fn stock_store(config: &Config) -> nexussale_core::Result<DynStockStore> {
     Ok(Arc::new(store))
 }
 
+/// The order repository the configuration asks for: MySQL (migrated first) when a URL is set,
+/// else process memory.
+async fn order_repository(config: &Config) -> nexussale_core::Result<DynOrderRepository> {
+    let Some(url) = &config.database_url else {
+        info!("orders: in-memory");
+        return Ok(Arc::new(MemoryOrderRepository::new()));
+    };
+    let repository = MySqlOrderRepository::connect(url).await?;
+    repository.migrate().await?;
+    info!(url = %redact(url), "orders: mysql (schema migrated)");
+    Ok(Arc::new(repository))
+}
+
 /// The whole server process: backends, start-up sales, the order worker and the expiry
 /// sweeper, the HTTP service; until Ctrl-C or SIGTERM, then a graceful stop that persists
 /// every accepted order before returning.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stock = stock_store(&config).await?;
     info!("order queue: in-process");
-    info!("orders: in-memory");
-    let engine = FlashSale::new(
-        stock,
-        Arc::new(MemoryOrderQueue::new()),
-        Arc::new(MemoryOrderRepository::new()),
-    );
+    let repository = order_repository(&config).await?;
+    let engine = FlashSale::new(stock, Arc::new(MemoryOrderQueue::new()), repository);
     for spec in &config.sales {
         let sale = spec.0.clone();
         let (sku, stock, limit) = (sale.sku.clone(), sale.stock, sale.per_user_limit);

@@ -14,8 +14,9 @@ use std::time::Duration;
 use common::{client, send};
 use http::{Method, StatusCode};
 use nexussale_core::StockStore;
-use nexussale_core::testkit::services::{redis_url, unavailable};
+use nexussale_core::testkit::services::{database_url, redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
+use nexussale_mysql::sqlx::{self, Connection};
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -78,6 +79,57 @@ async fn a_burst_on_redis_stock_sells_exactly_the_stock() {
     let snapshot = store.snapshot(&"ps5".parse().unwrap()).await.unwrap();
     assert_eq!((snapshot.available, snapshot.reserved), (0, 100));
     assert_eq!(store.purge().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_redis_and_mysql_persists_every_order_in_mysql() {
+    let url = redis_url();
+    let prefix = unique_name("nexussale-server-test-");
+    let stock =
+        match RedisStockStore::connect_with(&url, RedisConfig::default().prefix(prefix.clone()))
+            .await
+        {
+            Ok(store) if store.ping().await.is_ok() => store,
+            _ => return unavailable::<()>("redis", &url).unwrap_or(()),
+        };
+    let database = unique_name("nexussale_server_test_");
+    let admin_url = database_url();
+    let mut admin = match sqlx::MySqlConnection::connect(&admin_url).await {
+        Ok(admin) => admin,
+        Err(err) => return unavailable::<()>("mysql", err).unwrap_or(()),
+    };
+    sqlx::query(&format!("CREATE DATABASE `{database}`"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let root = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(root, _)| root);
+    let db_url = format!("{root}/{database}");
+
+    burst_then_sigterm(&[
+        "--redis-url",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--database-url",
+        &db_url,
+    ])
+    .await;
+
+    // After the server stopped: MySQL holds exactly the 100 orders, one per buyer.
+    let (orders, buyers): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM `{database}`.orders WHERE sku = 'ps5'"
+    ))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!((orders, buyers), (100, 100));
+    sqlx::query(&format!("DROP DATABASE `{database}`"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(stock.purge().await.unwrap(), 1);
 }
 
 async fn burst_then_sigterm(extra: &[&str]) {
