@@ -31,6 +31,7 @@
 // The kit is test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bench;
 pub mod engine;
 pub mod queue;
 pub mod repository;
