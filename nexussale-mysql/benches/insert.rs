@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use chrono::{SubsecRound, Utc};
+use nexussale_core::testkit::bench::{env_or, median};
 use nexussale_core::testkit::services::database_url;
 use nexussale_core::testkit::unique_name;
 use nexussale_core::{Order, OrderId, OrderRepository, OrderStatus, Sku, UserId};
@@ -26,13 +27,6 @@ use nexussale_mysql::sqlx::{self, Connection};
 use nexussale_mysql::{MySqlConfig, MySqlOrderRepository};
 
 const BATCH: usize = 500;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn orders(count: usize) -> Vec<Order> {
     let sku = Sku::new("bench").unwrap();
@@ -99,11 +93,6 @@ fn client_args(url: &str) -> Vec<String> {
         args.push(format!("-p{password}"));
     }
     args
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
 #[tokio::main(flavor = "current_thread")]

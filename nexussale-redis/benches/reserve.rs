@@ -21,18 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::Utc;
+use nexussale_core::testkit::bench::{env_or, median};
 use nexussale_core::testkit::services::redis_url;
 use nexussale_core::testkit::unique_name;
 use nexussale_core::{OrderId, ReserveOutcome, ReserveRequest, Sale, Sku, StockStore, UserId};
 use nexussale_redis::redis::Script;
 use nexussale_redis::{RedisConfig, RedisStockStore};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Host and port of a `redis://host:port[/db]` URL.
 fn host_port(url: &str) -> (String, String) {
@@ -138,11 +132,6 @@ fn baseline(url: &str, prefix: &str, sku: &Sku, ops: u64, concurrency: u64, pipe
         "redis-benchmark made {made} reservations of {ops}: {text}"
     );
     rate
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -1,0 +1,142 @@
+//! [`KafkaConfig`]: brokers, topics, the consumer group and the producer's batching.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Settings of a [`KafkaOrderQueue`](crate::KafkaOrderQueue).
+///
+/// ```
+/// use std::time::Duration;
+/// use nexussale_kafka::KafkaConfig;
+///
+/// let config = KafkaConfig::new("kafka-1:9092,kafka-2:9092")
+///     .topic("shop.orders")
+///     .group_id("shop-order-worker")
+///     .partitions(24)
+///     .replication(3)
+///     .set("security.protocol", "ssl");
+/// assert_eq!(config.dead_letter_topic_name(), "shop.orders.dlq");
+/// ```
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub(crate) brokers: String,
+    pub(crate) topic: String,
+    pub(crate) dead_letter_topic: Option<String>,
+    pub(crate) group_id: String,
+    pub(crate) partitions: i32,
+    pub(crate) replication: i32,
+    pub(crate) linger: Duration,
+    pub(crate) batch_bytes: usize,
+    pub(crate) max_queued: usize,
+    pub(crate) queue_timeout: Duration,
+    pub(crate) delivery_timeout: Duration,
+    pub(crate) extra: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// Settings for the cluster at `brokers` (`host:port`, comma-separated), with defaults for
+    /// everything else.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: "nexussale.orders".to_owned(),
+            dead_letter_topic: None,
+            group_id: "nexussale-order-worker".to_owned(),
+            partitions: 12,
+            replication: 1,
+            linger: Duration::from_millis(5),
+            batch_bytes: 1 << 20,
+            max_queued: 100_000,
+            queue_timeout: Duration::from_secs(1),
+            delivery_timeout: Duration::from_secs(10),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// The order events' topic (default `nexussale.orders`).
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = topic.into();
+        self
+    }
+
+    /// Where undecodable messages go, with the reason in their headers (default: the topic's
+    /// name followed by `.dlq`).
+    pub fn dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
+        self.dead_letter_topic = Some(topic.into());
+        self
+    }
+
+    /// The consumer group of the order workers (default `nexussale-order-worker`): workers of one
+    /// group share the partitions.
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.group_id = group.into();
+        self
+    }
+
+    /// Partitions of the topics created at start-up (default 12): the most workers that consume
+    /// at once.
+    pub fn partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions.max(1);
+        self
+    }
+
+    /// Replication factor of the topics created at start-up (default 1; use 3 in production).
+    pub fn replication(mut self, replication: i32) -> Self {
+        self.replication = replication.max(1);
+        self
+    }
+
+    /// How long the producer waits to fill a batch (`linger.ms`, default 5 ms). A flash sale
+    /// publishes thousands of events per second: 5 ms fills large batches at a small cost in
+    /// latency; 0 sends every event in a request of its own.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// The largest batch per partition (`batch.size`, default 1 MiB).
+    pub fn batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// Events waiting for the broker at most (`queue.buffering.max.messages`, default 100,000).
+    /// When as many are in flight, `publish` waits up to the queue timeout for room, then fails
+    /// as retryable: backpressure instead of an unbounded queue.
+    pub fn max_queued(mut self, events: usize) -> Self {
+        self.max_queued = events.max(1);
+        self
+    }
+
+    /// How long `publish` waits for room in a full producer queue (default 1 s).
+    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
+        self.queue_timeout = timeout;
+        self
+    }
+
+    /// How long `publish` waits for the brokers to acknowledge an event, retries included
+    /// (`delivery.timeout.ms`, default 10 s), before it fails as retryable.
+    pub fn delivery_timeout(mut self, timeout: Duration) -> Self {
+        self.delivery_timeout = timeout;
+        self
+    }
+
+    /// Any other librdkafka property (`security.protocol`, `sasl.mechanisms`, ...), for both the
+    /// producer and the consumer. It wins over the settings above.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// The order events' topic.
+    pub fn topic_name(&self) -> &str {
+        &self.topic
+    }
+
+    /// The dead-letter topic.
+    pub fn dead_letter_topic_name(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.topic))
+    }
+}

@@ -1,0 +1,242 @@
+//! [`KafkaOrderQueue`]: the order events on a Kafka topic.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::OnceCell;
+use tracing::info;
+
+use nexussale_core::{Delivery, DeliveryTag, OrderEvent, OrderQueue, Result};
+
+use crate::codec;
+use crate::config::KafkaConfig;
+use crate::consumer::GroupConsumer;
+use crate::error::QueueError;
+
+/// An [`OrderQueue`] on a Kafka topic.
+///
+/// - **Publish** goes through an idempotent producer (`enable.idempotence`, `acks=all`) keyed by
+///   sku, so one sale's events keep their order in one partition and a retried send is never
+///   written twice; it returns once the brokers acknowledged the event. The producer's queue is
+///   bounded ([`KafkaConfig::max_queued`]): when full, `publish` fails as retryable.
+/// - **Receive** joins the consumer group on first use (a process that only publishes never
+///   joins). An offset is committed only once every event before it was acknowledged, so an
+///   event is committed only after the worker persisted it; what is nacked is delivered again
+///   (the consumer seeks back), and so is what a member held when it left or lost its partitions.
+/// - An event that cannot be decoded goes to the dead-letter topic, with the reason in its
+///   headers, and consumption goes on.
+///
+/// ```no_run
+/// use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
+///
+/// # #[tokio::main] async fn main() -> nexussale_core::Result<()> {
+/// let queue = KafkaOrderQueue::connect(KafkaConfig::new("127.0.0.1:9092")).await?;
+/// queue.ensure_topics().await?;
+/// # Ok(()) }
+/// ```
+pub struct KafkaOrderQueue {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    consumer: OnceCell<GroupConsumer>,
+}
+
+impl std::fmt::Debug for KafkaOrderQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaOrderQueue")
+            .field("config", &self.config)
+            .field("consuming", &self.consumer.initialized())
+            .finish()
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    duration.as_millis().to_string()
+}
+
+impl KafkaOrderQueue {
+    /// A queue on `config`'s cluster. Creates the producer (connections open in the background);
+    /// the consumer joins the group on the first `receive`.
+    pub async fn connect(config: KafkaConfig) -> Result<Self> {
+        let producer: FutureProducer = config
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", millis(config.linger))
+            .set("batch.size", config.batch_bytes.to_string())
+            .set(
+                "queue.buffering.max.messages",
+                config.max_queued.to_string(),
+            )
+            .set("delivery.timeout.ms", millis(config.delivery_timeout))
+            .with_extra(&config)
+            .create()
+            .map_err(QueueError::from)?;
+        Ok(Self {
+            config,
+            producer,
+            consumer: OnceCell::new(),
+        })
+    }
+
+    /// Creates the topic and the dead-letter topic with the configured partitions and
+    /// replication, unless the cluster's metadata lists them already. Brokers that cannot create
+    /// topics (librdkafka's mock cluster has no admin API) answer an error: create the topics
+    /// there by other means.
+    pub async fn ensure_topics(&self) -> Result<()> {
+        let dead_letters = self.config.dead_letter_topic_name();
+        let existing = {
+            let producer = self.producer.clone();
+            tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(None, Duration::from_secs(10))
+                    .map(|metadata| {
+                        metadata
+                            .topics()
+                            .iter()
+                            .filter(|topic| topic.error().is_none())
+                            .map(|topic| topic.name().to_owned())
+                            .collect::<Vec<_>>()
+                    })
+            })
+            .await
+            .map_err(|err| QueueError::Interrupted(err.to_string()))?
+            .map_err(QueueError::from)?
+        };
+        let missing = |topic: &str| !existing.iter().any(|name| name == topic);
+        if !missing(&self.config.topic) && !missing(&dead_letters) {
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = self
+            .config
+            .client()
+            .with_extra(&self.config)
+            .create()
+            .map_err(QueueError::from)?;
+        let topics = [
+            NewTopic::new(
+                &self.config.topic,
+                self.config.partitions,
+                TopicReplication::Fixed(self.config.replication),
+            ),
+            NewTopic::new(
+                &dead_letters,
+                1,
+                TopicReplication::Fixed(self.config.replication),
+            ),
+        ];
+        let topics: Vec<NewTopic<'_>> = topics
+            .into_iter()
+            .filter(|topic| missing(topic.name))
+            .collect();
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics(&topics, &options)
+            .await
+            .map_err(QueueError::from)?;
+        for result in results {
+            match result {
+                Ok(topic) => info!(%topic, "kafka topic created"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(QueueError::Kafka(KafkaError::AdminOp(code)).into_topic(&topic));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration this queue runs with.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    async fn consumer(&self) -> Result<&GroupConsumer> {
+        let consumer = self
+            .consumer
+            .get_or_try_init(|| async {
+                let config = self
+                    .config
+                    .client()
+                    .set("group.id", &self.config.group_id)
+                    .set("enable.auto.commit", "false")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.offset.reset", "earliest")
+                    .set("fetch.wait.max.ms", "50")
+                    .with_extra(&self.config)
+                    .clone();
+                GroupConsumer::new(
+                    config,
+                    &self.config.topic,
+                    self.config.dead_letter_topic_name(),
+                    self.producer.clone(),
+                )
+            })
+            .await?;
+        Ok(consumer)
+    }
+}
+
+impl QueueError {
+    fn into_topic(self, topic: &str) -> nexussale_core::Error {
+        nexussale_core::Error::permanent("kafka", format!("creating topic {topic}: {self}"))
+    }
+}
+
+impl KafkaConfig {
+    fn client(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &self.brokers)
+            .set("reconnect.backoff.ms", "50")
+            .set("reconnect.backoff.max.ms", "1000");
+        client
+    }
+}
+
+trait WithExtra {
+    fn with_extra(&mut self, config: &KafkaConfig) -> &mut Self;
+}
+
+impl WithExtra for ClientConfig {
+    fn with_extra(&mut self, config: &KafkaConfig) -> &mut Self {
+        for (key, value) in &config.extra {
+            self.set(key, value);
+        }
+        self
+    }
+}
+
+#[async_trait]
+impl OrderQueue for KafkaOrderQueue {
+    async fn publish(&self, event: &OrderEvent) -> Result<()> {
+        let payload = codec::encode(event).map_err(QueueError::from)?;
+        let record = FutureRecord::to(&self.config.topic)
+            .key(event.sku().as_str())
+            .payload(&payload);
+        self.producer
+            .send(record, self.config.queue_timeout)
+            .await
+            .map_err(|(err, _)| QueueError::Kafka(err))?;
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        Ok(self.consumer().await?.receive(max, wait).await?)
+    }
+
+    async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
+        Ok(self.consumer().await?.ack(tags).await?)
+    }
+
+    async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {
+        Ok(self.consumer().await?.nack(tags).await?)
+    }
+}
