@@ -34,6 +34,27 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_REDIS_PREFIX", default_value = "nexussale")]
     pub redis_prefix: String,
 
+    /// Kafka bootstrap servers (`host:port`, comma-separated) for the order events; unset: an
+    /// in-process queue.
+    #[arg(long, env = "NEXUSSALE_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// The order events' Kafka topic (created at start-up when absent, with `<topic>.dlq`).
+    #[arg(
+        long,
+        env = "NEXUSSALE_KAFKA_TOPIC",
+        default_value = "nexussale.orders"
+    )]
+    pub kafka_topic: String,
+
+    /// The Kafka consumer group of the order workers.
+    #[arg(
+        long,
+        env = "NEXUSSALE_KAFKA_GROUP",
+        default_value = "nexussale-order-worker"
+    )]
+    pub kafka_group: String,
+
     /// MySQL / MariaDB for orders and sale definitions (`mysql://user[:password]@host:port/db`);
     /// the schema is migrated at start-up. Unset: orders in process memory.
     #[arg(long, env = "NEXUSSALE_DATABASE_URL")]
@@ -139,6 +160,8 @@ mod tests {
         assert_eq!(config.sales.len(), 2);
         assert_eq!(config.redis_url, None);
         assert_eq!(config.database_url, None);
+        assert_eq!(config.kafka_brokers, None);
+        assert_eq!(config.kafka_topic, "nexussale.orders");
         assert_eq!(
             (config.redis_shards, config.redis_prefix.as_str()),
             (1, "nexussale")

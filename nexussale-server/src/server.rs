@@ -7,7 +7,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
-use nexussale_core::{CancellationToken, DynOrderRepository, DynStockStore, FlashSale};
+use nexussale_core::{
+    CancellationToken, DynOrderQueue, DynOrderRepository, DynStockStore, FlashSale,
+};
+use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
 use nexussale_mysql::MySqlOrderRepository;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use tokio::net::TcpListener;
@@ -99,6 +102,25 @@ async fn stock_store(config: &Config) -> nexussale_core::Result<DynStockStore> {
     Ok(Arc::new(store))
 }
 
+/// The order queue the configuration asks for: Kafka when brokers are set (topics created
+/// when absent), else an in-process queue.
+async fn order_queue(config: &Config) -> nexussale_core::Result<DynOrderQueue> {
+    let Some(brokers) = &config.kafka_brokers else {
+        info!("order queue: in-process");
+        return Ok(Arc::new(MemoryOrderQueue::new()));
+    };
+    let kafka = KafkaConfig::new(brokers.clone())
+        .topic(config.kafka_topic.clone())
+        .group_id(config.kafka_group.clone());
+    let queue = KafkaOrderQueue::connect(kafka).await?;
+    if let Err(err) = queue.ensure_topics().await {
+        // The topics may exist already, or be created by the cluster's operators.
+        warn!(error = %err, "could not create the kafka topics; using them as they are");
+    }
+    info!(brokers = %brokers, topic = %config.kafka_topic, group = %config.kafka_group, "order queue: kafka");
+    Ok(Arc::new(queue))
+}
+
 /// The order repository the configuration asks for: MySQL (migrated first) when a URL is set,
 /// else process memory.
 async fn order_repository(config: &Config) -> nexussale_core::Result<DynOrderRepository> {
@@ -117,9 +139,9 @@ async fn order_repository(config: &Config) -> nexussale_core::Result<DynOrderRep
 /// every accepted order before returning.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stock = stock_store(&config).await?;
-    info!("order queue: in-process");
+    let queue = order_queue(&config).await?;
     let repository = order_repository(&config).await?;
-    let engine = FlashSale::new(stock, Arc::new(MemoryOrderQueue::new()), repository);
+    let engine = FlashSale::new(stock, queue, repository);
     for spec in &config.sales {
         let sale = spec.0.clone();
         let (sku, stock, limit) = (sale.sku.clone(), sale.stock, sale.per_user_limit);
@@ -155,8 +177,12 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
 
     background.cancel();
     let _ = tokio::join!(worker, sweeper);
-    // The in-process queue dies with the process: persist what it still holds.
-    let persisted = engine.drain().await?;
-    info!(persisted, "stopped; every accepted order is persisted");
+    if config.kafka_brokers.is_none() {
+        // The in-process queue dies with the process: persist what it still holds.
+        let persisted = engine.drain().await?;
+        info!(persisted, "stopped; every accepted order is persisted");
+    } else {
+        info!("stopped; events not yet persisted wait in kafka for the next worker");
+    }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The README's server, as a real process: a burst of 2,000 concurrent purchases (1,000 users,
 //! each trying twice) for 100 units, then the orders it persisted, then a graceful SIGTERM; on the
-//! embedded default, and with its stock in Redis.
+//! embedded default, with its stock in Redis, and on the full stack (Redis, Kafka, MySQL).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
 
 mod common;
@@ -16,6 +16,7 @@ use http::{Method, StatusCode};
 use nexussale_core::StockStore;
 use nexussale_core::testkit::services::{database_url, redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
+use nexussale_kafka::testkit::MockHost;
 use nexussale_mysql::sqlx::{self, Connection};
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use serde_json::json;
@@ -47,8 +48,16 @@ fn start_server(extra: &[&str]) -> (Child, String) {
                 .to_owned();
         }
     };
-    // Keep draining its output so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep draining its output so the server never blocks on a full pipe (and show it when
+    // NEXUSSALE_TEST_SERVER_LOG is set).
+    let show = std::env::var_os("NEXUSSALE_TEST_SERVER_LOG").is_some();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if show {
+                eprintln!("server: {line}");
+            }
+        }
+    });
     (child, address)
 }
 
@@ -81,8 +90,10 @@ async fn a_burst_on_redis_stock_sells_exactly_the_stock() {
     assert_eq!(store.purge().await.unwrap(), 1);
 }
 
+/// The full stack: Redis stock, a Kafka queue (librdkafka's mock cluster, reached by the server
+/// over TCP), MySQL orders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_on_redis_and_mysql_persists_every_order_in_mysql() {
+async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
     let url = redis_url();
     let prefix = unique_name("nexussale-server-test-");
     let stock =
@@ -107,6 +118,11 @@ async fn a_burst_on_redis_and_mysql_persists_every_order_in_mysql() {
         .map_or(admin_url.as_str(), |(root, _)| root);
     let db_url = format!("{root}/{database}");
 
+    let kafka = MockHost::start();
+    let topic = unique_name("orders-");
+    kafka.create_topic(&topic, 4);
+    kafka.create_topic(&format!("{topic}.dlq"), 1);
+
     burst_then_sigterm(&[
         "--redis-url",
         &url,
@@ -114,6 +130,10 @@ async fn a_burst_on_redis_and_mysql_persists_every_order_in_mysql() {
         &prefix,
         "--database-url",
         &db_url,
+        "--kafka-brokers",
+        kafka.bootstrap(),
+        "--kafka-topic",
+        &topic,
     ])
     .await;
 
