@@ -153,6 +153,21 @@ impl KafkaOrderQueue {
         Ok(())
     }
 
+    /// Whether the brokers answer (metadata of the topic within 2 s), for readiness probes.
+    pub async fn ping(&self) -> Result<()> {
+        let (producer, topic) = (self.producer.clone(), self.config.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                .map(drop)
+        })
+        .await
+        .map_err(|err| QueueError::Interrupted(err.to_string()))?
+        .map_err(QueueError::from)?;
+        Ok(())
+    }
+
     /// The configuration this queue runs with.
     pub fn config(&self) -> &KafkaConfig {
         &self.config

@@ -60,6 +60,16 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// The bearer token admin routes (`POST /v1/sales`) require; unset: they are open (a warning
+    /// says so at start-up).
+    #[arg(long, env = "NEXUSSALE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Do not run the order worker and the expiry sweeper in this process (front ends that only
+    /// take purchases; separate worker processes persist the orders).
+    #[arg(long, env = "NEXUSSALE_NO_WORKER")]
+    pub no_worker: bool,
+
     /// A sale to create at start-up if absent: `SKU=STOCK[:LIMIT]` (LIMIT: units per user, default
     /// 1). Repeat the flag for several; the environment twin is comma-separated.
     #[arg(long = "sale", env = "NEXUSSALE_SALES", value_delimiter = ',')]
@@ -162,6 +172,12 @@ mod tests {
         assert_eq!(config.database_url, None);
         assert_eq!(config.kafka_brokers, None);
         assert_eq!(config.kafka_topic, "nexussale.orders");
+        assert!(!config.no_worker && config.admin_token.is_none());
+        let config =
+            Config::try_parse_from(["nexussale-server", "--no-worker", "--admin-token", "t"])
+                .unwrap();
+        assert!(config.no_worker);
+        assert_eq!(config.admin_token.as_deref(), Some("t"));
         assert_eq!(
             (config.redis_shards, config.redis_prefix.as_str()),
             (1, "nexussale")

@@ -25,10 +25,12 @@ mod state;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::Request;
 use hyper::body::Body;
 use hyper::service::Service;
@@ -38,7 +40,7 @@ pub use body::{MAX_BODY_BYTES, Response};
 pub use config::{Config, SaleSpec};
 pub use error::ApiError;
 pub use server::{run, serve};
-pub use state::AppState;
+pub use state::{AppState, Probe};
 
 /// The HTTP service: cheap to clone, one per connection.
 #[derive(Debug, Clone)]
@@ -46,10 +48,15 @@ pub struct App {
     state: Arc<AppState>,
 }
 
-/// Builds the HTTP service over `engine`.
+/// Builds the HTTP service over `engine`, with admin routes open and no readiness probes.
 pub fn app(engine: FlashSale) -> App {
+    app_with(AppState::new(engine))
+}
+
+/// Builds the HTTP service over `state`.
+pub fn app_with(state: AppState) -> App {
     App {
-        state: Arc::new(AppState { engine }),
+        state: Arc::new(state),
     }
 }
 
@@ -64,6 +71,24 @@ where
 
     fn call(&self, request: Request<B>) -> Self::Future {
         let state = Arc::clone(&self.state);
-        Box::pin(async move { Ok(routes::route(&state, request).await) })
+        Box::pin(async move {
+            // A panicking handler answers 500 and takes down neither the connection's task nor
+            // the server.
+            match AssertUnwindSafe(routes::route(&state, request))
+                .catch_unwind()
+                .await
+            {
+                Ok(response) => Ok(response),
+                Err(_) => {
+                    tracing::error!("a request handler panicked");
+                    Ok(ApiError::new(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "unavailable",
+                        "the server failed on this request",
+                    )
+                    .into_response())
+                }
+            }
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! Serving: the accept loop with graceful shutdown, and the whole process (`run`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,8 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::{Config, redact};
-use crate::{App, app};
+use crate::state::{AppState, Probe};
+use crate::{App, app_with};
 
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -87,60 +89,79 @@ async fn signal() {
     }
 }
 
+/// A backend and, when it lives outside the process, its readiness probe.
+type Backend<T> = (T, Option<Probe>);
+
+fn probe<T, F, Fut>(backend: &Arc<T>, check: F) -> Option<Probe>
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = nexussale_core::Result<()>> + Send + 'static,
+{
+    let backend = Arc::clone(backend);
+    Some(Arc::new(move || Box::pin(check(Arc::clone(&backend)))))
+}
+
 /// The stock store the configuration asks for: Redis when a URL is set, else process memory.
-async fn stock_store(config: &Config) -> nexussale_core::Result<DynStockStore> {
+async fn stock_store(config: &Config) -> nexussale_core::Result<Backend<DynStockStore>> {
     let Some(url) = &config.redis_url else {
         info!("stock: in-memory");
-        return Ok(Arc::new(MemoryStockStore::new()));
+        return Ok((Arc::new(MemoryStockStore::new()), None));
     };
     let redis = RedisConfig::default()
         .prefix(config.redis_prefix.clone())
         .stock_shards(usize::from(config.redis_shards));
-    let store = RedisStockStore::connect_with(url, redis).await?;
+    let store = Arc::new(RedisStockStore::connect_with(url, redis).await?);
     store.ping().await?;
     info!(url = %redact(url), prefix = %config.redis_prefix, shards = config.redis_shards, "stock: redis");
-    Ok(Arc::new(store))
+    let ready = probe(&store, |store| async move { store.ping().await });
+    Ok((store, ready))
 }
 
 /// The order queue the configuration asks for: Kafka when brokers are set (topics created
 /// when absent), else an in-process queue.
-async fn order_queue(config: &Config) -> nexussale_core::Result<DynOrderQueue> {
+async fn order_queue(config: &Config) -> nexussale_core::Result<Backend<DynOrderQueue>> {
     let Some(brokers) = &config.kafka_brokers else {
         info!("order queue: in-process");
-        return Ok(Arc::new(MemoryOrderQueue::new()));
+        return Ok((Arc::new(MemoryOrderQueue::new()), None));
     };
     let kafka = KafkaConfig::new(brokers.clone())
         .topic(config.kafka_topic.clone())
         .group_id(config.kafka_group.clone());
-    let queue = KafkaOrderQueue::connect(kafka).await?;
+    let queue = Arc::new(KafkaOrderQueue::connect(kafka).await?);
     if let Err(err) = queue.ensure_topics().await {
         // The topics may exist already, or be created by the cluster's operators.
         warn!(error = %err, "could not create the kafka topics; using them as they are");
     }
     info!(brokers = %brokers, topic = %config.kafka_topic, group = %config.kafka_group, "order queue: kafka");
-    Ok(Arc::new(queue))
+    let ready = probe(&queue, |queue| async move { queue.ping().await });
+    Ok((queue, ready))
 }
 
 /// The order repository the configuration asks for: MySQL (migrated first) when a URL is set,
 /// else process memory.
-async fn order_repository(config: &Config) -> nexussale_core::Result<DynOrderRepository> {
+async fn order_repository(config: &Config) -> nexussale_core::Result<Backend<DynOrderRepository>> {
     let Some(url) = &config.database_url else {
         info!("orders: in-memory");
-        return Ok(Arc::new(MemoryOrderRepository::new()));
+        return Ok((Arc::new(MemoryOrderRepository::new()), None));
     };
-    let repository = MySqlOrderRepository::connect(url).await?;
+    let repository = Arc::new(MySqlOrderRepository::connect(url).await?);
     repository.migrate().await?;
     info!(url = %redact(url), "orders: mysql (schema migrated)");
-    Ok(Arc::new(repository))
+    let ready = probe(
+        &repository,
+        |repository| async move { repository.ping().await },
+    );
+    Ok((repository, ready))
 }
 
 /// The whole server process: backends, start-up sales, the order worker and the expiry
-/// sweeper, the HTTP service; until Ctrl-C or SIGTERM, then a graceful stop that persists
-/// every accepted order before returning.
+/// sweeper (unless `--no-worker`), the HTTP service; until Ctrl-C or SIGTERM, then a graceful
+/// stop that leaves every accepted order persisted or durably queued.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let stock = stock_store(&config).await?;
-    let queue = order_queue(&config).await?;
-    let repository = order_repository(&config).await?;
+    let (stock, stock_probe) = stock_store(&config).await?;
+    let (queue, queue_probe) = order_queue(&config).await?;
+    let (repository, orders_probe) = order_repository(&config).await?;
     let engine = FlashSale::new(stock, queue, repository);
     for spec in &config.sales {
         let sale = spec.0.clone();
@@ -151,16 +172,40 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
             info!(%sku, "sale exists; left as it is");
         }
     }
+    if config.admin_token.is_none() {
+        warn!(
+            "no --admin-token: admin routes (POST /v1/sales) are open to anyone who can reach the server"
+        );
+    }
+    let state = AppState {
+        engine: engine.clone(),
+        admin_token: config.admin_token.clone(),
+        probes: [
+            ("stock", stock_probe),
+            ("queue", queue_probe),
+            ("orders", orders_probe),
+        ]
+        .into_iter()
+        .filter_map(|(name, probe)| Some((name, probe?)))
+        .collect(),
+    };
 
     let background = CancellationToken::new();
-    let worker = tokio::spawn({
-        let (engine, token) = (engine.clone(), background.clone());
-        async move { engine.run_worker(token).await }
-    });
-    let sweeper = tokio::spawn({
-        let (engine, token) = (engine.clone(), background.clone());
-        async move { engine.run_sweeper(token).await }
-    });
+    let workers = if config.no_worker {
+        info!("no worker in this process (--no-worker): other processes persist the orders");
+        Vec::new()
+    } else {
+        vec![
+            tokio::spawn({
+                let (engine, token) = (engine.clone(), background.clone());
+                async move { engine.run_worker(token).await }
+            }),
+            tokio::spawn({
+                let (engine, token) = (engine.clone(), background.clone());
+                async move { engine.run_sweeper(token).await }
+            }),
+        ]
+    };
 
     let listener = TcpListener::bind(config.listen).await?;
     info!(address = %listener.local_addr()?, "listening");
@@ -173,16 +218,19 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
             stop.cancel();
         }
     });
-    serve(listener, app(engine.clone()), stop).await?;
+    serve(listener, app_with(state), stop).await?;
 
     background.cancel();
-    let _ = tokio::join!(worker, sweeper);
-    if config.kafka_brokers.is_none() {
-        // The in-process queue dies with the process: persist what it still holds.
+    for worker in workers {
+        let _ = worker.await;
+    }
+    if config.kafka_brokers.is_some() {
+        info!("stopped; events not yet persisted wait in kafka for the next worker");
+    } else {
+        // The in-process queue dies with the process (and no other process can reach it, even
+        // with --no-worker): persist what it still holds.
         let persisted = engine.drain().await?;
         info!(persisted, "stopped; every accepted order is persisted");
-    } else {
-        info!("stopped; events not yet persisted wait in kafka for the next worker");
     }
     Ok(())
 }

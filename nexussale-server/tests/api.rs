@@ -8,7 +8,9 @@ use common::{call, call_raw, request};
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use nexussale_core::FlashSale;
-use nexussale_server::{App, MAX_BODY_BYTES, app};
+use std::sync::Arc;
+
+use nexussale_server::{App, AppState, MAX_BODY_BYTES, Probe, app, app_with};
 use serde_json::{Value, json};
 
 async fn with_sale(stock: u64, limit: u32) -> (App, FlashSale) {
@@ -545,5 +547,93 @@ async fn the_original_api_still_works() {
     assert_eq!(
         (status, order["user"].as_str()),
         (StatusCode::OK, Some("ann"))
+    );
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_token_when_one_is_set() {
+    let mut state = AppState::new(FlashSale::in_memory());
+    state.admin_token = Some("s3cret".into());
+    let app = app_with(state);
+    let sale = || json!({"sku": "ps5", "stock": 3}).to_string();
+    let create = |auth: Option<&str>| {
+        let mut builder = request(Method::POST, "/v1/sales");
+        if let Some(auth) = auth {
+            builder = builder.header("authorization", auth);
+        }
+        builder.body(Full::new(Bytes::from(sale()))).unwrap()
+    };
+    for refused in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer s3cre"),
+        Some("Basic s3cret"),
+    ] {
+        let (status, body) = call_raw(&app, create(refused)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused:?}");
+        assert_eq!(body["error"], "unauthorized");
+    }
+    let (status, _) = call_raw(&app, create(Some("Bearer s3cret"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Buying is not an admin route.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/v1/sales/ps5/purchase",
+        Some(json!({"user": "ann"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+fn probe(answer: fn() -> nexussale_core::Result<()>) -> Probe {
+    Arc::new(move || Box::pin(async move { answer() }))
+}
+
+#[tokio::test]
+async fn ready_reports_each_backend() {
+    let app = app(FlashSale::in_memory());
+    assert_eq!(
+        call(&app, Method::GET, "/ready", None).await,
+        (StatusCode::OK, json!({"status": "ready", "backends": {}}))
+    );
+
+    let mut state = AppState::new(FlashSale::in_memory());
+    state.probes = vec![
+        ("stock", probe(|| Ok(()))),
+        (
+            "orders",
+            probe(|| {
+                Err(nexussale_core::Error::retryable(
+                    "mysql",
+                    "connection refused",
+                ))
+            }),
+        ),
+    ];
+    let (status, body) = call(&app_with(state), Method::GET, "/ready", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"], "unavailable");
+    assert_eq!(body["backends"]["stock"], "ok");
+    assert!(
+        body["backends"]["orders"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_service_goes_on() {
+    let mut state = AppState::new(FlashSale::in_memory());
+    state.probes = vec![("stock", probe(|| panic!("a bug in a probe")))];
+    let app = app_with(state);
+    let (status, body) = call(&app, Method::GET, "/ready", None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"], "unavailable");
+    assert_eq!(
+        call(&app, Method::GET, "/health", None).await.0,
+        StatusCode::OK
     );
 }

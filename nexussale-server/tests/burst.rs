@@ -90,8 +90,8 @@ async fn a_burst_on_redis_stock_sells_exactly_the_stock() {
     assert_eq!(store.purge().await.unwrap(), 1);
 }
 
-/// The full stack: Redis stock, a Kafka queue (librdkafka's mock cluster, reached by the server
-/// over TCP), MySQL orders.
+/// The full stack: Redis stock, a Kafka queue (librdkafka's mock cluster, reached by the servers
+/// over TCP), MySQL orders; a front end with `--no-worker` and a separate worker process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
     let url = redis_url();
@@ -123,7 +123,7 @@ async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
     kafka.create_topic(&topic, 4);
     kafka.create_topic(&format!("{topic}.dlq"), 1);
 
-    burst_then_sigterm(&[
+    let stack = [
         "--redis-url",
         &url,
         "--redis-prefix",
@@ -134,8 +134,13 @@ async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
         kafka.bootstrap(),
         "--kafka-topic",
         &topic,
-    ])
-    .await;
+    ];
+    // Two processes: a worker, and a front end that takes the purchases with --no-worker, so
+    // every order reaches MySQL through Kafka and the other process.
+    let (worker, _) = start_server(&stack);
+    let front_end: Vec<&str> = stack.iter().copied().chain(["--no-worker"]).collect();
+    burst_then_sigterm(&front_end).await;
+    stop(worker);
 
     // After the server stopped: MySQL holds exactly the 100 orders, one per buyer.
     let (orders, buyers): (i64, i64) = sqlx::query_as(&format!(
@@ -153,7 +158,7 @@ async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
 }
 
 async fn burst_then_sigterm(extra: &[&str]) {
-    let (mut server, address) = start_server(extra);
+    let (server, address) = start_server(extra);
     let base = format!("http://{address}");
     let client = client();
     let (status, _) = send(&client, Method::GET, &format!("{base}/health"), None).await;
@@ -223,6 +228,11 @@ async fn burst_then_sigterm(extra: &[&str]) {
         (Some(0), Some(100))
     );
 
+    stop(server);
+}
+
+/// SIGTERM, then a clean exit within 15 s.
+fn stop(mut server: Child) {
     let status = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()

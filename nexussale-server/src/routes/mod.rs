@@ -1,5 +1,6 @@
 //! The handlers, one module per resource, and the small router that picks them.
 
+mod auth;
 mod health;
 mod legacy;
 mod orders;
@@ -48,8 +49,12 @@ where
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (&method, segments.as_slice()) {
         (&Method::GET, ["health"]) => Ok(health::health()),
+        (&Method::GET, ["ready"]) => Ok(health::ready(state).await),
         (&Method::GET, ["v1", "sales"]) => sales::list(state).await,
-        (&Method::POST, ["v1", "sales"]) => sales::create(state, request.into_body()).await,
+        (&Method::POST, ["v1", "sales"]) => {
+            auth::admin(state, request.headers())?;
+            sales::create(state, request.into_body()).await
+        }
         (&Method::GET, ["v1", "sales", sku]) => sales::get(state, sku).await,
         (&Method::POST, ["v1", "sales", sku, "purchase"]) => {
             let (parts, body) = request.into_parts();
@@ -76,6 +81,7 @@ fn is_known(path: &[&str]) -> bool {
     matches!(
         path,
         ["health"]
+            | ["ready"]
             | ["v1", "sales"]
             | ["v1", "sales", _]
             | ["v1", "sales", _, "purchase"]
