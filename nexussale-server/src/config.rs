@@ -70,6 +70,18 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_NO_WORKER")]
     pub no_worker: bool,
 
+    /// Connections served at once; past it, new ones wait in the listen backlog.
+    #[arg(long, env = "NEXUSSALE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Seconds a client may take to send a request's headers before its connection is closed.
+    #[arg(long, env = "NEXUSSALE_HEADER_READ_TIMEOUT_SECS", default_value_t = 5)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds one request may take before it is answered 503 `unavailable`.
+    #[arg(long, env = "NEXUSSALE_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
+    pub request_timeout_secs: u64,
+
     /// A sale to create at start-up if absent: `SKU=STOCK[:LIMIT]` (LIMIT: units per user, default
     /// 1). Repeat the flag for several; the environment twin is comma-separated.
     #[arg(long = "sale", env = "NEXUSSALE_SALES", value_delimiter = ',')]

@@ -39,7 +39,7 @@ use nexussale_core::FlashSale;
 pub use body::{MAX_BODY_BYTES, Response};
 pub use config::{Config, SaleSpec};
 pub use error::ApiError;
-pub use server::{run, serve};
+pub use server::{Limits, run, serve, serve_with};
 pub use state::{AppState, Probe};
 
 /// The HTTP service: cheap to clone, one per connection.
@@ -71,24 +71,43 @@ where
 
     fn call(&self, request: Request<B>) -> Self::Future {
         let state = Arc::clone(&self.state);
-        Box::pin(async move {
-            // A panicking handler answers 500 and takes down neither the connection's task nor
-            // the server.
-            match AssertUnwindSafe(routes::route(&state, request))
-                .catch_unwind()
-                .await
-            {
-                Ok(response) => Ok(response),
-                Err(_) => {
-                    tracing::error!("a request handler panicked");
-                    Ok(ApiError::new(
-                        http::StatusCode::INTERNAL_SERVER_ERROR,
-                        "unavailable",
-                        "the server failed on this request",
-                    )
-                    .into_response())
+        // A span per request, at debug level: free unless asked for (RUST_LOG=debug).
+        let span = tracing::debug_span!("request", method = %request.method(), path = %request.uri().path());
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                // A panicking handler answers 500 and takes down neither the connection's task nor
+                // the server.
+                let handled = AssertUnwindSafe(routes::route(&state, request)).catch_unwind();
+                let handled = match state.request_timeout {
+                    Some(limit) => match tokio::time::timeout(limit, handled).await {
+                        Ok(handled) => handled,
+                        Err(_) => {
+                            tracing::warn!(?limit, "a request ran out of time");
+                            let mut late = ApiError::new(
+                                http::StatusCode::SERVICE_UNAVAILABLE,
+                                "unavailable",
+                                format!("the request took longer than {limit:?}"),
+                            );
+                            late.retry_after = Some(1);
+                            return Ok(late.into_response());
+                        }
+                    },
+                    None => handled.await,
+                };
+                match handled {
+                    Ok(response) => Ok(response),
+                    Err(_) => {
+                        tracing::error!("a request handler panicked");
+                        Ok(ApiError::new(
+                            http::StatusCode::INTERNAL_SERVER_ERROR,
+                            "unavailable",
+                            "the server failed on this request",
+                        )
+                        .into_response())
+                    }
                 }
-            }
-        })
+            },
+            span,
+        ))
     }
 }

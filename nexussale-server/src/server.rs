@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use nexussale_core::{
@@ -15,6 +15,7 @@ use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
 use nexussale_mysql::MySqlOrderRepository;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::config::{Config, redact};
@@ -24,15 +25,54 @@ use crate::{App, app_with};
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` (HTTP/1.1, keep-alive) until `shutdown` is cancelled; then stops
-/// accepting, lets in-flight requests finish (up to 10 s), and returns.
+/// What one server process lets its clients take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; past it, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers before its connection is closed
+    /// (slow-header clients hold no connection slot for long).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves `app` on `listener` (HTTP/1.1, keep-alive) with the default [`Limits`] until
+/// `shutdown` is cancelled; then stops accepting, lets in-flight requests finish (up to 10 s), and
+/// returns.
 pub async fn serve(
     listener: TcpListener,
     app: App,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_with(listener, app, shutdown, Limits::default()).await
+}
+
+/// [`serve`] with `limits`.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: App,
+    shutdown: CancellationToken,
+    limits: Limits,
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
+        // A free slot first: at the limit, connections wait in the kernel's backlog.
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -48,12 +88,15 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let connection = http1::Builder::new()
             .keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
             .serve_connection(TokioIo::new(stream), app.clone());
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -180,6 +223,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     let state = AppState {
         engine: engine.clone(),
         admin_token: config.admin_token.clone(),
+        request_timeout: Some(Duration::from_secs(config.request_timeout_secs)),
         probes: [
             ("stock", stock_probe),
             ("queue", queue_probe),
@@ -218,7 +262,11 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
             stop.cancel();
         }
     });
-    serve(listener, app_with(state), stop).await?;
+    let limits = Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+    };
+    serve_with(listener, app_with(state), stop, limits).await?;
 
     background.cancel();
     for worker in workers {

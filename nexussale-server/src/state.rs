@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use nexussale_core::FlashSale;
@@ -16,6 +17,9 @@ pub struct AppState {
     pub engine: FlashSale,
     /// The bearer token admin routes require; `None` leaves them open.
     pub admin_token: Option<String>,
+    /// How long one request may take before it is answered 503 `unavailable` (a backend that
+    /// hangs never holds a client longer); `None`: no limit.
+    pub request_timeout: Option<Duration>,
     /// One probe per backend (`stock`, `queue`, `orders`), asked by `GET /ready`. A backend
     /// without a probe (in process) is always ready.
     pub probes: Vec<(&'static str, Probe)>,
@@ -27,6 +31,7 @@ impl AppState {
         Self {
             engine,
             admin_token: None,
+            request_timeout: None,
             probes: Vec::new(),
         }
     }
@@ -37,6 +42,7 @@ impl fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("engine", &self.engine)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("request_timeout", &self.request_timeout)
             .field(
                 "probes",
                 &self

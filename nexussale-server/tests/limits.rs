@@ -1,0 +1,117 @@
+//! The server's limits over real sockets: slow headers, connections past the limit, requests that
+//! run out of time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::call_raw;
+use http::{Method, StatusCode};
+use hyper::service::Service;
+use nexussale_core::{CancellationToken, FlashSale};
+use nexussale_server::{AppState, Limits, Probe, app, app_with, serve_with};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn start(limits: Limits) -> (String, CancellationToken) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let stop = CancellationToken::new();
+    tokio::spawn(serve_with(
+        listener,
+        app(FlashSale::in_memory()),
+        stop.clone(),
+        limits,
+    ));
+    (address, stop)
+}
+
+/// Reads until the peer closes; answers what it sent.
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_client_too_slow_with_its_headers_is_cut_off() {
+    let (address, _stop) = start(Limits {
+        max_connections: 10,
+        header_read_timeout: Duration::from_millis(300),
+    })
+    .await;
+    let mut slow = TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut slow))
+        .await
+        .expect("the connection was not closed");
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_for_a_free_slot() {
+    let (address, _stop) = start(Limits {
+        max_connections: 2,
+        header_read_timeout: Duration::from_secs(1),
+    })
+    .await;
+    // Two connections that never send a request hold both slots...
+    let _idle = [
+        TcpStream::connect(&address).await.unwrap(),
+        TcpStream::connect(&address).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...so a third is not served until the header timeout frees one.
+    let mut third = TcpStream::connect(&address).await.unwrap();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut first = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), third.read(&mut first))
+            .await
+            .is_err(),
+        "served past the connection limit"
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut third))
+        .await
+        .unwrap();
+    assert!(answer.contains("200 OK"), "{answer}");
+    assert!(start.elapsed() >= Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn a_request_that_runs_out_of_time_gets_503_with_retry_after() {
+    let mut state = AppState::new(FlashSale::in_memory());
+    state.request_timeout = Some(Duration::from_millis(200));
+    let hang: Probe = Arc::new(|| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        })
+    });
+    state.probes = vec![("stock", hang)];
+    let app = app_with(state);
+    let started = Instant::now();
+    let response = app
+        .call(common::json_request(Method::GET, "/ready", None))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, body) = call_raw(&app, common::json_request(Method::GET, "/ready", None)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"], "unavailable");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
