@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use nexussale_core::{Delivery, DeliveryTag};
 
@@ -28,6 +29,8 @@ struct PartitionState {
     outstanding: BTreeSet<i64>,
     /// Acknowledged, above the committed offset (a lower one is still outstanding).
     acked: BTreeSet<i64>,
+    /// Given back, not yet delivered again: nothing at or above them may be committed.
+    nacked: BTreeSet<i64>,
     /// The offset committed last (the next to read after a restart).
     committed: i64,
 }
@@ -35,7 +38,11 @@ struct PartitionState {
 impl PartitionState {
     /// The offset to commit: everything below it is acknowledged.
     fn committable(&self) -> Option<i64> {
-        let end = match self.outstanding.first() {
+        let owed = match (self.outstanding.first(), self.nacked.first()) {
+            (Some(&a), Some(&b)) => Some(a.min(b)),
+            (a, b) => a.or(b).copied(),
+        };
+        let end = match owed.as_ref() {
             Some(&low) => self.acked.range(..low).next_back().map(|&o| o + 1),
             None => self.acked.last().map(|&o| o + 1),
         }?;
@@ -194,6 +201,7 @@ impl GroupConsumer {
                 {
                     continue;
                 }
+                state.nacked.remove(&offset);
                 match codec::decode(message.payload()) {
                     Ok(event) => {
                         state.outstanding.insert(offset);
@@ -289,14 +297,26 @@ impl GroupConsumer {
         }
         let topic = self.topic.clone();
         let list = commit.clone();
-        self.blocking(move |consumer| {
-            let mut offsets = TopicPartitionList::new();
-            for (partition, offset) in list {
-                offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+        let committed = self
+            .blocking(move |consumer| {
+                let mut offsets = TopicPartitionList::new();
+                for (partition, offset) in list {
+                    offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+                }
+                consumer.commit(&offsets, CommitMode::Sync)
+            })
+            .await?;
+        match committed {
+            Ok(()) => {}
+            // The group is being rebalanced, or this member lost its partitions: whoever owns
+            // them next starts at the last commit and delivers these events again (at least
+            // once), or this member commits them with its next acknowledgement.
+            Err(err) if is_rebalance(&err) => {
+                debug!(error = %err, "commit skipped during a rebalance");
+                return Ok(());
             }
-            consumer.commit(&offsets, CommitMode::Sync)
-        })
-        .await??;
+            Err(err) => return Err(err.into()),
+        }
         let mut partitions = self.tracker.partitions.lock();
         for (partition, offset) in commit {
             if let Some(state) = partitions.get_mut(&partition) {
@@ -315,6 +335,7 @@ impl GroupConsumer {
                     continue;
                 };
                 if state.outstanding.remove(&tag.offset) {
+                    state.nacked.insert(tag.offset);
                     let to = rewind.entry(tag.partition).or_insert(tag.offset);
                     *to = (*to).min(tag.offset);
                 }
@@ -324,15 +345,35 @@ impl GroupConsumer {
             return Ok(());
         }
         let topic = self.topic.clone();
-        self.blocking(move |consumer| {
-            for (partition, offset) in rewind {
-                consumer.seek(&topic, partition, Offset::Offset(offset), CALL_TIMEOUT)?;
-            }
-            Ok::<_, rdkafka::error::KafkaError>(())
-        })
-        .await??;
+        let sought = self
+            .blocking(move |consumer| {
+                for (partition, offset) in rewind {
+                    consumer.seek(&topic, partition, Offset::Offset(offset), CALL_TIMEOUT)?;
+                }
+                Ok::<_, KafkaError>(())
+            })
+            .await?;
+        if let Err(err) = sought {
+            // The events stay owed (nothing at or above them is committed): they come back
+            // after the next rebalance or restart, if not sooner.
+            warn!(error = %err, "could not seek back to nacked events");
+        }
         Ok(())
     }
+}
+
+/// Commit errors that only mean the group is changing hands.
+fn is_rebalance(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::AssignmentLost
+                | RDKafkaErrorCode::FencedInstanceId
+        )
+    )
 }
 
 impl Drop for GroupConsumer {
@@ -367,5 +408,13 @@ mod tests {
         state.outstanding.remove(&2);
         state.acked.insert(2);
         assert_eq!(state.committable(), Some(4));
+        // A nacked event holds back every commit at or above it until it is delivered again.
+        state.committed_to(4);
+        state.outstanding.extend([4, 5]);
+        state.outstanding.remove(&4);
+        state.nacked.insert(4);
+        state.outstanding.remove(&5);
+        state.acked.insert(5);
+        assert_eq!(state.committable(), None);
     }
 }

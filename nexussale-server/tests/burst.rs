@@ -157,6 +157,89 @@ async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
     assert_eq!(stock.purge().await.unwrap(), 1);
 }
 
+/// SIGTERM in the middle of a burst: the server stops accepting, finishes what is in flight,
+/// drains its in-process queue into MySQL and exits 0; every purchase it answered 202 is in the
+/// database afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_burst_loses_no_accepted_order() {
+    let database = unique_name("nexussale_server_test_");
+    let admin_url = database_url();
+    let mut admin = match sqlx::MySqlConnection::connect(&admin_url).await {
+        Ok(admin) => admin,
+        Err(err) => return unavailable::<()>("mysql", err).unwrap_or(()),
+    };
+    sqlx::query(&format!("CREATE DATABASE `{database}`"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let root = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(root, _)| root);
+    let db_url = format!("{root}/{database}");
+    let (server, address) = start_server(&["--database-url", &db_url, "--sale", "big=1000000"]);
+    let url = format!("http://{address}/v1/sales/big/purchase");
+    let client = client();
+    let permits = Arc::new(Semaphore::new(64));
+    let burst = (0..20_000).map(|i| {
+        let (client, url, permits) = (client.clone(), url.clone(), Arc::clone(&permits));
+        tokio::spawn(async move {
+            let _permit = permits.acquire().await.unwrap();
+            let body = json!({ "user": format!("user-{i}") }).to_string();
+            let request = http::Request::post(&url)
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap();
+            // Once the server stops, requests fail: those were never accepted.
+            let response = client.request(request).await.ok()?;
+            if response.status() != StatusCode::ACCEPTED {
+                return None;
+            }
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .ok()?
+                .to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            Some(body["order_id"].as_str().unwrap().to_owned())
+        })
+    });
+    let burst: Vec<_> = burst.collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stopping = std::thread::spawn(move || stop(server));
+    let mut accepted = HashSet::new();
+    for task in futures::future::join_all(burst).await {
+        if let Some(id) = task.unwrap() {
+            accepted.insert(id);
+        }
+    }
+    stopping.join().unwrap();
+    assert!(!accepted.is_empty(), "nothing was accepted before the stop");
+
+    let persisted: Vec<(String,)> = sqlx::query_as(&format!(
+        "SELECT LOWER(CONCAT_WS('-', HEX(SUBSTR(id, 1, 4)), HEX(SUBSTR(id, 5, 2)), \
+         HEX(SUBSTR(id, 7, 2)), HEX(SUBSTR(id, 9, 2)), HEX(SUBSTR(id, 11, 6)))) \
+         FROM `{database}`.orders"
+    ))
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    let persisted: HashSet<String> = persisted.into_iter().map(|(id,)| id).collect();
+    let lost: Vec<_> = accepted.difference(&persisted).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} accepted orders lost: {lost:?}",
+        lost.len(),
+        accepted.len()
+    );
+    eprintln!(
+        "{} purchases accepted before the stop, all persisted",
+        accepted.len()
+    );
+    sqlx::query(&format!("DROP DATABASE `{database}`"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
 async fn burst_then_sigterm(extra: &[&str]) {
     let (server, address) = start_server(extra);
     let base = format!("http://{address}");
