@@ -4,7 +4,7 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `{prefix}:sales` | set | every sku with a sale |
-//! | `{prefix}:{{sku}:{n}}:stock` | hash | `available`, `reserved`, `sold`, `limit`, `start`, `end` (µs since the epoch, or empty), `shards`; shard 0 also `def`, the sale's definition as JSON |
+//! | `{prefix}:{{sku}:{n}}:stock` | hash | `available`, `reserved`, `sold`, `transit`, `limit`, `start`, `end` (µs since the epoch, or empty), `shards`; shard 0 also `def`, the sale's definition as JSON |
 //! | `{prefix}:{{sku}:{n}}:held` | hash | user → units the user holds (reserved or sold) |
 //! | `{prefix}:{{sku}:{n}}:keys` | hash | user `\n` idempotency key → order id |
 //! | `{prefix}:{{sku}:{n}}:res` | hash | order id → state letter + the reservation's JSON |

@@ -19,6 +19,8 @@ pub(crate) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 pub(crate) static WITHDRAW: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/withdraw.lua")));
+pub(crate) static SETTLE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/settle.lua")));
 pub(crate) static CREATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/create.lua")));
 pub(crate) static EXPIRED: LazyLock<Script> =

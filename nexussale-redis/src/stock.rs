@@ -259,7 +259,7 @@ impl RedisStockStore {
     }
 
     /// The home shard of a sharded sale ran out: move units from the other shards to it and try
-    /// again there, until it succeeds or every other shard is empty.
+    /// again there, until it succeeds or every other shard is empty with nothing on its way.
     async fn reserve_with_transfers(
         &self,
         info: &SaleInfo,
@@ -269,27 +269,51 @@ impl RedisStockStore {
     ) -> Result<Reply> {
         let n = info.shards.len();
         let wanted = u64::from(args.quantity);
-        for _ in 0..MAX_TRANSFER_ROUNDS {
-            let mut gathered = 0u64;
+        for round in 0..MAX_TRANSFER_ROUNDS {
+            let (mut gathered, mut in_transit) = (0u64, 0u64);
+            let mut sources = Vec::new();
             for shard in (1..n).map(|step| (home + step) % n) {
                 if gathered + available >= wanted {
                     break;
                 }
-                let taken: u64 = scripts::WITHDRAW
+                let (taken, transit): (u64, u64) = scripts::WITHDRAW
                     .key(&info.shards[shard].stock)
                     .arg(wanted - gathered - available)
                     .invoke_async(&mut self.conn())
                     .await
                     .map_err(StoreError::from)?;
                 gathered += taken;
+                in_transit += transit.saturating_sub(taken);
+                if taken > 0 {
+                    sources.push((shard, taken));
+                }
             }
             if gathered == 0 {
-                return Ok(Reply::SoldOut { available });
+                // Units can also be leaving the home shard for another buyer's home.
+                let home_transit: Option<u64> = self
+                    .conn()
+                    .hget(&info.shards[home].stock, "transit")
+                    .await
+                    .map_err(StoreError::from)?;
+                if in_transit + home_transit.unwrap_or(0) == 0 {
+                    return Ok(Reply::SoldOut { available });
+                }
+                // Units are on their way from a shard to another: look again once they land.
+                tokio::time::sleep(std::time::Duration::from_millis(1 << round.min(4))).await;
+                continue;
             }
             // The deposit and the reservation are one script call: the units cannot go astray.
-            let mut replies =
-                scripts::reserve(self.conn(), &info.shards[home], gathered, &[args]).await?;
-            match replies.pop() {
+            let replies =
+                scripts::reserve(self.conn(), &info.shards[home], gathered, &[args]).await;
+            for (shard, taken) in sources {
+                let _: i64 = scripts::SETTLE
+                    .key(&info.shards[shard].stock)
+                    .arg(taken)
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(StoreError::from)?;
+            }
+            match replies?.pop() {
                 Some(Reply::SoldOut { available: now }) => available = now,
                 Some(reply) => return Ok(reply),
                 None => return Err(StoreError::corrupt("no reply to a reservation").into()),
@@ -308,8 +332,10 @@ impl RedisStockStore {
                 .map(|(_, keys)| {
                     let mut conn = self.conn();
                     async move {
-                        let available: Option<u64> = conn.hget(&keys.stock, "available").await?;
-                        Ok::<_, StoreError>(available.unwrap_or(0))
+                        // Units on their way to another shard are still for sale.
+                        let (available, transit): (Option<u64>, Option<u64>) =
+                            conn.hmget(&keys.stock, &["available", "transit"]).await?;
+                        Ok::<_, StoreError>(available.unwrap_or(0) + transit.unwrap_or(0))
                     }
                 }),
         )
