@@ -82,6 +82,15 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
     pub request_timeout_secs: u64,
 
+    /// Purchases per second one user may make (a burst of one second's worth); unset: no limit.
+    /// Past it: 429 `rate_limited` with `Retry-After`.
+    #[arg(long, env = "NEXUSSALE_RATE_LIMIT_USER")]
+    pub rate_limit_user: Option<f64>,
+
+    /// Purchase requests per second one client address may make; unset: no limit.
+    #[arg(long, env = "NEXUSSALE_RATE_LIMIT_IP")]
+    pub rate_limit_ip: Option<f64>,
+
     /// A sale to create at start-up if absent: `SKU=STOCK[:LIMIT]` (LIMIT: units per user, default
     /// 1). Repeat the flag for several; the environment twin is comma-separated.
     #[arg(long = "sale", env = "NEXUSSALE_SALES", value_delimiter = ',')]

@@ -19,12 +19,14 @@
 mod body;
 mod config;
 mod error;
+mod ratelimit;
 mod routes;
 mod server;
 mod state;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use nexussale_core::FlashSale;
 pub use body::{MAX_BODY_BYTES, Response};
 pub use config::{Config, SaleSpec};
 pub use error::ApiError;
+pub use ratelimit::RateLimiter;
 pub use server::{Limits, run, serve, serve_with};
 pub use state::{AppState, Probe};
 
@@ -46,7 +49,22 @@ pub use state::{AppState, Probe};
 #[derive(Debug, Clone)]
 pub struct App {
     state: Arc<AppState>,
+    peer: Option<IpAddr>,
 }
+
+impl App {
+    /// The service for one connection from `peer` (the address per-client rate limits count).
+    pub fn for_peer(&self, peer: IpAddr) -> Self {
+        Self {
+            state: Arc::clone(&self.state),
+            peer: Some(peer),
+        }
+    }
+}
+
+/// The client's address, as the connection gave it, in each request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub(crate) IpAddr);
 
 /// Builds the HTTP service over `engine`, with admin routes open and no readiness probes.
 pub fn app(engine: FlashSale) -> App {
@@ -57,6 +75,7 @@ pub fn app(engine: FlashSale) -> App {
 pub fn app_with(state: AppState) -> App {
     App {
         state: Arc::new(state),
+        peer: None,
     }
 }
 
@@ -69,7 +88,10 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<B>) -> Self::Future {
+    fn call(&self, mut request: Request<B>) -> Self::Future {
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ClientIp(peer));
+        }
         let state = Arc::clone(&self.state);
         // A span per request, at debug level: free unless asked for (RUST_LOG=debug).
         let span = tracing::debug_span!("request", method = %request.method(), path = %request.uri().path());

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::config::{Config, redact};
+use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Probe};
 use crate::{App, app_with};
 
@@ -90,7 +91,7 @@ pub async fn serve_with(
             .keep_alive(true)
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), app.clone());
+            .serve_connection(TokioIo::new(stream), app.for_peer(peer.ip()));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -224,6 +225,12 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         engine: engine.clone(),
         admin_token: config.admin_token.clone(),
         request_timeout: Some(Duration::from_secs(config.request_timeout_secs)),
+        user_limit: config
+            .rate_limit_user
+            .map(|rate| Arc::new(RateLimiter::new(rate, rate.max(1.0)))),
+        ip_limit: config
+            .rate_limit_ip
+            .map(|rate| Arc::new(RateLimiter::new(rate, rate.max(1.0)))),
         probes: [
             ("stock", stock_probe),
             ("queue", queue_probe),

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use nexussale_core::FlashSale;
+use std::net::IpAddr;
+
+use nexussale_core::{FlashSale, UserId};
+
+use crate::ratelimit::RateLimiter;
 
 /// Checks that one backend answers, for `GET /ready`.
 pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, nexussale_core::Result<()>> + Send + Sync>;
@@ -20,6 +24,11 @@ pub struct AppState {
     /// How long one request may take before it is answered 503 `unavailable` (a backend that
     /// hangs never holds a client longer); `None`: no limit.
     pub request_timeout: Option<Duration>,
+    /// Purchases per second each user may make; `None`: no limit.
+    pub user_limit: Option<Arc<RateLimiter<UserId>>>,
+    /// Requests per second each client address may make on the purchase routes; `None`: no
+    /// limit.
+    pub ip_limit: Option<Arc<RateLimiter<IpAddr>>>,
     /// One probe per backend (`stock`, `queue`, `orders`), asked by `GET /ready`. A backend
     /// without a probe (in process) is always ready.
     pub probes: Vec<(&'static str, Probe)>,
@@ -32,6 +41,8 @@ impl AppState {
             engine,
             admin_token: None,
             request_timeout: None,
+            user_limit: None,
+            ip_limit: None,
             probes: Vec::new(),
         }
     }
@@ -43,6 +54,8 @@ impl fmt::Debug for AppState {
             .field("engine", &self.engine)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("request_timeout", &self.request_timeout)
+            .field("user_limit", &self.user_limit.is_some())
+            .field("ip_limit", &self.ip_limit.is_some())
             .field(
                 "probes",
                 &self

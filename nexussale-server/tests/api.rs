@@ -10,7 +10,8 @@ use http_body_util::Full;
 use nexussale_core::FlashSale;
 use std::sync::Arc;
 
-use nexussale_server::{App, AppState, MAX_BODY_BYTES, Probe, app, app_with};
+use hyper::service::Service;
+use nexussale_server::{App, AppState, MAX_BODY_BYTES, Probe, RateLimiter, app, app_with};
 use serde_json::{Value, json};
 
 async fn with_sale(stock: u64, limit: u32) -> (App, FlashSale) {
@@ -634,6 +635,99 @@ async fn a_panicking_handler_answers_500_and_the_service_goes_on() {
     assert_eq!(body["error"], "unavailable");
     assert_eq!(
         call(&app, Method::GET, "/health", None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_flooding_user_gets_429_while_others_are_served() {
+    let engine = FlashSale::in_memory();
+    engine
+        .create_sale(
+            nexussale_core::Sale::new("ps5".parse().unwrap(), 100).with_per_user_limit(100),
+        )
+        .await
+        .unwrap();
+    let mut state = AppState::new(engine);
+    state.user_limit = Some(Arc::new(RateLimiter::new(2.0, 2.0)));
+    let app = app_with(state);
+    let buy = |user: &'static str| {
+        let app = app.clone();
+        async move {
+            let request = request(Method::POST, "/v1/sales/ps5/purchase")
+                .body(Full::new(Bytes::from(json!({ "user": user }).to_string())))
+                .unwrap();
+            let response = app.call(request).await.unwrap();
+            let retry_after = response.headers().get("retry-after").cloned();
+            (response.status(), retry_after)
+        }
+    };
+    assert_eq!(buy("flood").await.0, StatusCode::ACCEPTED);
+    assert_eq!(buy("flood").await.0, StatusCode::ACCEPTED);
+    let (status, retry_after) = buy("flood").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry_after.unwrap(), "1");
+    // The legacy route counts against the same user.
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/seckill/add",
+        Some(json!({"user": "flood", "goods": "ps5"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+    assert_eq!(buy("calm").await.0, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_flooding_client_address_gets_429_while_others_are_served() {
+    let engine = FlashSale::in_memory();
+    engine
+        .create_sale(nexussale_core::Sale::new("ps5".parse().unwrap(), 100))
+        .await
+        .unwrap();
+    let mut state = AppState::new(engine);
+    state.ip_limit = Some(Arc::new(RateLimiter::new(1.0, 3.0)));
+    let app = app_with(state);
+    let bot = app.for_peer("203.0.113.7".parse().unwrap());
+    let person = app.for_peer("198.51.100.1".parse().unwrap());
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        statuses.push(
+            call(
+                &bot,
+                Method::POST,
+                "/v1/sales/ps5/purchase",
+                Some(json!({ "user": format!("bot-{i}") })),
+            )
+            .await
+            .0,
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::ACCEPTED,
+            StatusCode::ACCEPTED,
+            StatusCode::ACCEPTED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let (status, _) = call(
+        &person,
+        Method::POST,
+        "/v1/sales/ps5/purchase",
+        Some(json!({"user": "person"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Reading is not limited.
+    assert_eq!(
+        call(&bot, Method::GET, "/v1/sales/ps5", None).await.0,
         StatusCode::OK
     );
 }

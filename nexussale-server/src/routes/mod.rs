@@ -3,6 +3,7 @@
 mod auth;
 mod health;
 mod legacy;
+mod limit;
 mod orders;
 mod sales;
 
@@ -57,6 +58,7 @@ where
         }
         (&Method::GET, ["v1", "sales", sku]) => sales::get(state, sku).await,
         (&Method::POST, ["v1", "sales", sku, "purchase"]) => {
+            limit::client(state, &request)?;
             let (parts, body) = request.into_parts();
             sales::purchase(state, sku, &parts.headers, body).await
         }
@@ -64,7 +66,10 @@ where
         (&Method::GET, ["v1", "orders", id]) => orders::get(state, id).await,
         (&Method::POST, ["v1", "orders", id, "pay"]) => orders::pay(state, id).await,
         (&Method::POST, ["v1", "orders", id, "cancel"]) => orders::cancel(state, id).await,
-        (&Method::POST, ["seckill", "add"]) => legacy::add(state, request.into_body()).await,
+        (&Method::POST, ["seckill", "add"]) => {
+            limit::client(state, &request)?;
+            legacy::add(state, request.into_body()).await
+        }
         (&Method::GET, ["order", "all"]) => legacy::all(state).await,
         (&Method::GET, ["order", id]) => orders::get(state, id).await,
         (_, path) if is_known(path) => Err(ApiError::new(

@@ -160,6 +160,7 @@ where
 
 /// Runs a purchase and answers it as the contract says (also used by `POST /seckill/add`).
 pub(crate) async fn buy(state: &AppState, request: PurchaseRequest) -> Result<Response, ApiError> {
+    super::limit::user(state, &request.user)?;
     let sku = request.sku.clone();
     match state.engine.purchase(request).await? {
         PurchaseOutcome::Accepted(receipt) => Ok(accepted(receipt)),
