@@ -19,10 +19,12 @@
 mod body;
 mod config;
 mod error;
+mod metered;
 mod ratelimit;
 mod routes;
 mod server;
 mod state;
+mod telemetry;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -73,6 +75,8 @@ pub fn app(engine: FlashSale) -> App {
 
 /// Builds the HTTP service over `state`.
 pub fn app_with(state: AppState) -> App {
+    // The metrics recorder, before the first request, so that nothing goes unmeasured.
+    let _ = telemetry::handle();
     App {
         state: Arc::new(state),
         peer: None,

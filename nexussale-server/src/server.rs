@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::config::{Config, redact};
+use crate::metered::{MeteredQueue, MeteredRepository};
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Probe};
 use crate::{App, app_with};
@@ -206,7 +207,11 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     let (stock, stock_probe) = stock_store(&config).await?;
     let (queue, queue_probe) = order_queue(&config).await?;
     let (repository, orders_probe) = order_repository(&config).await?;
-    let engine = FlashSale::new(stock, queue, repository);
+    let engine = FlashSale::new(
+        stock,
+        Arc::new(MeteredQueue(queue)),
+        Arc::new(MeteredRepository(repository)),
+    );
     for spec in &config.sales {
         let sale = spec.0.clone();
         let (sku, stock, limit) = (sale.sku.clone(), sale.stock, sale.per_user_limit);

@@ -731,3 +731,38 @@ async fn a_flooding_client_address_gets_429_while_others_are_served() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn metrics_show_purchases_by_outcome_and_stock() {
+    let (app, _) = with_sale(1, 1).await;
+    assert_eq!(purchase(&app, "ann").await.0, StatusCode::ACCEPTED);
+    assert_eq!(purchase(&app, "bob").await.0, StatusCode::CONFLICT);
+    let response = app
+        .call(
+            request(Method::GET, "/metrics")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    for expected in [
+        "nexussale_purchases_total{outcome=\"accepted\"}",
+        "nexussale_purchases_total{outcome=\"sold_out\"}",
+        "nexussale_purchase_duration_seconds_bucket",
+        "nexussale_units_available{sku=\"ps5\"} 0",
+    ] {
+        assert!(text.contains(expected), "no {expected} in:\n{text}");
+    }
+}

@@ -305,6 +305,27 @@ async fn burst_then_sigterm(extra: &[&str]) {
         users, accepted,
         "the persisted orders are exactly the accepted purchases"
     );
+    // The server measured what it did.
+    let metrics = client
+        .request(
+            http::Request::get(format!("{base}/metrics"))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let metrics = http_body_util::BodyExt::collect(metrics.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let metrics = String::from_utf8_lossy(&metrics);
+    for expected in [
+        "nexussale_purchases_total{outcome=\"accepted\"} 100",
+        "nexussale_publish_duration_seconds_count 100",
+        "nexussale_units_available{sku=\"ps5\"} 0",
+    ] {
+        assert!(metrics.contains(expected), "no {expected} in:\n{metrics}");
+    }
     let (_, sale) = send(&client, Method::GET, &format!("{base}/v1/sales/ps5"), None).await;
     assert_eq!(
         (sale["available"].as_u64(), sale["reserved"].as_u64()),

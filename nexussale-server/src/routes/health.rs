@@ -1,4 +1,4 @@
-//! `GET /health` (the process runs) and `GET /ready` (every backend answers).
+//! `GET /health` (the process runs), `GET /ready` (every backend answers) and `GET /metrics`.
 
 use std::time::Duration;
 
@@ -46,4 +46,30 @@ pub(super) async fn ready(state: &AppState) -> Response {
             }),
         )
     }
+}
+
+/// Prometheus text: what the recorder holds, with each sale's available units read now.
+pub(super) async fn metrics(state: &AppState) -> Response {
+    let Some(handle) = crate::telemetry::handle() else {
+        return crate::error::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "another metrics recorder is installed in this process",
+        )
+        .into_response();
+    };
+    if let Ok(sales) = state.engine.sales().await {
+        for view in sales {
+            metrics::gauge!("nexussale_units_available", "sku" => view.sale.sku.as_str().to_owned())
+                .set(view.snapshot.available as f64);
+        }
+    }
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+        handle.render(),
+    )));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }

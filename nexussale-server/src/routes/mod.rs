@@ -51,6 +51,7 @@ where
     match (&method, segments.as_slice()) {
         (&Method::GET, ["health"]) => Ok(health::health()),
         (&Method::GET, ["ready"]) => Ok(health::ready(state).await),
+        (&Method::GET, ["metrics"]) => Ok(health::metrics(state).await),
         (&Method::GET, ["v1", "sales"]) => sales::list(state).await,
         (&Method::POST, ["v1", "sales"]) => {
             auth::admin(state, request.headers())?;
@@ -87,6 +88,7 @@ fn is_known(path: &[&str]) -> bool {
         path,
         ["health"]
             | ["ready"]
+            | ["metrics"]
             | ["v1", "sales"]
             | ["v1", "sales", _]
             | ["v1", "sales", _, "purchase"]

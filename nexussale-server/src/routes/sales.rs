@@ -160,13 +160,34 @@ where
 
 /// Runs a purchase and answers it as the contract says (also used by `POST /seckill/add`).
 pub(crate) async fn buy(state: &AppState, request: PurchaseRequest) -> Result<Response, ApiError> {
+    let start = std::time::Instant::now();
+    let answer = purchase_answer(state, request).await;
+    let outcome = match &answer {
+        Ok((_, outcome)) => *outcome,
+        Err(err) if err.status.is_server_error() => "failed",
+        Err(err) => match err.code {
+            code @ ("sold_out" | "limit_exceeded") => code,
+            "sale_not_active" => "not_active",
+            _ => "rejected",
+        },
+    };
+    metrics::counter!("nexussale_purchases_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("nexussale_purchase_duration_seconds").record(start.elapsed());
+    answer.map(|(response, _)| response)
+}
+
+/// The answer to a purchase, with its outcome for the metrics.
+async fn purchase_answer(
+    state: &AppState,
+    request: PurchaseRequest,
+) -> Result<(Response, &'static str), ApiError> {
     super::limit::user(state, &request.user)?;
     let sku = request.sku.clone();
     match state.engine.purchase(request).await? {
-        PurchaseOutcome::Accepted(receipt) => Ok(accepted(receipt)),
+        PurchaseOutcome::Accepted(receipt) => Ok((accepted(receipt), "accepted")),
         PurchaseOutcome::Duplicate(mut receipt) => {
             receipt.remaining = Some(state.engine.sale(&sku).await?.snapshot.available);
-            Ok(accepted(receipt))
+            Ok((accepted(receipt), "duplicate"))
         }
         PurchaseOutcome::SoldOut => Err(ApiError::refused(
             "sold_out",
