@@ -103,20 +103,9 @@ async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
             Ok(store) if store.ping().await.is_ok() => store,
             _ => return unavailable::<()>("redis", &url).unwrap_or(()),
         };
-    let database = unique_name("nexussale_server_test_");
-    let admin_url = database_url();
-    let mut admin = match sqlx::MySqlConnection::connect(&admin_url).await {
-        Ok(admin) => admin,
-        Err(err) => return unavailable::<()>("mysql", err).unwrap_or(()),
+    let Some((mut admin, database, db_url)) = fresh_database().await else {
+        return;
     };
-    sqlx::query(&format!("CREATE DATABASE `{database}`"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let root = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(root, _)| root);
-    let db_url = format!("{root}/{database}");
 
     let kafka = MockHost::start();
     let topic = unique_name("orders-");
@@ -162,20 +151,9 @@ async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
 /// database afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_burst_loses_no_accepted_order() {
-    let database = unique_name("nexussale_server_test_");
-    let admin_url = database_url();
-    let mut admin = match sqlx::MySqlConnection::connect(&admin_url).await {
-        Ok(admin) => admin,
-        Err(err) => return unavailable::<()>("mysql", err).unwrap_or(()),
+    let Some((mut admin, database, db_url)) = fresh_database().await else {
+        return;
     };
-    sqlx::query(&format!("CREATE DATABASE `{database}`"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let root = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(root, _)| root);
-    let db_url = format!("{root}/{database}");
     let (server, address) = start_server(&["--database-url", &db_url, "--sale", "big=1000000"]);
     let url = format!("http://{address}/v1/sales/big/purchase");
     let client = client();
@@ -238,6 +216,26 @@ async fn sigterm_mid_burst_loses_no_accepted_order() {
         .execute(&mut admin)
         .await
         .unwrap();
+}
+
+/// A new, empty MySQL database: an admin connection, its name and its URL (`None`: skip, the
+/// database is unavailable).
+async fn fresh_database() -> Option<(sqlx::MySqlConnection, String, String)> {
+    let admin_url = database_url();
+    let mut admin = match sqlx::MySqlConnection::connect(&admin_url).await {
+        Ok(admin) => admin,
+        Err(err) => return unavailable("mysql", err),
+    };
+    let database = unique_name("nexussale_server_test_");
+    sqlx::query(&format!("CREATE DATABASE `{database}`"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let root = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(root, _)| root);
+    let url = format!("{root}/{database}");
+    Some((admin, database, url))
 }
 
 async fn burst_then_sigterm(extra: &[&str]) {
