@@ -64,15 +64,16 @@ impl Coalescer {
         };
         let (answer, answered) = oneshot::channel();
         let job = Job { args, answer };
-        // The queue wait and the call together get one command timeout (plus the call's own).
+        // Queueing and the call share one deadline: a command timeout for each.
         let wait = self.timeout * 2;
-        let sent = tokio::time::timeout(wait, lane.send(job)).await;
+        let deadline = tokio::time::Instant::now() + wait;
+        let sent = tokio::time::timeout_at(deadline, lane.send(job)).await;
         match sent {
             Err(_) => return Err(StoreError::Timeout(wait)),
             Ok(Err(_)) => return Err(StoreError::CoalescerStopped),
             Ok(Ok(())) => {}
         }
-        match tokio::time::timeout(wait, answered).await {
+        match tokio::time::timeout_at(deadline, answered).await {
             Err(_) => Err(StoreError::Timeout(wait)),
             Ok(Err(_)) => Err(StoreError::CoalescerStopped),
             Ok(Ok(answer)) => answer,
