@@ -1,0 +1,1 @@
+//! Worked examples of using NexusSale as a library: see `examples/`.
