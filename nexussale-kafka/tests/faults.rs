@@ -226,27 +226,38 @@ async fn a_rebalance_mid_stream_loses_nothing() {
     let host = MockHost::start();
     let config = host.config(4);
     let publisher = Arc::new(KafkaOrderQueue::connect(config.clone()).await.unwrap());
-    let events = events(2_000);
-    let wanted = Arc::new(ids(&events));
+    // What was published so far, and whether publishing is over.
+    let published = Arc::new(parking_lot::Mutex::new(HashSet::<OrderId>::new()));
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let processed = Arc::new(parking_lot::Mutex::new(HashMap::<OrderId, usize>::new()));
 
     let member = |name: &'static str| {
-        let (config, wanted, processed) =
-            (config.clone(), Arc::clone(&wanted), Arc::clone(&processed));
-        tokio::spawn(async move {
+        let (config, published, finished, processed) = (
+            config.clone(),
+            Arc::clone(&published),
+            Arc::clone(&finished),
+            Arc::clone(&processed),
+        );
+        let mine = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&mine);
+        let task = tokio::spawn(async move {
             let queue = KafkaOrderQueue::connect(config).await.unwrap();
             let deadline = Instant::now() + Duration::from_secs(90);
-            let mut mine = 0;
             loop {
-                if wanted.iter().all(|id| processed.lock().contains_key(id)) {
-                    return mine;
+                let done = finished.load(std::sync::atomic::Ordering::SeqCst)
+                    && published
+                        .lock()
+                        .iter()
+                        .all(|id| processed.lock().contains_key(id));
+                if done {
+                    return;
                 }
                 assert!(Instant::now() < deadline, "{name}: events still missing");
                 let batch = queue
                     .receive(100, Duration::from_millis(100))
                     .await
                     .unwrap();
-                mine += batch.len();
+                counted.fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
                 {
                     let mut processed = processed.lock();
                     for delivery in &batch {
@@ -255,26 +266,50 @@ async fn a_rebalance_mid_stream_loses_nothing() {
                 }
                 ack(&queue, &batch).await;
             }
-        })
+        });
+        (task, mine)
     };
-    let first = member("first");
-    // Publish in waves; the second member joins after the first wave is flowing.
-    publish_all(&publisher, &events[..800]).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let second = member("second");
-    for wave in events[800..].chunks(300) {
-        publish_all(&publisher, wave).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let (first, first_count) = member("first");
+    // The stream flows to the first member; the second joins mid-stream, and the stream goes on
+    // until the rebalance gave the second member events of its own (then 500 more).
+    let publish_wave = |size: usize| {
+        let (publisher, published) = (Arc::clone(&publisher), Arc::clone(&published));
+        async move {
+            let wave = events(size);
+            published.lock().extend(ids(&wave));
+            publish_all(&publisher, &wave).await;
+        }
+    };
+    publish_wave(500).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (second, second_count) = member("second");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while second_count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second member never got a partition"
+        );
+        publish_wave(100).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    publish_wave(500).await;
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    first.await.unwrap();
+    second.await.unwrap();
+
+    let published = published.lock();
     let processed = processed.lock();
     assert!(
-        wanted.iter().all(|id| processed.contains_key(id)),
+        published.iter().all(|id| processed.contains_key(id)),
         "an event was lost"
     );
-    assert!(second > 0, "the second member never got a partition");
     let repeats = processed.values().filter(|&&n| n > 1).count();
-    eprintln!("first {first}, second {second}, delivered again after the rebalance: {repeats}");
+    eprintln!(
+        "published {}, first {}, second {}, delivered again after the rebalance: {repeats}",
+        published.len(),
+        first_count.load(std::sync::atomic::Ordering::SeqCst),
+        second_count.load(std::sync::atomic::Ordering::SeqCst),
+    );
 }
 
 /// An undecodable message goes to the dead-letter topic with the reason in its headers, and the
