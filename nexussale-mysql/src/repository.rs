@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{MySql, QueryBuilder};
+use sqlx::{Connection, MySql, QueryBuilder};
 use uuid::Uuid;
 
 use nexussale_core::{
@@ -174,10 +174,24 @@ impl MySqlOrderRepository {
         &self.pool
     }
 
-    /// Brings the schema up to date with the embedded migrations. Safe to run from several
-    /// processes at once (the migrator takes a lock) and again on every start.
+    /// Brings the schema up to date with the embedded migrations. Safe to run again on every
+    /// start, and from several processes at once: they take turns under a named lock (MySQL's
+    /// DDL is not transactional, so two processes migrating together would each apply the
+    /// first migration and leave it half-applied).
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(RepoError::from)?;
+        // A session of its own (out of the pool) holds the lock while the pool migrates.
+        let mut conn = self.pool.acquire().await.map_err(RepoError::from)?.detach();
+        let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('nexussale_migrate', 120)")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(RepoError::from)?;
+        if locked != Some(1) {
+            return Err(RepoError::corrupt("no turn at the migration lock within 120 s").into());
+        }
+        let migrated = MIGRATOR.run(&self.pool).await;
+        // Closing the session releases the lock and lets the next process in.
+        let _ = conn.close().await;
+        migrated.map_err(RepoError::from)?;
         Ok(())
     }
 

@@ -216,6 +216,43 @@ async fn migrations_run_again_harmlessly() {
     );
 }
 
+/// Servers starting together on a new database all migrate it: they take turns, and the schema
+/// ends up applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_take_turns() {
+    let database = unique_name("nexussale_test_");
+    let mut admin = match sqlx::MySqlConnection::connect(&database_url()).await {
+        Ok(admin) => admin,
+        Err(err) => return unavailable::<()>("mysql", err).unwrap_or(()),
+    };
+    sqlx::query(&format!("CREATE DATABASE `{database}`"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let starts = (0..4).map(|_| {
+        let url = url_for(&database);
+        tokio::spawn(async move {
+            let repository = MySqlOrderRepository::connect(&url).await?;
+            repository.migrate().await?;
+            repository.save_sale(&Sale::new(unique_sku(), 1)).await
+        })
+    });
+    for started in futures::future::join_all(starts).await {
+        assert!(started.unwrap().unwrap());
+    }
+    let (applied,): (i64,) = sqlx::query_as(&format!(
+        "SELECT COUNT(*) FROM `{database}`._sqlx_migrations WHERE success"
+    ))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(applied, 1);
+    sqlx::query(&format!("DROP DATABASE `{database}`"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
 /// The whole engine over the MySQL repository (in-memory stock and queue).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn purchase_flow_over_mysql() {
