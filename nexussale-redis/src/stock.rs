@@ -479,12 +479,14 @@ impl StockStore for RedisStockStore {
             expires_us: expires_at.timestamp_micros(),
         };
         let home = info.home(request.user.as_str());
-        let reply = match self.reserve_on(&info.shards[home], args.clone()).await? {
-            Reply::SoldOut { available } if info.shards.len() > 1 => {
+        // Only a sharded sale may need the arguments again, for a transfer.
+        let retry = (info.shards.len() > 1).then(|| args.clone());
+        let reply = match (self.reserve_on(&info.shards[home], args).await?, retry) {
+            (Reply::SoldOut { available }, Some(args)) => {
                 self.reserve_with_transfers(&info, home, &args, available)
                     .await?
             }
-            reply => reply,
+            (reply, _) => reply,
         };
         let reply = match reply {
             // The home shard's last unit: the sale is sold out only if every shard is.
