@@ -36,8 +36,8 @@ fn validate(field: &'static str, value: &str) -> Result<()> {
 }
 
 macro_rules! text_ident {
-    ($(#[$doc:meta])* $name:ident, $field:literal) => {
-        $(#[$doc])*
+    ($(#[doc = $doc_text:literal])* $name:ident, $field:literal) => {
+        $(#[doc = $doc_text])*
         ///
         /// Not empty, at most [`MAX_IDENT_LEN`] bytes, no control characters. Up to 24 bytes
         /// are stored inline: cloning one is a copy, with no allocation and no shared counter.
@@ -104,7 +104,32 @@ macro_rules! text_ident {
                 fmt::Debug::fmt(&*self.0, f)
             }
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                ident_schema(concat!($($doc_text),*))
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
+}
+
+/// The OpenAPI schema of an identifier: text of 1 to [`MAX_IDENT_LEN`] bytes. (OpenAPI counts
+/// characters, so the byte limit is stated in the description too.)
+#[cfg(feature = "openapi")]
+fn ident_schema(doc: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_IDENT_LEN))
+        .description(Some(format!(
+            "{}. Not empty, at most {MAX_IDENT_LEN} bytes of UTF-8, no control characters.",
+            doc.trim().trim_end_matches('.')
+        )))
+        .into()
 }
 
 text_ident!(

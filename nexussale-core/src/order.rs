@@ -15,6 +15,7 @@ pub const MAX_REMARK_LEN: usize = 512;
 
 /// An order's id: a UUID v7, so ids sort by creation time (cursor pagination and index locality).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct OrderId(Uuid);
 
@@ -103,6 +104,7 @@ impl fmt::Debug for OrderId {
 
 /// Where an order stands: `pending` → `paid` | `cancelled` | `expired`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Units reserved, waiting for payment.
@@ -171,6 +173,7 @@ pub fn validate_remark(remark: &str) -> Result<()> {
 
 /// One accepted purchase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Order {
     /// The order's id (also its reservation's id).
     pub id: OrderId,

@@ -58,6 +58,7 @@ impl OrderQuery {
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderPage {
     /// The orders, newest (highest id) first.
     pub orders: Vec<Order>,

@@ -137,6 +137,7 @@ impl Sale {
 
 /// Where a sale stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SaleState {
     /// Before `starts_at`.

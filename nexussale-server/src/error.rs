@@ -19,15 +19,47 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The contract's error codes: the values `error` may take in an error answer.
+pub const ERROR_CODES: [&str; 12] = [
+    "invalid_request",
+    "payload_too_large",
+    "unknown_sale",
+    "sale_exists",
+    "sold_out",
+    "limit_exceeded",
+    "sale_not_active",
+    "not_found",
+    "conflict",
+    "rate_limited",
+    "unauthorized",
+    "unavailable",
+];
+
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody<'a> {
+    /// What went wrong, as a stable code a client can branch on.
+    #[schema(schema_with = error_code_schema)]
     error: &'a str,
+    /// What went wrong, for a human.
     message: &'a str,
+}
+
+fn error_code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ERROR_CODES))
+        .build()
 }
 
 impl ApiError {
     /// An error with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(
+            ERROR_CODES.contains(&code),
+            "{code} is not a contract error code"
+        );
         Self {
             status,
             code,

@@ -42,8 +42,9 @@ use nexussale_core::FlashSale;
 
 pub use body::{MAX_BODY_BYTES, Response};
 pub use config::{Config, SaleSpec};
-pub use error::ApiError;
+pub use error::{ApiError, ERROR_CODES};
 pub use ratelimit::RateLimiter;
+pub use routes::openapi;
 pub use server::{Limits, run, serve, serve_with};
 pub use state::{AppState, Probe};
 

@@ -1,21 +1,65 @@
 //! `GET /health` (the process runs), `GET /ready` (every backend answers) and `GET /metrics`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::join_all;
 use http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::body::{Response, json};
+use crate::error::ErrorBody;
 use crate::state::AppState;
 
 /// How long one backend may take to answer its probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub(super) fn health() -> Response {
-    json(StatusCode::OK, &json!({ "status": "ok" }))
+/// `GET /health` answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
+/// `GET /ready` answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Readiness {
+    /// `ready` when every backend answered (200); absent on 503.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    /// `unavailable` when a backend did not answer (503); absent on 200.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    /// What failed, on 503.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'static str>,
+    /// Each backend's answer: `ok` or what went wrong.
+    backends: BTreeMap<&'static str, String>,
+}
+
+/// Liveness: 200 while the process runs.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses((status = 200, description = "The process runs.", body = Health))
+)]
+pub(super) fn health() -> Response {
+    json(StatusCode::OK, &Health { status: "ok" })
+}
+
+/// Readiness: probes every backend.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every backend answers.", body = Readiness),
+        (status = 503, description = "A backend does not answer (`error` is `unavailable`).", body = Readiness),
+    )
+)]
 pub(super) async fn ready(state: &AppState) -> Response {
     let answers = join_all(state.probes.iter().map(|(name, probe)| async move {
         let answer = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
@@ -27,28 +71,36 @@ pub(super) async fn ready(state: &AppState) -> Response {
     }))
     .await;
     let ready = answers.iter().all(|(_, answer)| answer == "ok");
-    let backends: Map<String, Value> = answers
-        .into_iter()
-        .map(|(name, answer)| (name.to_owned(), Value::String(answer)))
-        .collect();
+    let backends = answers.into_iter().collect();
     if ready {
-        json(
-            StatusCode::OK,
-            &json!({ "status": "ready", "backends": backends }),
-        )
+        let body = Readiness {
+            status: Some("ready"),
+            error: None,
+            message: None,
+            backends,
+        };
+        json(StatusCode::OK, &body)
     } else {
-        json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({
-                "error": "unavailable",
-                "message": "a backend does not answer",
-                "backends": backends,
-            }),
-        )
+        let body = Readiness {
+            status: None,
+            error: Some("unavailable"),
+            message: Some("a backend does not answer"),
+            backends,
+        };
+        json(StatusCode::SERVICE_UNAVAILABLE, &body)
     }
 }
 
 /// Prometheus text: what the recorder holds, with each sale's available units read now.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 503, description = "`unavailable`: another metrics recorder owns this process.", body = ErrorBody),
+    )
+)]
 pub(super) async fn metrics(state: &AppState) -> Response {
     let Some(handle) = crate::telemetry::handle() else {
         return crate::error::ApiError::new(

@@ -1,25 +1,44 @@
-//! The original service's API, kept for its clients: `POST /seckill/add`, `GET /order/all`
-//! (`GET /order/{id}` shares the `/v1/orders/{id}` handler).
+//! The original service's API, kept for its clients: `POST /seckill/add`, `GET /order/all` and
+//! `GET /order/{id}`.
 
 use bytes::Bytes;
 use http::StatusCode;
 use hyper::body::Body;
-use nexussale_core::{MAX_PAGE_SIZE, OrderQuery, PurchaseRequest, Sku, UserId};
+use nexussale_core::{MAX_PAGE_SIZE, Order, OrderId, OrderQuery, PurchaseRequest, Sku, UserId};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
-use super::sales::buy;
+use super::sales::{Accepted, buy};
 use crate::body::{Response, json, read_json};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// `POST /seckill/add` body: one unit of sale `goods` for `user`.
-#[derive(Debug, Deserialize)]
-struct Add {
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct Add {
+    #[schema(value_type = UserId)]
     user: String,
+    /// The sale's sku.
+    #[schema(value_type = Sku)]
     goods: String,
+    /// Free text kept with the order (at most 512 bytes).
     remark: Option<String>,
 }
 
+/// The original API's purchase: one unit of sale `goods`, answered like `POST /v1/sales/{sku}/purchase`.
+#[utoipa::path(
+    post,
+    path = "/seckill/add",
+    tag = "original",
+    request_body = Add,
+    responses(
+        (status = 202, description = "Accepted.", body = Accepted),
+        (status = 404, description = "`unknown_sale`: no sale has this sku.", body = ErrorBody),
+        (status = 409, description = "`sold_out`, `limit_exceeded` or `sale_not_active`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub(super) async fn add<B>(state: &AppState, body: B) -> Result<Response, ApiError>
 where
     B: Body<Data = Bytes>,
@@ -32,6 +51,12 @@ where
 }
 
 /// The newest orders, at most 1000, as a JSON array.
+#[utoipa::path(
+    get,
+    path = "/order/all",
+    tag = "original",
+    responses((status = 200, description = "The newest orders first.", body = [Order]))
+)]
 pub(super) async fn all(state: &AppState) -> Result<Response, ApiError> {
     let query = OrderQuery {
         limit: Some(MAX_PAGE_SIZE),
@@ -39,4 +64,20 @@ pub(super) async fn all(state: &AppState) -> Result<Response, ApiError> {
     };
     let page = state.engine.orders(&query).await?;
     Ok(json(StatusCode::OK, &page.orders))
+}
+
+/// One order, as `GET /v1/orders/{id}` answers it.
+#[utoipa::path(
+    get,
+    path = "/order/{id}",
+    tag = "original",
+    params(("id" = OrderId, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The order.", body = Order),
+        (status = 400, description = "`invalid_request`: the id is not a UUID.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such order.", body = ErrorBody),
+    )
+)]
+pub(super) async fn one(state: &AppState, id: &str) -> Result<Response, ApiError> {
+    super::orders::get(state, id).await
 }

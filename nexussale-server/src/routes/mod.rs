@@ -1,11 +1,14 @@
 //! The handlers, one module per resource, and the small router that picks them.
 
 mod auth;
+mod docs;
 mod health;
 mod legacy;
 mod limit;
 mod orders;
 mod sales;
+
+pub use docs::openapi;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -72,7 +75,10 @@ where
             legacy::add(state, request.into_body()).await
         }
         (&Method::GET, ["order", "all"]) => legacy::all(state).await,
-        (&Method::GET, ["order", id]) => orders::get(state, id).await,
+        (&Method::GET, ["order", id]) => legacy::one(state, id).await,
+        (&Method::GET, ["api-docs"]) => docs::swagger_ui(None),
+        (&Method::GET, ["api-docs", "openapi.json"]) => Ok(docs::document()),
+        (&Method::GET, ["api-docs", tail]) => docs::swagger_ui(Some(tail)),
         (_, path) if is_known(path) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request",
@@ -97,5 +103,7 @@ fn is_known(path: &[&str]) -> bool {
             | ["v1", "orders", _, "pay" | "cancel"]
             | ["seckill", "add"]
             | ["order", _]
+            | ["api-docs"]
+            | ["api-docs", _]
     )
 }

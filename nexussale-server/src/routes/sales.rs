@@ -8,37 +8,56 @@ use http::{HeaderMap, StatusCode};
 use hyper::body::Body;
 use nexussale_core::{
     DEFAULT_RESERVATION_TTL, IdempotencyKey, OrderId, OrderStatus, PurchaseOutcome,
-    PurchaseRequest, Receipt, Sale, SaleView, Sku, UserId,
+    PurchaseRequest, Receipt, Sale, SaleState, SaleView, Sku, UserId,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::body::{Response, json, read_json};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// `POST /v1/sales` body.
-#[derive(Debug, Deserialize)]
-struct CreateSale {
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct CreateSale {
+    #[schema(value_type = Sku)]
     sku: String,
+    /// Units on sale.
     stock: u64,
+    /// Units one user may buy; default 1.
+    #[schema(minimum = 1)]
     per_user_limit: Option<u32>,
+    /// When purchases open; default: now.
     starts_at: Option<DateTime<Utc>>,
+    /// When purchases close; default: never.
     ends_at: Option<DateTime<Utc>>,
+    /// How long an unpaid order holds its units; default 900.
+    #[schema(minimum = 1)]
     reservation_ttl_secs: Option<u64>,
 }
 
 /// A sale as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Sale)]
 pub(crate) struct SaleBody {
     sku: Sku,
+    /// Units on sale in total.
     stock: u64,
+    /// Units anyone may still reserve.
     available: u64,
+    /// Units held by pending orders.
     reserved: u64,
+    /// Units of paid orders.
     sold: u64,
+    /// Units one user may buy.
     per_user_limit: u32,
+    /// When purchases open.
     starts_at: Option<DateTime<Utc>>,
+    /// When purchases close.
     ends_at: Option<DateTime<Utc>>,
+    /// How long an unpaid order holds its units.
     reservation_ttl_secs: u64,
+    #[schema(value_type = SaleState)]
     state: &'static str,
 }
 
@@ -59,6 +78,19 @@ impl From<SaleView> for SaleBody {
     }
 }
 
+/// Creates a sale (admin).
+#[utoipa::path(
+    post,
+    path = "/v1/sales",
+    tag = "sales",
+    request_body = CreateSale,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "The sale, created.", body = SaleBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 409, description = "`sale_exists`: a sale with this sku exists.", body = ErrorBody),
+    )
+)]
 pub(super) async fn create<B>(state: &AppState, body: B) -> Result<Response, ApiError>
 where
     B: Body<Data = Bytes>,
@@ -76,6 +108,13 @@ where
     Ok(json(StatusCode::CREATED, &SaleBody::from(view)))
 }
 
+/// Every sale.
+#[utoipa::path(
+    get,
+    path = "/v1/sales",
+    tag = "sales",
+    responses((status = 200, description = "All sales.", body = [SaleBody]))
+)]
 pub(super) async fn list(state: &AppState) -> Result<Response, ApiError> {
     let sales: Vec<SaleBody> = state
         .engine
@@ -87,18 +126,35 @@ pub(super) async fn list(state: &AppState) -> Result<Response, ApiError> {
     Ok(json(StatusCode::OK, &sales))
 }
 
+/// One sale, with its stock counted now.
+#[utoipa::path(
+    get,
+    path = "/v1/sales/{sku}",
+    tag = "sales",
+    params(("sku" = Sku, Path, description = "The sale's sku.")),
+    responses(
+        (status = 200, description = "The sale.", body = SaleBody),
+        (status = 404, description = "`unknown_sale`: no sale has this sku.", body = ErrorBody),
+    )
+)]
 pub(super) async fn get(state: &AppState, sku: &str) -> Result<Response, ApiError> {
     let view = state.engine.sale(&Sku::new(sku)?).await?;
     Ok(json(StatusCode::OK, &SaleBody::from(view)))
 }
 
 /// `POST /v1/sales/{sku}/purchase` body.
-#[derive(Debug, Deserialize)]
-struct Purchase {
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct Purchase {
+    #[schema(value_type = UserId)]
     user: String,
+    /// Units to buy; default 1.
     #[serde(default = "one")]
+    #[schema(minimum = 1, default = 1)]
     quantity: u32,
+    /// Makes the purchase safe to retry (or send the `Idempotency-Key` header).
+    #[schema(value_type = Option<IdempotencyKey>)]
     idempotency_key: Option<String>,
+    /// Free text kept with the order (at most 512 bytes).
     remark: Option<String>,
 }
 
@@ -106,18 +162,41 @@ fn one() -> u32 {
     1
 }
 
-/// The 202 answer to a purchase.
-#[derive(Debug, Serialize)]
-struct Accepted {
+/// The 202 answer to a purchase: the units are reserved and the order event is durably queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Accepted {
     order_id: OrderId,
     sku: Sku,
     user: UserId,
+    /// Units bought.
     quantity: u32,
     status: OrderStatus,
+    /// When the reservation lapses unless paid.
     expires_at: DateTime<Utc>,
+    /// Units still available, when the stock store knows (a sharded store answers a lower
+    /// bound).
     remaining: Option<u64>,
 }
 
+/// Buys units of a sale: reserves them and queues the order, answering once both are done.
+#[utoipa::path(
+    post,
+    path = "/v1/sales/{sku}/purchase",
+    tag = "sales",
+    request_body = Purchase,
+    params(
+        ("sku" = Sku, Path, description = "The sale's sku."),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header,
+            description = "Same as the body's `idempotency_key`; if both are sent they must be equal."),
+    ),
+    responses(
+        (status = 202, description = "Accepted: the same idempotency key answers the same order.", body = Accepted),
+        (status = 404, description = "`unknown_sale`: no sale has this sku.", body = ErrorBody),
+        (status = 409, description = "`sold_out`, `limit_exceeded` or `sale_not_active`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many purchases from this user or address; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub(super) async fn purchase<B>(
     state: &AppState,
     sku: &str,
