@@ -6,12 +6,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{client, send};
+use common::{client, send, start_server, stop};
 use http::{Method, StatusCode};
 use nexussale_core::StockStore;
 use nexussale_core::testkit::services::{database_url, redis_url, unavailable};
@@ -21,45 +19,6 @@ use nexussale_mysql::sqlx::{self, Connection};
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use serde_json::json;
 use tokio::sync::Semaphore;
-
-/// Starts `nexussale-server --listen 127.0.0.1:0 --sale ps5=100 <extra>` and answers it with its
-/// address, read from its "listening" log line.
-fn start_server(extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
-        .args(["--listen", "127.0.0.1:0", "--sale", "ps5=100"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start nexussale-server");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(at) = line.find("address=") {
-            break line[at + "address=".len()..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_owned();
-        }
-    };
-    // Keep draining its output so the server never blocks on a full pipe (and show it when
-    // NEXUSSALE_TEST_SERVER_LOG is set).
-    let show = std::env::var_os("NEXUSSALE_TEST_SERVER_LOG").is_some();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if show {
-                eprintln!("server: {line}");
-            }
-        }
-    });
-    (child, address)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_sells_exactly_the_stock_and_persists_every_order() {
@@ -331,25 +290,4 @@ async fn burst_then_sigterm(extra: &[&str]) {
     );
 
     stop(server);
-}
-
-/// SIGTERM, then a clean exit within 15 s.
-fn stop(mut server: Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let exit = loop {
-        if let Some(exit) = server.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(exit.success(), "server exited with {exit}");
 }

@@ -10,6 +10,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use nexussale_server::App;
 use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// One request through the service in process: status and parsed JSON body.
 pub(crate) async fn call(
@@ -75,4 +78,64 @@ pub(crate) async fn send(
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// Starts `nexussale-server --listen 127.0.0.1:0 --sale ps5=100 <extra>` and answers it with its
+/// address, read from its "listening" log line.
+pub(crate) fn start_server(extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
+        .args(["--listen", "127.0.0.1:0", "--sale", "ps5=100"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nexussale-server");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(at) = line.find("address=") {
+            break line[at + "address=".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned();
+        }
+    };
+    // Keep draining its output so the server never blocks on a full pipe (and show it when
+    // NEXUSSALE_TEST_SERVER_LOG is set).
+    let show = std::env::var_os("NEXUSSALE_TEST_SERVER_LOG").is_some();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if show {
+                eprintln!("server: {line}");
+            }
+        }
+    });
+    (child, address)
+}
+
+/// SIGTERM, then a clean exit within 15 s.
+pub(crate) fn stop(mut server: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = server.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "server exited with {exit}");
 }

@@ -1,0 +1,66 @@
+//! The command line, as shared/CONTRACT.md fixes it (plus additive flags).
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Fires a flash-sale burst at a NexusSale server, then audits what it did with it.
+///
+/// Creates the sale (unless --no-create), fires --users purchase attempts, one per user
+/// `user-0`…`user-(U-1)` in shuffled order, --concurrency at a time over keep-alive connections;
+/// waits until every accepted order is persisted (or --wait-persisted passes) and checks the
+/// outcome against the server's orders. The last line on stdout is one JSON object; the exit
+/// status is 1 when anything was oversold, duplicated or lost, or a request failed.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "nexussale-bench", version)]
+pub(crate) struct Args {
+    /// The server's base URL (http only).
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    pub(crate) url: String,
+    /// The sale to buy from.
+    #[arg(long, default_value = "bench")]
+    pub(crate) sku: String,
+    /// Units on sale (when the bench creates it).
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) stock: u64,
+    /// Purchase attempts: one per distinct user.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) users: u64,
+    /// Requests in flight at once (one keep-alive connection each).
+    #[arg(long, default_value_t = 256)]
+    pub(crate) concurrency: usize,
+    /// Units one user may buy (when the bench creates the sale).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) per_user_limit: u32,
+    /// Bearer token for creating the sale.
+    #[arg(long, env = "NEXUSSALE_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
+    /// Buy from an existing sale instead of creating it.
+    #[arg(long)]
+    pub(crate) no_create: bool,
+    /// Seconds to wait for every accepted order to be persisted.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) wait_persisted: u64,
+    /// Before the burst, send this many `GET /health` at the same concurrency: the summary's
+    /// `health_rps` and `ratio` (purchase rps / health rps) compare the two in one run.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) baseline: u64,
+    /// Soak mode: instead of one burst, buy at --rate purchases per second for this many
+    /// seconds, cancelling accepted orders once persisted so the stock never runs out, and
+    /// sample the server's memory (RSS) every second.
+    #[arg(long)]
+    pub(crate) duration: Option<u64>,
+    /// Soak mode: purchases per second.
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) rate: u64,
+    /// The server's process id, for RSS samples (default: the only local `nexussale-server`
+    /// process, if the URL is on this machine).
+    #[arg(long)]
+    pub(crate) server_pid: Option<u32>,
+}
+
+impl Args {
+    pub(crate) fn wait_persisted(&self) -> Duration {
+        Duration::from_secs(self.wait_persisted)
+    }
+}

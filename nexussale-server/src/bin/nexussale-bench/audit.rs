@@ -1,0 +1,219 @@
+//! The audit: what the server persisted, checked against what it accepted.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use serde::Deserialize;
+
+use crate::BenchError;
+use crate::http::Connection;
+
+/// A persisted order, as `GET /v1/orders` shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Order {
+    pub(crate) id: String,
+    pub(crate) user: String,
+    pub(crate) quantity: u64,
+    pub(crate) status: String,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    orders: Vec<Order>,
+    next: Option<String>,
+}
+
+/// A sale, as `GET /v1/sales/{sku}` shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Sale {
+    pub(crate) stock: u64,
+    pub(crate) per_user_limit: u64,
+    pub(crate) available: u64,
+    pub(crate) reserved: u64,
+    pub(crate) sold: u64,
+}
+
+/// What the audit found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Findings {
+    /// Accepted orders found persisted.
+    pub(crate) persisted: u64,
+    /// Units persisted (in live orders) beyond the stock.
+    pub(crate) oversold: u64,
+    /// Orders beyond a user's limit, plus orders listed more than once.
+    pub(crate) duplicates: u64,
+    /// Accepted orders never persisted.
+    pub(crate) lost: u64,
+}
+
+impl Findings {
+    pub(crate) fn clean(&self) -> bool {
+        self.oversold == 0 && self.duplicates == 0 && self.lost == 0
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    connection: &mut Connection,
+    path: &str,
+) -> Result<T, BenchError> {
+    let request = connection.target().request(Method::GET, path, None, None);
+    let (status, body) = connection.send(request).await?;
+    if status != StatusCode::OK {
+        return Err(BenchError::Server {
+            what: format!("GET {path}"),
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|err| BenchError::Server {
+        what: format!("GET {path}: {err}"),
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+pub(crate) async fn sale(connection: &mut Connection, sku: &str) -> Result<Sale, BenchError> {
+    get_json(connection, &format!("/v1/sales/{}", percent_encode(sku))).await
+}
+
+/// Every persisted order of the sale, page by page.
+pub(crate) async fn orders(
+    connection: &mut Connection,
+    sku: &str,
+) -> Result<Vec<Order>, BenchError> {
+    let mut orders = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/orders?sku={}&limit=1000", percent_encode(sku));
+        if let Some(cursor) = &after {
+            path.push_str("&after=");
+            path.push_str(cursor);
+        }
+        let page: Page = get_json(connection, &path).await?;
+        orders.extend(page.orders);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(orders),
+        }
+    }
+}
+
+/// Polls the orders until every accepted id is among them or `wait` passes.
+pub(crate) async fn wait_persisted(
+    connection: &mut Connection,
+    sku: &str,
+    accepted: &HashSet<String>,
+    wait: Duration,
+) -> Result<Vec<Order>, BenchError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let orders = orders(connection, sku).await?;
+        let found = orders.iter().filter(|o| accepted.contains(&o.id)).count();
+        if found >= accepted.len() || Instant::now() >= deadline {
+            return Ok(orders);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Checks the persisted orders against the sale and the accepted ids.
+pub(crate) fn audit(sale: &Sale, accepted: &HashSet<String>, orders: &[Order]) -> Findings {
+    let mut seen = HashSet::new();
+    let mut listed_twice = 0;
+    let mut units = 0;
+    let mut per_user: HashMap<&str, u64> = HashMap::new();
+    for order in orders {
+        if !seen.insert(order.id.as_str()) {
+            listed_twice += 1;
+            continue;
+        }
+        // Cancelled and expired orders gave their units back.
+        if matches!(order.status.as_str(), "pending" | "paid") {
+            units += order.quantity;
+            *per_user.entry(order.user.as_str()).or_default() += order.quantity;
+        }
+    }
+    let beyond_limit: u64 = per_user
+        .values()
+        .map(|units| units.saturating_sub(sale.per_user_limit))
+        .sum();
+    let persisted = accepted
+        .iter()
+        .filter(|id| seen.contains(id.as_str()))
+        .count() as u64;
+    Findings {
+        persisted,
+        oversold: units.saturating_sub(sale.stock),
+        duplicates: beyond_limit + listed_twice,
+        lost: accepted.len() as u64 - persisted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn order(id: &str, user: &str, status: &str) -> Order {
+        Order {
+            id: id.into(),
+            user: user.into(),
+            quantity: 1,
+            status: status.into(),
+        }
+    }
+
+    fn sale(stock: u64) -> Sale {
+        Sale {
+            stock,
+            per_user_limit: 1,
+            available: 0,
+            reserved: 0,
+            sold: 0,
+        }
+    }
+
+    #[test]
+    fn a_clean_run_finds_nothing() {
+        let accepted = HashSet::from(["a".to_owned(), "b".to_owned()]);
+        let orders = [order("a", "u1", "pending"), order("b", "u2", "paid")];
+        let findings = audit(&sale(2), &accepted, &orders);
+        assert_eq!(
+            findings,
+            Findings {
+                persisted: 2,
+                ..Findings::default()
+            }
+        );
+        assert!(findings.clean());
+    }
+
+    #[test]
+    fn oversold_duplicated_and_lost_orders_are_counted() {
+        let accepted = HashSet::from(["a".to_owned(), "b".to_owned(), "z".to_owned()]);
+        let orders = [
+            order("a", "u1", "pending"),
+            order("b", "u1", "pending"), // u1 beyond a limit of 1
+            order("b", "u1", "pending"), // listed twice
+            order("c", "u3", "cancelled"),
+            order("d", "u4", "paid"),
+        ];
+        let findings = audit(&sale(2), &accepted, &orders);
+        assert_eq!(
+            findings,
+            Findings {
+                persisted: 2,
+                oversold: 1,
+                duplicates: 2,
+                lost: 1,
+            }
+        );
+        assert!(!findings.clean());
+    }
+}

@@ -1,0 +1,160 @@
+//! `nexussale-bench` against the real server binary: a clean burst passes its audit, a server
+//! that loses orders fails it (exit 1), and soak mode keeps the stock up by cancelling.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
+
+mod common;
+
+use std::process::Command;
+
+use common::{start_server, stop};
+use serde_json::Value;
+
+/// Runs the bench with `args` against `address`: its exit code and its JSON summary.
+fn bench(address: &str, args: &[&str]) -> (i32, Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_nexussale-bench"))
+        .args(["--url", &format!("http://{address}")])
+        .args(args)
+        .output()
+        .expect("run nexussale-bench");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stdout.lines().last().unwrap_or_default();
+    let summary = serde_json::from_str(last)
+        .unwrap_or_else(|err| panic!("no JSON summary ({err}): {stdout}\n{stderr}"));
+    (output.status.code().unwrap(), summary)
+}
+
+#[test]
+fn a_clean_burst_passes_the_audit() {
+    let (server, address) = start_server(&[]);
+    let (code, summary) = bench(
+        &address,
+        &[
+            "--sku",
+            "burst",
+            "--stock",
+            "300",
+            "--users",
+            "1000",
+            "--concurrency",
+            "32",
+            "--baseline",
+            "500",
+        ],
+    );
+    assert_eq!(code, 0, "{summary}");
+    for (field, expected) in [
+        ("attempts", 1000),
+        ("accepted", 300),
+        ("sold_out", 700),
+        ("rejected_other", 0),
+        ("errors", 0),
+        ("persisted", 300),
+        ("oversold", 0),
+        ("duplicates", 0),
+        ("lost", 0),
+    ] {
+        assert_eq!(summary[field], expected, "{field}: {summary}");
+    }
+    for field in [
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+        "elapsed_s",
+        "health_rps",
+        "ratio",
+    ] {
+        assert!(summary[field].as_f64().unwrap() > 0.0, "{field}: {summary}");
+    }
+    assert!(
+        summary["sold_out_phase_rps"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
+
+    // The sale exists now: creating it again is refused with a hint, and --no-create buys from
+    // it (everything sold out).
+    let output = Command::new(env!("CARGO_BIN_EXE_nexussale-bench"))
+        .args([
+            "--url",
+            &format!("http://{address}"),
+            "--sku",
+            "burst",
+            "--users",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--no-create"));
+    let (code, summary) = bench(
+        &address,
+        &["--sku", "burst", "--users", "50", "--no-create"],
+    );
+    assert_eq!(
+        (code, &summary["sold_out"]),
+        (0, &Value::from(50)),
+        "{summary}"
+    );
+    stop(server);
+}
+
+#[test]
+fn lost_orders_fail_the_audit() {
+    // No worker: purchases are accepted into the in-process queue and never persisted.
+    let (server, address) = start_server(&["--no-worker"]);
+    let (code, summary) = bench(
+        &address,
+        &[
+            "--sku",
+            "lost",
+            "--stock",
+            "20",
+            "--users",
+            "40",
+            "--concurrency",
+            "8",
+            "--wait-persisted",
+            "1",
+        ],
+    );
+    assert_eq!(code, 1, "{summary}");
+    assert_eq!(summary["accepted"], 20);
+    assert_eq!(summary["persisted"], 0);
+    assert_eq!(summary["lost"], 20);
+    stop(server);
+}
+
+#[test]
+fn a_soak_keeps_the_stock_up_and_samples_memory() {
+    let (server, address) = start_server(&[]);
+    let pid = server.id().to_string();
+    let (code, summary) = bench(
+        &address,
+        &[
+            "--sku",
+            "soak",
+            "--stock",
+            "100",
+            "--duration",
+            "2",
+            "--rate",
+            "200",
+            "--concurrency",
+            "16",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["attempts"], 400, "{summary}");
+    // 400 buyers, 100 units: only cancelling accepted orders lets more than 100 buy.
+    assert!(summary["accepted"].as_u64().unwrap() > 100, "{summary}");
+    assert_eq!(summary["cancelled"], summary["accepted"], "{summary}");
+    assert_eq!(summary["lost"], 0, "{summary}");
+    assert!(
+        summary["server_rss_max_mb"].as_f64().unwrap() > 1.0,
+        "{summary}"
+    );
+    stop(server);
+}
