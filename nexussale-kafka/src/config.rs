@@ -94,7 +94,8 @@ impl KafkaConfig {
         self
     }
 
-    /// The largest batch per partition (`batch.size`, default 1 MiB).
+    /// The largest batch per partition (`batch.size`, default 1 MiB). Batches are compressed
+    /// with LZ4 (`set("compression.type", …)` to change it).
     pub fn batch_bytes(mut self, bytes: usize) -> Self {
         self.batch_bytes = bytes.max(1);
         self

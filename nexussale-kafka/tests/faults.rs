@@ -395,3 +395,20 @@ fn the_queue_is_send_and_sync() {
     assert_send_sync::<KafkaOrderQueue>();
     assert_send_sync::<KafkaConfig>();
 }
+
+/// One hot sale is one partition (events are keyed by sku). librdkafka's mock keeps at most
+/// 5 MB per partition and drops the oldest beyond it: uncompressed, ~15,000 of our events. The
+/// producer compresses batches (LZ4), so a backlog of 40,000 events of one sale, published
+/// before any is consumed, still arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_sale_backlog_arrives_whole() {
+    let host = MockHost::start();
+    let queue = Arc::new(KafkaOrderQueue::connect(host.config(3)).await.unwrap());
+    let sku = unique_sku();
+    let events: Vec<OrderEvent> = (0..40_000).map(|n| event(&sku, n)).collect();
+    for chunk in events.chunks(5_000) {
+        publish_all(&queue, chunk).await;
+    }
+    let seen = consume_all(&queue, &ids(&events)).await;
+    assert_eq!(seen.len(), 40_000);
+}

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The standard benchmark scenarios, with their same-run baselines; rewrites the generated section
+# of docs/BENCHMARKS.md (between the `scripts/bench.sh` markers).
+#
+#   bash scripts/bench.sh                 # the three HTTP scenarios, 3 runs each
+#   bash scripts/bench.sh --runs 5        # more runs (the table shows each, and the median)
+#   bash scripts/bench.sh --crates        # also the crate benchmarks (cargo bench, ~15 min)
+#   bash scripts/bench.sh --only embedded # one scenario: embedded, redis-mysql, redis-mysql-kafka
+#   bash scripts/bench.sh --users 20000   # smaller bursts (a quick check; the tables say so)
+#
+# Scenarios (each run on a fresh server process, the load tool on the same machine):
+#   embedded           in-memory stock, queue and orders (the README's first command)
+#   redis-mysql        stock in Redis, orders in MariaDB/MySQL, the in-process queue
+#   redis-mysql-kafka  stock in Redis, orders in MariaDB/MySQL, events through Kafka
+#                      (NEXUSSALE_KAFKA_BROKERS, or librdkafka's mock cluster: examples/mock_kafka)
+# and per scenario two bursts of 100,000 distinct users at concurrency 256, each after 100,000
+# `GET /health` on the same connections (the baseline): "open" (stock 1,000,000: never sells out,
+# the purchase rate) and "sale" (stock 10,000: the contract's flash sale, with its sold-out phase).
+# Redis and MySQL: NEXUSSALE_REDIS_URL / NEXUSSALE_DATABASE_URL, or the local Redis and MariaDB
+# (a scratch database per run, dropped after; needs the `mysql` client).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=3
+crates=0
+users=100000
+concurrency=256
+only=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) runs=$2; shift 2 ;;
+        --crates) crates=1; shift ;;
+        --only) only=$2; shift 2 ;;
+        --users) users=$2; shift 2 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+
+out=target/bench
+mkdir -p "$out"
+results="$out/results.jsonl"
+: > "$results"
+
+echo "== building (release)"
+cargo build -q --release -p nexussale-server --bins
+cargo build -q --release -p nexussale-examples --example mock_kafka
+server=target/release/nexussale-server
+bench=target/release/nexussale-bench
+redis=${NEXUSSALE_REDIS_URL:-redis://127.0.0.1:6379}
+
+pids=()
+scratch=""
+prefix=""
+stop_all() {
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill "${pids[i]}" 2>/dev/null || true
+        wait "${pids[i]}" 2>/dev/null || true
+    done
+    pids=()
+    if [ -n "$scratch" ]; then
+        mysql -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $scratch" || true
+        scratch=""
+    fi
+    if [ -n "$prefix" ] && [ -z "${NEXUSSALE_REDIS_URL:-}" ] && command -v redis-cli > /dev/null; then
+        redis-cli --scan --pattern "$prefix:*" | xargs -r redis-cli unlink > /dev/null
+    fi
+    prefix=""
+}
+trap stop_all EXIT
+
+# Starts a server for `scenario` on a free port; sets $port.
+start_server() {
+    local scenario=$1 tag=$2
+    local flags=()
+    prefix="bench-$tag"
+    case "$scenario" in
+        embedded) ;;
+        redis-mysql|redis-mysql-kafka)
+            local database
+            if [ -n "${NEXUSSALE_DATABASE_URL:-}" ]; then
+                database=$NEXUSSALE_DATABASE_URL
+            else
+                scratch="nexussale_bench_${tag//-/_}"
+                mysql -h127.0.0.1 -uroot -e "CREATE DATABASE $scratch"
+                database="mysql://root@127.0.0.1:3306/$scratch"
+            fi
+            flags+=(--redis-url "$redis" --redis-prefix "$prefix" --database-url "$database")
+            ;;
+        *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+    esac
+    if [ "$scenario" = redis-mysql-kafka ]; then
+        local topic="bench-$tag" brokers=${NEXUSSALE_KAFKA_BROKERS:-}
+        if [ -z "$brokers" ]; then
+            coproc MOCK { target/release/examples/mock_kafka "$topic"; }
+            pids+=("$MOCK_PID")
+            read -r brokers <&"${MOCK[0]}"
+        fi
+        flags+=(--kafka-brokers "$brokers" --kafka-topic "$topic" --kafka-group "bench-$tag")
+    fi
+    port=$((20000 + RANDOM % 20000))
+    RUST_LOG=warn "$server" --listen "127.0.0.1:$port" "${flags[@]}" > "$out/server-$tag.log" 2>&1 &
+    pids+=($!)
+    server_pid=$!
+    for _ in $(seq 300); do
+        curl -fs "http://127.0.0.1:$port/ready" > /dev/null && return 0
+        sleep 0.1
+    done
+    echo "server for $scenario did not get ready; its log:" >&2
+    cat "$out/server-$tag.log" >&2
+    exit 1
+}
+
+scenarios=(embedded redis-mysql redis-mysql-kafka)
+[ -n "$only" ] && scenarios=("$only")
+for run in $(seq "$runs"); do
+    for scenario in "${scenarios[@]}"; do
+        for kind in open sale; do
+            tag="$scenario-$kind-$run-$$"
+            stock=$([ "$kind" = open ] && echo 1000000 || echo 10000)
+            start_server "$scenario" "$tag"
+            echo "== run $run: $scenario, $kind (stock $stock)"
+            set +e
+            line=$("$bench" --url "http://127.0.0.1:$port" --sku "$tag" --stock "$stock" \
+                --users "$users" --concurrency "$concurrency" --baseline "$users" \
+                --server-pid "$server_pid" --wait-persisted 300 | tail -n 1)
+            status=$?
+            set -e
+            echo "$line"
+            echo "{\"scenario\":\"$scenario\",\"kind\":\"$kind\",\"run\":$run,\"exit\":$status,\"summary\":$line}" >> "$results"
+            stop_all
+        done
+    done
+done
+
+crate_file="$out/crates.md"
+: > "$crate_file"
+if [ "$crates" = 1 ]; then
+    for crate_bench in "nexussale-core purchase" "nexussale-redis reserve" \
+                       "nexussale-mysql insert" "nexussale-kafka throughput"; do
+        set -- $crate_bench
+        echo "== cargo bench -p $1 --bench $2"
+        {
+            echo "#### \`cargo bench -p $1 --bench $2\`"
+            echo
+            cargo bench -q -p "$1" --bench "$2" 2>/dev/null | grep -E '^\||ratio|median|redis:' || true
+            echo
+        } >> "$crate_file"
+    done
+fi
+
+echo "== writing docs/BENCHMARKS.md"
+python3 scripts/bench_tables.py "$results" "$crate_file" docs/BENCHMARKS.md
+if grep -q '"exit":[^0]' "$results"; then
+    echo "an audit failed or a request errored: see $results" >&2
+    exit 1
+fi
