@@ -45,7 +45,8 @@ results="$out/results.jsonl"
 echo "== building (release)"
 cargo build -q --release -p nexussale-server --bins
 cargo build -q --release -p nexussale-examples --example mock_kafka
-server=target/release/nexussale-server
+# NEXUSSALE_BENCH_SERVER: another server binary (an A/B comparison of two builds).
+server=${NEXUSSALE_BENCH_SERVER:-target/release/nexussale-server}
 bench=target/release/nexussale-bench
 redis=${NEXUSSALE_REDIS_URL:-redis://127.0.0.1:6379}
 

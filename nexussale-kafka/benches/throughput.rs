@@ -6,7 +6,7 @@
 //! ```
 //!
 //! - publish, unbatched: `linger.ms` 0, one publish at a time (each waits for its acknowledgement);
-//! - publish, batched: the default `linger.ms` 5, 2,000 publishes in flight;
+//! - publish, batched: the default `linger.ms` 1, 2,000 publishes in flight;
 //! - consume, unbatched: `receive(1)` and an acknowledgement (a synchronous commit) per event;
 //! - consume, batched: `receive(500)` and one acknowledgement per batch.
 //!
