@@ -7,6 +7,8 @@
 #   bash scripts/bench.sh --crates        # also the crate benchmarks (cargo bench, ~15 min)
 #   bash scripts/bench.sh --only embedded # one scenario: embedded, redis-mysql, redis-mysql-kafka
 #   bash scripts/bench.sh --users 20000   # smaller bursts (a quick check; the tables say so)
+#   bash scripts/bench.sh --soak 120      # also a 120 s soak per scenario (2,000 purchases/s,
+#                                         # orders cancelled to refill the stock; server memory)
 #
 # Scenarios (each run on a fresh server process, the load tool on the same machine):
 #   embedded           in-memory stock, queue and orders (the README's first command)
@@ -22,6 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs=3
+soak=0
 crates=0
 users=100000
 concurrency=256
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
         --crates) crates=1; shift ;;
         --only) only=$2; shift 2 ;;
         --users) users=$2; shift 2 ;;
+        --soak) soak=$2; shift 2 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -99,14 +103,24 @@ start_server() {
         fi
         flags+=(--kafka-brokers "$brokers" --kafka-topic "$topic" --kafka-group "bench-$tag")
     fi
-    port=$((20000 + RANDOM % 20000))
-    RUST_LOG=warn "$server" --listen "127.0.0.1:$port" "${flags[@]}" > "$out/server-$tag.log" 2>&1 &
-    pids+=($!)
-    server_pid=$!
-    for _ in $(seq 300); do
-        curl -fs "http://127.0.0.1:$port/ready" > /dev/null && return 0
-        sleep 0.1
+    # Below the kernel's ephemeral range (32768+), where the bursts' client sockets live; a port
+    # some other program holds is retried elsewhere.
+    for _ in 1 2 3 4 5; do
+        port=$((20000 + RANDOM % 12000))
+        RUST_LOG=warn "$server" --listen "127.0.0.1:$port" "${flags[@]}" > "$out/server-$tag.log" 2>&1 &
+        server_pid=$!
+        for _ in $(seq 300); do
+            if curl -fs "http://127.0.0.1:$port/ready" > /dev/null; then
+                pids+=("$server_pid")
+                return 0
+            fi
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        wait "$server_pid" 2>/dev/null || true
+        grep -q "Address already in use" "$out/server-$tag.log" || break
     done
+    pids+=("$server_pid")
     echo "server for $scenario did not get ready; its log:" >&2
     cat "$out/server-$tag.log" >&2
     exit 1
@@ -133,6 +147,23 @@ for run in $(seq "$runs"); do
         done
     done
 done
+
+if [ "$soak" -gt 0 ]; then
+    for scenario in "${scenarios[@]}"; do
+        tag="$scenario-soak-$$"
+        start_server "$scenario" "$tag"
+        echo "== soak: $scenario, $soak s at 2,000 purchases/s"
+        set +e
+        line=$("$bench" --url "http://127.0.0.1:$port" --sku "$tag" --stock 10000 \
+            --duration "$soak" --rate 2000 --concurrency 64 --server-pid "$server_pid" \
+            --wait-persisted 120 | tail -n 1)
+        status=$?
+        set -e
+        echo "$line"
+        echo "{\"scenario\":\"$scenario\",\"kind\":\"soak\",\"run\":1,\"exit\":$status,\"summary\":$line}" >> "$results"
+        stop_all
+    done
+fi
 
 crate_file="$out/crates.md"
 : > "$crate_file"

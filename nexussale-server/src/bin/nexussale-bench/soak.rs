@@ -2,57 +2,94 @@
 //! cancelled once persisted so the stock never runs out, and the server's memory sampled each
 //! second so a leak shows.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use nexussale_core::CancellationToken;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::args::Args;
 use crate::http::{Connection, Target};
 use crate::load::{self, Kind, Pacing};
 use crate::{BenchError, audit, rss};
 
-/// Cancels each accepted order once the worker has persisted it (404 until then), returning its
-/// units to the sale. Answers how many it cancelled.
-async fn cancel_all(
-    target: Target,
+/// How many cancels are in flight at once.
+const CANCEL_WORKERS: usize = 32;
+/// How long an order that is not persisted yet waits before its cancel is tried again.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// What the cancel workers did.
+#[derive(Debug, Default)]
+struct Cancels {
+    cancelled: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+type Work = (String, Instant);
+
+/// Cancels each accepted order once the worker has persisted it (404 until then: tried again
+/// later, without holding a worker), returning its units to the sale. Runs until aborted.
+fn spawn_cancellers(
+    target: &Target,
     mut accepted: mpsc::UnboundedReceiver<Bytes>,
-    cancelled: Arc<AtomicU64>,
-    give_up: CancellationToken,
-) -> Result<(), BenchError> {
-    let mut connection = Connection::new(target);
-    while let Some(body) = accepted.recv().await {
-        let Some(id) = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|value| value["order_id"].as_str().map(str::to_owned))
-        else {
-            continue;
-        };
-        let path = format!("/v1/orders/{id}/cancel");
-        loop {
-            let request = connection.target().request(Method::POST, &path, None, None);
-            let (status, body) = connection.send(request).await?;
-            match status {
-                StatusCode::OK => break,
-                StatusCode::NOT_FOUND if !give_up.is_cancelled() => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                _ => {
-                    return Err(BenchError::Server {
-                        what: format!("POST {path}"),
-                        status,
-                        body: String::from_utf8_lossy(&body).into_owned(),
-                    });
+    cancels: Arc<Cancels>,
+) -> Vec<JoinHandle<()>> {
+    let (work, queue) = mpsc::unbounded_channel::<Work>();
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let feeder = {
+        let work = work.clone();
+        tokio::spawn(async move {
+            while let Some(body) = accepted.recv().await {
+                let id = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|value| value["order_id"].as_str().map(str::to_owned));
+                if let Some(id) = id {
+                    // The workers outlive the feeder: the channel stays open.
+                    let _ = work.send((id, Instant::now()));
                 }
             }
-        }
-        cancelled.fetch_add(1, Ordering::Relaxed);
+        })
+    };
+    let mut handles = vec![feeder];
+    for _ in 0..CANCEL_WORKERS {
+        let (queue, work, cancels) = (queue.clone(), work.clone(), cancels.clone());
+        let mut connection = Connection::new(target.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().await.recv().await;
+                let Some((id, due)) = next else { return };
+                tokio::time::sleep_until(due.into()).await;
+                let path = format!("/v1/orders/{id}/cancel");
+                let request = connection.target().request(Method::POST, &path, None, None);
+                let failure = match connection.send(request).await {
+                    Ok((StatusCode::OK, _)) => {
+                        cancels.cancelled.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Ok((StatusCode::NOT_FOUND, _)) => {
+                        let _ = work.send((id, Instant::now() + RETRY_AFTER));
+                        continue;
+                    }
+                    Ok((status, body)) => {
+                        format!("POST {path}: {status} {}", String::from_utf8_lossy(&body))
+                    }
+                    Err(err) => format!("POST {path}: {err}"),
+                };
+                cancels.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = cancels
+                    .first_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert(failure);
+            }
+        }));
     }
-    Ok(())
+    handles
 }
 
 /// Runs the soak; whether the audit passed.
@@ -66,19 +103,13 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
     let rss_start = rss_mb();
 
     let (successes, accepted) = mpsc::unbounded_channel();
-    let cancelled = Arc::new(AtomicU64::new(0));
-    let give_up = CancellationToken::new();
-    let canceller = tokio::spawn(cancel_all(
-        target.clone(),
-        accepted,
-        cancelled.clone(),
-        give_up.clone(),
-    ));
+    let cancels = Arc::new(Cancels::default());
+    let cancellers = spawn_cancellers(&target, accepted, cancels.clone());
 
     // One line a second on stderr: what was cancelled so far and the server's memory.
     let stop_report = CancellationToken::new();
     let report = {
-        let (stop, cancelled) = (stop_report.clone(), cancelled.clone());
+        let (stop, cancels) = (stop_report.clone(), cancels.clone());
         tokio::spawn(async move {
             let start = Instant::now();
             let mut max = rss_mb();
@@ -92,7 +123,7 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
                 eprintln!(
                     "soak t={:>4}s cancelled={:>8} server_rss_mb={}",
                     start.elapsed().as_secs(),
-                    cancelled.load(Ordering::Relaxed),
+                    cancels.cancelled.load(Ordering::Relaxed),
                     now.map_or("?".to_owned(), |mb| format!("{mb:.1}")),
                 );
             }
@@ -122,20 +153,17 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
     .await?;
 
     // Let the cancels finish (each waits for its order to be persisted), then stop waiting.
-    let wait = tokio::time::sleep(args.wait_persisted());
-    tokio::pin!(wait);
-    let mut canceller = canceller;
-    let finished = tokio::select! {
-        done = &mut canceller => Some(done),
-        () = &mut wait => None,
-    };
-    let canceller_result = match finished {
-        Some(done) => done?,
-        None => {
-            give_up.cancel();
-            canceller.await?
-        }
-    };
+    let accepted_count = run.count(Kind::Success);
+    let deadline = Instant::now() + args.wait_persisted();
+    while cancels.cancelled.load(Ordering::Relaxed) + cancels.failed.load(Ordering::Relaxed)
+        < accepted_count
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for handle in cancellers {
+        handle.abort();
+    }
     stop_report.cancel();
     let rss_max = report.await?;
     let rss_end = rss_mb();
@@ -144,9 +172,15 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
     let orders = audit::orders(&mut control, &args.sku).await?;
     let sale = audit::sale(&mut control, &args.sku).await?;
     let findings = audit::audit(&sale, &accepted, &orders);
-    let errors = run.count(Kind::Error) + u64::from(canceller_result.is_err());
-    if let Err(err) = &canceller_result {
-        eprintln!("cancelling failed: {err}");
+    let failed = cancels.failed.load(Ordering::Relaxed);
+    let errors = run.count(Kind::Error) + failed;
+    if let Some(first) = cancels
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        eprintln!("{failed} cancels failed; the first: {first}");
     }
     let summary = serde_json::json!({
         "attempts": run.answers.len(),
@@ -163,7 +197,7 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
         "p99_ms": crate::round(run.percentile_ms(0.99), 3),
         "p999_ms": crate::round(run.percentile_ms(0.999), 3),
         "elapsed_s": crate::round(run.elapsed.as_secs_f64(), 3),
-        "cancelled": cancelled.load(Ordering::Relaxed),
+        "cancelled": cancels.cancelled.load(Ordering::Relaxed),
         "server_rss_start_mb": rss_start.map(|mb| crate::round(mb, 1)),
         "server_rss_max_mb": rss_max.map(|mb| crate::round(mb, 1)),
         "server_rss_end_mb": rss_end.map(|mb| crate::round(mb, 1)),
