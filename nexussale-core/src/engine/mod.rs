@@ -2,6 +2,7 @@
 
 mod orders;
 mod purchase;
+mod rebuild;
 mod reconcile;
 mod sales;
 mod sweeper;
@@ -45,6 +46,9 @@ pub struct EngineConfig {
     pub sweep_batch: usize,
     /// How often the sweeper runs.
     pub sweep_interval: Duration,
+    /// When the stock store has lost a sale, its rebuild waits until the repository's counts
+    /// have not moved for this long (the orders accepted before the loss are persisted).
+    pub store_rebuild_settle: Duration,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +60,7 @@ impl Default for EngineConfig {
             worker_max_backoff: Duration::from_secs(5),
             sweep_batch: 500,
             sweep_interval: Duration::from_secs(1),
+            store_rebuild_settle: Duration::from_secs(1),
         }
     }
 }

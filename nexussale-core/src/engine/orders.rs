@@ -33,7 +33,8 @@ impl FlashSale {
     /// that lapsed or was cancelled cannot be paid, a paid one cannot be cancelled. Safe to retry.
     pub async fn pay(&self, id: OrderId) -> Result<Order> {
         let order = self.pending_order(id).await?;
-        match self.inner.stock.confirm(&order.sku, id).await? {
+        let confirmed = self.inner.stock.confirm(&order.sku, id).await;
+        match self.unless_lost(&order.sku, confirmed)? {
             ConfirmOutcome::Confirmed | ConfirmOutcome::AlreadyConfirmed => {}
             ConfirmOutcome::Released(reason) => {
                 let status = released_status(reason);
@@ -48,12 +49,12 @@ impl FlashSale {
     /// Cancels a pending order: its units go back on sale. Safe to retry.
     pub async fn cancel(&self, id: OrderId) -> Result<Order> {
         let order = self.pending_order(id).await?;
-        match self
+        let released = self
             .inner
             .stock
             .release(&order.sku, id, ReleaseReason::Cancelled)
-            .await?
-        {
+            .await;
+        match self.unless_lost(&order.sku, released)? {
             ReleaseOutcome::Released { .. } => self.units_returned(&order.sku),
             ReleaseOutcome::AlreadyReleased(ReleaseReason::Cancelled) => {}
             ReleaseOutcome::AlreadyReleased(reason) => {

@@ -97,6 +97,9 @@ impl FlashSale {
         let now = self.now();
         let now_ms = now.timestamp_millis();
         let sale = self.sale_check(&request.sku, now, now_ms).await?;
+        if sale.rebuilding {
+            return Err(super::rebuild::rebuilding(&request.sku));
+        }
         // A keyed request may be the retry of an accepted one: only the store can tell, so it
         // skips the local shortcuts (which would answer sold out or not active instead).
         if request.idempotency_key.is_none() {
@@ -121,7 +124,8 @@ impl FlashSale {
             remark: request.remark,
             now,
         };
-        match self.inner.stock.reserve(&reserve).await? {
+        let reserved = self.inner.stock.reserve(&reserve).await;
+        match self.unless_lost(&reserve.sku, reserved)? {
             ReserveOutcome::Reserved {
                 reservation,
                 remaining,

@@ -90,7 +90,7 @@ impl FlashSale {
     }
 
     /// The sale's definition: the repository's (durable) copy, else the store's.
-    async fn definition(&self, sku: &Sku) -> Result<Sale> {
+    pub(super) async fn definition(&self, sku: &Sku) -> Result<Sale> {
         let stored = self.inner.repository.sales().await?;
         if let Some(sale) = stored.into_iter().find(|sale| sale.sku == *sku) {
             return Ok(sale);

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 
@@ -20,6 +20,8 @@ pub(super) struct SaleCheck {
     pub(super) window: SaleState,
     /// Whether the sale is in its sold-out pause.
     pub(super) sold_out: bool,
+    /// Whether the stock store lost the sale and it is being rebuilt.
+    pub(super) rebuilding: bool,
 }
 
 /// A cached sale definition and its sold-out flag.
@@ -28,6 +30,8 @@ pub(super) struct SaleEntry {
     /// Until this instant (Unix milliseconds), purchases are answered sold out without asking the
     /// stock store; 0 when the sale is not known to be sold out.
     sold_out_until: AtomicI64,
+    /// Set while the sale's stock is rebuilt from the repository (see `rebuild`).
+    pub(super) rebuilding: AtomicBool,
 }
 
 impl SaleEntry {
@@ -35,6 +39,7 @@ impl SaleEntry {
         Self {
             sale,
             sold_out_until: AtomicI64::new(0),
+            rebuilding: AtomicBool::new(false),
         }
     }
 
@@ -64,11 +69,20 @@ pub struct SaleView {
 }
 
 impl FlashSale {
-    /// Creates a sale: its definition in the repository (durable), then its stock. Safe to retry:
-    /// [`Error::SaleExists`] only when the stock store already had the sale.
+    /// Creates a sale: its definition in the repository (durable), then its stock.
+    /// [`Error::SaleExists`] when the stock store already had the sale, or when the repository
+    /// had it and the store did not: then the store lost it, and it is rebuilt from the orders
+    /// (in the background; purchases meanwhile get a retryable error) rather than started afresh.
     pub async fn create_sale(&self, sale: Sale) -> Result<SaleView> {
         sale.validate()?;
-        self.inner.repository.save_sale(&sale).await?;
+        if !self.inner.repository.save_sale(&sale).await? {
+            if self.inner.stock.sale(&sale.sku).await?.is_none() {
+                let stored = self.definition(&sale.sku).await?;
+                self.cache(stored);
+                self.store_lost(&sale.sku);
+            }
+            return Err(Error::SaleExists(sale.sku));
+        }
         if !self.inner.stock.create_sale(&sale).await? {
             return Err(Error::SaleExists(sale.sku));
         }
@@ -89,7 +103,8 @@ impl FlashSale {
     /// One sale with its stock.
     pub async fn sale(&self, sku: &Sku) -> Result<SaleView> {
         let entry = self.sale_entry(sku).await?;
-        let snapshot = self.inner.stock.snapshot(sku).await?;
+        let snapshot = self.inner.stock.snapshot(sku).await;
+        let snapshot = self.unless_lost(sku, snapshot)?;
         Ok(self.view(&entry.sale, snapshot))
     }
 
@@ -148,11 +163,20 @@ impl FlashSale {
             per_user_limit: entry.sale.per_user_limit,
             window: entry.sale.window_state(now),
             sold_out: entry.is_sold_out(now_ms),
+            rebuilding: entry.rebuilding.load(Ordering::Acquire),
         };
         if let Some(entry) = self.inner.sales.load().get(sku) {
             return Ok(check(entry));
         }
         Ok(check(&*self.sale_entry(sku).await?))
+    }
+
+    /// Drops a sale from the cache (it exists nowhere any more).
+    pub(super) fn forget(&self, sku: &Sku) {
+        let _writer = self.inner.sales_writer.lock();
+        let mut sales = SaleCache::clone(&self.inner.sales.load());
+        sales.remove(sku);
+        self.inner.sales.store(Arc::new(sales));
     }
 
     /// Starts the sold-out pause of a sale.

@@ -1,0 +1,144 @@
+//! Kafka failing under the server (librdkafka's mock cluster): while no broker can make an order
+//! event durable, purchases are answered 503 with `Retry-After`, never 202; the units they
+//! reserved go straight back; once the brokers return, purchases are accepted again without a
+//! restart, and every 202 is persisted exactly once.
+//!
+//! The queue's own faults (one broker down, produce errors, a consumer dying before it commits,
+//! a rebalance, a poison message) are tested in `nexussale-kafka/tests/faults.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::service::Service;
+use nexussale_core::memory::{MemoryOrderRepository, MemoryStockStore};
+use nexussale_core::{FlashSale, OrderRepository, Sku};
+use nexussale_kafka::KafkaOrderQueue;
+use nexussale_kafka::testkit::MockHost;
+use nexussale_server::{App, app};
+use serde_json::{Value, json};
+
+/// Status, `Retry-After` and body of one purchase.
+async fn buy(app: &App, user: &str) -> (StatusCode, Option<String>, Value) {
+    let request = common::json_request(
+        Method::POST,
+        "/v1/sales/hot/purchase",
+        Some(json!({ "user": user })),
+    );
+    let response = app.call(request).await.unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, retry_after, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_broker_means_503_with_retry_after_never_an_undurable_202() {
+    let host = MockHost::start();
+    let config = host.config(3).delivery_timeout(Duration::from_millis(1500));
+    let queue = KafkaOrderQueue::connect(config).await.unwrap();
+    let repository = Arc::new(MemoryOrderRepository::new());
+    let engine = FlashSale::new(
+        Arc::new(MemoryStockStore::new()),
+        Arc::new(queue),
+        repository.clone(),
+    );
+    let app = app(engine.clone());
+    let (status, _) = common::call(
+        &app,
+        Method::POST,
+        "/v1/sales",
+        Some(json!({ "sku": "hot", "stock": 1000 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let mut accepted = HashSet::new();
+    let mut next_user = 0;
+    let round = |app: App, users: std::ops::Range<usize>| async move {
+        let tasks: Vec<_> = users
+            .map(|i| {
+                let app = app.clone();
+                tokio::spawn(async move { buy(&app, &format!("buyer-{i}")).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        answers
+    };
+
+    // Before: accepted.
+    for (status, _, body) in round(app.clone(), 0..20).await {
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        accepted.insert(body["order_id"].as_str().unwrap().to_owned());
+    }
+    next_user += 20;
+
+    // Every broker down: each purchase waits out the delivery timeout, then 503 + Retry-After.
+    for broker in 1..=3 {
+        host.broker_down(broker);
+    }
+    let started = Instant::now();
+    for (status, retry_after, body) in round(app.clone(), next_user..next_user + 30).await {
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"], "unavailable");
+        assert_eq!(retry_after.as_deref(), Some("1"));
+    }
+    next_user += 30;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The refused purchases hold nothing.
+    let view = engine.sale(&"hot".parse().unwrap()).await.unwrap();
+    assert_eq!(view.snapshot.reserved, 20, "{view:?}");
+
+    // Brokers back: accepted again, without a restart (the first ones may still meet the
+    // reconnect).
+    for broker in 1..=3 {
+        host.broker_up(broker);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, body) = buy(&app, &format!("buyer-{next_user}")).await;
+        next_user += 1;
+        if status == StatusCode::ACCEPTED {
+            accepted.insert(body["order_id"].as_str().unwrap().to_owned());
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(Instant::now() < deadline, "purchases never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (status, _, body) in round(app.clone(), next_user..next_user + 20).await {
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        accepted.insert(body["order_id"].as_str().unwrap().to_owned());
+    }
+
+    // Every 202 is persisted, once; nothing else is.
+    let sku: Sku = "hot".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while repository.counts(&sku).await.unwrap().pending.orders < accepted.len() as u64 {
+        assert!(Instant::now() < deadline, "accepted orders never persisted");
+        engine.process_batch().await.unwrap();
+    }
+    let page = repository
+        .list(&nexussale_core::OrderQuery {
+            sku: Some(sku.clone()),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let persisted: HashSet<String> = page.orders.iter().map(|o| o.id.to_string()).collect();
+    assert_eq!(persisted, accepted);
+    let view = engine.sale(&sku).await.unwrap();
+    assert_eq!(view.snapshot.reserved, accepted.len() as u64);
+}
