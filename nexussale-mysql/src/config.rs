@@ -20,6 +20,7 @@ pub struct MySqlConfig {
     pub(crate) acquire_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) lock_wait_timeout: Duration,
 }
 
 impl Default for MySqlConfig {
@@ -30,6 +31,7 @@ impl Default for MySqlConfig {
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
+            lock_wait_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -63,6 +65,14 @@ impl MySqlConfig {
     /// How long a connection lives before it is replaced (default 30 minutes).
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.max_lifetime = lifetime;
+        self
+    }
+
+    /// How long a statement waits for a row lock another session holds before it fails as
+    /// retryable (InnoDB's `innodb_lock_wait_timeout`, whole seconds, at least 1; default 5 s,
+    /// where InnoDB's own is 50 s: the order worker's batch is better retried than held).
+    pub fn lock_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_wait_timeout = timeout;
         self
     }
 }

@@ -14,16 +14,17 @@ pub(crate) enum RepoError {
     Corrupt(String),
 }
 
-/// MySQL / MariaDB error codes that may clear when the same statement runs again.
-const RETRYABLE_CODES: &[&str] = &[
-    "1205", // ER_LOCK_WAIT_TIMEOUT
-    "1213", // ER_LOCK_DEADLOCK
-    "1040", // ER_CON_COUNT_ERROR: too many connections
-    "1053", // ER_SERVER_SHUTDOWN
-    "2006", // CR_SERVER_GONE_ERROR
-    "2013", // CR_SERVER_LOST
-    "1927", // MariaDB ER_CONNECTION_KILLED
-    "4031", // MySQL 8 ER_CLIENT_INTERACTION_TIMEOUT
+/// MySQL / MariaDB error numbers that may clear when the same statement runs again. (The
+/// number, not `DatabaseError::code`: that is the SQLSTATE, `HY000` for most of these.)
+const RETRYABLE_NUMBERS: &[u16] = &[
+    1205, // ER_LOCK_WAIT_TIMEOUT
+    1213, // ER_LOCK_DEADLOCK
+    1040, // ER_CON_COUNT_ERROR: too many connections
+    1053, // ER_SERVER_SHUTDOWN
+    2006, // CR_SERVER_GONE_ERROR
+    2013, // CR_SERVER_LOST
+    1927, // MariaDB ER_CONNECTION_KILLED
+    4031, // MySQL 8 ER_CLIENT_INTERACTION_TIMEOUT
 ];
 
 impl RepoError {
@@ -33,12 +34,15 @@ impl RepoError {
 
     /// A deadlock: InnoDB rolled the statement back, so running it again is safe.
     pub(crate) fn is_deadlock(&self) -> bool {
-        self.code().as_deref() == Some("1213")
+        self.number() == Some(1213)
     }
 
-    fn code(&self) -> Option<String> {
+    /// The server's error number.
+    fn number(&self) -> Option<u16> {
         match self {
-            Self::Sql(sqlx::Error::Database(err)) => err.code().map(|code| code.into_owned()),
+            Self::Sql(sqlx::Error::Database(err)) => err
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(sqlx::mysql::MySqlDatabaseError::number),
             _ => None,
         }
     }
@@ -52,8 +56,8 @@ impl RepoError {
                 | sqlx::Error::WorkerCrashed
                 | sqlx::Error::Protocol(_) => true,
                 sqlx::Error::Database(_) => self
-                    .code()
-                    .is_some_and(|code| RETRYABLE_CODES.contains(&code.as_str())),
+                    .number()
+                    .is_some_and(|number| RETRYABLE_NUMBERS.contains(&number)),
                 _ => false,
             },
             Self::Migrate(_) | Self::Corrupt(_) => false,

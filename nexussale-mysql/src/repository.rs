@@ -140,19 +140,21 @@ impl MySqlOrderRepository {
     /// Connects a pool with `config`. Fails when the database cannot be reached.
     pub async fn connect_with(url: &str, config: MySqlConfig) -> Result<Self> {
         let options: MySqlConnectOptions = url.parse().map_err(RepoError::from)?;
+        let lock_wait_secs = config.lock_wait_timeout.as_secs().max(1);
         let pool = MySqlPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(config.idle_timeout)
             .max_lifetime(config.max_lifetime)
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
                 Box::pin(async move {
                     // Whatever the server's default: a value that does not fit its column fails
                     // the statement instead of being cut short.
-                    sqlx::query(
-                        "SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES')",
-                    )
+                    sqlx::query(&format!(
+                        "SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES'), \
+                         innodb_lock_wait_timeout = {lock_wait_secs}"
+                    ))
                     .execute(conn)
                     .await
                     .map(drop)

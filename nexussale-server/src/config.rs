@@ -55,6 +55,17 @@ pub struct Config {
     )]
     pub kafka_group: String,
 
+    /// Any librdkafka property for the producer and consumer, `KEY=VALUE` (`security.protocol`,
+    /// `sasl.username`, `session.timeout.ms`, ...). Repeat the flag for several; the environment
+    /// twin is comma-separated. Values are never logged.
+    #[arg(
+        long = "kafka-option",
+        env = "NEXUSSALE_KAFKA_OPTIONS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub kafka_options: Vec<KafkaOption>,
+
     /// MySQL / MariaDB for orders and sale definitions (`mysql://user[:password]@host:port/db`);
     /// the schema is migrated at start-up. Unset: orders in process memory.
     #[arg(long, env = "NEXUSSALE_DATABASE_URL")]
@@ -108,6 +119,38 @@ pub(crate) fn redact(url: &str) -> String {
             None => format!("{scheme}://***@{host}"),
         },
         None => url.to_owned(),
+    }
+}
+
+/// A `KEY=VALUE` librdkafka property.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaOption {
+    /// The property's name.
+    pub key: String,
+    /// Its value (may be a secret: not shown by `Debug`).
+    pub value: String,
+}
+
+impl std::fmt::Debug for KafkaOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}=***", self.key)
+    }
+}
+
+impl FromStr for KafkaOption {
+    type Err = String;
+
+    fn from_str(option: &str) -> Result<Self, Self::Err> {
+        match option.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok(Self {
+                key: key.trim().to_owned(),
+                value: value.to_owned(),
+            }),
+            _ => Err(format!(
+                "`{}` is not KEY=VALUE",
+                option.split('=').next().unwrap_or_default()
+            )),
+        }
     }
 }
 
@@ -214,5 +257,23 @@ mod tests {
         assert_eq!(config.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
         assert_eq!(config.redis_shards, 4);
         assert!(Config::try_parse_from(["nexussale-server", "--redis-shards", "0"]).is_err());
+    }
+
+    #[test]
+    fn kafka_options_parse_and_hide_their_values() {
+        let config = Config::try_parse_from([
+            "nexussale-server",
+            "--kafka-option",
+            "sasl.password=s3cret=x",
+            "--kafka-option",
+            "session.timeout.ms=6000",
+        ])
+        .unwrap();
+        assert_eq!(config.kafka_options[0].key, "sasl.password");
+        assert_eq!(config.kafka_options[0].value, "s3cret=x");
+        assert_eq!(config.kafka_options[1].value, "6000");
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let refused = Config::try_parse_from(["nexussale-server", "--kafka-option", "s3cret"]);
+        assert!(refused.is_err());
     }
 }

@@ -41,7 +41,7 @@ use hyper::service::Service;
 use nexussale_core::FlashSale;
 
 pub use body::{MAX_BODY_BYTES, Response};
-pub use config::{Config, SaleSpec};
+pub use config::{Config, KafkaOption, SaleSpec};
 pub use error::{ApiError, ERROR_CODES};
 pub use ratelimit::RateLimiter;
 pub use routes::openapi;

@@ -147,6 +147,16 @@ where
     Some(Arc::new(move || Box::pin(check(Arc::clone(&backend)))))
 }
 
+/// Names the address a start-up connection failed on (the URL without its password): the
+/// driver's own error often does not.
+fn failed_at(
+    backend: &'static str,
+    url: &str,
+) -> impl FnOnce(nexussale_core::Error) -> nexussale_core::Error {
+    let url = redact(url);
+    move |err| nexussale_core::Error::permanent(backend, format!("{url}: {err}"))
+}
+
 /// The stock store the configuration asks for: Redis when a URL is set, else process memory.
 async fn stock_store(config: &Config) -> nexussale_core::Result<Backend<DynStockStore>> {
     let Some(url) = &config.redis_url else {
@@ -156,8 +166,12 @@ async fn stock_store(config: &Config) -> nexussale_core::Result<Backend<DynStock
     let redis = RedisConfig::default()
         .prefix(config.redis_prefix.clone())
         .stock_shards(usize::from(config.redis_shards));
-    let store = Arc::new(RedisStockStore::connect_with(url, redis).await?);
-    store.ping().await?;
+    let store = Arc::new(
+        RedisStockStore::connect_with(url, redis)
+            .await
+            .map_err(failed_at("redis", url))?,
+    );
+    store.ping().await.map_err(failed_at("redis", url))?;
     info!(url = %redact(url), prefix = %config.redis_prefix, shards = config.redis_shards, "stock: redis");
     let ready = probe(&store, |store| async move { store.ping().await });
     Ok((store, ready))
@@ -170,10 +184,17 @@ async fn order_queue(config: &Config) -> nexussale_core::Result<Backend<DynOrder
         info!("order queue: in-process");
         return Ok((Arc::new(MemoryOrderQueue::new()), None));
     };
-    let kafka = KafkaConfig::new(brokers.clone())
-        .topic(config.kafka_topic.clone())
-        .group_id(config.kafka_group.clone());
-    let queue = Arc::new(KafkaOrderQueue::connect(kafka).await?);
+    let kafka = config.kafka_options.iter().fold(
+        KafkaConfig::new(brokers.clone())
+            .topic(config.kafka_topic.clone())
+            .group_id(config.kafka_group.clone()),
+        |kafka, option| kafka.set(option.key.clone(), option.value.clone()),
+    );
+    let queue = Arc::new(
+        KafkaOrderQueue::connect(kafka)
+            .await
+            .map_err(failed_at("kafka", brokers))?,
+    );
     if let Err(err) = queue.ensure_topics().await {
         // The topics may exist already, or be created by the cluster's operators.
         warn!(error = %err, "could not create the kafka topics; using them as they are");
@@ -190,8 +211,15 @@ async fn order_repository(config: &Config) -> nexussale_core::Result<Backend<Dyn
         info!("orders: in-memory");
         return Ok((Arc::new(MemoryOrderRepository::new()), None));
     };
-    let repository = Arc::new(MySqlOrderRepository::connect(url).await?);
-    repository.migrate().await?;
+    let repository = Arc::new(
+        MySqlOrderRepository::connect(url)
+            .await
+            .map_err(failed_at("mysql", url))?,
+    );
+    repository
+        .migrate()
+        .await
+        .map_err(failed_at("mysql", url))?;
     info!(url = %redact(url), "orders: mysql (schema migrated)");
     let ready = probe(
         &repository,

@@ -358,7 +358,7 @@ async fn a_sale_created_again_over_an_emptied_store_is_rebuilt_not_restarted() {
     redis.cli(&["FLUSHALL"]);
 
     // A new process: as the server does with `--sale again=5` at start-up.
-    let (app, _engine, stop) = serve(&redis, Arc::new(repository.clone())).await;
+    let (app, engine, stop) = serve(&redis, Arc::new(repository.clone())).await;
     let (status, body) = call(&app, Method::POST, "/v1/sales", Some(definition)).await;
     assert_eq!(
         (status, &body["error"]),
@@ -367,6 +367,28 @@ async fn a_sale_created_again_over_an_emptied_store_is_rebuilt_not_restarted() {
     let ((status, body), _) = buy_through_rebuild(&app, "again", "u9").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["remaining"], 1);
+    persisted(&engine, "again", 4).await;
+    stop.cancel();
+
+    // Emptied again, and a process that never heard of the sale is asked for it: it finds the
+    // sale in MySQL and rebuilds it too, rather than answering 404.
+    redis.cli(&["FLUSHALL"]);
+    let (app, _engine, stop) = serve(&redis, Arc::new(repository.clone())).await;
+    let ((status, body), refused) = buy_through_rebuild(&app, "again", "u10").await;
+    assert!(refused >= 1);
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["remaining"], 0);
+    let (status, body) = buy(&app, "again", "u11").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::CONFLICT, &json!("sold_out"))
+    );
+    // A sale that exists nowhere is still unknown.
+    let (status, body) = buy(&app, "never", "u1").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::NOT_FOUND, &json!("unknown_sale"))
+    );
     stop.cancel();
     drop_database(&repository, &database).await;
 }

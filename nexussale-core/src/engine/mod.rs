@@ -8,6 +8,7 @@ mod sales;
 mod sweeper;
 mod worker;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use crate::queue::DynOrderQueue;
 use crate::repository::DynOrderRepository;
+use crate::sale::Sku;
 use crate::stock::DynStockStore;
 
 pub use purchase::{PurchaseOutcome, PurchaseRequest, Receipt};
@@ -92,6 +94,9 @@ struct Inner {
     /// purchase, written once per sale: copy-on-write, so readers take no lock.
     sales: ArcSwap<SaleCache>,
     sales_writer: Mutex<()>,
+    /// Skus neither the store nor the repository knew, until when (Unix milliseconds): a flood
+    /// of purchases for a sale that does not exist costs one repository read a second.
+    unknown: Mutex<HashMap<Sku, i64>>,
 }
 
 impl FlashSale {
@@ -106,6 +111,7 @@ impl FlashSale {
                 config: EngineConfig::default(),
                 sales: ArcSwap::default(),
                 sales_writer: Mutex::new(()),
+                unknown: Mutex::default(),
             }),
         }
     }
@@ -138,6 +144,7 @@ impl FlashSale {
             config: shared.config.clone(),
             sales: ArcSwap::new(shared.sales.load_full()),
             sales_writer: Mutex::new(()),
+            unknown: Mutex::default(),
         });
         let mut inner = inner;
         change(&mut inner);

@@ -10,6 +10,9 @@ use super::FlashSale;
 use crate::error::{Error, Result};
 use crate::sale::{Sale, SaleState, Sku, StockSnapshot};
 
+/// How many unknown skus are remembered at most (see `Inner::unknown`).
+const UNKNOWN_REMEMBERED: usize = 10_000;
+
 /// Sale definitions by sku (foldhash: the lookup is on every purchase).
 pub(super) type SaleCache = HashMap<Sku, Arc<SaleEntry>, foldhash::fast::RandomState>;
 
@@ -137,17 +140,47 @@ impl FlashSale {
         let mut sales = SaleCache::clone(&cached);
         sales.insert(entry.sale.sku.clone(), Arc::clone(&entry));
         self.inner.sales.store(Arc::new(sales));
+        self.inner.unknown.lock().remove(&entry.sale.sku);
         entry
     }
 
-    /// The cached definition, loaded from the stock store on first use.
+    /// The cached definition, loaded from the stock store on first use. A sale the store does
+    /// not know but the repository does was lost by the store: it is rebuilt (and the answer
+    /// meanwhile is a retryable error).
     pub(super) async fn sale_entry(&self, sku: &Sku) -> Result<Arc<SaleEntry>> {
         if let Some(entry) = self.inner.sales.load().get(sku) {
             return Ok(Arc::clone(entry));
         }
-        match self.inner.stock.sale(sku).await? {
-            Some(sale) => Ok(self.cache(sale)),
-            None => Err(Error::UnknownSale(sku.clone())),
+        if let Some(sale) = self.inner.stock.sale(sku).await? {
+            return Ok(self.cache(sale));
+        }
+        let now_ms = self.now().timestamp_millis();
+        if self
+            .inner
+            .unknown
+            .lock()
+            .get(sku)
+            .is_some_and(|&until| now_ms < until)
+        {
+            return Err(Error::UnknownSale(sku.clone()));
+        }
+        let stored = self.inner.repository.sales().await?;
+        match stored.into_iter().find(|sale| sale.sku == *sku) {
+            Some(sale) => {
+                self.cache(sale);
+                Err(self.store_lost(sku))
+            }
+            None => {
+                let mut unknown = self.inner.unknown.lock();
+                if unknown.len() >= UNKNOWN_REMEMBERED {
+                    unknown.retain(|_, &mut until| now_ms < until);
+                    if unknown.len() >= UNKNOWN_REMEMBERED {
+                        unknown.clear();
+                    }
+                }
+                unknown.insert(sku.clone(), now_ms + 1000);
+                Err(Error::UnknownSale(sku.clone()))
+            }
         }
     }
 

@@ -33,6 +33,7 @@
 
 pub mod bench;
 pub mod engine;
+pub mod proxy;
 pub mod queue;
 pub mod repository;
 pub mod services;

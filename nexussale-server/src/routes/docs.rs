@@ -105,6 +105,17 @@ impl Modify for CommonAnswers {
                         .into()
                     });
                 }
+                // A path or query parameter can be invalid too (an over-long sku, a malformed
+                // order id, a bad page size).
+                let has_parameters = operation
+                    .parameters
+                    .as_ref()
+                    .is_some_and(|parameters| !parameters.is_empty());
+                if has_parameters {
+                    responses.entry("400".into()).or_insert_with(|| {
+                        error("`invalid_request`: a path or query parameter is invalid.").into()
+                    });
+                }
                 responses.entry("500".into()).or_insert_with(|| {
                     error("`unavailable`: a backend failed; the request was not completed.").into()
                 });
