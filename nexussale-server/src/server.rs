@@ -184,10 +184,14 @@ async fn order_queue(config: &Config) -> nexussale_core::Result<Backend<DynOrder
         info!("order queue: in-process");
         return Ok((Arc::new(MemoryOrderQueue::new()), None));
     };
+    // A publish must give up before the request does: then the purchase is refused cleanly
+    // (503, units returned) instead of being cut off while the event may still be delivered.
+    let delivery = Duration::from_secs(config.request_timeout_secs.max(1)).mul_f64(0.8);
     let kafka = config.kafka_options.iter().fold(
         KafkaConfig::new(brokers.clone())
             .topic(config.kafka_topic.clone())
-            .group_id(config.kafka_group.clone()),
+            .group_id(config.kafka_group.clone())
+            .delivery_timeout(delivery.min(Duration::from_secs(10))),
         |kafka, option| kafka.set(option.key.clone(), option.value.clone()),
     );
     let queue = Arc::new(

@@ -142,3 +142,56 @@ async fn no_broker_means_503_with_retry_after_never_an_undurable_202() {
     let view = engine.sale(&sku).await.unwrap();
     assert_eq!(view.snapshot.reserved, accepted.len() as u64);
 }
+
+/// The server binary with its default timings scaled down (`--request-timeout-secs 2`): with
+/// every broker down, the publish gives up before the request does, so the answer is the
+/// publish's clean refusal (units returned), not a request cut off while its event might still
+/// be delivered later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_gives_up_on_kafka_before_the_request_times_out() {
+    let host = MockHost::start();
+    let topic = nexussale_core::testkit::unique_name("orders-");
+    host.create_topic(&topic, 1);
+    host.create_topic(&format!("{topic}.dlq"), 1);
+    let (server, address) = common::start_server(&[
+        "--kafka-brokers",
+        host.bootstrap(),
+        "--kafka-topic",
+        &topic,
+        "--request-timeout-secs",
+        "2",
+    ]);
+    let http = common::client();
+    let purchase = format!("http://{address}/v1/sales/ps5/purchase");
+    let (status, body) =
+        common::send(&http, Method::POST, &purchase, Some(json!({"user": "a"}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    for broker in 1..=3 {
+        host.broker_down(broker);
+    }
+    let started = Instant::now();
+    let (status, body) =
+        common::send(&http, Method::POST, &purchase, Some(json!({"user": "b"}))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        body["message"], "a backend is unavailable; retry shortly",
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, sale) = common::send(
+        &http,
+        Method::GET,
+        &format!("http://{address}/v1/sales/ps5"),
+        None,
+    )
+    .await;
+    assert_eq!(sale["reserved"], 1, "{sale}");
+    for broker in 1..=3 {
+        host.broker_up(broker);
+    }
+    common::stop(server);
+}

@@ -80,9 +80,36 @@ pub(crate) async fn send(
     (status, serde_json::from_slice(&bytes).unwrap())
 }
 
+/// A server process started by a test; killed when dropped, so a failing test leaves none behind.
+pub(crate) struct Server(Option<Child>);
+
+impl Server {
+    /// The process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Starts `nexussale-server --listen 127.0.0.1:0 --sale ps5=100 <extra>` and answers it with its
 /// address, read from its "listening" log line.
-pub(crate) fn start_server(extra: &[&str]) -> (Child, String) {
+pub(crate) fn start_server(extra: &[&str]) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
         .args(["--listen", "127.0.0.1:0", "--sale", "ps5=100"])
         .args(extra)
@@ -116,11 +143,12 @@ pub(crate) fn start_server(extra: &[&str]) -> (Child, String) {
             }
         }
     });
-    (child, address)
+    (Server(Some(child)), address)
 }
 
 /// SIGTERM, then a clean exit within 15 s.
-pub(crate) fn stop(mut server: Child) {
+pub(crate) fn stop(mut server: Server) {
+    let mut server = server.0.take().expect("a running server");
     let status = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
