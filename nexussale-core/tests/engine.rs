@@ -526,3 +526,139 @@ async fn pay_of_a_lapsed_reservation_is_a_conflict_and_settles_the_order() {
         Err(Error::OrderNotFound(_))
     ));
 }
+
+/// A stock store that can lose everything at once, as a Redis without persistence does when it
+/// restarts: `empty()` swaps in a fresh in-memory store.
+#[derive(Debug, Default)]
+struct Amnesiac {
+    current: parking_lot::Mutex<Arc<MemoryStockStore>>,
+}
+
+impl Amnesiac {
+    fn store(&self) -> Arc<MemoryStockStore> {
+        self.current.lock().clone()
+    }
+
+    fn empty(&self) {
+        *self.current.lock() = Arc::new(MemoryStockStore::new());
+    }
+}
+
+#[async_trait::async_trait]
+impl StockStore for Amnesiac {
+    async fn create_sale(&self, sale: &Sale) -> nexussale_core::Result<bool> {
+        self.store().create_sale(sale).await
+    }
+    async fn sale(&self, sku: &Sku) -> nexussale_core::Result<Option<Sale>> {
+        self.store().sale(sku).await
+    }
+    async fn sales(&self) -> nexussale_core::Result<Vec<Sale>> {
+        self.store().sales().await
+    }
+    async fn reserve(&self, request: &ReserveRequest) -> nexussale_core::Result<ReserveOutcome> {
+        self.store().reserve(request).await
+    }
+    async fn reservation(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+    ) -> nexussale_core::Result<Option<nexussale_core::Reservation>> {
+        self.store().reservation(sku, order_id).await
+    }
+    async fn confirm(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+    ) -> nexussale_core::Result<nexussale_core::ConfirmOutcome> {
+        self.store().confirm(sku, order_id).await
+    }
+    async fn release(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        reason: nexussale_core::ReleaseReason,
+    ) -> nexussale_core::Result<nexussale_core::ReleaseOutcome> {
+        self.store().release(sku, order_id, reason).await
+    }
+    async fn expired(
+        &self,
+        sku: &Sku,
+        now: chrono::DateTime<Utc>,
+        limit: usize,
+    ) -> nexussale_core::Result<Vec<nexussale_core::Reservation>> {
+        self.store().expired(sku, now, limit).await
+    }
+    async fn snapshot(&self, sku: &Sku) -> nexussale_core::Result<nexussale_core::StockSnapshot> {
+        self.store().snapshot(sku).await
+    }
+    async fn restore(
+        &self,
+        sale: &Sale,
+        orders: &[nexussale_core::Order],
+    ) -> nexussale_core::Result<()> {
+        self.store().restore(sale, orders).await
+    }
+}
+
+/// The store forgets the sale: every call on it is refused as retryable until the engine has
+/// rebuilt it from the repository, after which exactly the units left sell, the buyers keep
+/// their limits and their orders can be paid.
+#[tokio::test]
+async fn a_store_that_lost_a_sale_is_rebuilt_from_the_repository() {
+    let stock = Arc::new(Amnesiac::default());
+    let queue = Arc::new(MemoryOrderQueue::new());
+    let repository = Arc::new(MemoryOrderRepository::new());
+    let mut config = EngineConfig::default();
+    config.store_rebuild_settle = Duration::from_millis(20);
+    let engine = FlashSale::new(stock.clone(), queue, repository).with_config(config);
+    let sale = sku("amnesia");
+    engine
+        .create_sale(Sale::new(sale.clone(), 5))
+        .await
+        .unwrap();
+    let mut first = None;
+    for user in ["ann", "bob", "cat"] {
+        let outcome = engine.purchase(buy(&sale, user)).await.unwrap();
+        let PurchaseOutcome::Accepted(receipt) = outcome else {
+            panic!("{outcome:?}")
+        };
+        first.get_or_insert(receipt.order.id);
+    }
+    engine.drain().await.unwrap();
+
+    stock.empty();
+    let refused = engine.purchase(buy(&sale, "dan")).await.unwrap_err();
+    assert!(refused.is_retryable(), "{refused:?}");
+    // Creating it again does not start it afresh.
+    let again = engine.create_sale(Sale::new(sale.clone(), 5)).await;
+    assert!(matches!(again, Err(Error::SaleExists(_))), "{again:?}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let outcome = loop {
+        match engine.purchase(buy(&sale, "dan")).await {
+            Ok(outcome) => break outcome,
+            Err(err) => assert!(err.is_retryable(), "{err:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "never rebuilt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        matches!(&outcome, PurchaseOutcome::Accepted(r) if r.remaining == Some(1)),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        engine.purchase(buy(&sale, "ann")).await.unwrap(),
+        PurchaseOutcome::LimitExceeded { limit: 1 }
+    );
+    engine.pay(first.unwrap()).await.unwrap();
+    engine.drain().await.unwrap();
+    let report = engine.reconcile(&sale, false).await.unwrap();
+    assert!(report.in_sync(), "{report:?}");
+    assert_eq!(
+        (
+            report.repository.paid.units,
+            report.repository.pending.units
+        ),
+        (1, 3)
+    );
+}
