@@ -186,7 +186,12 @@ async fn order_queue(config: &Config) -> nexussale_core::Result<Backend<DynOrder
     };
     // A publish must give up before the request does: then the purchase is refused cleanly
     // (503, units returned) instead of being cut off while the event may still be delivered.
-    let delivery = Duration::from_secs(config.request_timeout_secs.max(1)).mul_f64(0.8);
+    // librdkafka notices a timed-out message up to a second late (it scans once a second), so
+    // the margin is 1.5 s (at most half the request's time).
+    let request = Duration::from_secs(config.request_timeout_secs.max(1));
+    let delivery = request
+        .saturating_sub(Duration::from_millis(1500))
+        .max(request / 2);
     let kafka = config.kafka_options.iter().fold(
         KafkaConfig::new(brokers.clone())
             .topic(config.kafka_topic.clone())
