@@ -9,13 +9,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{client, send, start_server, stop};
+use common::{client, drop_database, fresh_database, send, start_server, stop};
 use http::{Method, StatusCode};
 use nexussale_core::StockStore;
-use nexussale_core::testkit::services::{database_url, redis_url, unavailable};
+use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
 use nexussale_kafka::testkit::MockHost;
-use nexussale_mysql::sqlx::{self, Connection};
+use nexussale_mysql::sqlx;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -98,10 +98,7 @@ async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
     .await
     .unwrap();
     assert_eq!((orders, buyers), (100, 100));
-    sqlx::query(&format!("DROP DATABASE `{database}`"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    drop_database(&mut admin, &database).await;
     assert_eq!(stock.purge().await.unwrap(), 1);
 }
 
@@ -171,30 +168,7 @@ async fn sigterm_mid_burst_loses_no_accepted_order() {
         "{} purchases accepted before the stop, all persisted",
         accepted.len()
     );
-    sqlx::query(&format!("DROP DATABASE `{database}`"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-}
-
-/// A new, empty MySQL database: an admin connection, its name and its URL (`None`: skip, the
-/// database is unavailable).
-async fn fresh_database() -> Option<(sqlx::MySqlConnection, String, String)> {
-    let admin_url = database_url();
-    let mut admin = match sqlx::MySqlConnection::connect(&admin_url).await {
-        Ok(admin) => admin,
-        Err(err) => return unavailable("mysql", err),
-    };
-    let database = unique_name("nexussale_server_test_");
-    sqlx::query(&format!("CREATE DATABASE `{database}`"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let root = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(root, _)| root);
-    let url = format!("{root}/{database}");
-    Some((admin, database, url))
+    drop_database(&mut admin, &database).await;
 }
 
 async fn burst_then_sigterm(extra: &[&str]) {

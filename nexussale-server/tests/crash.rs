@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use common::{client, send, start_server, stop};
 use http::{Method, StatusCode};
-use nexussale_core::testkit::services::{database_url, redis_url, unavailable};
+use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
 use nexussale_kafka::testkit::MockHost;
-use nexussale_mysql::sqlx::{self, Connection};
+use nexussale_mysql::sqlx;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -39,17 +39,9 @@ async fn kill_9_mid_burst_then_restart_loses_nothing_and_the_counts_add_up() {
             Ok(store) if store.ping().await.is_ok() => store,
             _ => return unavailable::<()>("redis", &url).unwrap_or(()),
         };
-    let admin_url = database_url();
-    let mut admin = match sqlx::MySqlConnection::connect(&admin_url).await {
-        Ok(admin) => admin,
-        Err(err) => return unavailable::<()>("mysql", err).unwrap_or(()),
+    let Some((mut admin, database, db_url)) = common::fresh_database().await else {
+        return;
     };
-    let database = unique_name("nexussale_crash_");
-    sqlx::query(&format!("CREATE DATABASE `{database}`"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let db_url = format!("{}/{database}", admin_url.rsplit_once('/').unwrap().0);
     let kafka = MockHost::start();
     let topic = unique_name("orders-");
     kafka.create_topic(&topic, 4);
@@ -242,9 +234,6 @@ async fn kill_9_mid_burst_then_restart_loses_nothing_and_the_counts_add_up() {
     );
 
     stop(server);
-    sqlx::query(&format!("DROP DATABASE `{database}`"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    common::drop_database(&mut admin, &database).await;
     assert_eq!(store.purge().await.unwrap(), 2);
 }

@@ -12,9 +12,8 @@ use common::call;
 use http::{Method, StatusCode};
 use nexussale_core::FlashSale;
 use nexussale_core::memory::MemoryOrderQueue;
-use nexussale_core::testkit::services::{database_url, redis_url, unavailable};
+use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
-use nexussale_mysql::MySqlOrderRepository;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use nexussale_server::app;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -50,21 +49,9 @@ async fn metacharacters_in_every_field_round_trip_through_redis_and_mysql() {
             Ok(store) if store.ping().await.is_ok() => store,
             _ => return unavailable::<()>("redis", &url).unwrap_or(()),
         };
-    let admin_url = database_url();
-    let admin = match MySqlOrderRepository::connect(&admin_url).await {
-        Ok(admin) => admin,
-        Err(err) => return unavailable::<()>("mysql", err).unwrap_or(()),
+    let Some((repository, database)) = common::fresh_repository().await else {
+        return;
     };
-    let database = unique_name("nexussale_hostile_");
-    nexussale_mysql::sqlx::query(&format!("CREATE DATABASE `{database}`"))
-        .execute(admin.pool())
-        .await
-        .unwrap();
-    let root = admin_url.rsplit_once('/').unwrap().0;
-    let repository = MySqlOrderRepository::connect(&format!("{root}/{database}"))
-        .await
-        .unwrap();
-    repository.migrate().await.unwrap();
     let store = Arc::new(stock);
     let engine = FlashSale::new(
         store.clone(),
@@ -147,7 +134,7 @@ async fn metacharacters_in_every_field_round_trip_through_redis_and_mysql() {
         "SELECT table_name FROM information_schema.tables WHERE table_schema = '{database}' \
          ORDER BY table_name"
     ))
-    .fetch_all(admin.pool())
+    .fetch_all(repository.pool())
     .await
     .unwrap();
     let tables: Vec<&str> = tables.iter().map(|(name,)| name.as_str()).collect();
@@ -157,14 +144,11 @@ async fn metacharacters_in_every_field_round_trip_through_redis_and_mysql() {
     );
     let (sales,): (i64,) =
         nexussale_mysql::sqlx::query_as(&format!("SELECT COUNT(*) FROM `{database}`.sales"))
-            .fetch_one(admin.pool())
+            .fetch_one(repository.pool())
             .await
             .unwrap();
     assert_eq!(sales, HOSTILE.len() as i64);
 
-    nexussale_mysql::sqlx::query(&format!("DROP DATABASE `{database}`"))
-        .execute(admin.pool())
-        .await
-        .unwrap();
+    common::drop_database(repository.pool(), &database).await;
     assert_eq!(store.purge().await.unwrap(), HOSTILE.len());
 }

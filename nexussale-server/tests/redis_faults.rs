@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 use common::call;
 use http::{Method, StatusCode};
 use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository};
-use nexussale_core::testkit::services::{database_url, unavailable};
+use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::unique_name;
 use nexussale_core::{
     CancellationToken, DynOrderRepository, EngineConfig, FlashSale, OrderRepository, Sku,
 };
-use nexussale_mysql::MySqlOrderRepository;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use nexussale_server::{App, AppState, app_with};
 use serde_json::{Value, json};
@@ -154,35 +153,6 @@ async fn serve(
     (app_with(state), engine, stop)
 }
 
-/// A fresh MySQL repository in a database of its own (dropped by the caller), or `None`: skip.
-async fn mysql() -> Option<(MySqlOrderRepository, String)> {
-    let admin_url = database_url();
-    let admin = match MySqlOrderRepository::connect(&admin_url).await {
-        Ok(admin) => admin,
-        Err(err) => return unavailable("mysql", err),
-    };
-    let database = unique_name("nexussale_faults_");
-    nexussale_mysql::sqlx::query(&format!("CREATE DATABASE `{database}`"))
-        .execute(admin.pool())
-        .await
-        .unwrap();
-    let root = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(root, _)| root);
-    let repository = MySqlOrderRepository::connect(&format!("{root}/{database}"))
-        .await
-        .unwrap();
-    repository.migrate().await.unwrap();
-    Some((repository, database))
-}
-
-async fn drop_database(repository: &MySqlOrderRepository, database: &str) {
-    nexussale_mysql::sqlx::query(&format!("DROP DATABASE `{database}`"))
-        .execute(repository.pool())
-        .await
-        .unwrap();
-}
-
 async fn buy(app: &App, sku: &str, user: &str) -> (StatusCode, Value) {
     call(
         app,
@@ -249,7 +219,7 @@ async fn lost_store_is_rebuilt(lose: impl FnOnce(&mut Redis)) {
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let Some((repository, database)) = mysql().await else {
+    let Some((repository, database)) = common::fresh_repository().await else {
         return;
     };
     let (app, engine, stop) = serve(&redis, Arc::new(repository.clone())).await;
@@ -317,7 +287,7 @@ async fn lost_store_is_rebuilt(lose: impl FnOnce(&mut Redis)) {
         (10, 40)
     );
     stop.cancel();
-    drop_database(&repository, &database).await;
+    common::drop_database(repository.pool(), &database).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +310,7 @@ async fn a_sale_created_again_over_an_emptied_store_is_rebuilt_not_restarted() {
     let Some(redis) = Redis::start() else {
         return;
     };
-    let Some((repository, database)) = mysql().await else {
+    let Some((repository, database)) = common::fresh_repository().await else {
         return;
     };
     let (app, engine, stop) = serve(&redis, Arc::new(repository.clone())).await;
@@ -390,7 +360,7 @@ async fn a_sale_created_again_over_an_emptied_store_is_rebuilt_not_restarted() {
         (StatusCode::NOT_FOUND, &json!("unknown_sale"))
     );
     stop.cancel();
-    drop_database(&repository, &database).await;
+    common::drop_database(repository.pool(), &database).await;
 }
 
 /// Redis cuts every client connection, again and again, during a burst of 6,000 buyers for

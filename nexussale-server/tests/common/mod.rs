@@ -8,6 +8,10 @@ use hyper::service::Service;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use nexussale_core::testkit::services::{database_url, unavailable};
+use nexussale_core::testkit::unique_name;
+use nexussale_mysql::MySqlOrderRepository;
+use nexussale_mysql::sqlx::{self, Connection};
 use nexussale_server::App;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -166,4 +170,45 @@ pub(crate) fn stop(mut server: Server) {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "server exited with {exit}");
+}
+
+/// A new, empty MySQL database: an admin connection, its name and its URL (`None`: skip, the
+/// database is unavailable).
+pub(crate) async fn fresh_database() -> Option<(sqlx::MySqlConnection, String, String)> {
+    let admin_url = database_url();
+    let mut admin = match sqlx::MySqlConnection::connect(&admin_url).await {
+        Ok(admin) => admin,
+        Err(err) => return unavailable("mysql", err),
+    };
+    let database = unique_name("nexussale_server_test_");
+    sqlx::query(&format!("CREATE DATABASE `{database}`"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let root = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(root, _)| root);
+    let url = format!("{root}/{database}");
+    Some((admin, database, url))
+}
+
+/// A migrated repository on a new, empty database (the database's name with it, for
+/// [`drop_database`]), or `None`: skip, the database is unavailable.
+pub(crate) async fn fresh_repository() -> Option<(MySqlOrderRepository, String)> {
+    let (admin, database, url) = fresh_database().await?;
+    let _ = admin.close().await;
+    let repository = MySqlOrderRepository::connect(&url).await.unwrap();
+    repository.migrate().await.unwrap();
+    Some((repository, database))
+}
+
+/// Drops a database [`fresh_database`] made, through any connection or pool.
+pub(crate) async fn drop_database<'c, E>(executor: E, database: &str)
+where
+    E: sqlx::Executor<'c, Database = sqlx::MySql>,
+{
+    sqlx::query(&format!("DROP DATABASE `{database}`"))
+        .execute(executor)
+        .await
+        .unwrap();
 }
