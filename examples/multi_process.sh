@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Front ends and workers as separate processes over shared Redis, Kafka and MySQL:
-#   - two front ends (`--no-worker`) take purchases on ports 3101 and 3102;
-#   - one worker process (port 3100) persists the orders from Kafka into MySQL and runs the
+#   - two front ends (`--no-worker`) take purchases;
+#   - one worker process persists the orders from Kafka into MySQL and runs the
 #     expiry sweeper.
 # Any front end can be added or removed while the sale runs; more workers share the partitions.
 #
@@ -27,7 +27,9 @@ prefix="multi-process-$run"
 sku="demo-$run"
 
 cargo build -q -p nexussale-server -p nexussale-examples --example mock_kafka
-server=target/debug/nexussale-server
+# Wherever cargo puts its builds (CARGO_TARGET_DIR, a config file, or ./target).
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+server=$target/debug/nexussale-server
 pids=()
 cleanup() {
     # Servers first, the mock broker last (the servers would log its absence).
@@ -44,30 +46,40 @@ trap cleanup EXIT
 
 brokers=${NEXUSSALE_KAFKA_BROKERS:-}
 if [ -z "$brokers" ]; then
-    # The mock lives while this script holds its stdin open.
-    coproc MOCK { target/debug/examples/mock_kafka "$topic"; }
+    # The mock runs until it is killed (by cleanup); its first line is its address.
+    coproc MOCK { exec "$target/debug/examples/mock_kafka" --listen 127.0.0.1:0 "$topic"; }
     pids+=("$MOCK_PID")
     read -r brokers <&"${MOCK[0]}"
     echo "kafka: mock cluster at $brokers"
 fi
 
+# Three free ports (the kernel picks them), so the walkthrough runs beside anything else.
+read -r worker_port front_a front_b < <(python3 -c '
+import socket
+sockets = [socket.socket() for _ in range(3)]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in sockets))')
+
 common=(--redis-url "$redis" --redis-prefix "$prefix" --database-url "$mysql"
         --kafka-brokers "$brokers" --kafka-topic "$topic" --sale "$sku=50")
-RUST_LOG=error "$server" --listen 127.0.0.1:3100 "${common[@]}" & pids+=($!)
-RUST_LOG=error "$server" --listen 127.0.0.1:3101 --no-worker "${common[@]}" & pids+=($!)
-RUST_LOG=error "$server" --listen 127.0.0.1:3102 --no-worker "${common[@]}" & pids+=($!)
-for port in 3100 3101 3102; do
-    for _ in $(seq 100); do
-        curl -fs "http://127.0.0.1:$port/ready" > /dev/null && break
+RUST_LOG=error "$server" --listen "127.0.0.1:$worker_port" "${common[@]}" & pids+=($!)
+RUST_LOG=error "$server" --listen "127.0.0.1:$front_a" --no-worker "${common[@]}" & pids+=($!)
+RUST_LOG=error "$server" --listen "127.0.0.1:$front_b" --no-worker "${common[@]}" & pids+=($!)
+for port in "$worker_port" "$front_a" "$front_b"; do
+    ready=no
+    for _ in $(seq 300); do
+        if curl -fs "http://127.0.0.1:$port/ready" > /dev/null; then ready=yes; break; fi
         sleep 0.1
     done
+    [ "$ready" = yes ] || { echo "FAILED: the server on port $port was not ready within 30 s"; exit 1; }
 done
-echo "three processes ready: worker on 3100, front ends on 3101 and 3102"
+echo "three processes ready: worker on $worker_port, front ends on $front_a and $front_b"
 
 # 200 buyers for 50 units, spread over both front ends.
 accepted=0
 for i in $(seq 200); do
-    port=$((3101 + i % 2))
+    if ((i % 2)); then port=$front_a; else port=$front_b; fi
     status=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "http://127.0.0.1:$port/v1/sales/$sku/purchase" \
         -H 'content-type: application/json' -d "{\"user\":\"buyer-$i\"}")
     [ "$status" = 202 ] && accepted=$((accepted + 1))
@@ -78,7 +90,7 @@ echo "accepted: $accepted of 200 (stock 50)"
 # (The worker's first consumer-group join takes a few seconds.)
 persisted=0
 for _ in $(seq 300); do
-    persisted=$(curl -s "http://127.0.0.1:3102/v1/orders?sku=$sku&limit=1000" | grep -o '"id"' | wc -l || true)
+    persisted=$(curl -s "http://127.0.0.1:$front_b/v1/orders?sku=$sku&limit=1000" | grep -o '"id"' | wc -l || true)
     [ "$persisted" -ge "$accepted" ] && break
     sleep 0.1
 done

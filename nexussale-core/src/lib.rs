@@ -7,6 +7,7 @@ mod error;
 mod ident;
 pub mod memory;
 mod order;
+mod outage;
 mod queue;
 mod repository;
 mod reservation;
@@ -23,6 +24,7 @@ pub use engine::{
 pub use error::{BoxError, Error, Result};
 pub use ident::{IdempotencyKey, MAX_IDENT_LEN, Sku, UserId};
 pub use order::{MAX_REMARK_LEN, Order, OrderEvent, OrderId, OrderStatus, validate_remark};
+pub use outage::OutageLog;
 pub use queue::{Delivery, DeliveryTag, DynOrderQueue, OrderQueue};
 pub use repository::{
     DEFAULT_PAGE_SIZE, DynOrderRepository, MAX_PAGE_SIZE, OrderPage, OrderQuery, OrderRepository,

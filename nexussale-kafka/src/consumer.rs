@@ -14,9 +14,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
-use nexussale_core::{Delivery, DeliveryTag};
+use nexussale_core::{Delivery, DeliveryTag, OutageLog};
+use rdkafka::config::RDKafkaLogLevel;
 
 use crate::codec;
+use crate::context::{self, QuietContext};
 use crate::error::QueueError;
 
 /// How long a blocking consumer call (commit, seek) may take.
@@ -67,9 +69,18 @@ pub(crate) struct Tracker {
 pub(crate) struct GroupContext {
     tracker: Arc<Tracker>,
     topic: String,
+    outage: Arc<OutageLog>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        context::log(&self.outage, level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        context::report(&self.outage, &error, reason);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -113,7 +124,7 @@ pub(crate) struct GroupConsumer {
     tracker: Arc<Tracker>,
     topic: String,
     dead_letters: String,
-    producer: FutureProducer,
+    producer: FutureProducer<QuietContext>,
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -129,12 +140,14 @@ impl GroupConsumer {
         config: rdkafka::ClientConfig,
         topic: &str,
         dead_letters: String,
-        producer: FutureProducer,
+        producer: FutureProducer<QuietContext>,
+        outage: Arc<OutageLog>,
     ) -> Result<Self, QueueError> {
         let tracker = Arc::new(Tracker::default());
         let context = GroupContext {
             tracker: Arc::clone(&tracker),
             topic: topic.to_owned(),
+            outage,
         };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context)?;
         consumer.subscribe(&[topic])?;

@@ -3,6 +3,7 @@
 mod codec;
 mod config;
 mod consumer;
+mod context;
 mod error;
 mod queue;
 #[cfg(feature = "testkit")]

@@ -5,17 +5,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::OnceCell;
 use tracing::info;
 
-use nexussale_core::{Delivery, DeliveryTag, OrderEvent, OrderQueue, Result};
+use std::sync::Arc;
+
+use nexussale_core::{Delivery, DeliveryTag, OrderEvent, OrderQueue, OutageLog, Result};
 
 use crate::codec;
 use crate::config::KafkaConfig;
 use crate::consumer::GroupConsumer;
+use crate::context::QuietContext;
 use crate::error::QueueError;
 
 /// An [`OrderQueue`] on a Kafka topic.
@@ -41,8 +43,10 @@ use crate::error::QueueError;
 /// ```
 pub struct KafkaOrderQueue {
     config: KafkaConfig,
-    producer: FutureProducer,
+    producer: FutureProducer<QuietContext>,
     consumer: OnceCell<GroupConsumer>,
+    /// Shared by the producer's and the consumer's callbacks and the calls below.
+    outage: Arc<OutageLog>,
 }
 
 impl std::fmt::Debug for KafkaOrderQueue {
@@ -62,7 +66,10 @@ impl KafkaOrderQueue {
     /// A queue on `config`'s cluster. Creates the producer (connections open in the background);
     /// the consumer joins the group on the first `receive`.
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
-        let producer: FutureProducer = config
+        let context = QuietContext {
+            outage: Arc::new(OutageLog::new("kafka")),
+        };
+        let producer: FutureProducer<QuietContext> = config
             .client()
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -77,12 +84,13 @@ impl KafkaOrderQueue {
             // (less network and broker disk) for little CPU, and librdkafka carries it built in.
             .set("compression.type", "lz4")
             .with_extra(&config)
-            .create()
+            .create_with_context(context.clone())
             .map_err(QueueError::from)?;
         Ok(Self {
             config,
             producer,
             consumer: OnceCell::new(),
+            outage: context.outage,
         })
     }
 
@@ -115,11 +123,13 @@ impl KafkaOrderQueue {
         if !missing(&self.config.topic) && !missing(&dead_letters) {
             return Ok(());
         }
-        let admin: AdminClient<DefaultClientContext> = self
+        let admin: AdminClient<QuietContext> = self
             .config
             .client()
             .with_extra(&self.config)
-            .create()
+            .create_with_context(QuietContext {
+                outage: Arc::clone(&self.outage),
+            })
             .map_err(QueueError::from)?;
         let topics = [
             NewTopic::new(
@@ -168,6 +178,7 @@ impl KafkaOrderQueue {
         .await
         .map_err(|err| QueueError::Interrupted(err.to_string()))?
         .map_err(QueueError::from)?;
+        self.outage.success();
         Ok(())
     }
 
@@ -195,6 +206,7 @@ impl KafkaOrderQueue {
                     &self.config.topic,
                     self.config.dead_letter_topic_name(),
                     self.producer.clone(),
+                    Arc::clone(&self.outage),
                 )
             })
             .await?;
@@ -243,15 +255,22 @@ impl OrderQueue for KafkaOrderQueue {
             .send(record, self.config.queue_timeout)
             .await
             .map_err(|(err, _)| QueueError::Kafka(err))?;
+        self.outage.success();
         Ok(())
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
-        Ok(self.consumer().await?.receive(max, wait).await?)
+        let batch = self.consumer().await?.receive(max, wait).await?;
+        if !batch.is_empty() {
+            self.outage.success();
+        }
+        Ok(batch)
     }
 
     async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
-        Ok(self.consumer().await?.ack(tags).await?)
+        self.consumer().await?.ack(tags).await?;
+        self.outage.success();
+        Ok(())
     }
 
     async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {

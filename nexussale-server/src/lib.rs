@@ -25,6 +25,7 @@ mod routes;
 mod server;
 mod state;
 mod telemetry;
+mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -22,6 +22,7 @@ use crate::config::{Config, redact};
 use crate::metered::{MeteredQueue, MeteredRepository};
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Probe};
+use crate::wire::JsonParseErrors;
 use crate::{App, app_with};
 
 /// How long shutdown waits for in-flight requests.
@@ -92,7 +93,10 @@ pub async fn serve_with(
             .keep_alive(true)
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), app.for_peer(peer.ip()));
+            .serve_connection(
+                TokioIo::new(JsonParseErrors::new(stream)),
+                app.for_peer(peer.ip()),
+            );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -326,8 +330,11 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     } else {
         // The in-process queue dies with the process (and no other process can reach it, even
         // with --no-worker): persist what it still holds.
-        let persisted = engine.drain().await?;
-        info!(persisted, "stopped; every accepted order is persisted");
+        let drained = engine.drain().await?;
+        info!(
+            drained,
+            "stopped; every accepted order is persisted ({drained} still queued at shutdown were persisted just now)"
+        );
     }
     Ok(())
 }

@@ -115,3 +115,49 @@ async fn a_request_that_runs_out_of_time_gets_503_with_retry_after() {
     assert_eq!(body["error"], "unavailable");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// Requests hyper refuses before the service sees them still get the contract's JSON body.
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_a_json_refusal() {
+    let (address, _stop) = start(Limits::default()).await;
+    let long_path = format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(70_000));
+    let cases: [(&[u8], &str); 3] = [
+        // What `curl -XPOST 'localhost:3000/v1/orders/<id>/pay'` sends.
+        (
+            b"POST /v1/orders/<id>/pay HTTP/1.1\r\nhost: x\r\n\r\n",
+            "400",
+        ),
+        (b"GET /health HTTP/1.1\r\nbad header\r\n\r\n", "400"),
+        (long_path.as_bytes(), "414"),
+    ];
+    for (request, status) in cases {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut stream))
+            .await
+            .expect("the connection was not closed");
+        let (head, body) = answer.split_once("\r\n\r\n").expect(&answer);
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).expect(body);
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // The service's own refusals are untouched: one keep-alive connection, two answers.
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /v1/orders/nope HTTP/1.1\r\nhost: x\r\n\r\nGET /v1/orders/nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut stream).await;
+    assert_eq!(
+        answer.matches("HTTP/1.1 400 Bad Request").count(),
+        2,
+        "{answer}"
+    );
+    assert_eq!(
+        answer.matches("the order id must be a UUID").count(),
+        2,
+        "{answer}"
+    );
+}

@@ -1,11 +1,12 @@
 //! The expiry sweeper: returns the units of reservations whose TTL has passed.
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::FlashSale;
 use super::worker::Backoff;
 use crate::error::Result;
+use crate::outage::OutageLog;
 use crate::reservation::{ReleaseOutcome, ReleaseReason};
 
 /// What one sweep did.
@@ -63,6 +64,7 @@ impl FlashSale {
     pub async fn run_sweeper(&self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(self.inner.config.worker_max_backoff);
         let mut pause = self.inner.config.sweep_interval;
+        let outage = OutageLog::new("expiry sweeper");
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -71,11 +73,12 @@ impl FlashSale {
             pause = match self.sweep_expired().await {
                 Ok(_) => {
                     backoff.reset();
+                    outage.success();
                     self.inner.config.sweep_interval
                 }
                 Err(err) => {
                     let pause = backoff.next().max(self.inner.config.sweep_interval);
-                    warn!(error = %err, "expiry sweep failed; retrying");
+                    outage.failure(&format_args!("{err} (retrying with backoff)"));
                     pause
                 }
             };

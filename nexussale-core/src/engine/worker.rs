@@ -8,6 +8,7 @@ use tracing::{debug, warn};
 use super::FlashSale;
 use crate::error::Result;
 use crate::order::{Order, OrderEvent};
+use crate::outage::OutageLog;
 use crate::queue::DeliveryTag;
 
 impl FlashSale {
@@ -63,17 +64,23 @@ impl FlashSale {
     }
 
     /// Runs the order worker until `shutdown` is cancelled. A batch in progress is always
-    /// finished (persisted and acknowledged) before it returns. Failures are logged and retried
+    /// finished (persisted and acknowledged) before it returns. Failures are logged (once per
+    /// outage, see [`OutageLog`]) and retried
     /// with exponential backoff up to
     /// [`worker_max_backoff`](super::EngineConfig::worker_max_backoff).
     pub async fn run_worker(&self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(self.inner.config.worker_max_backoff);
+        // One line when the worker starts failing and one when it recovers, not one a retry.
+        let outage = OutageLog::new("order worker");
         while !shutdown.is_cancelled() {
             match self.process_batch().await {
-                Ok(_) => backoff.reset(),
+                Ok(_) => {
+                    backoff.reset();
+                    outage.success();
+                }
                 Err(err) => {
                     let pause = backoff.next();
-                    warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "order worker failed; retrying");
+                    outage.failure(&format_args!("{err} (retrying with backoff)"));
                     tokio::select! {
                         () = shutdown.cancelled() => {}
                         () = tokio::time::sleep(pause) => {}

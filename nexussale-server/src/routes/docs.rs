@@ -6,13 +6,16 @@ use std::sync::{Arc, LazyLock};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::Full;
+use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{health, legacy, orders, sales};
 use crate::body::{MAX_BODY_BYTES, Response};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ERROR_CODES, ErrorBody};
 
 /// The Swagger UI page; its assets sit beside it, where its relative links resolve.
 const UI_PAGE: &str = "/api-docs/";
@@ -122,8 +125,85 @@ impl Modify for CommonAnswers {
                 responses.entry("503".into()).or_insert_with(|| {
                     error("`unavailable`: a backend is unavailable or the request timed out; retry after `Retry-After` seconds.").into()
                 });
+                for response in responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        add_error_examples(response);
+                    }
+                }
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    optional_header_not_null(parameter);
+                }
             }
         }
+    }
+}
+
+/// A realistic sentence for each error code, for the examples Swagger UI shows.
+fn example_message(code: &str) -> &'static str {
+    match code {
+        "invalid_request" => {
+            "the request body is not valid JSON for this route: missing field `user`"
+        }
+        "payload_too_large" => "the request body exceeds 65536 bytes",
+        "unknown_sale" => "no sale exists for sku ps5",
+        "sale_exists" => "a sale already exists for sku ps5",
+        "sold_out" => "sale ps5 is sold out",
+        "limit_exceeded" => "sale ps5 allows at most 1 unit(s) per user",
+        "sale_not_active" => "sale ps5 is upcoming, not active",
+        "not_found" => "no order exists with id 0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b",
+        "conflict" => "order 0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b is paid, not pending",
+        "rate_limited" => "too many purchase requests from this user; try again shortly",
+        "unauthorized" => "this route needs `Authorization: Bearer <admin token>`",
+        _ => "a backend is unavailable; retry shortly",
+    }
+}
+
+/// Gives an error answer the example of its own code (the codes its description names in
+/// backticks), instead of the schema's first enum value for every status.
+fn add_error_examples(response: &mut utoipa::openapi::Response) {
+    let codes: Vec<&'static str> = response
+        .description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|word| ERROR_CODES.iter().copied().find(|code| *code == word))
+        .collect();
+    let Some(content) = response.content.get_mut("application/json") else {
+        return;
+    };
+    let example =
+        |code: &str| serde_json::json!({ "error": code, "message": example_message(code) });
+    match codes.as_slice() {
+        [] => {}
+        [code] => content.example = Some(example(code)),
+        codes => {
+            for code in codes {
+                let named = ExampleBuilder::new()
+                    .summary(*code)
+                    .value(Some(example(code)))
+                    .build();
+                content.examples.insert((*code).to_owned(), named.into());
+            }
+        }
+    }
+}
+
+/// utoipa writes an optional header's schema as "this type or null", which Swagger UI shows as
+/// `null`; a header that is absent is simply not sent, so its schema is the type alone.
+fn optional_header_not_null(parameter: &mut Parameter) {
+    if parameter.parameter_in != ParameterIn::Header {
+        return;
+    }
+    let Some(RefOr::T(Schema::OneOf(one_of))) = &parameter.schema else {
+        return;
+    };
+    let is_null = |item: &RefOr<Schema>| {
+        matches!(item, RefOr::T(Schema::Object(object))
+            if object.schema_type == SchemaType::Type(Type::Null))
+    };
+    let mut rest = one_of.items.iter().filter(|item| !is_null(item));
+    if let (Some(only), None) = (rest.next(), rest.next()) {
+        parameter.schema = Some(only.clone());
     }
 }
 

@@ -16,12 +16,13 @@ use crate::state::AppState;
 /// `POST /seckill/add` body: one unit of sale `goods` for `user`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Add {
-    #[schema(value_type = UserId)]
+    #[schema(value_type = UserId, example = "ann")]
     user: String,
     /// The sale's sku.
-    #[schema(value_type = Sku)]
+    #[schema(value_type = Sku, example = "ps5")]
     goods: String,
     /// Free text kept with the order (at most 512 bytes).
+    #[schema(example = "gift wrap, please")]
     remark: Option<String>,
 }
 

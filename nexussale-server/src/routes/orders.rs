@@ -65,7 +65,7 @@ pub(super) async fn cancel(state: &AppState, id: &str) -> Result<Response, ApiEr
     Ok(json(StatusCode::OK, &order))
 }
 
-/// `GET /v1/orders?user=&sku=&status=&limit=&after=`.
+/// Persisted orders, newest first, a page at a time: filter by buyer, sale or status.
 #[utoipa::path(
     get,
     path = "/v1/orders",

@@ -20,12 +20,13 @@ use crate::state::AppState;
 /// `POST /v1/sales` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CreateSale {
-    #[schema(value_type = Sku)]
+    #[schema(value_type = Sku, example = "switch")]
     sku: String,
     /// Units on sale.
+    #[schema(example = 20)]
     stock: u64,
     /// Units one user may buy; default 1.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, example = 2)]
     per_user_limit: Option<u32>,
     /// When purchases open; default: now.
     starts_at: Option<DateTime<Utc>>,
@@ -145,7 +146,7 @@ pub(super) async fn get(state: &AppState, sku: &str) -> Result<Response, ApiErro
 /// `POST /v1/sales/{sku}/purchase` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Purchase {
-    #[schema(value_type = UserId)]
+    #[schema(value_type = UserId, example = "ann")]
     user: String,
     /// Units to buy; default 1.
     #[serde(default = "one")]

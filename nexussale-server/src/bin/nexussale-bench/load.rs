@@ -2,6 +2,7 @@
 //! keep-alive connection, every latency into an HDR histogram.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tokio::sync::mpsc;
 
 use crate::BenchError;
@@ -95,9 +96,24 @@ pub(crate) fn progress(jobs: u64, label: &str) -> ProgressBar {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     if let Ok(style) =
-        ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {per_sec} {eta}")
+        ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {rate} {eta_known}")
     {
-        bar.set_style(style.progress_chars("=> "));
+        let style = style
+            .progress_chars("=> ")
+            // Whole requests a second, not `19,345.7041/s`.
+            .with_key("rate", |state: &ProgressState, out: &mut dyn fmt::Write| {
+                let _ = write!(out, "{:.0}/s", state.per_sec());
+            })
+            // No ETA until the rate means something: the first tick's guessed `82m`.
+            .with_key(
+                "eta_known",
+                |state: &ProgressState, out: &mut dyn fmt::Write| {
+                    if state.elapsed() >= Duration::from_secs(1) && state.pos() > 0 {
+                        let _ = write!(out, "ETA {}s", state.eta().as_secs());
+                    }
+                },
+            );
+        bar.set_style(style);
     }
     bar.set_prefix(label.to_owned());
     bar

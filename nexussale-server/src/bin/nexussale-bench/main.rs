@@ -138,9 +138,23 @@ pub(crate) fn purchase_path(sku: &str) -> String {
 }
 
 /// The server's pid for memory samples: `--server-pid`, else the only local server process.
+/// When there is none, says on stderr why the memory figures will be `null` and how to get them.
 pub(crate) fn server_pid(args: &Args, target: &Target) -> Option<u32> {
-    args.server_pid
-        .or_else(|| target.is_local().then(rss::find_server).flatten())
+    if let Some(pid) = args.server_pid {
+        return Some(pid);
+    }
+    let found = if target.is_local() {
+        rss::find_server()
+    } else {
+        Err(format!("the server ({}) is not on this machine", args.url))
+    };
+    found
+        .map_err(|why| {
+            eprintln!(
+                "note: no server memory figures (server_rss_*: null): {why}; pass --server-pid PID of a server on this machine to get them"
+            );
+        })
+        .ok()
 }
 
 /// The contract's burst: create, (baseline,) fire, wait for persistence, audit, summarize.

@@ -19,19 +19,26 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// The only local process named `nexussale-server`, if there is exactly one.
-pub(crate) fn find_server() -> Option<u32> {
-    let mut found = std::fs::read_dir("/proc")
-        .ok()?
+/// The only local process named `nexussale-server`; otherwise why there is none to sample.
+pub(crate) fn find_server() -> Result<u32, String> {
+    let found: Vec<u32> = std::fs::read_dir("/proc")
+        .map_err(|err| format!("/proc cannot be read ({err})"))?
         .filter_map(Result::ok)
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             // `comm` holds at most 15 bytes of the name.
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|comm| "nexussale-server".starts_with(comm.trim()) && comm.len() > 10)
-        });
-    let pid = found.next()?;
-    found.next().is_none().then_some(pid)
+        })
+        .collect();
+    match found.as_slice() {
+        [pid] => Ok(*pid),
+        [] => Err("no nexussale-server process runs on this machine".to_owned()),
+        pids => Err(format!(
+            "{} nexussale-server processes run here ({pids:?}), so it cannot tell which is this run's",
+            pids.len()
+        )),
+    }
 }
 
 /// Samples `pid` every `every` until cancelled; the largest sample so far in KiB.

@@ -1,0 +1,58 @@
+//! What librdkafka says, said once: its clients' errors go to one [`OutageLog`] per queue.
+//!
+//! librdkafka reports a broker that is down through its error callback *and* its log callback,
+//! again on every reconnect attempt (dozens a second with the short backoff this crate sets):
+//! left to rdkafka's default context, an absent broker wrote ~35 ERROR lines a second, each
+//! twice. Here an outage is one warning, its end one line, with the count in between.
+
+use std::sync::Arc;
+
+use nexussale_core::OutageLog;
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tracing::{debug, error, trace, warn};
+
+/// The context of the queue's producer and admin clients.
+#[derive(Debug, Clone)]
+pub(crate) struct QuietContext {
+    pub(crate) outage: Arc<OutageLog>,
+}
+
+impl ClientContext for QuietContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log(&self.outage, level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        report(&self.outage, &error, reason);
+    }
+}
+
+/// librdkafka's log lines: errors are reported through [`report`] as well, so they are only
+/// debug detail here; warnings stay warnings unless the cluster is known to be down.
+pub(crate) fn log(outage: &OutageLog, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => debug!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Warning if !outage.is_down() => {
+            warn!(target: "librdkafka", facility, "{message}")
+        }
+        RDKafkaLogLevel::Warning | RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            debug!(target: "librdkafka", facility, "{message}")
+        }
+        RDKafkaLogLevel::Debug => trace!(target: "librdkafka", facility, "{message}"),
+    }
+}
+
+/// librdkafka's error callback: a fatal error (the idempotent producer gave up) always gets its
+/// own line; anything else is one more failure of the current outage.
+pub(crate) fn report(outage: &OutageLog, err: &KafkaError, reason: &str) {
+    if err.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+        error!(error = %err, reason, "kafka client failed for good; restart the process");
+    } else {
+        outage.failure(&format_args!("{err}: {reason}"));
+    }
+}
