@@ -566,3 +566,59 @@ async fn the_checker_refuses_a_body_the_document_does_not_allow() {
         "application/json",
     );
 }
+
+/// What Swagger UI shows a reader: each error answer's example carries a code that answer can
+/// give (not the schema's first code everywhere), headers have their type, bodies are realistic.
+#[test]
+fn swagger_examples_show_what_each_answer_really_is() {
+    let document = serde_json::to_value(nexussale_server::openapi()).unwrap();
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let Some(content) = response.pointer("/content/application~1json") else {
+                    continue;
+                };
+                if !status.starts_with('4') && !status.starts_with('5') {
+                    continue;
+                }
+                let description = response["description"].as_str().unwrap();
+                let mut codes: Vec<&str> = content["examples"]
+                    .as_object()
+                    .map(|examples| {
+                        examples
+                            .values()
+                            .map(|example| example["value"]["error"].as_str().unwrap())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                codes.extend(content["example"]["error"].as_str());
+                assert!(!codes.is_empty(), "{method} {path} {status}: no example");
+                for code in codes {
+                    assert!(
+                        description.contains(&format!("`{code}`")),
+                        "{method} {path} {status}: example {code} for {description:?}"
+                    );
+                }
+                checked += 1;
+            }
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                assert!(
+                    parameter["schema"].get("oneOf").is_none(),
+                    "{method} {path}: parameter {} may be null: {}",
+                    parameter["name"],
+                    parameter["schema"]
+                );
+            }
+        }
+    }
+    assert!(checked > 30, "only {checked} error answers");
+    for (path, field, value) in [
+        ("/v1/sales/{sku}/purchase", "user", "ann"),
+        ("/seckill/add", "user", "ann"),
+        ("/v1/sales", "sku", "switch"),
+    ] {
+        let body = &document["paths"][path]["post"]["requestBody"]["content"]["application/json"];
+        assert_eq!(body["example"][field], value, "{path}: {body}");
+    }
+}

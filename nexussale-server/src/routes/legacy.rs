@@ -6,6 +6,7 @@ use http::StatusCode;
 use hyper::body::Body;
 use nexussale_core::{MAX_PAGE_SIZE, Order, OrderId, OrderQuery, PurchaseRequest, Sku, UserId};
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::sales::{Accepted, buy};
@@ -16,13 +17,12 @@ use crate::state::AppState;
 /// `POST /seckill/add` body: one unit of sale `goods` for `user`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Add {
-    #[schema(value_type = UserId, example = "ann")]
+    #[schema(value_type = UserId)]
     user: String,
     /// The sale's sku.
-    #[schema(value_type = Sku, example = "ps5")]
+    #[schema(value_type = Sku)]
     goods: String,
     /// Free text kept with the order (at most 512 bytes).
-    #[schema(example = "gift wrap, please")]
     remark: Option<String>,
 }
 
@@ -31,7 +31,7 @@ pub(crate) struct Add {
     post,
     path = "/seckill/add",
     tag = "original",
-    request_body = Add,
+    request_body(content = Add, example = json!({"user": "ann", "goods": "ps5", "remark": "gift wrap, please"})),
     responses(
         (status = 202, description = "Accepted.", body = Accepted),
         (status = 404, description = "`unknown_sale`: no sale has this sku.", body = ErrorBody),

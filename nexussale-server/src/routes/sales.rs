@@ -11,6 +11,7 @@ use nexussale_core::{
     PurchaseRequest, Receipt, Sale, SaleState, SaleView, Sku, UserId,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::body::{Response, json, read_json};
@@ -20,13 +21,12 @@ use crate::state::AppState;
 /// `POST /v1/sales` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CreateSale {
-    #[schema(value_type = Sku, example = "switch")]
+    #[schema(value_type = Sku)]
     sku: String,
     /// Units on sale.
-    #[schema(example = 20)]
     stock: u64,
     /// Units one user may buy; default 1.
-    #[schema(minimum = 1, example = 2)]
+    #[schema(minimum = 1)]
     per_user_limit: Option<u32>,
     /// When purchases open; default: now.
     starts_at: Option<DateTime<Utc>>,
@@ -84,7 +84,8 @@ impl From<SaleView> for SaleBody {
     post,
     path = "/v1/sales",
     tag = "sales",
-    request_body = CreateSale,
+    request_body(content = CreateSale,
+        example = json!({"sku": "switch", "stock": 20, "per_user_limit": 2, "reservation_ttl_secs": 900})),
     security(("admin_token" = [])),
     responses(
         (status = 201, description = "The sale, created.", body = SaleBody),
@@ -146,7 +147,7 @@ pub(super) async fn get(state: &AppState, sku: &str) -> Result<Response, ApiErro
 /// `POST /v1/sales/{sku}/purchase` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Purchase {
-    #[schema(value_type = UserId, example = "ann")]
+    #[schema(value_type = UserId)]
     user: String,
     /// Units to buy; default 1.
     #[serde(default = "one")]
@@ -184,7 +185,7 @@ pub(crate) struct Accepted {
     post,
     path = "/v1/sales/{sku}/purchase",
     tag = "sales",
-    request_body = Purchase,
+    request_body(content = Purchase, example = json!({"user": "ann", "quantity": 1})),
     params(
         ("sku" = Sku, Path, description = "The sale's sku."),
         ("Idempotency-Key" = Option<IdempotencyKey>, Header,
