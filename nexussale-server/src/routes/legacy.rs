@@ -6,7 +6,6 @@ use http::StatusCode;
 use hyper::body::Body;
 use nexussale_core::{MAX_PAGE_SIZE, Order, OrderId, OrderQuery, PurchaseRequest, Sku, UserId};
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::sales::{Accepted, buy};

@@ -11,7 +11,6 @@ use nexussale_core::{
     PurchaseRequest, Receipt, Sale, SaleState, SaleView, Sku, UserId,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::body::{Response, json, read_json};
