@@ -40,8 +40,31 @@ async fn main() -> nexussale_core::Result<()> {
         Arc::new(repository.clone()),
     );
 
-    // A sale of its own on every run: the orders of earlier runs stay in the table.
+    // A sale of its own on every run, its rows deleted again at the end whatever happened:
+    // runs leave no orders or sales behind (the tables stay, empty).
     let sku = Sku::new(format!("custom-{}", nexussale_core::OrderId::new()))?;
+    let sold = sell(&engine, &repository, &sku).await;
+    let removed = sqlx::query("DELETE FROM orders WHERE sku = $1")
+        .bind(sku.as_str())
+        .execute(repository.pool())
+        .await
+        .and(
+            sqlx::query("DELETE FROM sales WHERE sku = $1")
+                .bind(sku.as_str())
+                .execute(repository.pool())
+                .await,
+        );
+    sold?;
+    removed.map_err(|err| nexussale_core::Error::permanent("example", err.to_string()))?;
+    Ok(())
+}
+
+/// Sells a sale of 20 units to 60 buyers at once, and checks PostgreSQL holds exactly 20 orders.
+async fn sell(
+    engine: &FlashSale,
+    repository: &PgOrderRepository,
+    sku: &Sku,
+) -> nexussale_core::Result<()> {
     engine.create_sale(Sale::new(sku.clone(), 20)).await?;
 
     // 60 buyers at once for 20 units.
@@ -65,7 +88,7 @@ async fn main() -> nexussale_core::Result<()> {
     }
     // The worker moves the queued orders into PostgreSQL.
     engine.drain().await?;
-    let counts = repository.counts(&sku).await?;
+    let counts = repository.counts(sku).await?;
     let query = OrderQuery {
         sku: Some(sku.clone()),
         ..OrderQuery::default()
