@@ -5,6 +5,7 @@ mod clock;
 mod engine;
 mod error;
 mod ident;
+pub mod layers;
 pub mod memory;
 mod order;
 mod outage;

@@ -16,6 +16,11 @@ use tracing::{info, warn};
 /// How often a backend that stays down is reported again.
 const STILL_DOWN_EVERY: Duration = Duration::from_secs(60);
 
+/// A failing backend counts as recovered once it has answered for this long without failing:
+/// during an outage some calls still succeed (an empty poll, a cached answer), and a line for
+/// each such flap would be the flood again.
+const RECOVERED_AFTER: Duration = Duration::from_secs(1);
+
 /// One backend's (or background loop's) failures, logged per state change.
 ///
 /// ```
@@ -25,8 +30,8 @@ const STILL_DOWN_EVERY: Duration = Duration::from_secs(60);
 /// assert!(redis.failure(&"connection refused")); // logged: redis is down
 /// assert!(!redis.failure(&"connection refused")); // counted, not logged
 /// assert_eq!(redis.failures(), 2);
-/// redis.success(); // logged once: redis is back after 2 failures
-/// assert!(!redis.is_down());
+/// redis.success(); // answering again: back once it has answered for a second
+/// assert!(redis.is_down());
 /// ```
 #[derive(Debug)]
 pub struct OutageLog {
@@ -42,6 +47,8 @@ struct Outage {
     failures: u64,
     reported_at: Instant,
     reported_failures: u64,
+    /// The first success since the last failure, while down.
+    answering_since: Option<Instant>,
 }
 
 impl OutageLog {
@@ -57,6 +64,7 @@ impl OutageLog {
                 failures: 0,
                 reported_at: now,
                 reported_failures: 0,
+                answering_since: None,
             }),
         }
     }
@@ -73,11 +81,13 @@ impl OutageLog {
                 failures: 1,
                 reported_at: now,
                 reported_failures: 1,
+                answering_since: None,
             };
             warn!(component = self.name, error = %error, "{} failing; further failures are counted until it recovers", self.name);
             return true;
         }
         outage.failures += 1;
+        outage.answering_since = None;
         if now.duration_since(outage.reported_at) < STILL_DOWN_EVERY {
             return false;
         }
@@ -89,13 +99,23 @@ impl OutageLog {
         true
     }
 
-    /// Records a success: if the backend was down, says once that it is back, with the number of
-    /// failures and how long the outage lasted.
+    /// Records a success: if the backend was down and has now answered for a second without
+    /// failing, says once that it is back, with the number of failures and how long the outage
+    /// lasted.
     pub fn success(&self) {
         if !self.down.load(Ordering::Relaxed) {
             return;
         }
-        let outage = self.state.lock();
+        let mut outage = self.state.lock();
+        let now = Instant::now();
+        match outage.answering_since {
+            None => {
+                outage.answering_since = Some(now);
+                return;
+            }
+            Some(since) if now.duration_since(since) < RECOVERED_AFTER => return,
+            Some(_) => {}
+        }
         if !self.down.swap(false, Ordering::Relaxed) {
             return;
         }
@@ -108,6 +128,15 @@ impl OutageLog {
             self.name,
             outage.failures
         );
+    }
+
+    /// Backdates the current run of successes, as if a second had passed (tests).
+    #[cfg(test)]
+    pub(crate) fn settle(&self) {
+        let mut outage = self.state.lock();
+        if let Some(since) = outage.answering_since {
+            outage.answering_since = since.checked_sub(RECOVERED_AFTER).or(Some(since));
+        }
     }
 
     /// Whether the last thing recorded was a failure.
@@ -135,6 +164,16 @@ mod tests {
             assert!(!log.failure(&"all brokers down"));
         }
         assert_eq!(log.failures(), 1001);
+        // One answer in the middle of an outage is not a recovery...
+        log.success();
+        assert!(log.is_down());
+        log.failure(&"all brokers down");
+        log.success();
+        log.settle();
+        assert!(log.is_down(), "a failure restarts the wait");
+        // ...answering for a second without failing is.
+        log.success();
+        log.settle();
         log.success();
         assert!(!log.is_down());
         // A new outage is logged again, and counted from one.

@@ -110,10 +110,11 @@ impl From<Error> for ApiError {
             Error::SaleExists(_) => Self::new(StatusCode::CONFLICT, "sale_exists", message),
             Error::OrderNotFound(_) => Self::not_found(message),
             Error::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
+            // Logged once per outage by the engine's `Watched` backends, not per request.
             Error::Backend {
                 retryable: true, ..
             } => {
-                tracing::warn!(error = %message, "backend unavailable");
+                tracing::debug!(error = %message, "backend unavailable");
                 Self {
                     retry_after: Some(1),
                     ..Self::new(

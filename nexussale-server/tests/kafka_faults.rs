@@ -195,3 +195,144 @@ async fn the_server_gives_up_on_kafka_before_the_request_times_out() {
     }
     common::stop(server);
 }
+
+/// Every warning and error line the server has logged so far.
+fn loud_lines(log: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .cloned()
+        .collect()
+}
+
+/// An outage is a few log lines, not one per failure: with every broker down, 100 refused
+/// purchases and librdkafka's reconnect attempts add at most a handful of warnings (the flood
+/// was ~35 lines a second from librdkafka, each twice, plus two per refused purchase); once the
+/// brokers are back, one line says so, with the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_logged_once_with_counts_not_per_failure() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let host = MockHost::start();
+    let topic = nexussale_core::testkit::unique_name("orders-");
+    host.create_topic(&topic, 1);
+    host.create_topic(&format!("{topic}.dlq"), 1);
+    let child = Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
+        .args(["--listen", "127.0.0.1:0", "--sale", "ps5=1000"])
+        .args(["--kafka-brokers", host.bootstrap(), "--kafka-topic", &topic])
+        .args(["--request-timeout-secs", "3"])
+        .env("RUST_LOG", "info")
+        .env_remove("NEXUSSALE_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    let pipes: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(child.stdout.take().unwrap()),
+        Box::new(child.stderr.take().unwrap()),
+    ];
+    let server = common::Server::from(child);
+    let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    for pipe in pipes {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
+    let address = loop {
+        let found = log.lock().unwrap().iter().find_map(|line| {
+            let at = line.find("address=")?;
+            Some(
+                line[at + "address=".len()..]
+                    .split_whitespace()
+                    .next()?
+                    .to_owned(),
+            )
+        });
+        if let Some(address) = found {
+            break address;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let http = common::client();
+    let purchase = format!("http://{address}/v1/sales/ps5/purchase");
+    let (status, body) = common::send(
+        &http,
+        Method::POST,
+        &purchase,
+        Some(json!({"user": "first"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let before = loud_lines(&log).len();
+
+    for broker in 1..=3 {
+        host.broker_down(broker);
+    }
+    let refused = futures::future::join_all((0..100).map(|n| {
+        let (http, purchase) = (http.clone(), purchase.clone());
+        async move {
+            common::send(
+                &http,
+                Method::POST,
+                &purchase,
+                Some(json!({"user": format!("u{n}")})),
+            )
+            .await
+            .0
+        }
+    }))
+    .await;
+    assert!(
+        refused
+            .iter()
+            .all(|status| *status == StatusCode::SERVICE_UNAVAILABLE),
+        "{refused:?}"
+    );
+    // librdkafka keeps reconnecting meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let outage: Vec<String> = loud_lines(&log).split_off(before);
+    assert!(
+        !outage.is_empty() && outage.len() <= 6,
+        "{} lines for one outage:\n{}",
+        outage.len(),
+        outage.join("\n")
+    );
+
+    for broker in 1..=3 {
+        host.broker_up(broker);
+    }
+    // Buying again for a while: the queue answers, and after a second of answering the log says
+    // it recovered, with the count.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let _ = common::send(
+            &http,
+            Method::POST,
+            &purchase,
+            Some(json!({"user": format!("back{n}")})),
+        )
+        .await;
+        let recovered =
+            log.lock().unwrap().iter().any(|line| {
+                line.contains("order queue recovered after") && line.contains("failures=")
+            });
+        if recovered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery line:\n{}",
+            log.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    common::stop(server);
+}

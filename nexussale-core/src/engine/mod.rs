@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::clock::{Clock, SystemClock};
+use crate::layers::Watched;
 use crate::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use crate::queue::DynOrderQueue;
 use crate::repository::DynOrderRepository;
@@ -101,12 +102,15 @@ struct Inner {
 
 impl FlashSale {
     /// An engine over the given backends, with the system clock and the default configuration.
+    ///
+    /// Each backend is [`Watched`]: its failures are logged once per outage, with counts, not
+    /// once per request.
     pub fn new(stock: DynStockStore, queue: DynOrderQueue, repository: DynOrderRepository) -> Self {
         Self {
             inner: Arc::new(Inner {
-                stock,
-                queue,
-                repository,
+                stock: Arc::new(Watched::new("stock store", stock)),
+                queue: Arc::new(Watched::new("order queue", queue)),
+                repository: Arc::new(Watched::new("order repository", repository)),
                 clock: Arc::new(SystemClock),
                 config: EngineConfig::default(),
                 sales: ArcSwap::default(),

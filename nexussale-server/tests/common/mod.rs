@@ -102,6 +102,12 @@ impl Server {
     }
 }
 
+impl From<Child> for Server {
+    fn from(child: Child) -> Self {
+        Self(Some(child))
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
