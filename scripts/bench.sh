@@ -97,7 +97,8 @@ start_server() {
     if [ "$scenario" = redis-mysql-kafka ]; then
         local topic="bench-$tag" brokers=${NEXUSSALE_KAFKA_BROKERS:-}
         if [ -z "$brokers" ]; then
-            coproc MOCK { target/release/examples/mock_kafka "$topic"; }
+            # Runs until killed (its pid is the mock's own, through exec); first line: its address.
+            coproc MOCK { exec target/release/examples/mock_kafka --listen 127.0.0.1:0 "$topic"; }
             pids+=("$MOCK_PID")
             read -r brokers <&"${MOCK[0]}"
         fi
