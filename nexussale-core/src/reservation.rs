@@ -180,6 +180,9 @@ pub enum ConfirmOutcome {
     AlreadyConfirmed,
     /// Refused: the reservation was released, its units are back on sale.
     Released(ReleaseReason),
+    /// Refused: the reservation's expiry has passed (it is still held until it is released as
+    /// expired). A payment after the expiry must not win over the sweeper.
+    Expired,
     /// No such reservation.
     NotFound,
 }

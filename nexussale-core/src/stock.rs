@@ -37,6 +37,10 @@ pub type DynStockStore = Arc<dyn StockStore>;
 ///   [`ReleaseOutcome::Released`] and returns the units, the other answers
 ///   [`ReleaseOutcome::AlreadyReleased`]. A released reservation cannot be confirmed, a confirmed one
 ///   cannot be released.
+/// - **No late payment.** [`confirm`](Self::confirm) at or after the reservation's expiry
+///   answers [`ConfirmOutcome::Expired`] and changes nothing, decided in the same atomic step
+///   that reads the reservation: a pay racing the sweeper never wins once the expiry has passed
+///   (stores may round the instant to the microsecond).
 /// - **Remaining.** [`ReserveOutcome::Reserved`] tells the units left right after the
 ///   reservation. A store that keeps a sale in one place answers the exact count. A store that
 ///   spreads one sale over shards may answer a lower bound (its shard's count), but 0 only when
@@ -91,8 +95,14 @@ pub trait StockStore: Send + Sync + Debug + 'static {
     /// One reservation, in whatever state it is.
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>>;
 
-    /// Moves a reservation's units from reserved to sold. Idempotent; refused once released.
-    async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome>;
+    /// Moves a reservation's units from reserved to sold, if `now` is before its expiry.
+    /// Idempotent; refused once released or expired.
+    async fn confirm(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<ConfirmOutcome>;
 
     /// Returns a reservation's units, exactly once. Refused once confirmed.
     async fn release(
@@ -139,8 +149,8 @@ macro_rules! forward_stock_store {
             async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
                 (**self).reservation(sku, order_id).await
             }
-            async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome> {
-                (**self).confirm(sku, order_id).await
+            async fn confirm(&self, sku: &Sku, order_id: OrderId, now: DateTime<Utc>) -> Result<ConfirmOutcome> {
+                (**self).confirm(sku, order_id, now).await
             }
             async fn release(&self, sku: &Sku, order_id: OrderId, reason: ReleaseReason) -> Result<ReleaseOutcome> {
                 (**self).release(sku, order_id, reason).await

@@ -569,8 +569,9 @@ impl StockStore for Amnesiac {
         &self,
         sku: &Sku,
         order_id: OrderId,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> nexussale_core::Result<nexussale_core::ConfirmOutcome> {
-        self.store().confirm(sku, order_id).await
+        self.store().confirm(sku, order_id, now).await
     }
     async fn release(
         &self,

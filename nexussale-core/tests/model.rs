@@ -168,9 +168,25 @@ async fn run(stock: u64, limit: u32, steps: Vec<Step>) {
                     Step::Pay(_) => (OrderStatus::Paid, engine.pay(order.id).await),
                     _ => (OrderStatus::Cancelled, engine.cancel(order.id).await),
                 };
+                let late = order.expires_at <= clock.now();
                 match (order.persisted, order.status, result) {
                     (false, _, Err(Error::OrderNotFound(_))) => {}
+                    // A pay at or after the expiry is refused, and the order expires there.
+                    (
+                        true,
+                        OrderStatus::Pending,
+                        Err(Error::Conflict {
+                            actual: OrderStatus::Expired,
+                            ..
+                        }),
+                    ) if to == OrderStatus::Paid && late => order.status = OrderStatus::Expired,
                     (true, OrderStatus::Pending, Ok(changed)) => {
+                        assert!(
+                            to != OrderStatus::Paid || !late,
+                            "paid at {} after its expiry {}",
+                            clock.now(),
+                            order.expires_at
+                        );
                         assert_eq!(changed.status, to);
                         order.status = to;
                     }

@@ -517,7 +517,12 @@ impl StockStore for RedisStockStore {
         }
     }
 
-    async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome> {
+    async fn confirm(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<ConfirmOutcome> {
         let info = self.info(sku).await?;
         let id = order_id.to_string();
         let outcome = self
@@ -529,6 +534,7 @@ impl StockStore for RedisStockStore {
                         .key(&keys.res)
                         .key(&keys.expiry)
                         .arg(&id)
+                        .arg(now.timestamp_micros())
                         .invoke_async(&mut conn)
                         .await
                         .map_err(StoreError::from)?;
@@ -536,6 +542,7 @@ impl StockStore for RedisStockStore {
                     Ok(match reply.first().map(int).transpose()? {
                         Some(0) => ConfirmOutcome::Confirmed,
                         Some(1) => ConfirmOutcome::AlreadyConfirmed,
+                        Some(4) => ConfirmOutcome::Expired,
                         Some(2) => match reply.get(1).map(text).transpose()?.as_deref() {
                             Some(letter) => match record::state_of(letter)? {
                                 ReservationState::Released(reason) => {

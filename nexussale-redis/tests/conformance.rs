@@ -54,8 +54,13 @@ impl StockStore for Scoped {
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
         self.0.reservation(sku, order_id).await
     }
-    async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome> {
-        self.0.confirm(sku, order_id).await
+    async fn confirm(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<ConfirmOutcome> {
+        self.0.confirm(sku, order_id, now).await
     }
     async fn release(
         &self,
@@ -284,7 +289,10 @@ async fn a_lost_sale_is_unknown_not_stale() {
     );
     for lost in [
         store.snapshot(&sale.sku).await.map(drop),
-        store.confirm(&sale.sku, OrderId::new()).await.map(drop),
+        store
+            .confirm(&sale.sku, OrderId::new(), Utc::now())
+            .await
+            .map(drop),
         store
             .release(&sale.sku, OrderId::new(), ReleaseReason::Cancelled)
             .await

@@ -108,13 +108,15 @@ impl Book {
         self.reservations.insert(reservation.order_id, reservation);
     }
 
-    fn confirm(&mut self, order_id: OrderId) -> ConfirmOutcome {
+    fn confirm(&mut self, order_id: OrderId, now: DateTime<Utc>) -> ConfirmOutcome {
         let Some(reservation) = self.reservations.get_mut(&order_id) else {
             return ConfirmOutcome::NotFound;
         };
         match reservation.state {
             ReservationState::Confirmed => ConfirmOutcome::AlreadyConfirmed,
             ReservationState::Released(reason) => ConfirmOutcome::Released(reason),
+            // Past its expiry: refused, under the same lock as the sweeper's release.
+            ReservationState::Reserved if reservation.expires_at <= now => ConfirmOutcome::Expired,
             ReservationState::Reserved => {
                 reservation.state = ReservationState::Confirmed;
                 let quantity = u64::from(reservation.quantity);
@@ -231,8 +233,13 @@ impl StockStore for LockedStockStore {
         self.with_book(sku, |book| book.reservations.get(&order_id).cloned())
     }
 
-    async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome> {
-        self.with_book(sku, |book| book.confirm(order_id))
+    async fn confirm(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<ConfirmOutcome> {
+        self.with_book(sku, |book| book.confirm(order_id, now))
     }
 
     async fn release(

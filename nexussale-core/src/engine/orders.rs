@@ -33,7 +33,7 @@ impl FlashSale {
     /// that lapsed or was cancelled cannot be paid, a paid one cannot be cancelled. Safe to retry.
     pub async fn pay(&self, id: OrderId) -> Result<Order> {
         let order = self.pending_order(id).await?;
-        let confirmed = self.inner.stock.confirm(&order.sku, id).await;
+        let confirmed = self.inner.stock.confirm(&order.sku, id, self.now()).await;
         match self.unless_lost(&order.sku, confirmed)? {
             ConfirmOutcome::Confirmed | ConfirmOutcome::AlreadyConfirmed => {}
             ConfirmOutcome::Released(reason) => {
@@ -41,9 +41,33 @@ impl FlashSale {
                 self.record_release(&order, status).await?;
                 return Err(conflict(id, status));
             }
+            ConfirmOutcome::Expired => return Err(conflict(id, self.expire_now(&order).await?)),
             ConfirmOutcome::NotFound => return Err(missing_reservation(&order)),
         }
         self.finish_transition(order, OrderStatus::Paid).await
+    }
+
+    /// A pay came after the reservation's expiry: releases it as expired now (the sweeper would
+    /// shortly; the store's release is exactly once, so racing it is safe) and answers the
+    /// order's final status.
+    async fn expire_now(&self, order: &Order) -> Result<OrderStatus> {
+        let released = self
+            .inner
+            .stock
+            .release(&order.sku, order.id, ReleaseReason::Expired)
+            .await;
+        let status = match self.unless_lost(&order.sku, released)? {
+            ReleaseOutcome::Released { .. } => {
+                self.units_returned(&order.sku);
+                OrderStatus::Expired
+            }
+            ReleaseOutcome::AlreadyReleased(reason) => released_status(reason),
+            // Only a pay with a clock behind ours could have confirmed it meanwhile.
+            ReleaseOutcome::Confirmed => return Ok(OrderStatus::Paid),
+            ReleaseOutcome::NotFound => return Err(missing_reservation(order)),
+        };
+        self.record_release(order, status).await?;
+        Ok(status)
     }
 
     /// Cancels a pending order: its units go back on sale. Safe to retry.

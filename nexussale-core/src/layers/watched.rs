@@ -89,8 +89,13 @@ impl<T: StockStore> StockStore for Watched<T> {
         self.watch(self.inner.reservation(sku, order_id).await)
     }
 
-    async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome> {
-        self.watch(self.inner.confirm(sku, order_id).await)
+    async fn confirm(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<ConfirmOutcome> {
+        self.watch(self.inner.confirm(sku, order_id, now).await)
     }
 
     async fn release(

@@ -285,12 +285,13 @@ impl SaleSlot {
         }
     }
 
-    fn confirm(&self, order_id: OrderId) -> ConfirmOutcome {
+    fn confirm(&self, order_id: OrderId, now: DateTime<Utc>) -> ConfirmOutcome {
         let outcome = self
             .reservations
             .with_mut(order_id, |held| match held.state {
                 ReservationState::Confirmed => ConfirmOutcome::AlreadyConfirmed,
                 ReservationState::Released(reason) => ConfirmOutcome::Released(reason),
+                ReservationState::Reserved if held.expires_at <= now => ConfirmOutcome::Expired,
                 ReservationState::Reserved => {
                     held.state = ReservationState::Confirmed;
                     let quantity = u64::from(held.quantity);
@@ -439,8 +440,13 @@ impl StockStore for MemoryStockStore {
         })
     }
 
-    async fn confirm(&self, sku: &Sku, order_id: OrderId) -> Result<ConfirmOutcome> {
-        self.with_slot(sku, |slot| slot.confirm(order_id))
+    async fn confirm(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<ConfirmOutcome> {
+        self.with_slot(sku, |slot| slot.confirm(order_id, now))
     }
 
     async fn release(

@@ -128,6 +128,7 @@ macro_rules! __stock_cases {
             release_is_exactly_once_under_concurrency,
             confirm_is_exactly_once_and_final,
             confirm_after_release_is_refused,
+            confirm_after_expiry_is_refused,
             expiry_is_indexed_by_instant,
             sale_window_is_enforced,
             restore_rebuilds_from_orders,

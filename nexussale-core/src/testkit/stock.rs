@@ -334,7 +334,7 @@ pub async fn confirm_is_exactly_once_and_final(store: DynStockStore) {
     let tasks = (0..20).map(|_| {
         let store = Arc::clone(&store);
         let sku = sale.sku.clone();
-        tokio::spawn(async move { store.confirm(&sku, reservation.order_id).await })
+        tokio::spawn(async move { store.confirm(&sku, reservation.order_id, Utc::now()).await })
     });
     let outcomes: Vec<ConfirmOutcome> = join_all(tasks)
         .await
@@ -372,7 +372,10 @@ pub async fn confirm_is_exactly_once_and_final(store: DynStockStore) {
         .unwrap();
     assert_eq!(read.map(|r| r.state), Some(ReservationState::Confirmed));
     assert_eq!(
-        store.confirm(&sale.sku, OrderId::new()).await.unwrap(),
+        store
+            .confirm(&sale.sku, OrderId::new(), Utc::now())
+            .await
+            .unwrap(),
         ConfirmOutcome::NotFound
     );
     // Sold units still count against the user's limit.
@@ -395,7 +398,7 @@ pub async fn confirm_after_release_is_refused(store: DynStockStore) {
         .unwrap();
     assert_eq!(
         store
-            .confirm(&sale.sku, reservation.order_id)
+            .confirm(&sale.sku, reservation.order_id, Utc::now())
             .await
             .unwrap(),
         ConfirmOutcome::Released(ReleaseReason::Expired)
@@ -403,6 +406,94 @@ pub async fn confirm_after_release_is_refused(store: DynStockStore) {
     assert_eq!(
         store.snapshot(&sale.sku).await.unwrap(),
         snapshot(2, 2, 0, 0)
+    );
+}
+
+/// A confirm at or after the reservation's expiry is refused ([`ConfirmOutcome::Expired`]),
+/// atomically with the store's own reading of the reservation: pays racing the sweeper around
+/// the expiry instant never confirm a late one, and every unit ends sold or back on sale once.
+pub async fn confirm_after_expiry_is_refused(store: DynStockStore) {
+    let sale = Sale::new(unique_sku(), 40)
+        .with_per_user_limit(1)
+        .with_reservation_ttl(Duration::from_secs(1));
+    store.create_sale(&sale).await.unwrap();
+    let t0 = Utc::now();
+    let ms = |n: i64| chrono::Duration::milliseconds(n);
+    // One exactly at the edge: the expiry instant itself is too late.
+    let edge = reserved(&*store, &request(&sale.sku, user("edge"), t0)).await;
+    assert_eq!(
+        store
+            .confirm(&sale.sku, edge.order_id, edge.expires_at - ms(1))
+            .await
+            .unwrap(),
+        ConfirmOutcome::Confirmed
+    );
+    let late = reserved(&*store, &request(&sale.sku, user("late"), t0)).await;
+    assert_eq!(
+        store
+            .confirm(&sale.sku, late.order_id, late.expires_at)
+            .await
+            .unwrap(),
+        ConfirmOutcome::Expired
+    );
+    let read = store.reservation(&sale.sku, late.order_id).await.unwrap();
+    assert_eq!(read.map(|r| r.state), Some(ReservationState::Reserved));
+
+    // Pays from 30 ms before to 30 ms after each expiry, racing a sweeper releasing what is due.
+    let requests: Vec<ReserveRequest> = (0..30)
+        .map(|n| request(&sale.sku, user(n), t0 + ms(n)))
+        .collect();
+    let held: Vec<Reservation> =
+        join_all(requests.iter().map(|request| reserved(&*store, request))).await;
+    let pays = held.iter().enumerate().map(|(n, reservation)| {
+        let (store, sku, id) = (Arc::clone(&store), sale.sku.clone(), reservation.order_id);
+        let at = reservation.expires_at + ms(n as i64 * 2 - 30);
+        tokio::spawn(async move { (at, store.confirm(&sku, id, at).await.unwrap()) })
+    });
+    let sweeper = {
+        let (store, sku) = (Arc::clone(&store), sale.sku.clone());
+        let horizon = t0 + ms(1_000 + 30);
+        tokio::spawn(async move {
+            for due in store.expired(&sku, horizon, 100).await.unwrap() {
+                if due.order_id != late.order_id {
+                    store
+                        .release(&sku, due.order_id, ReleaseReason::Expired)
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+    };
+    let outcomes: Vec<_> = join_all(pays)
+        .await
+        .into_iter()
+        .map(|o| o.unwrap())
+        .collect();
+    sweeper.await.unwrap();
+    let mut confirmed = 1; // the edge case's
+    for ((at, outcome), reservation) in outcomes.iter().zip(&held) {
+        match outcome {
+            ConfirmOutcome::Confirmed => {
+                assert!(
+                    *at < reservation.expires_at,
+                    "a pay at {at} after {} won",
+                    reservation.expires_at
+                );
+                confirmed += 1;
+            }
+            // Late, or the sweeper (whose horizon is past every expiry) came first.
+            ConfirmOutcome::Expired => assert!(*at >= reservation.expires_at),
+            ConfirmOutcome::Released(ReleaseReason::Expired) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let counts = store.snapshot(&sale.sku).await.unwrap();
+    assert_eq!(counts.sold, confirmed);
+    // What is not sold is back on sale, but for `late`, still held until released.
+    assert_eq!(counts.reserved, 1);
+    assert_eq!(
+        counts.available + counts.reserved + counts.sold,
+        counts.stock
     );
 }
 
@@ -421,7 +512,10 @@ pub async fn expiry_is_indexed_by_instant(store: DynStockStore) {
     let middle = reserved(&*store, &request(&sale.sku, user(2), at(10))).await;
     let paid = reserved(&*store, &request(&sale.sku, user(4), at(0))).await;
     let cancelled = reserved(&*store, &request(&sale.sku, user(5), at(0))).await;
-    store.confirm(&sale.sku, paid.order_id).await.unwrap();
+    store
+        .confirm(&sale.sku, paid.order_id, Utc::now())
+        .await
+        .unwrap();
     store
         .release(&sale.sku, cancelled.order_id, ReleaseReason::Cancelled)
         .await
@@ -557,7 +651,7 @@ pub async fn restore_rebuilds_from_orders(store: DynStockStore) {
         ReserveOutcome::Existing { reservation } if reservation.order_id == pending.id
     ));
     assert_eq!(
-        store.confirm(&sale.sku, paid.id).await.unwrap(),
+        store.confirm(&sale.sku, paid.id, Utc::now()).await.unwrap(),
         ConfirmOutcome::AlreadyConfirmed
     );
     let expiring = store
@@ -593,7 +687,9 @@ pub async fn conservation_under_mixed_load(store: DynStockStore) {
             match i % 3 {
                 0 => {
                     assert_eq!(
-                        store.confirm(&request.sku, reservation.order_id).await?,
+                        store
+                            .confirm(&request.sku, reservation.order_id, Utc::now())
+                            .await?,
                         ConfirmOutcome::Confirmed
                     );
                     Ok((0, 1))

@@ -1,17 +1,21 @@
--- Confirms one reservation: its units move from reserved to sold, at most once.
+-- Confirms one reservation: its units move from reserved to sold, at most once, and never
+-- once its expiry has passed (the sweeper's release must win over a late payment).
 --
 -- KEYS[1] stock hash, KEYS[2] reservations hash, KEYS[3] expiry sorted set (see reserve.lua)
--- ARGV[1] order id
+-- ARGV[1] order id, ARGV[2] now (µs since the epoch)
 --
 -- Answers {0} confirmed, {1} already confirmed, {2, state letter} refused: released,
--- {3} no such reservation in this shard.
+-- {3} no such reservation in this shard, {4} refused: past its expiry (still held).
 local stock, res, expiry = KEYS[1], KEYS[2], KEYS[3]
-local id = ARGV[1]
+local id, now = ARGV[1], tonumber(ARGV[2])
 local record = redis.call('HGET', res, id)
 if not record then return {3} end
 local state = string.sub(record, 1, 1)
 if state == 'c' then return {1} end
 if state ~= 'r' then return {2, state} end
+-- A held reservation is in the expiry index, scored by its expiry in whole µs.
+local expires = tonumber(redis.call('ZSCORE', expiry, id))
+if expires and now >= expires then return {4} end
 local quantity = cjson.decode(string.sub(record, 2)).q
 redis.call('HSET', res, id, 'c' .. string.sub(record, 2))
 redis.call('ZREM', expiry, id)
