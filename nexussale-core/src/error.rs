@@ -45,6 +45,14 @@ pub enum Error {
         /// The status the order has.
         actual: OrderStatus,
     },
+    /// An idempotency key was used before, by the same buyer on the same sale, for a request
+    /// with other parameters (quantity or remark): refused, as payment APIs do, rather than
+    /// answering the earlier order as if it were this one.
+    #[error("this idempotency key was used with other parameters (by order {order})")]
+    IdempotencyKeyReused {
+        /// The order the key belongs to.
+        order: OrderId,
+    },
     /// A backend failed. `retryable` says whether the same call may succeed later (connection lost,
     /// timeout, queue full) or not (bad configuration, corrupt data).
     #[error("{backend} backend failed: {source}")]

@@ -120,9 +120,20 @@ async fn run(stock: u64, limit: u32, steps: Vec<Step>) {
                     request = request
                         .with_idempotency_key(IdempotencyKey::new(format!("key-{key}")).unwrap());
                 }
-                let outcome = engine.purchase(request).await.unwrap();
+                let outcome = engine.purchase(request).await;
                 let earlier = key.and_then(|key| model.keys.get(&(user, key)).copied());
-                match (earlier, outcome) {
+                // A key reused with another quantity is refused, not answered with the earlier
+                // order.
+                if let Some(index) = earlier {
+                    if model.orders[index].quantity != quantity {
+                        assert!(
+                            matches!(outcome, Err(Error::IdempotencyKeyReused { order }) if order == model.orders[index].id),
+                            "{outcome:?}"
+                        );
+                        continue;
+                    }
+                }
+                match (earlier, outcome.unwrap()) {
                     (Some(index), PurchaseOutcome::Duplicate(receipt)) => {
                         assert_eq!(receipt.order.id, model.orders[index].id);
                     }

@@ -109,7 +109,9 @@ impl From<Error> for ApiError {
             Error::UnknownSale(_) => Self::new(StatusCode::NOT_FOUND, "unknown_sale", message),
             Error::SaleExists(_) => Self::new(StatusCode::CONFLICT, "sale_exists", message),
             Error::OrderNotFound(_) => Self::not_found(message),
-            Error::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
+            Error::Conflict { .. } | Error::IdempotencyKeyReused { .. } => {
+                Self::new(StatusCode::CONFLICT, "conflict", message)
+            }
             // Logged once per outage by the engine's `Watched` backends, not per request.
             Error::Backend {
                 retryable: true, ..

@@ -309,6 +309,23 @@ async fn the_same_idempotency_key_answers_the_same_order() {
         )))
         .unwrap();
     assert_eq!(call_raw(&app, differing).await.0, StatusCode::BAD_REQUEST);
+    // The same key for another quantity or remark is another request: refused, not answered
+    // with the first order as if it were this one.
+    for other in [
+        json!({"user": "ann", "quantity": 3, "idempotency_key": "cart-42"}),
+        json!({"user": "ann", "remark": "gift", "idempotency_key": "cart-42"}),
+    ] {
+        let (status, body) = call(&app, Method::POST, "/v1/sales/ps5/purchase", Some(other)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "conflict", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("this idempotency key was used with other parameters"),
+            "{body}"
+        );
+    }
     let (_, sale) = call(&app, Method::GET, "/v1/sales/ps5", None).await;
     assert_eq!(sale["reserved"].as_u64(), Some(1));
 }

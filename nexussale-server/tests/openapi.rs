@@ -299,7 +299,7 @@ async fn every_answer_matches_the_document() {
             Method::POST,
             purchase,
             "/v1/sales/ps5/purchase",
-            Some(json!({"user": "ann", "idempotency_key": "k1"})),
+            Some(json!({"user": "ann", "idempotency_key": "k1", "remark": "gift"})),
         )
         .await;
     assert_eq!(

@@ -87,6 +87,10 @@ impl FlashSale {
     /// never buys twice. A failed publish returns its units at once; a reservation whose answer
     /// was lost (a store timeout after the store acted) is either picked up by the retry with its
     /// key, or returned by the sweeper at its TTL.
+    ///
+    /// Once it reaches the stock store, the purchase runs to its end in a task of its own even if
+    /// this future is dropped (an HTTP client that hangs up): no unit is left reserved without
+    /// its order event.
     pub async fn purchase(&self, request: PurchaseRequest) -> Result<PurchaseOutcome> {
         if request.quantity == 0 {
             return Err(Error::invalid("quantity", "must be at least 1"));
@@ -124,6 +128,24 @@ impl FlashSale {
             remark: request.remark,
             now,
         };
+        // From here on the purchase runs to its end whatever the caller does. A caller that stops
+        // waiting (an HTTP client hanging up drops its handler's future) would otherwise leave
+        // units reserved with no order event between the reserve and the publish, held from
+        // everyone until the TTL — during a drop, stock nobody can buy.
+        let engine = self.clone();
+        match tokio::spawn(async move { engine.reserve_and_publish(reserve, now_ms).await }).await {
+            Ok(outcome) => outcome,
+            Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+            Err(failed) => Err(Error::permanent("engine", failed.to_string())),
+        }
+    }
+
+    /// Reserves, then publishes the order event (or returns the units), and answers.
+    async fn reserve_and_publish(
+        &self,
+        reserve: ReserveRequest,
+        now_ms: i64,
+    ) -> Result<PurchaseOutcome> {
         let reserved = self.inner.stock.reserve(&reserve).await;
         match self.unless_lost(&reserve.sku, reserved)? {
             ReserveOutcome::Reserved {
@@ -144,6 +166,12 @@ impl FlashSale {
                 }))
             }
             ReserveOutcome::Existing { reservation } => {
+                if reservation.quantity != reserve.quantity || reservation.remark != reserve.remark
+                {
+                    return Err(Error::IdempotencyKeyReused {
+                        order: reservation.order_id,
+                    });
+                }
                 let order = reservation.to_order();
                 if reservation.state == ReservationState::Reserved {
                     // The first attempt may have died between reserve and publish: publish again.

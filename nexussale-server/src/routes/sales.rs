@@ -193,7 +193,7 @@ pub(crate) struct Accepted {
     responses(
         (status = 202, description = "Accepted: the same idempotency key answers the same order.", body = Accepted),
         (status = 404, description = "`unknown_sale`: no sale has this sku.", body = ErrorBody),
-        (status = 409, description = "`sold_out`, `limit_exceeded` or `sale_not_active`.", body = ErrorBody),
+        (status = 409, description = "`sold_out`, `limit_exceeded` or `sale_not_active`; `conflict`: the idempotency key was used before with another quantity or remark.", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many purchases from this user or address; see `Retry-After`.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
     )
