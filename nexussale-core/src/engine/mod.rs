@@ -1,5 +1,6 @@
 //! [`FlashSale`]: the reservation algorithm that composes the three backends.
 
+mod finish;
 mod orders;
 mod purchase;
 mod rebuild;

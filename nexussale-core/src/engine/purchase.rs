@@ -3,6 +3,7 @@
 use tracing::{debug, error};
 
 use super::FlashSale;
+use super::finish::FinishOnDrop;
 use crate::error::{Error, Result};
 use crate::ident::{IdempotencyKey, Sku, UserId};
 use crate::order::{Order, OrderEvent, OrderId, validate_remark};
@@ -88,9 +89,9 @@ impl FlashSale {
     /// was lost (a store timeout after the store acted) is either picked up by the retry with its
     /// key, or returned by the sweeper at its TTL.
     ///
-    /// Once it reaches the stock store, the purchase runs to its end in a task of its own even if
-    /// this future is dropped (an HTTP client that hangs up): no unit is left reserved without
-    /// its order event.
+    /// Once it reaches the stock store, the purchase runs to its end even if this future is
+    /// dropped (an HTTP client that hangs up): the rest of it then runs in a task of its own, and
+    /// no unit is left reserved without its order event.
     pub async fn purchase(&self, request: PurchaseRequest) -> Result<PurchaseOutcome> {
         if request.quantity == 0 {
             return Err(Error::invalid("quantity", "must be at least 1"));
@@ -133,11 +134,7 @@ impl FlashSale {
         // units reserved with no order event between the reserve and the publish, held from
         // everyone until the TTL — during a drop, stock nobody can buy.
         let engine = self.clone();
-        match tokio::spawn(async move { engine.reserve_and_publish(reserve, now_ms).await }).await {
-            Ok(outcome) => outcome,
-            Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
-            Err(failed) => Err(Error::permanent("engine", failed.to_string())),
-        }
+        FinishOnDrop::new(async move { engine.reserve_and_publish(reserve, now_ms).await }).await
     }
 
     /// Reserves, then publishes the order event (or returns the units), and answers.
