@@ -783,3 +783,28 @@ async fn metrics_show_purchases_by_outcome_and_stock() {
         assert!(text.contains(expected), "no {expected} in:\n{text}");
     }
 }
+
+/// One rule for empty path segments, wherever they stand: refused, so `//v1/sales` is not served
+/// as `/v1/sales` while `/v1//sales` is not (a proxy's path-prefix rule could be sidestepped).
+#[tokio::test]
+async fn empty_path_segments_are_refused_wherever_they_are() {
+    let (app, _) = with_sale(10, 1).await;
+    for path in ["//v1/sales", "/v1//sales", "/v1/sales//ps5", "//health"] {
+        let (status, body) = call(&app, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"], "invalid_request", "{path}: {body}");
+    }
+    let (status, _) = call(&app, Method::GET, "/v1/sales", None).await;
+    assert_eq!(status, StatusCode::OK);
+    // A trailing slash is the route's business: the Swagger UI page lives at `/api-docs/`.
+    let response = app
+        .clone()
+        .call(
+            request(Method::GET, "/api-docs/")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

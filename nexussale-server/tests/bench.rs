@@ -162,3 +162,33 @@ fn a_soak_keeps_the_stock_up_and_samples_memory() {
     );
     stop(server);
 }
+
+/// When the audit cannot finish, the last stdout line is still one JSON object: the load's
+/// figures, the audit's as null, and an `error` saying why.
+#[test]
+fn an_audit_that_cannot_finish_still_prints_its_json_line() {
+    let (server, address) = start_server(&[]);
+    let (code, summary) = bench(
+        &address,
+        &[
+            "--no-create",
+            "--sku",
+            "no-such-sale",
+            "--users",
+            "50",
+            "--concurrency",
+            "4",
+        ],
+    );
+    assert_ne!(code, 0, "{summary}");
+    assert_eq!(summary["attempts"], 50, "{summary}");
+    assert_eq!(summary["rejected_other"], 50, "{summary}");
+    assert!(summary["lost"].is_null(), "{summary}");
+    assert!(
+        summary["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("audit could not finish")),
+        "{summary}"
+    );
+    stop(server);
+}

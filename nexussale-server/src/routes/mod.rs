@@ -31,9 +31,23 @@ where
     }
 }
 
+/// The path's percent-decoded segments. One rule for empty segments wherever they stand: a
+/// path with `//` is refused (400), so `//v1/sales` and `/v1//sales` are treated alike and a
+/// proxy's path-prefix rule cannot be sidestepped. Only a trailing `/` may leave an empty last
+/// segment, which a route reads as it means (`/api-docs/` is the Swagger UI page).
 fn segments(path: &str) -> Result<Vec<String>, ApiError> {
-    path.trim_start_matches('/')
-        .split('/')
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts[..parts.len().saturating_sub(1)]
+        .iter()
+        .any(|part| part.is_empty())
+    {
+        return Err(ApiError::invalid(
+            "the path has an empty segment (`//`); send it with single slashes",
+        ));
+    }
+    parts
+        .into_iter()
         .map(|segment| {
             percent_decode_str(segment)
                 .decode_utf8()

@@ -61,8 +61,17 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     connection: &mut Connection,
     path: &str,
 ) -> Result<T, BenchError> {
-    let request = connection.target().request(Method::GET, path, None, None);
-    let (status, body) = connection.send(request).await?;
+    // A server rebuilding a sale, or a backend recovering, answers 503 with Retry-After: the
+    // audit waits it out (up to a minute) instead of giving up on a run that is otherwise done.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (status, body) = loop {
+        let request = connection.target().request(Method::GET, path, None, None);
+        let (status, body) = connection.send(request).await?;
+        if status != StatusCode::SERVICE_UNAVAILABLE || std::time::Instant::now() >= give_up {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
     if status != StatusCode::OK {
         return Err(BenchError::Server {
             what: format!("GET {path}"),

@@ -55,10 +55,11 @@ struct Summary {
     sold_out: u64,
     rejected_other: u64,
     errors: u64,
-    persisted: u64,
-    oversold: u64,
-    duplicates: u64,
-    lost: u64,
+    /// The audit's figures: null when it could not finish (see `error`).
+    persisted: Option<u64>,
+    oversold: Option<u64>,
+    duplicates: Option<u64>,
+    lost: Option<u64>,
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -74,6 +75,9 @@ struct Summary {
     sold_out_phase_rps: Option<f64>,
     /// The server's largest resident memory seen during the burst, if it runs on this machine.
     server_rss_max_mb: Option<f64>,
+    /// Why the audit could not finish; absent when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 fn round(value: f64, places: i32) -> f64 {
@@ -94,6 +98,8 @@ async fn main() -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("nexussale-bench: {err}");
+            // The last stdout line is always one JSON object, for the scripts that read it.
+            println!("{}", serde_json::json!({ "error": err.to_string() }));
             ExitCode::from(2)
         }
     }
@@ -213,10 +219,14 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
     stop_sampling.cancel();
 
     let accepted = run.accepted_ids();
-    let orders =
-        audit::wait_persisted(&mut control, &args.sku, &accepted, args.wait_persisted()).await?;
-    let sale = audit::sale(&mut control, &args.sku).await?;
-    let findings = audit::audit(&sale, &accepted, &orders);
+    let audited = async {
+        let orders =
+            audit::wait_persisted(&mut control, &args.sku, &accepted, args.wait_persisted())
+                .await?;
+        let sale = audit::sale(&mut control, &args.sku).await?;
+        Ok::<_, BenchError>((audit::audit(&sale, &accepted, &orders), sale))
+    }
+    .await;
 
     let first_sold_out = run.answers.iter().position(|a| a.kind == Kind::SoldOut);
     let (buy_phase_rps, sold_out_phase_rps) = match first_sold_out {
@@ -231,16 +241,24 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
         None => (run.rps(), None),
     };
     let errors = run.count(Kind::Error);
+    let (findings, sale, audit_error) = match audited {
+        Ok((findings, sale)) => (Some(findings), Some(sale), None),
+        Err(err) => (
+            None,
+            None,
+            Some(format!("the audit could not finish: {err}")),
+        ),
+    };
     let summary = Summary {
         attempts: run.answers.len() as u64,
         accepted: run.count(Kind::Success),
         sold_out: run.count(Kind::SoldOut),
         rejected_other: run.count(Kind::Rejected),
         errors,
-        persisted: findings.persisted,
-        oversold: findings.oversold,
-        duplicates: findings.duplicates,
-        lost: findings.lost,
+        persisted: findings.as_ref().map(|f| f.persisted),
+        oversold: findings.as_ref().map(|f| f.oversold),
+        duplicates: findings.as_ref().map(|f| f.duplicates),
+        lost: findings.as_ref().map(|f| f.lost),
         rps: round(run.rps(), 1),
         p50_ms: round(run.percentile_ms(0.5), 3),
         p99_ms: round(run.percentile_ms(0.99), 3),
@@ -251,6 +269,15 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
         buy_phase_rps: round(buy_phase_rps, 1),
         sold_out_phase_rps: sold_out_phase_rps.map(|rps| round(rps, 1)),
         server_rss_max_mb: rss.map(|max| round(max.load(Ordering::Relaxed) as f64 / 1024.0, 1)),
+        error: audit_error,
+    };
+    let (Some(findings), Some(sale)) = (findings, sale) else {
+        eprintln!(
+            "nexussale-bench: {}",
+            summary.error.as_deref().unwrap_or_default()
+        );
+        println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+        return Ok(false);
     };
     eprintln!(
         "sale {}: stock {}, available {}, reserved {}, sold {}; {} accepted, {} persisted",
@@ -260,7 +287,7 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
         sale.reserved,
         sale.sold,
         summary.accepted,
-        summary.persisted
+        findings.persisted
     );
     run.report(&findings);
     println!("{}", serde_json::to_string(&summary).unwrap_or_default());
