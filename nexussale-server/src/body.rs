@@ -1,9 +1,15 @@
 //! Reading JSON requests (bounded) and writing JSON answers.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
+use hyper::body::Frame;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -14,6 +20,85 @@ pub type Response = http::Response<Full<Bytes>>;
 
 /// The largest request body accepted: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long a client may take to send a body, by default (`--body-read-timeout-secs`).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pin_project_lite::pin_project! {
+    /// A request body that fails once its deadline passes: a client sending its body byte by
+    /// byte cannot hold a connection for the whole request timeout.
+    #[derive(Debug)]
+    pub(crate) struct TimedBody<B> {
+        #[pin]
+        inner: B,
+        limit: Option<Duration>,
+        // Armed when the body is first read (right after dispatch), so a request whose body
+        // nobody reads (every GET) costs no timer.
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<B> TimedBody<B> {
+    /// `inner`, failing `limit` after it is first read (`None`: never).
+    pub(crate) fn new(inner: B, limit: Option<Duration>) -> Self {
+        Self {
+            inner,
+            limit,
+            deadline: None,
+        }
+    }
+}
+
+/// Why a [`TimedBody`] could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    /// The deadline passed before the body was all read.
+    #[error("the request body did not arrive in time")]
+    TimedOut,
+    /// The connection failed.
+    #[error(transparent)]
+    Read(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl<B> Body for TimedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(
+                frame.map(|frame| frame.map_err(|err| BodyError::Read(err.into()))),
+            );
+        }
+        if this.deadline.is_none() {
+            *this.deadline = this.limit.map(|limit| Box::pin(tokio::time::sleep(limit)));
+        }
+        match this
+            .deadline
+            .as_mut()
+            .map(|deadline| deadline.as_mut().poll(cx))
+        {
+            Some(Poll::Ready(())) => Poll::Ready(Some(Err(BodyError::TimedOut))),
+            _ => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// A JSON answer.
 pub(crate) fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
@@ -43,6 +128,13 @@ where
 {
     let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
+        Err(err) if matches!(err.downcast_ref::<BodyError>(), Some(BodyError::TimedOut)) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "the request body did not arrive in time; the connection is closed",
+            ));
+        }
         Err(err) if err.is::<http_body_util::LengthLimitError>() => {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

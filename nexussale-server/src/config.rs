@@ -89,6 +89,16 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_HEADER_READ_TIMEOUT_SECS", default_value_t = 5)]
     pub header_read_timeout_secs: u64,
 
+    /// Seconds a client may take to send a request's body; past it the request is answered 408
+    /// and the connection closed.
+    #[arg(long, env = "NEXUSSALE_BODY_READ_TIMEOUT_SECS", default_value_t = 5)]
+    pub body_read_timeout_secs: u64,
+
+    /// Connections one client address may hold at once; past it, new ones from that address are
+    /// closed at once. Unset: no per-address cap.
+    #[arg(long, env = "NEXUSSALE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+
     /// Seconds one request may take before it is answered 503 `unavailable`.
     #[arg(long, env = "NEXUSSALE_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
     pub request_timeout_secs: u64,

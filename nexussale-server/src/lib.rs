@@ -41,7 +41,7 @@ use hyper::body::Body;
 use hyper::service::Service;
 use nexussale_core::FlashSale;
 
-pub use body::{MAX_BODY_BYTES, Response};
+pub use body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES, Response};
 pub use config::{Config, KafkaOption, SaleSpec};
 pub use error::{ApiError, ERROR_CODES};
 pub use ratelimit::RateLimiter;
@@ -99,6 +99,7 @@ where
             request.extensions_mut().insert(ClientIp(peer));
         }
         let state = Arc::clone(&self.state);
+        let request = request.map(|body| body::TimedBody::new(body, state.body_timeout));
         // A span per request, at debug level: free unless asked for (RUST_LOG=debug).
         let span = tracing::debug_span!("request", method = %request.method(), path = %request.uri().path());
         Box::pin(tracing::Instrument::instrument(
@@ -123,6 +124,15 @@ where
                     None => handled.await,
                 };
                 match handled {
+                    // A body too slow to arrive: close the connection, so the client holds no
+                    // slot any longer.
+                    Ok(mut response) if response.status() == http::StatusCode::REQUEST_TIMEOUT => {
+                        response.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                        Ok(response)
+                    }
                     Ok(response) => Ok(response),
                     Err(_) => {
                         tracing::error!("a request handler panicked");

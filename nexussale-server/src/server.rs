@@ -1,6 +1,7 @@
 //! Serving: the accept loop with graceful shutdown, and the whole process (`run`).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,14 +29,19 @@ use crate::{App, app_with};
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// What one server process lets its clients take.
+/// What one server process lets its clients take. Start from [`Limits::default`] and set the
+/// fields you change (more may come).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Limits {
     /// Connections served at once; past it, new ones wait in the listen backlog.
     pub max_connections: usize,
     /// How long a client may take to send a request's headers before its connection is closed
     /// (slow-header clients hold no connection slot for long).
     pub header_read_timeout: Duration,
+    /// Connections one client address may hold at once; past it, its new ones are closed as
+    /// soon as they are accepted, so one address cannot take every slot. `None`: no cap.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl Default for Limits {
@@ -43,6 +49,48 @@ impl Default for Limits {
         Self {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(5),
+            max_connections_per_ip: None,
+        }
+    }
+}
+
+/// Connections open per client address, for [`Limits::max_connections_per_ip`].
+#[derive(Debug, Default)]
+struct PerAddress {
+    open: parking_lot::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted against its address; uncounted when dropped.
+#[derive(Debug)]
+struct AddressSlot {
+    counts: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    /// A slot for `ip`, unless it already holds `cap` connections.
+    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<AddressSlot> {
+        let mut open = self.open.lock();
+        let count = open.entry(ip).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock();
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
         }
     }
 }
@@ -67,6 +115,7 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
     loop {
         // A free slot first: at the limit, connections wait in the kernel's backlog.
         let slot = tokio::select! {
@@ -88,6 +137,18 @@ pub async fn serve_with(
                 }
             },
         };
+        let address_slot = match limits.max_connections_per_ip {
+            Some(cap) => match per_address.take(peer.ip(), cap) {
+                Some(slot) => Some(slot),
+                None => {
+                    // Over its address's cap: closed unread (dropping the stream), its global
+                    // slot freed at once.
+                    tracing::debug!(%peer, cap, "connection refused: its address holds its cap");
+                    continue;
+                }
+            },
+            None => None,
+        };
         let _ = stream.set_nodelay(true);
         let connection = http1::Builder::new()
             .keep_alive(true)
@@ -103,6 +164,7 @@ pub async fn serve_with(
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
             drop(slot);
+            drop(address_slot);
         });
     }
     drop(listener);
@@ -271,6 +333,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         engine: engine.clone(),
         admin_token: config.admin_token.clone(),
         request_timeout: Some(Duration::from_secs(config.request_timeout_secs)),
+        body_timeout: Some(Duration::from_secs(config.body_read_timeout_secs)),
         user_limit: config
             .rate_limit_user
             .map(|rate| Arc::new(RateLimiter::new(rate, rate.max(1.0)))),
@@ -318,6 +381,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     let limits = Limits {
         max_connections: config.max_connections,
         header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+        max_connections_per_ip: config.max_connections_per_ip,
     };
     serve_with(listener, app_with(state), stop, limits).await?;
 

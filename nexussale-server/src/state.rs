@@ -24,6 +24,10 @@ pub struct AppState {
     /// How long one request may take before it is answered 503 `unavailable` (a backend that
     /// hangs never holds a client longer); `None`: no limit.
     pub request_timeout: Option<Duration>,
+    /// How long a client may take to send a request's body once its headers are in; past it the
+    /// request is answered 408 and the connection closed (a slow body holds no connection slot
+    /// for long). `None`: no limit.
+    pub body_timeout: Option<Duration>,
     /// Purchases per second each user may make; `None`: no limit.
     pub user_limit: Option<Arc<RateLimiter<UserId>>>,
     /// Requests per second each client address may make on the purchase routes; `None`: no
@@ -41,6 +45,7 @@ impl AppState {
             engine,
             admin_token: None,
             request_timeout: None,
+            body_timeout: Some(crate::body::DEFAULT_BODY_TIMEOUT),
             user_limit: None,
             ip_limit: None,
             probes: Vec::new(),
@@ -54,6 +59,7 @@ impl fmt::Debug for AppState {
             .field("engine", &self.engine)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("request_timeout", &self.request_timeout)
+            .field("body_timeout", &self.body_timeout)
             .field("user_limit", &self.user_limit.is_some())
             .field("ip_limit", &self.ip_limit.is_some())
             .field(
