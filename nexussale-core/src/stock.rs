@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
+use crate::ident::{IdempotencyKey, UserId};
 use crate::order::{Order, OrderId};
 use crate::reservation::{
     ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReserveOutcome, ReserveRequest,
@@ -95,6 +96,18 @@ pub trait StockStore: Send + Sync + Debug + 'static {
     /// One reservation, in whatever state it is.
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>>;
 
+    /// The reservation `user`'s idempotency `key` made on this sale, in whatever state it is,
+    /// unless it was released as [`ReleaseReason::Aborted`] (which frees the key): what
+    /// [`reserve`](Self::reserve) would answer as [`ReserveOutcome::Existing`] for that key. One
+    /// cheap lookup: the engine asks it instead of reserving when a keyed purchase meets a sale
+    /// it knows is sold out or closed.
+    async fn reservation_by_key(
+        &self,
+        sku: &Sku,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Reservation>>;
+
     /// Moves a reservation's units from reserved to sold, if `now` is before its expiry.
     /// Idempotent; refused once released or expired.
     async fn confirm(
@@ -148,6 +161,9 @@ macro_rules! forward_stock_store {
             }
             async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
                 (**self).reservation(sku, order_id).await
+            }
+            async fn reservation_by_key(&self, sku: &Sku, user: &UserId, key: &IdempotencyKey) -> Result<Option<Reservation>> {
+                (**self).reservation_by_key(sku, user, key).await
             }
             async fn confirm(&self, sku: &Sku, order_id: OrderId, now: DateTime<Utc>) -> Result<ConfirmOutcome> {
                 (**self).confirm(sku, order_id, now).await

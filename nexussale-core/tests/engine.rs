@@ -565,6 +565,14 @@ impl StockStore for Amnesiac {
     ) -> nexussale_core::Result<Option<nexussale_core::Reservation>> {
         self.store().reservation(sku, order_id).await
     }
+    async fn reservation_by_key(
+        &self,
+        sku: &Sku,
+        user: &nexussale_core::UserId,
+        key: &nexussale_core::IdempotencyKey,
+    ) -> nexussale_core::Result<Option<nexussale_core::Reservation>> {
+        self.store().reservation_by_key(sku, user, key).await
+    }
     async fn confirm(
         &self,
         sku: &Sku,

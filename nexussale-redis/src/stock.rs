@@ -10,8 +10,9 @@ use futures::future::try_join_all;
 use redis::{AsyncCommands, Value};
 
 use nexussale_core::{
-    ConfirmOutcome, Order, OrderId, OrderStatus, ReleaseOutcome, ReleaseReason, Reservation,
-    ReservationState, ReserveOutcome, ReserveRequest, Result, Sale, Sku, StockSnapshot, StockStore,
+    ConfirmOutcome, IdempotencyKey, Order, OrderId, OrderStatus, ReleaseOutcome, ReleaseReason,
+    Reservation, ReservationState, ReserveOutcome, ReserveRequest, Result, Sale, Sku,
+    StockSnapshot, StockStore, UserId,
 };
 
 use crate::coalesce::Coalescer;
@@ -515,6 +516,41 @@ impl StockStore for RedisStockStore {
             Some(record) => Ok(Some(record::decode(sku, order_id, &record)?)),
             None => self.not_found(sku, None).await,
         }
+    }
+
+    async fn reservation_by_key(
+        &self,
+        sku: &Sku,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Reservation>> {
+        let info = self.info(sku).await?;
+        // A user's keys and reservations live on the user's home shard.
+        let keys = &info.shards[info.home(user.as_str())];
+        let mut conn = self.conn();
+        let order_id: Option<String> = conn
+            .hget(&keys.keys, key_field(user.as_str(), key.as_str()))
+            .await
+            .map_err(StoreError::from)?;
+        let Some(order_id) = order_id else {
+            return Ok(None);
+        };
+        let order_id: OrderId = order_id
+            .parse()
+            .map_err(|_| StoreError::corrupt(format!("order id `{order_id}` of a key")))?;
+        let record: Option<String> = conn
+            .hget(&keys.res, order_id.to_string())
+            .await
+            .map_err(StoreError::from)?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let reservation = record::decode(sku, order_id, &record)?;
+        // An aborted reservation freed its key.
+        Ok(
+            (reservation.state != ReservationState::Released(ReleaseReason::Aborted))
+                .then_some(reservation),
+        )
     }
 
     async fn confirm(

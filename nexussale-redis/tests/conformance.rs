@@ -54,6 +54,14 @@ impl StockStore for Scoped {
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
         self.0.reservation(sku, order_id).await
     }
+    async fn reservation_by_key(
+        &self,
+        sku: &Sku,
+        user: &nexussale_core::UserId,
+        key: &nexussale_core::IdempotencyKey,
+    ) -> Result<Option<Reservation>> {
+        self.0.reservation_by_key(sku, user, key).await
+    }
     async fn confirm(
         &self,
         sku: &Sku,

@@ -53,15 +53,19 @@ impl Book {
         }
     }
 
+    /// The reservation `user`'s `key` made; an aborted one frees its key.
+    fn by_key(&self, user: &UserId, key: &IdempotencyKey) -> Option<&Reservation> {
+        self.keys
+            .get(&(user.clone(), key.clone()))
+            .and_then(|id| self.reservations.get(id))
+            .filter(|earlier| earlier.state != ReservationState::Released(ReleaseReason::Aborted))
+    }
+
     fn reserve(&mut self, request: &ReserveRequest) -> ReserveOutcome {
         // The key first: a retry gets its reservation back even after the sale sold out or
-        // ended. Only an aborted reservation frees its key.
+        // ended.
         if let Some(key) = &request.idempotency_key
-            && let Some(earlier) = self
-                .keys
-                .get(&(request.user.clone(), key.clone()))
-                .and_then(|id| self.reservations.get(id))
-            && earlier.state != ReservationState::Released(ReleaseReason::Aborted)
+            && let Some(earlier) = self.by_key(&request.user, key)
         {
             return ReserveOutcome::Existing {
                 reservation: earlier.clone(),
@@ -231,6 +235,15 @@ impl StockStore for LockedStockStore {
 
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
         self.with_book(sku, |book| book.reservations.get(&order_id).cloned())
+    }
+
+    async fn reservation_by_key(
+        &self,
+        sku: &Sku,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Reservation>> {
+        self.with_book(sku, |book| book.by_key(user, key).cloned())
     }
 
     async fn confirm(

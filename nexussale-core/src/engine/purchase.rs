@@ -7,7 +7,9 @@ use super::finish::FinishOnDrop;
 use crate::error::{Error, Result};
 use crate::ident::{IdempotencyKey, Sku, UserId};
 use crate::order::{Order, OrderEvent, OrderId, validate_remark};
-use crate::reservation::{ReleaseReason, ReservationState, ReserveOutcome, ReserveRequest};
+use crate::reservation::{
+    ReleaseReason, Reservation, ReservationState, ReserveOutcome, ReserveRequest,
+};
 use crate::sale::SaleState;
 
 /// A buyer's purchase.
@@ -105,20 +107,35 @@ impl FlashSale {
         if sale.rebuilding {
             return Err(super::rebuild::rebuilding(&request.sku));
         }
-        // A keyed request may be the retry of an accepted one: only the store can tell, so it
-        // skips the local shortcuts (which would answer sold out or not active instead).
-        if request.idempotency_key.is_none() {
-            let limit = sale.per_user_limit;
-            if request.quantity > limit {
-                return Ok(PurchaseOutcome::LimitExceeded { limit });
+        // What this process can answer without the stock store.
+        let limit = sale.per_user_limit;
+        let refusal = match sale.window {
+            _ if request.quantity > limit => Some(PurchaseOutcome::LimitExceeded { limit }),
+            SaleState::Active | SaleState::SoldOut if sale.sold_out => {
+                Some(PurchaseOutcome::SoldOut)
             }
-            match sale.window {
-                SaleState::Active | SaleState::SoldOut => {}
-                state => return Ok(PurchaseOutcome::NotActive(state)),
-            }
-            if sale.sold_out {
-                return Ok(PurchaseOutcome::SoldOut);
-            }
+            SaleState::Active | SaleState::SoldOut => None,
+            state => Some(PurchaseOutcome::NotActive(state)),
+        };
+        if let Some(refusal) = refusal {
+            let Some(key) = &request.idempotency_key else {
+                return Ok(refusal);
+            };
+            // A keyed request may be the retry of an accepted one: one cheap lookup of its key
+            // tells, instead of a reservation attempt (a flood of keyed requests on a sold-out
+            // sale would otherwise cost the store a reservation script each).
+            let earlier = self
+                .inner
+                .stock
+                .reservation_by_key(&request.sku, &request.user, key)
+                .await;
+            return match self.unless_lost(&request.sku, earlier)? {
+                Some(reservation) => {
+                    self.existing(reservation, request.quantity, &request.remark)
+                        .await
+                }
+                None => Ok(refusal),
+            };
         }
         let reserve = ReserveRequest {
             order_id: OrderId::at_millis(now_ms),
@@ -163,27 +180,8 @@ impl FlashSale {
                 }))
             }
             ReserveOutcome::Existing { reservation } => {
-                if reservation.quantity != reserve.quantity || reservation.remark != reserve.remark
-                {
-                    return Err(Error::IdempotencyKeyReused {
-                        order: reservation.order_id,
-                    });
-                }
-                let order = reservation.to_order();
-                if reservation.state == ReservationState::Reserved {
-                    // The first attempt may have died between reserve and publish: publish again.
-                    // The worker persists idempotently, so a second event costs nothing.
-                    self.inner
-                        .queue
-                        .publish(&OrderEvent::Placed {
-                            order: order.clone(),
-                        })
-                        .await?;
-                }
-                Ok(PurchaseOutcome::Duplicate(Receipt {
-                    order,
-                    remaining: None,
-                }))
+                self.existing(reservation, reserve.quantity, &reserve.remark)
+                    .await
             }
             ReserveOutcome::SoldOut { available } => {
                 if available == 0 {
@@ -196,6 +194,36 @@ impl FlashSale {
             }
             ReserveOutcome::NotActive { state } => Ok(PurchaseOutcome::NotActive(state)),
         }
+    }
+
+    /// The answer to a purchase whose idempotency key made `reservation` before: that order, if
+    /// the request is the same one (quantity and remark), else refused.
+    async fn existing(
+        &self,
+        reservation: Reservation,
+        quantity: u32,
+        remark: &Option<String>,
+    ) -> Result<PurchaseOutcome> {
+        if reservation.quantity != quantity || reservation.remark != *remark {
+            return Err(Error::IdempotencyKeyReused {
+                order: reservation.order_id,
+            });
+        }
+        let order = reservation.to_order();
+        if reservation.state == ReservationState::Reserved {
+            // The first attempt may have died between reserve and publish: publish again.
+            // The worker persists idempotently, so a second event costs nothing.
+            self.inner
+                .queue
+                .publish(&OrderEvent::Placed {
+                    order: order.clone(),
+                })
+                .await?;
+        }
+        Ok(PurchaseOutcome::Duplicate(Receipt {
+            order,
+            remaining: None,
+        }))
     }
 
     /// Publishes the order's event; if that fails, returns its units so that no unit is ever

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
+use crate::ident::{IdempotencyKey, UserId};
 use crate::order::{Order, OrderEvent, OrderId, OrderStatus};
 use crate::outage::OutageLog;
 use crate::queue::{Delivery, DeliveryTag, OrderQueue};
@@ -87,6 +88,15 @@ impl<T: StockStore> StockStore for Watched<T> {
 
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
         self.watch(self.inner.reservation(sku, order_id).await)
+    }
+
+    async fn reservation_by_key(
+        &self,
+        sku: &Sku,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Reservation>> {
+        self.watch(self.inner.reservation_by_key(sku, user, key).await)
     }
 
     async fn confirm(

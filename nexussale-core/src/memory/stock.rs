@@ -440,6 +440,23 @@ impl StockStore for MemoryStockStore {
         })
     }
 
+    async fn reservation_by_key(
+        &self,
+        sku: &Sku,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Reservation>> {
+        self.with_slot(sku, |slot| {
+            let order_id = *slot.keys.get(&(user.clone(), key.clone()))?;
+            slot.reservations
+                .with(order_id, |held| {
+                    (held.state != ReservationState::Released(ReleaseReason::Aborted))
+                        .then(|| held.to_reservation(&slot.sale.sku, order_id))
+                })
+                .flatten()
+        })
+    }
+
     async fn confirm(
         &self,
         sku: &Sku,

@@ -125,6 +125,7 @@ macro_rules! __stock_cases {
             per_user_limit_holds_under_concurrency,
             idempotency_key_answers_the_earlier_reservation,
             aborted_reservation_frees_its_key,
+            reservation_by_key_finds_what_a_key_made,
             release_is_exactly_once_under_concurrency,
             confirm_is_exactly_once_and_final,
             confirm_after_release_is_refused,

@@ -281,6 +281,81 @@ pub async fn aborted_reservation_frees_its_key(store: DynStockStore) {
     );
 }
 
+/// `reservation_by_key` finds what a key made — for that user only, in any state, but not once
+/// aborted — and what `reserve` would answer as `Existing` for it, on a sale sold out too.
+pub async fn reservation_by_key_finds_what_a_key_made(store: DynStockStore) {
+    let sale = new_sale(&*store, 2, 2).await;
+    let key = IdempotencyKey::new("cart-7").unwrap();
+    let (ann, bob) = (user("ann"), user("bob"));
+    assert_eq!(
+        store
+            .reservation_by_key(&sale.sku, &ann, &key)
+            .await
+            .unwrap(),
+        None
+    );
+    let mut keyed = request(&sale.sku, ann.clone(), Utc::now());
+    keyed.idempotency_key = Some(key.clone());
+    keyed.quantity = 2;
+    let made = reserved(&*store, &keyed).await;
+    let found = store
+        .reservation_by_key(&sale.sku, &ann, &key)
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref().map(|r| r.order_id), Some(made.order_id));
+    assert_eq!(found.as_ref().map(|r| r.quantity), Some(2));
+    assert_eq!(found.map(|r| r.state), Some(ReservationState::Reserved));
+    // Keys are per user; another key of the same user finds nothing.
+    assert_eq!(
+        store
+            .reservation_by_key(&sale.sku, &bob, &key)
+            .await
+            .unwrap(),
+        None
+    );
+    let other = IdempotencyKey::new("cart-8").unwrap();
+    assert_eq!(
+        store
+            .reservation_by_key(&sale.sku, &ann, &other)
+            .await
+            .unwrap(),
+        None
+    );
+    // Sold out now, and still found; once paid, found paid.
+    store
+        .confirm(&sale.sku, made.order_id, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .reservation_by_key(&sale.sku, &ann, &key)
+            .await
+            .unwrap()
+            .map(|r| r.state),
+        Some(ReservationState::Confirmed)
+    );
+    // An aborted reservation freed its key.
+    let sale = new_sale(&*store, 1, 1).await;
+    let mut keyed = request(&sale.sku, ann.clone(), Utc::now());
+    keyed.idempotency_key = Some(key.clone());
+    let aborted = reserved(&*store, &keyed).await;
+    store
+        .release(&sale.sku, aborted.order_id, ReleaseReason::Aborted)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .reservation_by_key(&sale.sku, &ann, &key)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.reservation_by_key(&unique_sku(), &ann, &key).await,
+        Err(Error::UnknownSale(_))
+    ));
+}
+
 /// Fifty concurrent releases of one reservation return its units once.
 pub async fn release_is_exactly_once_under_concurrency(store: DynStockStore) {
     let sale = new_sale(&*store, 5, 2).await;
