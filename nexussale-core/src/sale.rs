@@ -92,6 +92,8 @@ impl Sale {
                 format!("must be between 1 and {MAX_PER_USER_LIMIT}"),
             ));
         }
+        validate_instant("starts_at", self.starts_at)?;
+        validate_instant("ends_at", self.ends_at)?;
         if let (Some(start), Some(end)) = (self.starts_at, self.ends_at) {
             if end <= start {
                 return Err(Error::invalid("ends_at", "must be after starts_at"));
@@ -106,6 +108,16 @@ impl Sale {
             ));
         }
         Ok(())
+    }
+
+    /// The earliest instant a sale's window may hold: 1970-01-01T00:00:00Z.
+    pub const EARLIEST_INSTANT: DateTime<Utc> = DateTime::UNIX_EPOCH;
+
+    /// The latest instant a sale's window may hold: 9999-12-31T23:59:59.999999Z (MySQL's
+    /// DATETIME ends there).
+    pub fn latest_instant() -> DateTime<Utc> {
+        // 9999-12-31T23:59:59.999999Z, in microseconds since the epoch: always in chrono's range.
+        DateTime::from_timestamp_micros(253_402_300_799_999_999).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Where the sale's window stands at `now`, ignoring stock.
@@ -196,12 +208,98 @@ mod ttl_secs {
     }
 }
 
+/// A window instant every backend stores exactly: from 1970 to 9999, in whole microseconds, not
+/// a leap second. Anything else is refused rather than stored as something else (a 32-bit
+/// TIMESTAMP turned 2040 into NULL: an open sale after a restart; nanoseconds were cut, making a
+/// short window empty).
+fn validate_instant(field: &'static str, at: Option<DateTime<Utc>>) -> Result<()> {
+    let Some(at) = at else { return Ok(()) };
+    let nanos = at.timestamp_subsec_nanos();
+    if nanos >= 1_000_000_000 {
+        return Err(Error::invalid(
+            field,
+            "is a leap second (:60), which cannot be stored; use :59.999999",
+        ));
+    }
+    if nanos % 1_000 != 0 {
+        return Err(Error::invalid(field, "has more than microsecond precision"));
+    }
+    if at < Sale::EARLIEST_INSTANT || at > Sale::latest_instant() {
+        return Err(Error::invalid(
+            field,
+            "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sku() -> Sku {
         Sku::new("ps5").unwrap()
+    }
+
+    #[test]
+    fn window_instants_are_refused_unless_stored_exactly() {
+        let at = |text: &str| {
+            Some(
+                DateTime::parse_from_rfc3339(text)
+                    .unwrap()
+                    .with_timezone(&Utc),
+            )
+        };
+        let window = |start, end| Sale::new(sku(), 1).with_window(start, end).validate();
+        for bad in [
+            "1969-12-31T23:59:59.999999Z",
+            "10000-01-01T00:00:00Z",
+            "2030-01-01T00:00:00.000000001Z",
+            "2016-12-31T23:59:60Z",
+        ] {
+            let Ok(parsed) = DateTime::parse_from_rfc3339(bad) else {
+                continue; // chrono refuses it itself
+            };
+            let parsed = Some(parsed.with_timezone(&Utc));
+            assert!(
+                matches!(
+                    window(parsed, None),
+                    Err(Error::InvalidInput {
+                        field: "starts_at",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+            assert!(
+                matches!(
+                    window(None, parsed),
+                    Err(Error::InvalidInput {
+                        field: "ends_at",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(
+            window(
+                at("1970-01-01T00:00:00Z"),
+                at("9999-12-31T23:59:59.999999Z")
+            )
+            .is_ok()
+        );
+        assert!(window(at("2040-01-01T00:00:00.000001Z"), None).is_ok());
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|day| day.and_hms_micro_opt(23, 59, 59, 1_500_000))
+            .map(|at| at.and_utc());
+        assert!(matches!(
+            window(leap, None),
+            Err(Error::InvalidInput {
+                field: "starts_at",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -264,7 +264,9 @@ async fn purchases_outside_the_window_are_not_active() {
     let memory = Memory::new();
     let engine = memory.engine().with_clock(Arc::new(clock.clone()));
     let ps5 = sku("ps5");
-    let start = clock_now(&clock) + chrono::Duration::minutes(1);
+    // Whole microseconds: what a sale window may hold.
+    let start =
+        chrono::SubsecRound::trunc_subsecs(clock_now(&clock), 6) + chrono::Duration::minutes(1);
     let sale = Sale::new(ps5.clone(), 5)
         .with_window(Some(start), Some(start + chrono::Duration::minutes(1)));
     engine.create_sale(sale).await.unwrap();

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{Connection, MySql, QueryBuilder};
 use uuid::Uuid;
@@ -105,8 +105,8 @@ struct SaleRow {
     sku: Vec<u8>,
     stock: u64,
     per_user_limit: u32,
-    starts_at: Option<DateTime<Utc>>,
-    ends_at: Option<DateTime<Utc>>,
+    starts_at: Option<NaiveDateTime>,
+    ends_at: Option<NaiveDateTime>,
     reservation_ttl_ns: u64,
 }
 
@@ -117,7 +117,10 @@ impl SaleRow {
             Sku::new(&sku).map_err(|err| RepoError::corrupt(format!("sale `{sku}`: {err}")))?;
         Ok(Sale::new(sku, self.stock)
             .with_per_user_limit(self.per_user_limit)
-            .with_window(self.starts_at, self.ends_at)
+            .with_window(
+                self.starts_at.map(|at| at.and_utc()),
+                self.ends_at.map(|at| at.and_utc()),
+            )
             .with_reservation_ttl(Duration::from_nanos(self.reservation_ttl_ns)))
     }
 }
@@ -262,9 +265,9 @@ fn insert_statement<'a>(orders: &'a [&'a Order]) -> QueryBuilder<'a, MySql> {
             .push_bind(order.user.as_str())
             .push_bind(order.quantity)
             .push_bind(order.status.as_str())
-            .push_bind(order.created_at)
-            .push_bind(order.updated_at)
-            .push_bind(order.expires_at)
+            .push_bind(order.created_at.naive_utc())
+            .push_bind(order.updated_at.naive_utc())
+            .push_bind(order.expires_at.naive_utc())
             .push_bind(order.remark.as_deref())
             .push_bind(order.idempotency_key.as_ref().map(IdempotencyKey::as_str));
     });
@@ -285,8 +288,10 @@ impl OrderRepository for MySqlOrderRepository {
         .bind(sale.sku.as_str())
         .bind(sale.stock)
         .bind(sale.per_user_limit)
-        .bind(sale.starts_at)
-        .bind(sale.ends_at)
+        // As DATETIME (UTC), not TIMESTAMP: sqlx sends a `DateTime<Utc>` as TIMESTAMP, whose
+        // 1970-2038 range turned a window past 2038 into NULL (an open sale after a restart).
+        .bind(sale.starts_at.map(|at| at.naive_utc()))
+        .bind(sale.ends_at.map(|at| at.naive_utc()))
         .bind(ttl)
         .execute(&self.pool)
         .await;
@@ -384,7 +389,7 @@ impl OrderRepository for MySqlOrderRepository {
         let updated =
             sqlx::query("UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
                 .bind(to.as_str())
-                .bind(at)
+                .bind(at.naive_utc())
                 .bind(id.as_uuid())
                 .bind(from.as_str())
                 .execute(&self.pool)

@@ -808,3 +808,38 @@ async fn empty_path_segments_are_refused_wherever_they_are() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// A sale's window is stored exactly or refused: instants outside 1970–9999, finer than a
+/// microsecond, or on a leap second answer 400 naming the field (one answered 500, others were
+/// stored as something else); a window past 2038 is kept to the microsecond.
+#[tokio::test]
+async fn sale_windows_are_stored_exactly_or_refused() {
+    let (app, _) = with_sale(10, 1).await;
+    for (n, (field, value)) in [
+        ("ends_at", "-0001-01-01T00:00:00Z"),
+        ("ends_at", "1969-12-31T23:59:59Z"),
+        ("starts_at", "+10000-01-01T00:00:00Z"),
+        ("starts_at", "2040-01-01T00:00:00.123456789Z"),
+        ("starts_at", "2016-12-31T23:59:60Z"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = json!({"sku": format!("bad-{n}"), "stock": 5, field: value});
+        let (status, answer) = call(&app, Method::POST, "/v1/sales", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field} {value}: {answer}");
+        assert_eq!(answer["error"], "invalid_request", "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(field),
+            "{field} {value}: {answer}"
+        );
+    }
+    let window = json!({"sku": "far", "stock": 5,
+        "starts_at": "2040-01-01T00:00:00.123456Z", "ends_at": "9999-12-31T23:59:59.999999Z"});
+    let (status, created) = call(&app, Method::POST, "/v1/sales", Some(window)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, read) = call(&app, Method::GET, "/v1/sales/far", None).await;
+    assert_eq!(read["starts_at"], "2040-01-01T00:00:00.123456Z", "{read}");
+    assert_eq!(read["ends_at"], "9999-12-31T23:59:59.999999Z", "{read}");
+    assert_eq!(read["state"], "upcoming", "{read}");
+}

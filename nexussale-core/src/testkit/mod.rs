@@ -134,6 +134,7 @@ macro_rules! __stock_cases {
             sale_window_is_enforced,
             restore_rebuilds_from_orders,
             conservation_under_mixed_load,
+            store_keeps_sale_windows_exactly,
         );
     };
 }
@@ -166,6 +167,42 @@ macro_rules! order_repository_tests {
             page_size_is_capped,
             transition_is_compare_and_set,
             counts_follow_statuses,
+            repository_keeps_sale_windows_exactly,
         );
     };
+}
+
+/// A sale window: when purchases open and close (`None`: now, never).
+pub type Window = (
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+/// Sale windows at the edges of what the API accepts ([`Sale::validate`](crate::Sale::validate)):
+/// the range's ends, microseconds, instants past 2038 (where a 32-bit TIMESTAMP stops) and an
+/// open end. Every backend must hand each back unchanged.
+pub fn edge_windows() -> Vec<Window> {
+    let at = |text: &str| {
+        Some(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|at| at.with_timezone(&chrono::Utc))
+                .unwrap_or_else(|err| panic!("{text}: {err}")),
+        )
+    };
+    vec![
+        (
+            at("1970-01-01T00:00:00Z"),
+            at("9999-12-31T23:59:59.999999Z"),
+        ),
+        (
+            at("2040-01-01T00:00:00.123456Z"),
+            at("2040-01-01T00:00:00.123457Z"),
+        ),
+        (at("2038-01-19T03:14:08Z"), None),
+        (None, at("1970-01-01T00:00:00.000001Z")),
+        (
+            at("2026-12-02T13:45:07.654321+05:30"),
+            at("3000-06-30T23:59:59.5Z"),
+        ),
+    ]
 }

@@ -334,3 +334,27 @@ pub async fn counts_follow_statuses(repository: DynOrderRepository) {
         StatusCounts::default()
     );
 }
+
+/// Every sale window the API accepts comes back from the repository exactly as it was saved
+/// (the engine rebuilds a lost store from these definitions).
+pub async fn repository_keeps_sale_windows_exactly(repository: DynOrderRepository) {
+    for (starts_at, ends_at) in super::edge_windows() {
+        let sale = Sale::new(unique_sku(), 5).with_window(starts_at, ends_at);
+        sale.validate().expect("the edges are valid");
+        assert!(repository.save_sale(&sale).await.unwrap());
+        let read = repository
+            .sales()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|read| read.sku == sale.sku)
+            .expect("the sale reads back");
+        assert_eq!(
+            (read.starts_at, read.ends_at),
+            (starts_at, ends_at),
+            "the window of {}",
+            sale.sku
+        );
+        assert_eq!(read, sale);
+    }
+}

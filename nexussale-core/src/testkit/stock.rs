@@ -794,3 +794,55 @@ pub async fn conservation_under_mixed_load(store: DynStockStore) {
     );
     assert_eq!((counts.reserved, counts.sold), (held, sold));
 }
+
+/// Every sale window the API accepts comes back from the store exactly as it was created, and
+/// is enforced at its edges.
+pub async fn store_keeps_sale_windows_exactly(store: DynStockStore) {
+    for (starts_at, ends_at) in super::edge_windows() {
+        let sale = Sale::new(unique_sku(), 5).with_window(starts_at, ends_at);
+        sale.validate().expect("the edges are valid");
+        assert!(store.create_sale(&sale).await.unwrap());
+        let read = store
+            .sale(&sale.sku)
+            .await
+            .unwrap()
+            .expect("the sale reads back");
+        assert_eq!(
+            (read.starts_at, read.ends_at),
+            (starts_at, ends_at),
+            "{}",
+            sale.sku
+        );
+        assert_eq!(read, sale);
+        if let Some(start) = starts_at {
+            let early = request(
+                &sale.sku,
+                user("early"),
+                start - chrono::Duration::microseconds(1),
+            );
+            assert!(
+                matches!(
+                    store.reserve(&early).await.unwrap(),
+                    ReserveOutcome::NotActive {
+                        state: SaleState::Upcoming
+                    }
+                ),
+                "{} before {start}",
+                sale.sku
+            );
+        }
+        if let Some(end) = ends_at {
+            let late = request(&sale.sku, user("late"), end);
+            assert!(
+                matches!(
+                    store.reserve(&late).await.unwrap(),
+                    ReserveOutcome::NotActive {
+                        state: SaleState::Ended
+                    }
+                ),
+                "{} at {end}",
+                sale.sku
+            );
+        }
+    }
+}

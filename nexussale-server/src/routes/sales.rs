@@ -27,9 +27,11 @@ pub(crate) struct CreateSale {
     /// Units one user may buy; default 1.
     #[schema(minimum = 1)]
     per_user_limit: Option<u32>,
-    /// When purchases open; default: now.
+    /// When purchases open; default: now. From 1970-01-01T00:00:00Z to
+    /// 9999-12-31T23:59:59.999999Z, in whole microseconds, not a leap second: anything else is
+    /// refused (400), never stored as something else.
     starts_at: Option<DateTime<Utc>>,
-    /// When purchases close; default: never.
+    /// When purchases close; default: never. The same range and precision as `starts_at`.
     ends_at: Option<DateTime<Utc>>,
     /// How long an unpaid order holds its units; default 900.
     #[schema(minimum = 1)]
