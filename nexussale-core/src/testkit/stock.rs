@@ -815,34 +815,24 @@ pub async fn store_keeps_sale_windows_exactly(store: DynStockStore) {
         );
         assert_eq!(read, sale);
         if let Some(start) = starts_at {
-            let early = request(
-                &sale.sku,
-                user("early"),
-                start - chrono::Duration::microseconds(1),
-            );
-            assert!(
-                matches!(
-                    store.reserve(&early).await.unwrap(),
-                    ReserveOutcome::NotActive {
-                        state: SaleState::Upcoming
-                    }
-                ),
-                "{} before {start}",
-                sale.sku
-            );
+            let early = start - chrono::Duration::microseconds(1);
+            refused_at(&*store, &sale.sku, early, SaleState::Upcoming).await;
         }
         if let Some(end) = ends_at {
-            let late = request(&sale.sku, user("late"), end);
-            assert!(
-                matches!(
-                    store.reserve(&late).await.unwrap(),
-                    ReserveOutcome::NotActive {
-                        state: SaleState::Ended
-                    }
-                ),
-                "{} at {end}",
-                sale.sku
-            );
+            refused_at(&*store, &sale.sku, end, SaleState::Ended).await;
         }
     }
+}
+
+/// A reservation at `now` is refused as not active, in `state`.
+async fn refused_at(store: &dyn StockStore, sku: &Sku, now: DateTime<Utc>, state: SaleState) {
+    let outcome = store
+        .reserve(&request(sku, user("edge"), now))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ReserveOutcome::NotActive { state },
+        "{sku} at {now}"
+    );
 }
