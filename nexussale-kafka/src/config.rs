@@ -17,7 +17,7 @@ use std::time::Duration;
 ///     .set("security.protocol", "ssl");
 /// assert_eq!(config.dead_letter_topic_name(), "shop.orders.dlq");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaConfig {
     pub(crate) brokers: String,
     pub(crate) topic: String,
@@ -31,6 +31,34 @@ pub struct KafkaConfig {
     pub(crate) queue_timeout: Duration,
     pub(crate) delivery_timeout: Duration,
     pub(crate) extra: BTreeMap<String, String>,
+}
+
+/// Every field but the values of the librdkafka properties set with [`KafkaConfig::set`]: those
+/// may be secrets (`sasl.password`, `ssl.key.password`), so only their names are shown.
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("group_id", &self.group_id)
+            .field("partitions", &self.partitions)
+            .field("replication", &self.replication)
+            .field("linger", &self.linger)
+            .field("batch_bytes", &self.batch_bytes)
+            .field("max_queued", &self.max_queued)
+            .field("queue_timeout", &self.queue_timeout)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field(
+                "extra",
+                &self
+                    .extra
+                    .keys()
+                    .map(|key| format!("{key}=***"))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -141,5 +169,24 @@ impl KafkaConfig {
         self.dead_letter_topic
             .clone()
             .unwrap_or_else(|| format!("{}.dlq", self.topic))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_names_of_extra_properties_never_their_values() {
+        let config = KafkaConfig::new("kafka:9093")
+            .set("sasl.password", "s3cret-pw")
+            .set("ssl.key.password", "an0ther");
+        let shown = format!("{config:?}");
+        assert!(shown.contains("sasl.password=***"), "{shown}");
+        assert!(
+            !shown.contains("s3cret-pw") && !shown.contains("an0ther"),
+            "{shown}"
+        );
+        assert!(shown.contains("kafka:9093"), "{shown}");
     }
 }

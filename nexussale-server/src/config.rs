@@ -6,8 +6,9 @@ use std::str::FromStr;
 use clap::Parser;
 use nexussale_core::{Sale, Sku};
 
-/// `nexussale-server` configuration.
-#[derive(Debug, Clone, Parser)]
+/// `nexussale-server` configuration. Its `Debug` shows no secret: the admin token as `***`,
+/// backend URLs with their passwords as `***`, Kafka options by name only.
+#[derive(Clone, Parser)]
 #[command(
     name = "nexussale-server",
     version,
@@ -116,6 +117,33 @@ pub struct Config {
     /// 1). Repeat the flag for several; the environment twin is comma-separated.
     #[arg(long = "sale", env = "NEXUSSALE_SALES", value_delimiter = ',')]
     pub sales: Vec<SaleSpec>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = |url: &Option<String>| url.as_deref().map(redact);
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("redis_url", &url(&self.redis_url))
+            .field("redis_shards", &self.redis_shards)
+            .field("redis_prefix", &self.redis_prefix)
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka_topic", &self.kafka_topic)
+            .field("kafka_group", &self.kafka_group)
+            .field("kafka_options", &self.kafka_options)
+            .field("database_url", &url(&self.database_url))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("no_worker", &self.no_worker)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("body_read_timeout_secs", &self.body_read_timeout_secs)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("rate_limit_user", &self.rate_limit_user)
+            .field("rate_limit_ip", &self.rate_limit_ip)
+            .field("sales", &self.sales)
+            .finish()
+    }
 }
 
 /// `url` with any password replaced by `***`, for logs.
@@ -283,6 +311,21 @@ mod tests {
         assert_eq!(config.kafka_options[0].value, "s3cret=x");
         assert_eq!(config.kafka_options[1].value, "6000");
         assert!(!format!("{config:?}").contains("s3cret"));
+        let config = Config::try_parse_from([
+            "nexussale-server",
+            "--admin-token",
+            "t0ken-xyz",
+            "--redis-url",
+            "redis://app:redis-pw@cache:6379",
+            "--database-url",
+            "mysql://shop:db-pw@db:3306/shop",
+        ])
+        .unwrap();
+        let shown = format!("{config:?}");
+        for secret in ["t0ken-xyz", "redis-pw", "db-pw"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("redis://app:***@cache:6379"), "{shown}");
         let refused = Config::try_parse_from(["nexussale-server", "--kafka-option", "s3cret"]);
         assert!(refused.is_err());
     }
