@@ -94,10 +94,10 @@ impl Sale {
         }
         validate_instant("starts_at", self.starts_at)?;
         validate_instant("ends_at", self.ends_at)?;
-        if let (Some(start), Some(end)) = (self.starts_at, self.ends_at) {
-            if end <= start {
-                return Err(Error::invalid("ends_at", "must be after starts_at"));
-            }
+        if let (Some(start), Some(end)) = (self.starts_at, self.ends_at)
+            && end <= start
+        {
+            return Err(Error::invalid("ends_at", "must be after starts_at"));
         }
         if self.reservation_ttl < Duration::from_secs(1)
             || self.reservation_ttl > MAX_RESERVATION_TTL

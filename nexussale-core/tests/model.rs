@@ -124,14 +124,14 @@ async fn run(stock: u64, limit: u32, steps: Vec<Step>) {
                 let earlier = key.and_then(|key| model.keys.get(&(user, key)).copied());
                 // A key reused with another quantity is refused, not answered with the earlier
                 // order.
-                if let Some(index) = earlier {
-                    if model.orders[index].quantity != quantity {
-                        assert!(
-                            matches!(outcome, Err(Error::IdempotencyKeyReused { order }) if order == model.orders[index].id),
-                            "{outcome:?}"
-                        );
-                        continue;
-                    }
+                if let Some(index) = earlier
+                    && model.orders[index].quantity != quantity
+                {
+                    assert!(
+                        matches!(outcome, Err(Error::IdempotencyKeyReused { order }) if order == model.orders[index].id),
+                        "{outcome:?}"
+                    );
+                    continue;
                 }
                 match (earlier, outcome.unwrap()) {
                     (Some(index), PurchaseOutcome::Duplicate(receipt)) => {

@@ -88,20 +88,20 @@ impl ConsumerContext for GroupContext {
             let mut partitions = self.tracker.partitions.lock();
             let mut commit = TopicPartitionList::new();
             for element in revoked.elements() {
-                if let Some(state) = partitions.remove(&element.partition()) {
-                    if let Some(offset) = state.committable() {
-                        let _ = commit.add_partition_offset(
-                            &self.topic,
-                            element.partition(),
-                            Offset::Offset(offset),
-                        );
-                    }
+                if let Some(state) = partitions.remove(&element.partition())
+                    && let Some(offset) = state.committable()
+                {
+                    let _ = commit.add_partition_offset(
+                        &self.topic,
+                        element.partition(),
+                        Offset::Offset(offset),
+                    );
                 }
             }
-            if commit.count() > 0 {
-                if let Err(err) = consumer.commit(&commit, CommitMode::Sync) {
-                    warn!(error = %err, "commit before a rebalance failed; those events will be delivered again");
-                }
+            if commit.count() > 0
+                && let Err(err) = consumer.commit(&commit, CommitMode::Sync)
+            {
+                warn!(error = %err, "commit before a rebalance failed; those events will be delivered again");
             }
             info!(partitions = revoked.count(), "kafka partitions revoked");
         }

@@ -254,7 +254,7 @@ impl MySqlOrderRepository {
 /// sends (full batches, multiples of 50) and single rows stay prepared, at most 21 per
 /// connection, and the odd sizes of a quiet moment do not.
 fn kept_prepared(rows: usize) -> bool {
-    rows == 1 || rows % 50 == 0
+    rows == 1 || rows.is_multiple_of(50)
 }
 
 fn insert_statement<'a>(orders: &'a [&'a Order]) -> QueryBuilder<'a, MySql> {

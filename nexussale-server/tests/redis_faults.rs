@@ -449,10 +449,11 @@ async fn connections_killed_mid_burst_hang_nothing_and_sell_nothing_twice() {
     let report = loop {
         // A connection killed last may fail one more call before it is replaced.
         let report = engine.reconcile(&sku, false).await;
-        if let Ok(report) = &report {
-            if report.in_sync() && report.store.is_some_and(|store| store.reserved == 0) {
-                break report.clone();
-            }
+        if let Ok(report) = &report
+            && report.in_sync()
+            && report.store.is_some_and(|store| store.reserved == 0)
+        {
+            break report.clone();
         }
         assert!(Instant::now() < deadline, "never settled: {report:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;

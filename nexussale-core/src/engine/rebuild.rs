@@ -34,12 +34,12 @@ impl FlashSale {
     /// Marks the sale as rebuilding and starts its rebuild unless one runs; answers the error
     /// callers get meanwhile.
     pub(super) fn store_lost(&self, sku: &Sku) -> Error {
-        if let Some(entry) = self.inner.sales.load().get(sku) {
-            if !entry.rebuilding.swap(true, Ordering::AcqRel) {
-                warn!(sku = %sku, "the stock store lost the sale; rebuilding it from the orders");
-                let (engine, sku) = (self.clone(), sku.clone());
-                tokio::spawn(async move { engine.rebuild(sku).await });
-            }
+        if let Some(entry) = self.inner.sales.load().get(sku)
+            && !entry.rebuilding.swap(true, Ordering::AcqRel)
+        {
+            warn!(sku = %sku, "the stock store lost the sale; rebuilding it from the orders");
+            let (engine, sku) = (self.clone(), sku.clone());
+            tokio::spawn(async move { engine.rebuild(sku).await });
         }
         rebuilding(sku)
     }

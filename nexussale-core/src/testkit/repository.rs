@@ -130,10 +130,10 @@ async fn walk(
         assert!(page.orders.len() <= query.limit.unwrap_or(u32::MAX) as usize);
         ids.extend(page.orders.iter().map(|o| o.id));
         pages += 1;
-        if pages == 2 {
-            if let Some(newer) = during {
-                repository.insert(newer).await.unwrap();
-            }
+        if pages == 2
+            && let Some(newer) = during
+        {
+            repository.insert(newer).await.unwrap();
         }
         match page.next {
             Some(next) => query.after = Some(next),

@@ -2,6 +2,7 @@
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, StatusCode};
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -12,13 +13,10 @@ pub(super) fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
     let Some(expected) = &state.admin_token else {
         return Ok(());
     };
-    let given = headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+    match bearer(headers) {
+        // Constant time in where the tokens differ (`subtle`): a wrong guess says nothing of how
+        // close it was.
+        Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
         Some(_) => Err(unauthorized("the bearer token is not the admin token")),
         None => Err(unauthorized(
             "this route needs `Authorization: Bearer <admin token>`",
@@ -26,32 +24,43 @@ pub(super) fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
     }
 }
 
-fn unauthorized(message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 9110 §11.1), so `bearer` and `BEARER` count too.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
-/// Whether `a == b`, in a time that depends on their lengths only, not on where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut differ = a.len() ^ b.len();
-    for (i, byte) in a.iter().enumerate() {
-        // Compare against `b` cyclically so a length mismatch costs the same loop.
-        let other = b.get(i % b.len().max(1)).copied().unwrap_or(0);
-        differ |= usize::from(byte ^ other);
-    }
-    differ == 0
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn with(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, value.parse().unwrap());
+        headers
+    }
+
     #[test]
-    fn compares_whole_tokens() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
-        assert!(!constant_time_eq(b"s3cret", b"s3cret-and-more"));
-        assert!(!constant_time_eq(b"s3cret-and-more", b"s3cret"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER  s3cret ",
+            " Bearer s3cret",
+        ] {
+            assert_eq!(bearer(&with(value)), Some("s3cret"), "{value:?}");
+        }
+        for value in ["Basic s3cret", "Bearer", "Bearer ", "Bearers3cret"] {
+            assert_eq!(bearer(&with(value)), None, "{value:?}");
+        }
     }
 }
