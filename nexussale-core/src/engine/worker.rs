@@ -91,7 +91,9 @@ impl FlashSale {
     }
 }
 
-/// Exponential backoff from 10 ms, doubling, capped.
+/// Exponential backoff from 10 ms, doubling, capped, each pause drawn from its upper half
+/// ("equal jitter"): N workers that failed together on one database outage do not all retry in
+/// the same instant.
 #[derive(Debug)]
 pub(super) struct Backoff {
     current: Duration,
@@ -109,9 +111,10 @@ impl Backoff {
     }
 
     pub(super) fn next(&mut self) -> Duration {
-        let pause = self.current.min(self.max);
+        let ceiling = self.current.min(self.max);
         self.current = (self.current * 2).min(self.max);
-        pause
+        let half = ceiling / 2;
+        half + half.mul_f64(fastrand::f64())
     }
 
     pub(super) fn reset(&mut self) {
@@ -126,9 +129,27 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {
         let mut backoff = Backoff::new(Duration::from_millis(35));
-        let pauses: Vec<u64> = (0..4).map(|_| backoff.next().as_millis() as u64).collect();
-        assert_eq!(pauses, [10, 20, 35, 35]);
+        let ms = Duration::from_millis;
+        for ceiling in [10, 20, 35, 35] {
+            let pause = backoff.next();
+            assert!(
+                pause >= ms(ceiling) / 2 && pause <= ms(ceiling),
+                "{pause:?} for {ceiling}"
+            );
+        }
         backoff.reset();
-        assert_eq!(backoff.next(), Duration::from_millis(10));
+        assert!(backoff.next() <= ms(10));
+    }
+
+    #[test]
+    fn backoff_pauses_are_spread_so_workers_do_not_retry_in_lockstep() {
+        let pauses: std::collections::HashSet<Duration> = (0..50)
+            .map(|_| Backoff::new(Duration::from_secs(5)).next())
+            .collect();
+        assert!(
+            pauses.len() > 10,
+            "{} distinct first pauses of 50",
+            pauses.len()
+        );
     }
 }
