@@ -287,50 +287,27 @@ pub async fn reservation_by_key_finds_what_a_key_made(store: DynStockStore) {
     let sale = new_sale(&*store, 2, 2).await;
     let key = IdempotencyKey::new("cart-7").unwrap();
     let (ann, bob) = (user("ann"), user("bob"));
-    assert_eq!(
-        store
-            .reservation_by_key(&sale.sku, &ann, &key)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(by_key(&*store, &sale.sku, &ann, &key).await, None);
     let mut keyed = request(&sale.sku, ann.clone(), Utc::now());
     keyed.idempotency_key = Some(key.clone());
     keyed.quantity = 2;
     let made = reserved(&*store, &keyed).await;
-    let found = store
-        .reservation_by_key(&sale.sku, &ann, &key)
-        .await
-        .unwrap();
+    let found = by_key(&*store, &sale.sku, &ann, &key).await;
     assert_eq!(found.as_ref().map(|r| r.order_id), Some(made.order_id));
     assert_eq!(found.as_ref().map(|r| r.quantity), Some(2));
     assert_eq!(found.map(|r| r.state), Some(ReservationState::Reserved));
     // Keys are per user; another key of the same user finds nothing.
-    assert_eq!(
-        store
-            .reservation_by_key(&sale.sku, &bob, &key)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(by_key(&*store, &sale.sku, &bob, &key).await, None);
     let other = IdempotencyKey::new("cart-8").unwrap();
-    assert_eq!(
-        store
-            .reservation_by_key(&sale.sku, &ann, &other)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(by_key(&*store, &sale.sku, &ann, &other).await, None);
     // Sold out now, and still found; once paid, found paid.
     store
         .confirm(&sale.sku, made.order_id, Utc::now())
         .await
         .unwrap();
     assert_eq!(
-        store
-            .reservation_by_key(&sale.sku, &ann, &key)
+        by_key(&*store, &sale.sku, &ann, &key)
             .await
-            .unwrap()
             .map(|r| r.state),
         Some(ReservationState::Confirmed)
     );
@@ -343,17 +320,21 @@ pub async fn reservation_by_key_finds_what_a_key_made(store: DynStockStore) {
         .release(&sale.sku, aborted.order_id, ReleaseReason::Aborted)
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .reservation_by_key(&sale.sku, &ann, &key)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(by_key(&*store, &sale.sku, &ann, &key).await, None);
     assert!(matches!(
         store.reservation_by_key(&unique_sku(), &ann, &key).await,
         Err(Error::UnknownSale(_))
     ));
+}
+
+/// What `user`'s `key` made on the sale, by [`StockStore::reservation_by_key`].
+async fn by_key(
+    store: &dyn StockStore,
+    sku: &Sku,
+    user: &UserId,
+    key: &IdempotencyKey,
+) -> Option<Reservation> {
+    store.reservation_by_key(sku, user, key).await.unwrap()
 }
 
 /// Fifty concurrent releases of one reservation return its units once.
