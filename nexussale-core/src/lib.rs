@@ -26,7 +26,7 @@ pub use error::{BoxError, Error, Result};
 pub use ident::{IdempotencyKey, MAX_IDENT_LEN, Sku, UserId};
 pub use order::{MAX_REMARK_LEN, Order, OrderEvent, OrderId, OrderStatus, validate_remark};
 pub use outage::OutageLog;
-pub use queue::{Delivery, DeliveryTag, DynOrderQueue, OrderQueue};
+pub use queue::{Delivery, DeliveryTag, DynOrderQueue, OrderQueue, QueueMark};
 pub use repository::{
     DEFAULT_PAGE_SIZE, DynOrderRepository, MAX_PAGE_SIZE, OrderPage, OrderQuery, OrderRepository,
     StatusCounts, Tally, TransitionOutcome,

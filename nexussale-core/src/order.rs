@@ -197,10 +197,14 @@ pub struct Order {
     pub idempotency_key: Option<IdempotencyKey>,
 }
 
-/// What the order queue carries, from the purchase path to the order worker.
+/// What the order queue carries, from the purchase path to the order worker: placements, and
+/// the transitions the stock store decided that the repository could not record at once (a
+/// transition queued is as durable as a placement, and the worker applies it idempotently).
 ///
-/// Adapters encode it (e.g. versioned JSON, see [`OrderEvent::SCHEMA_VERSION`]); the enum is
-/// `non_exhaustive` so new kinds of events do not break consumers.
+/// A transition carries the whole order in its new status, so a worker that finds no row (the
+/// placement not persisted yet) inserts it settled. Adapters encode it (e.g. versioned JSON, see
+/// [`OrderEvent::SCHEMA_VERSION`]); the enum is `non_exhaustive` so new kinds of events do not
+/// break consumers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -210,24 +214,65 @@ pub enum OrderEvent {
         /// The order.
         order: Order,
     },
+    /// The buyer paid: the units are sold.
+    Paid {
+        /// The order, `paid`.
+        order: Order,
+    },
+    /// The buyer cancelled: the units went back on sale.
+    Cancelled {
+        /// The order, `cancelled`.
+        order: Order,
+    },
+    /// The reservation lapsed unpaid: the units went back on sale.
+    Expired {
+        /// The order, `expired`.
+        order: Order,
+    },
 }
 
 impl OrderEvent {
     /// The schema version adapters write next to encoded events.
     pub const SCHEMA_VERSION: u32 = 1;
 
+    /// The event recording that `order` reached its status: `Placed` for a pending order.
+    pub fn of(order: Order) -> Self {
+        match order.status {
+            OrderStatus::Pending => Self::Placed { order },
+            OrderStatus::Paid => Self::Paid { order },
+            OrderStatus::Cancelled => Self::Cancelled { order },
+            OrderStatus::Expired => Self::Expired { order },
+        }
+    }
+
+    /// The order, as the event left it.
+    pub fn order(&self) -> &Order {
+        match self {
+            Self::Placed { order }
+            | Self::Paid { order }
+            | Self::Cancelled { order }
+            | Self::Expired { order } => order,
+        }
+    }
+
+    /// The order, taken out.
+    pub fn into_order(self) -> Order {
+        match self {
+            Self::Placed { order }
+            | Self::Paid { order }
+            | Self::Cancelled { order }
+            | Self::Expired { order } => order,
+        }
+    }
+
     /// The sku the event belongs to (the partitioning key of a queue).
     pub fn sku(&self) -> &Sku {
-        match self {
-            Self::Placed { order } => &order.sku,
-        }
+        &self.order().sku
     }
 
     /// The order the event is about.
     pub fn order_id(&self) -> OrderId {
-        match self {
-            Self::Placed { order } => order.id,
-        }
+        self.order().id
     }
 }
 

@@ -31,6 +31,26 @@ pub struct Delivery {
     pub tag: DeliveryTag,
 }
 
+/// A point in a queue's history, taken by [`OrderQueue::mark`]: for each partition, the
+/// position the next event published there will take. What a position means is the backend's
+/// own (a Kafka offset, a publish sequence number); only the backend that took a mark reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueMark {
+    ends: Vec<DeliveryTag>,
+}
+
+impl QueueMark {
+    /// A mark at these ends, one per partition.
+    pub fn new(ends: Vec<DeliveryTag>) -> Self {
+        Self { ends }
+    }
+
+    /// The ends, one per partition.
+    pub fn ends(&self) -> &[DeliveryTag] {
+        &self.ends
+    }
+}
+
 /// A durable, at-least-once queue of [`OrderEvent`]s.
 ///
 /// # Contract
@@ -44,6 +64,11 @@ pub struct Delivery {
 ///   goes away, is delivered again. Consumers must therefore process idempotently.
 /// - **Order.** Events of one sku are delivered in publish order, except for redeliveries.
 /// - Concurrent consumers of one queue (or of one consumer group) each receive different events.
+/// - **Drain barrier.** [`drained`](Self::drained) answers `true` only once every event whose
+///   publish returned before [`mark`](Self::mark) was called has been acknowledged, by any
+///   consumer of the queue (another process's, for a shared broker); events published after the
+///   mark do not hold it back. A store rebuild relies on it: it restores live stock only from a
+///   repository that holds every transition accepted before the loss.
 ///
 /// # Example
 ///
@@ -55,6 +80,9 @@ pub struct Delivery {
 /// // Nothing published: `receive` waits up to 10 ms and returns an empty batch.
 /// let batch = queue.receive(100, Duration::from_millis(10)).await?;
 /// assert!(batch.is_empty());
+/// // Nothing was published before the mark, so nothing is owed.
+/// let mark = queue.mark().await?;
+/// assert!(queue.drained(&mark).await?);
 /// # Ok(()) }
 /// ```
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
@@ -72,6 +100,13 @@ pub trait OrderQueue: Send + Sync + Debug + 'static {
 
     /// Gives deliveries back unprocessed: they will be delivered again.
     async fn nack(&self, tags: &[DeliveryTag]) -> Result<()>;
+
+    /// The queue's current end, for [`drained`](Self::drained).
+    async fn mark(&self) -> Result<QueueMark>;
+
+    /// Whether every event published before `mark` was taken has been acknowledged (see the
+    /// contract).
+    async fn drained(&self, mark: &QueueMark) -> Result<bool>;
 }
 
 macro_rules! forward_order_queue {
@@ -89,6 +124,12 @@ macro_rules! forward_order_queue {
             }
             async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {
                 (**self).nack(tags).await
+            }
+            async fn mark(&self) -> Result<QueueMark> {
+                (**self).mark().await
+            }
+            async fn drained(&self, mark: &QueueMark) -> Result<bool> {
+                (**self).drained(mark).await
             }
         }
     )*};

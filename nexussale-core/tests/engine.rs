@@ -76,6 +76,12 @@ impl OrderQueue for FlakyQueue {
     async fn nack(&self, tags: &[nexussale_core::DeliveryTag]) -> nexussale_core::Result<()> {
         self.inner.nack(tags).await
     }
+    async fn mark(&self) -> nexussale_core::Result<nexussale_core::QueueMark> {
+        self.inner.mark().await
+    }
+    async fn drained(&self, mark: &nexussale_core::QueueMark) -> nexussale_core::Result<bool> {
+        self.inner.drained(mark).await
+    }
 }
 
 #[tokio::test]
@@ -672,4 +678,214 @@ async fn a_store_that_lost_a_sale_is_rebuilt_from_the_repository() {
         ),
         (1, 3)
     );
+}
+
+/// The in-memory repository, with every write refused while `failing` is set: a row held past
+/// the lock-wait timeout, a cut connection. Reads still answer (InnoDB's consistent reads do
+/// not wait on row locks).
+#[derive(Debug, Default)]
+struct Stuck {
+    inner: MemoryOrderRepository,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Stuck {
+    fn check(&self) -> nexussale_core::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(Error::retryable("stuck", "lock wait timeout exceeded"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl OrderRepository for Stuck {
+    async fn save_sale(&self, sale: &Sale) -> nexussale_core::Result<bool> {
+        self.inner.save_sale(sale).await
+    }
+    async fn sales(&self) -> nexussale_core::Result<Vec<Sale>> {
+        self.inner.sales().await
+    }
+    async fn insert(&self, orders: &[nexussale_core::Order]) -> nexussale_core::Result<u64> {
+        self.check()?;
+        self.inner.insert(orders).await
+    }
+    async fn get(&self, id: OrderId) -> nexussale_core::Result<Option<nexussale_core::Order>> {
+        self.inner.get(id).await
+    }
+    async fn list(&self, query: &OrderQuery) -> nexussale_core::Result<nexussale_core::OrderPage> {
+        self.inner.list(query).await
+    }
+    async fn transition(
+        &self,
+        id: OrderId,
+        from: OrderStatus,
+        to: OrderStatus,
+        at: chrono::DateTime<Utc>,
+    ) -> nexussale_core::Result<nexussale_core::TransitionOutcome> {
+        self.check()?;
+        self.inner.transition(id, from, to, at).await
+    }
+    async fn counts(&self, sku: &Sku) -> nexussale_core::Result<nexussale_core::StatusCounts> {
+        self.inner.counts(sku).await
+    }
+}
+
+/// A persisted pending order of a one-unit sale, on `repository`.
+async fn one_order(engine: &FlashSale, name: &str) -> (Sku, OrderId) {
+    let sale = sku(name);
+    engine
+        .create_sale(Sale::new(sale.clone(), 1))
+        .await
+        .unwrap();
+    let PurchaseOutcome::Accepted(receipt) = engine.purchase(buy(&sale, "ann")).await.unwrap()
+    else {
+        panic!("buys");
+    };
+    engine.drain().await.unwrap();
+    (sale, receipt.order.id)
+}
+
+#[tokio::test]
+async fn a_pay_the_repository_cannot_take_is_queued_and_the_worker_records_it() {
+    let repository = Arc::new(Stuck::default());
+    let engine = FlashSale::new(
+        Arc::new(MemoryStockStore::new()),
+        Arc::new(MemoryOrderQueue::new()),
+        repository.clone(),
+    );
+    let (ps5, id) = one_order(&engine, "ps5").await;
+    repository.failing.store(true, Ordering::SeqCst);
+    let paid = engine.pay(id).await.unwrap();
+    assert_eq!(paid.status, OrderStatus::Paid);
+    assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Pending);
+    assert!(
+        engine.drain().await.is_err(),
+        "the worker wrote through a stuck repository"
+    );
+    repository.failing.store(false, Ordering::SeqCst);
+    engine.drain().await.unwrap();
+    assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Paid);
+    // The same transition again (a redelivery) changes nothing.
+    engine
+        .queue()
+        .publish(&nexussale_core::OrderEvent::of(paid.clone()))
+        .await
+        .unwrap();
+    assert_eq!(engine.drain().await.unwrap(), 1);
+    let counts = engine.repository().counts(&ps5).await.unwrap();
+    assert_eq!((counts.paid.orders, counts.pending.orders), (1, 0));
+    assert!(matches!(
+        engine.cancel(id).await,
+        Err(Error::Conflict {
+            actual: OrderStatus::Paid,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn a_pay_neither_the_repository_nor_the_queue_takes_is_refused_and_a_retry_settles_it() {
+    let repository = Arc::new(Stuck::default());
+    let queue = Arc::new(FlakyQueue::default());
+    let engine = FlashSale::new(
+        Arc::new(MemoryStockStore::new()),
+        queue.clone(),
+        repository.clone(),
+    );
+    let (ps5, id) = one_order(&engine, "ps5").await;
+    repository.failing.store(true, Ordering::SeqCst);
+    queue.failing.store(true, Ordering::SeqCst);
+    let err = engine.pay(id).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    // The store confirmed; nothing recorded it. The client's retry does, once either heals.
+    queue.failing.store(false, Ordering::SeqCst);
+    assert_eq!(engine.pay(id).await.unwrap().status, OrderStatus::Paid);
+    repository.failing.store(false, Ordering::SeqCst);
+    engine.drain().await.unwrap();
+    assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Paid);
+    assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().sold, 1);
+}
+
+#[tokio::test]
+async fn a_transition_for_an_order_not_persisted_yet_is_inserted_settled() {
+    let memory = Memory::new();
+    let engine = memory.engine();
+    let ps5 = sku("ps5");
+    engine.create_sale(Sale::new(ps5.clone(), 1)).await.unwrap();
+    let PurchaseOutcome::Accepted(receipt) = engine.purchase(buy(&ps5, "ann")).await.unwrap()
+    else {
+        panic!("buys");
+    };
+    // The placement is redelivered after its transition (it was nacked meanwhile).
+    let mut cancelled = receipt.order.clone();
+    cancelled.status = OrderStatus::Cancelled;
+    let pending = memory.queue.receive(10, Duration::ZERO).await.unwrap();
+    memory
+        .queue
+        .publish(&nexussale_core::OrderEvent::of(cancelled))
+        .await
+        .unwrap();
+    engine.drain().await.unwrap();
+    memory
+        .queue
+        .nack(&pending.iter().map(|d| d.tag).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    engine.drain().await.unwrap();
+    assert_eq!(
+        engine.order(receipt.order.id).await.unwrap().status,
+        OrderStatus::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn reconcile_records_what_the_store_confirmed_and_never_puts_a_paid_unit_back_on_sale() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let memory = Memory::new();
+    let engine = memory.engine().with_clock(clock.clone());
+    let (ps5, id) = one_order(&engine, "ps5").await;
+    // A pay confirmed in the store whose answer, repository write and event were all lost.
+    memory
+        .stock
+        .confirm(&ps5, id, clock_now(&clock))
+        .await
+        .unwrap();
+    let report = engine.reconcile(&ps5, true).await.unwrap();
+    assert!(report.in_sync(), "{report:?}");
+    assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Paid);
+    assert_eq!(report.repository.paid.units, 1);
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(engine.sweep_expired().await.unwrap().released, 0);
+    assert!(matches!(
+        engine.purchase(buy(&ps5, "bob")).await.unwrap(),
+        PurchaseOutcome::SoldOut
+    ));
+}
+
+#[tokio::test]
+async fn the_sweeper_queues_expiries_the_repository_cannot_take_and_returns_the_units() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let repository = Arc::new(Stuck::default());
+    let engine = FlashSale::new(
+        Arc::new(MemoryStockStore::new()),
+        Arc::new(MemoryOrderQueue::new()),
+        repository.clone(),
+    )
+    .with_clock(clock.clone());
+    let ps5 = sku("ps5");
+    engine.create_sale(Sale::new(ps5.clone(), 3)).await.unwrap();
+    for user in ["ann", "bob", "cy"] {
+        engine.purchase(buy(&ps5, user)).await.unwrap();
+    }
+    engine.drain().await.unwrap();
+    repository.failing.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(3600));
+    let swept = engine.sweep_expired().await.unwrap();
+    assert_eq!(swept.released, 3);
+    assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().available, 3);
+    repository.failing.store(false, Ordering::SeqCst);
+    engine.drain().await.unwrap();
+    let counts = engine.repository().counts(&ps5).await.unwrap();
+    assert_eq!((counts.expired.orders, counts.pending.orders), (3, 0));
 }

@@ -1,4 +1,5 @@
-//! The event encoding: versioned JSON. `{"schema_version": 1, "type": "placed", "order": {…}}`;
+//! The event encoding: versioned JSON. `{"schema_version": 1, "type": "placed", "order": {…}}`,
+//! and `"paid"`, `"cancelled"`, `"expired"` for transitions (the order in its new status);
 //! unknown fields are ignored, so producers may add fields before consumers know them.
 
 use nexussale_core::OrderEvent;
@@ -67,6 +68,22 @@ mod tests {
         assert_eq!(json["schema_version"], 1);
         assert_eq!(json["type"], "placed");
         assert_eq!(decode(Some(&bytes)).unwrap(), event);
+        for (status, kind) in [
+            (OrderStatus::Paid, "paid"),
+            (OrderStatus::Cancelled, "cancelled"),
+            (OrderStatus::Expired, "expired"),
+        ] {
+            let mut order = event.order().clone();
+            order.status = status;
+            let transition = OrderEvent::of(order);
+            let bytes = encode(&transition).unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(
+                (&json["type"], &json["order"]["status"]),
+                (&kind.into(), &kind.into())
+            );
+            assert_eq!(decode(Some(&bytes)).unwrap(), transition);
+        }
     }
 
     #[test]

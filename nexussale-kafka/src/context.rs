@@ -10,6 +10,7 @@ use std::sync::Arc;
 use nexussale_core::OutageLog;
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tracing::{debug, error, trace, warn};
 
@@ -18,6 +19,9 @@ use tracing::{debug, error, trace, warn};
 pub(crate) struct QuietContext {
     pub(crate) outage: Arc<OutageLog>,
 }
+
+/// The offsets reader of [`drain`](crate::drain) is a consumer that never joins its group.
+impl ConsumerContext for QuietContext {}
 
 impl ClientContext for QuietContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {

@@ -4,6 +4,7 @@ mod codec;
 mod config;
 mod consumer;
 mod context;
+mod drain;
 mod error;
 mod queue;
 #[cfg(feature = "testkit")]

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::OnceCell;
@@ -12,12 +13,13 @@ use tracing::info;
 
 use std::sync::Arc;
 
-use nexussale_core::{Delivery, DeliveryTag, OrderEvent, OrderQueue, OutageLog, Result};
+use nexussale_core::{Delivery, DeliveryTag, OrderEvent, OrderQueue, OutageLog, QueueMark, Result};
 
 use crate::codec;
 use crate::config::KafkaConfig;
 use crate::consumer::GroupConsumer;
 use crate::context::QuietContext;
+use crate::drain;
 use crate::error::QueueError;
 
 /// An [`OrderQueue`] on a Kafka topic.
@@ -45,6 +47,8 @@ pub struct KafkaOrderQueue {
     config: KafkaConfig,
     producer: FutureProducer<QuietContext>,
     consumer: OnceCell<GroupConsumer>,
+    /// A client of the group that never joins it: it only reads the group's committed offsets.
+    offsets: OnceCell<Arc<BaseConsumer<QuietContext>>>,
     /// Shared by the producer's and the consumer's callbacks and the calls below.
     outage: Arc<OutageLog>,
 }
@@ -90,6 +94,7 @@ impl KafkaOrderQueue {
             config,
             producer,
             consumer: OnceCell::new(),
+            offsets: OnceCell::new(),
             outage: context.outage,
         })
     }
@@ -214,6 +219,28 @@ impl KafkaOrderQueue {
     }
 }
 
+impl KafkaOrderQueue {
+    async fn offsets_reader(&self) -> Result<Arc<BaseConsumer<QuietContext>>> {
+        let reader = self
+            .offsets
+            .get_or_try_init(|| async {
+                let reader: BaseConsumer<QuietContext> = self
+                    .config
+                    .client()
+                    .set("group.id", &self.config.group_id)
+                    .set("enable.auto.commit", "false")
+                    .with_extra(&self.config)
+                    .create_with_context(QuietContext {
+                        outage: Arc::clone(&self.outage),
+                    })
+                    .map_err(QueueError::from)?;
+                Ok::<_, nexussale_core::Error>(Arc::new(reader))
+            })
+            .await?;
+        Ok(Arc::clone(reader))
+    }
+}
+
 impl QueueError {
     fn into_topic(self, topic: &str) -> nexussale_core::Error {
         nexussale_core::Error::permanent("kafka", format!("creating topic {topic}: {self}"))
@@ -275,5 +302,24 @@ impl OrderQueue for KafkaOrderQueue {
 
     async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {
         Ok(self.consumer().await?.nack(tags).await?)
+    }
+
+    async fn mark(&self) -> Result<QueueMark> {
+        let (producer, topic) = (self.producer.clone(), self.config.topic.clone());
+        let mark = tokio::task::spawn_blocking(move || drain::mark(&producer, &topic))
+            .await
+            .map_err(|err| QueueError::Interrupted(err.to_string()))?
+            .map_err(QueueError::from)?;
+        Ok(mark)
+    }
+
+    async fn drained(&self, mark: &QueueMark) -> Result<bool> {
+        let reader = self.offsets_reader().await?;
+        let (topic, mark) = (self.config.topic.clone(), mark.clone());
+        let drained = tokio::task::spawn_blocking(move || drain::drained(&reader, &topic, &mark))
+            .await
+            .map_err(|err| QueueError::Interrupted(err.to_string()))?
+            .map_err(QueueError::from)?;
+        Ok(drained)
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use nexussale_core::{
     Delivery, DeliveryTag, DynOrderQueue, DynOrderRepository, Order, OrderEvent, OrderId,
-    OrderPage, OrderQuery, OrderQueue, OrderRepository, OrderStatus, Result, Sale, Sku,
+    OrderPage, OrderQuery, OrderQueue, OrderRepository, OrderStatus, QueueMark, Result, Sale, Sku,
     StatusCounts, TransitionOutcome,
 };
 
@@ -43,6 +43,14 @@ impl OrderQueue for MeteredQueue {
 
     async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {
         self.0.nack(tags).await
+    }
+
+    async fn mark(&self) -> Result<QueueMark> {
+        self.0.mark().await
+    }
+
+    async fn drained(&self, mark: &QueueMark) -> Result<bool> {
+        self.0.drained(mark).await
     }
 }
 

@@ -38,6 +38,12 @@ impl OrderQueue for SlowPublish {
     async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {
         self.inner.nack(tags).await
     }
+    async fn mark(&self) -> Result<nexussale_core::QueueMark> {
+        self.inner.mark().await
+    }
+    async fn drained(&self, mark: &nexussale_core::QueueMark) -> Result<bool> {
+        self.inner.drained(mark).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ use nexussale_core::testkit::unique_name;
 use nexussale_core::{
     CancellationToken, DynOrderRepository, EngineConfig, FlashSale, OrderRepository, Sku,
 };
+use nexussale_mysql::sqlx;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use nexussale_server::{App, AppState, app_with};
 use serde_json::{Value, json};
@@ -557,4 +558,152 @@ async fn keyed_purchases_on_a_sold_out_sale_cost_one_lookup_each() {
     assert_eq!(status, StatusCode::ACCEPTED, "{again}");
     assert_eq!(again["order_id"], first["order_id"]);
     stop.cancel();
+}
+
+/// What keeps the repository from taking a pay.
+#[derive(Debug, Clone, Copy)]
+enum Interruption {
+    /// Another session holds the order's row past the repository's lock-wait timeout.
+    RowLock,
+    /// The connection to MariaDB is cut while the pay's write waits, and stays down.
+    ConnectionCut,
+}
+
+/// `host:port` of a `mysql://user@host:port/db` URL.
+fn mysql_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+/// Finding 1 of the third reliability pass. A one-unit sale with a 2 s TTL; alice's order is
+/// persisted; her pay is confirmed by Redis while MariaDB cannot take the write (`interruption`);
+/// Redis is then lost, and the reservation's expiry passes before MariaDB is back. The pay must
+/// be answered 200 only because it can no longer be lost: with no client retry, the order ends
+/// `paid` in MariaDB, the rebuilt store counts the unit sold, and bob cannot buy it.
+async fn a_pay_the_database_could_not_take_survives_a_redis_loss(interruption: Interruption) {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let Some((mut admin, database, url)) = common::fresh_database().await else {
+        return;
+    };
+    let proxy = nexussale_core::testkit::proxy::FaultProxy::start(&mysql_address(&url))
+        .await
+        .unwrap();
+    let proxied = url.replace(&mysql_address(&url), &proxy.address().to_string());
+    let repository = nexussale_mysql::MySqlOrderRepository::connect_with(
+        &proxied,
+        nexussale_mysql::MySqlConfig::default()
+            .lock_wait_timeout(Duration::from_secs(1))
+            .acquire_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    repository.migrate().await.unwrap();
+    let (app, engine, stop) = serve(&redis, Arc::new(repository)).await;
+    let sku = "paid-once";
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/v1/sales",
+        Some(json!({ "sku": sku, "stock": 1, "reservation_ttl_secs": 2 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, order) = buy(&app, sku, "alice").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{order}");
+    let id = order["order_id"].as_str().unwrap().to_owned();
+    persisted(&engine, sku, 1).await;
+
+    // A session of its own holds alice's row (and, for the cut, until the cut is made).
+    sqlx::query(&format!("USE `{database}`"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut admin).await.unwrap();
+    sqlx::query("SELECT id FROM orders FOR UPDATE")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let pay = tokio::spawn({
+        let (app, id) = (app.clone(), id.clone());
+        async move { call(&app, Method::POST, &format!("/v1/orders/{id}/pay"), None).await }
+    });
+    if let Interruption::ConnectionCut = interruption {
+        // The pay's UPDATE is waiting on the lock now: cut it, keep MariaDB unreachable, and
+        // let the lock go, so that only the cut stands in the way.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        proxy.set_down(true);
+        sqlx::query("ROLLBACK").execute(&mut admin).await.unwrap();
+    }
+    let (status, body) = pay.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{interruption:?}: {body}");
+    assert_eq!(body["status"], "paid", "{body}");
+    // Alice's is the database's only order.
+    async fn stored(admin: &mut sqlx::MySqlConnection) -> String {
+        sqlx::query_scalar("SELECT CAST(status AS CHAR) FROM orders")
+            .fetch_one(admin)
+            .await
+            .unwrap()
+    }
+
+    // Redis is lost; once it answers again (empty), a purchase meets the loss and starts the
+    // rebuild; the reservation's expiry passes while MariaDB still cannot take the pay.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.stock().sale(&sku.parse().unwrap()).await.is_err() {
+        assert!(Instant::now() < deadline, "the store did not reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = buy(&app, sku, "bob").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a purchase went through before the rebuild: {body}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if let Interruption::RowLock = interruption {
+        assert_eq!(
+            stored(&mut admin).await,
+            "pending",
+            "the pay reached MariaDB"
+        );
+        sqlx::query("ROLLBACK").execute(&mut admin).await.unwrap();
+    }
+    proxy.set_down(false);
+
+    let ((status, body), _) = buy_through_rebuild(&app, sku, "bob").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::CONFLICT, &json!("sold_out")),
+        "{interruption:?}: alice's paid unit was sold again: {body}"
+    );
+    assert_eq!(stored(&mut admin).await, "paid");
+    let view = sale(&app, sku).await;
+    assert_eq!(
+        (&view["sold"], &view["reserved"], &view["available"]),
+        (&json!(1), &json!(0), &json!(0)),
+        "{view}"
+    );
+    // The sweeper, run since, has not expired it either.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored(&mut admin).await, "paid");
+    let report = engine
+        .reconcile(&sku.parse().unwrap(), false)
+        .await
+        .unwrap();
+    assert!(report.in_sync(), "{report:?}");
+    stop.cancel();
+    common::drop_database(&mut admin, &database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pay_blocked_by_a_row_lock_is_not_lost_when_redis_is() {
+    a_pay_the_database_could_not_take_survives_a_redis_loss(Interruption::RowLock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pay_cut_off_from_the_database_is_not_lost_when_redis_is() {
+    a_pay_the_database_could_not_take_survives_a_redis_loss(Interruption::ConnectionCut).await;
 }

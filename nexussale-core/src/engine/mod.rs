@@ -50,8 +50,9 @@ pub struct EngineConfig {
     pub sweep_batch: usize,
     /// How often the sweeper runs.
     pub sweep_interval: Duration,
-    /// When the stock store has lost a sale, its rebuild waits until the repository's counts
-    /// have not moved for this long (the orders accepted before the loss are persisted).
+    /// When the stock store has lost a sale, its rebuild first waits this long (purchases that
+    /// reserved before the loss finish publishing), then until the order worker has recorded
+    /// every event queued by then ([`OrderQueue::drained`](crate::OrderQueue::drained)).
     pub store_rebuild_settle: Duration,
 }
 

@@ -2,7 +2,9 @@
 
 use super::FlashSale;
 use crate::error::{Error, Result};
-use crate::order::{Order, OrderId, OrderStatus};
+use tracing::{debug, warn};
+
+use crate::order::{Order, OrderEvent, OrderId, OrderStatus};
 use crate::repository::{OrderPage, OrderQuery, TransitionOutcome};
 use crate::reservation::{ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation};
 
@@ -30,7 +32,10 @@ impl FlashSale {
     }
 
     /// Pays a pending order: its units become sold. The stock store decides races: a reservation
-    /// that lapsed or was cancelled cannot be paid, a paid one cannot be cancelled. Safe to retry.
+    /// that lapsed or was cancelled cannot be paid, a paid one cannot be cancelled. Answered once
+    /// the payment cannot be lost: recorded in the repository, or, when the repository cannot
+    /// take it now, queued as an [`OrderEvent::Paid`] the worker records later (a store rebuild
+    /// waits for it). Safe to retry.
     pub async fn pay(&self, id: OrderId) -> Result<Order> {
         let order = self.pending_order(id).await?;
         let confirmed = self.inner.stock.confirm(&order.sku, id, self.now()).await;
@@ -38,13 +43,13 @@ impl FlashSale {
             ConfirmOutcome::Confirmed | ConfirmOutcome::AlreadyConfirmed => {}
             ConfirmOutcome::Released(reason) => {
                 let status = released_status(reason);
-                self.record_release(&order, status).await?;
+                self.settle(&order, status).await?;
                 return Err(conflict(id, status));
             }
             ConfirmOutcome::Expired => return Err(conflict(id, self.expire_now(&order).await?)),
             ConfirmOutcome::NotFound => return Err(missing_reservation(&order)),
         }
-        self.finish_transition(order, OrderStatus::Paid).await
+        self.settle(&order, OrderStatus::Paid).await
     }
 
     /// A pay came after the reservation's expiry: releases it as expired now (the sweeper would
@@ -63,14 +68,14 @@ impl FlashSale {
             }
             ReleaseOutcome::AlreadyReleased(reason) => released_status(reason),
             // Only a pay with a clock behind ours could have confirmed it meanwhile.
-            ReleaseOutcome::Confirmed => return Ok(OrderStatus::Paid),
+            ReleaseOutcome::Confirmed => OrderStatus::Paid,
             ReleaseOutcome::NotFound => return Err(missing_reservation(order)),
         };
-        self.record_release(order, status).await?;
-        Ok(status)
+        Ok(self.settle(order, status).await?.status)
     }
 
-    /// Cancels a pending order: its units go back on sale. Safe to retry.
+    /// Cancels a pending order: its units go back on sale. Answered once the cancel cannot be
+    /// lost. Safe to retry.
     pub async fn cancel(&self, id: OrderId) -> Result<Order> {
         let order = self.pending_order(id).await?;
         let released = self
@@ -83,66 +88,117 @@ impl FlashSale {
             ReleaseOutcome::AlreadyReleased(ReleaseReason::Cancelled) => {}
             ReleaseOutcome::AlreadyReleased(reason) => {
                 let status = released_status(reason);
-                self.record_release(&order, status).await?;
+                self.settle(&order, status).await?;
                 return Err(conflict(id, status));
             }
-            ReleaseOutcome::Confirmed => return Err(conflict(id, OrderStatus::Paid)),
+            // Paid in the store, pending here: a pay whose answer was lost. Record it.
+            ReleaseOutcome::Confirmed => {
+                self.settle(&order, OrderStatus::Paid).await?;
+                return Err(conflict(id, OrderStatus::Paid));
+            }
             ReleaseOutcome::NotFound => return Err(missing_reservation(&order)),
         }
-        self.finish_transition(order, OrderStatus::Cancelled).await
+        self.settle(&order, OrderStatus::Cancelled).await
     }
 
-    /// Moves a pending order to `to` in the repository, after the stock store agreed.
-    async fn finish_transition(&self, mut order: Order, to: OrderStatus) -> Result<Order> {
-        let now = self.now();
-        match self
-            .inner
-            .repository
-            .transition(order.id, OrderStatus::Pending, to, now)
-            .await?
-        {
-            TransitionOutcome::Applied => {
-                order.status = to;
-                order.updated_at = now;
-                Ok(order)
-            }
-            TransitionOutcome::Mismatch(actual) if actual == to => self.order(order.id).await,
-            TransitionOutcome::Mismatch(actual) => Err(conflict(order.id, actual)),
-            TransitionOutcome::NotFound => Err(Error::OrderNotFound(order.id)),
+    /// Records that the stock store settled `order` in `status`: in the repository, or, when the
+    /// repository cannot take the write now (a lock held past its wait timeout, a cut
+    /// connection), as an event on the order queue, as durable as a placement: the worker applies
+    /// it when the repository is back, and a store rebuild waits for it. Answers the order as
+    /// settled; an error only when neither took it (a retry settles again: the store's answer
+    /// repeats).
+    pub(super) async fn settle(&self, order: &Order, status: OrderStatus) -> Result<Order> {
+        let settled = Order {
+            status,
+            updated_at: self.now(),
+            ..order.clone()
+        };
+        match self.record(&settled).await {
+            Ok(Recorded::Done) => Ok(settled),
+            Ok(Recorded::Conflict(actual)) => Err(conflict(order.id, actual)),
+            Err(err) => self.queue_settled(settled).await.map_err(|_| err),
         }
     }
 
-    /// Records in the repository that the stock store released an order's units. When the order
-    /// is not persisted yet (the worker lags), it is inserted in its final status; the worker's
-    /// later insert of the pending order then changes nothing.
-    pub(super) async fn record_release(&self, order: &Order, status: OrderStatus) -> Result<()> {
+    /// Queues a settled order for the worker to record.
+    async fn queue_settled(&self, settled: Order) -> Result<Order> {
+        self.inner
+            .queue
+            .publish(&OrderEvent::of(settled.clone()))
+            .await?;
+        debug!(order = %settled.id, status = %settled.status, "transition queued for the worker: the repository did not take it");
+        Ok(settled)
+    }
+
+    /// Writes a settled order to the repository: pending → its status (compare-and-set), or,
+    /// when the order is not persisted yet (the worker lags), inserted settled; the worker's
+    /// later insert of the pending order then changes nothing. The repository's own status wins
+    /// over nothing: a conflict is answered, not overwritten.
+    pub(super) async fn record(&self, settled: &Order) -> Result<Recorded> {
         let repository = &self.inner.repository;
-        let now = self.now();
         // Two rounds suffice: if the insert loses a race with the worker, the row now exists.
         for _ in 0..2 {
             match repository
-                .transition(order.id, OrderStatus::Pending, status, now)
+                .transition(
+                    settled.id,
+                    OrderStatus::Pending,
+                    settled.status,
+                    settled.updated_at,
+                )
                 .await?
             {
-                TransitionOutcome::Applied | TransitionOutcome::Mismatch(_) => return Ok(()),
+                TransitionOutcome::Applied => return Ok(Recorded::Done),
+                TransitionOutcome::Mismatch(actual) if actual == settled.status => {
+                    return Ok(Recorded::Done);
+                }
+                TransitionOutcome::Mismatch(actual) => return Ok(Recorded::Conflict(actual)),
                 TransitionOutcome::NotFound => {
-                    let mut settled = order.clone();
-                    settled.status = status;
-                    settled.updated_at = now;
-                    if repository.insert(&[settled]).await? == 1 {
-                        return Ok(());
+                    if repository.insert(std::slice::from_ref(settled)).await? == 1 {
+                        return Ok(Recorded::Done);
                     }
                 }
             }
         }
-        Ok(())
+        Err(Error::retryable(
+            "repository",
+            format!("order {} was neither found nor inserted", settled.id),
+        ))
     }
 
-    /// [`record_release`](Self::record_release) for a reservation the sweeper released.
-    pub(super) async fn record_expiry(&self, reservation: &Reservation) -> Result<()> {
-        self.record_release(&reservation.to_order(), OrderStatus::Expired)
-            .await
+    /// Records the expiry of a reservation the sweeper released. Once the repository has failed
+    /// in this sweep (`repository_down`), the rest go straight to the queue: a sweep is not slowed
+    /// to one expiry per database timeout, and units keep going back on sale.
+    pub(super) async fn record_expiry(
+        &self,
+        reservation: &Reservation,
+        repository_down: &mut bool,
+    ) -> Result<()> {
+        let expired = Order {
+            status: OrderStatus::Expired,
+            updated_at: self.now(),
+            ..reservation.to_order()
+        };
+        if !*repository_down {
+            match self.record(&expired).await {
+                Ok(Recorded::Done) => return Ok(()),
+                Ok(Recorded::Conflict(actual)) => {
+                    warn!(order = %expired.id, sku = %expired.sku, repository = %actual, "the store expired a reservation the repository settled otherwise; reconcile the sale");
+                    return Ok(());
+                }
+                Err(_) => *repository_down = true,
+            }
+        }
+        self.queue_settled(expired).await.map(drop)
     }
+}
+
+/// What the repository says to a settled order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Recorded {
+    /// It holds the order in that status now.
+    Done,
+    /// It holds the order settled otherwise.
+    Conflict(OrderStatus),
 }
 
 /// The order status a released reservation implies.

@@ -173,9 +173,8 @@ impl FlashSale {
                     order: reservation.into_order(),
                 };
                 self.publish_or_abort(&event).await?;
-                let OrderEvent::Placed { order } = event;
                 Ok(PurchaseOutcome::Accepted(Receipt {
-                    order,
+                    order: event.into_order(),
                     remaining: Some(remaining),
                 }))
             }
@@ -232,7 +231,7 @@ impl FlashSale {
         let Err(publish_error) = self.inner.queue.publish(event).await else {
             return Ok(());
         };
-        let OrderEvent::Placed { order } = event;
+        let order = event.order();
         // The queue's outage is logged once by its `Watched` wrapper, not per purchase.
         debug!(order = %order.id, sku = %order.sku, error = %publish_error, "order event not queued; releasing its units");
         match self

@@ -4,12 +4,14 @@
 //! Starting the sale afresh would sell every unit a second time, and answering "unknown sale"
 //! would turn buyers away from a sale that exists. So the first call that meets the loss marks
 //! the sale as rebuilding (purchases, payments and cancels get a retryable error, which the
-//! server answers with 503 and `Retry-After`) and starts one rebuild: it waits until the
-//! repository's counts stop moving (orders accepted before the loss may still be in the queue),
-//! then restores the store from the orders, unless the store has the sale again by then
-//! (another process rebuilt it first).
+//! server answers with 503 and `Retry-After`) and starts one rebuild: it waits until the order
+//! worker has recorded every event queued before the loss (the queue's drain barrier,
+//! [`OrderQueue::drained`](crate::OrderQueue::drained): placements, and pays and cancels the
+//! repository could not take at once), then restores the store from the orders, unless the
+//! store has the sale again by then (another process rebuilt it first).
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
@@ -74,15 +76,20 @@ impl FlashSale {
 
     /// One attempt; answers whether this call restored the store (false: it had the sale again).
     async fn rebuild_once(&self, sku: &Sku) -> Result<bool> {
-        let settle = self.inner.config.store_rebuild_settle;
-        let mut counts = self.inner.repository.counts(sku).await?;
-        loop {
-            tokio::time::sleep(settle).await;
-            let now = self.inner.repository.counts(sku).await?;
-            if now == counts {
-                break;
+        // Purchases that reserved before the loss may still be publishing: they land first.
+        // Then every event queued so far (placements, and pays and cancels the repository could
+        // not take at once) must be recorded: restoring from a repository that lacks a queued
+        // pay would put a paid unit back on sale.
+        tokio::time::sleep(self.inner.config.store_rebuild_settle).await;
+        let mark = self.inner.queue.mark().await?;
+        let started = Instant::now();
+        let mut warn_after = DRAIN_WARNING;
+        while !self.inner.queue.drained(&mark).await? {
+            if started.elapsed() >= warn_after {
+                warn!(sku = %sku, waited_s = started.elapsed().as_secs(), "sale rebuild waits for the order worker to record the events queued before the loss");
+                warn_after *= 2;
             }
-            counts = now;
+            tokio::time::sleep(DRAIN_POLL).await;
         }
         if self.inner.stock.sale(sku).await?.is_some() {
             return Ok(false);
@@ -91,6 +98,11 @@ impl FlashSale {
         Ok(report.repaired)
     }
 }
+
+/// How often a rebuild asks whether the queue drained.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+/// When a rebuild still waiting on the queue first says so (then after twice as long, …).
+const DRAIN_WARNING: Duration = Duration::from_secs(10);
 
 /// What a call meets while its sale is rebuilt.
 pub(super) fn rebuilding(sku: &Sku) -> Error {

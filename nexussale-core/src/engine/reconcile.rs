@@ -7,7 +7,7 @@ use super::orders::released_status;
 use crate::error::{Error, Result};
 use crate::order::{Order, OrderStatus};
 use crate::repository::{MAX_PAGE_SIZE, OrderQuery, StatusCounts};
-use crate::reservation::ReservationState;
+use crate::reservation::{Reservation, ReservationState};
 use crate::sale::{Sale, Sku, StockSnapshot};
 
 /// How a sale's live stock compares with its persisted orders.
@@ -35,10 +35,11 @@ impl ReconcileReport {
 }
 
 impl FlashSale {
-    /// Compares the sale's live stock with its persisted orders. With `repair`, when they disagree,
-    /// the repository wins: pending orders whose reservation the store already released are
-    /// settled (expired or cancelled), then the store is rebuilt from the orders
-    /// ([`StockStore::restore`](crate::StockStore::restore)).
+    /// Compares the sale's live stock with its persisted orders. With `repair`, when they disagree:
+    /// pending orders the store already settled are recorded as the store has them (confirmed:
+    /// paid; released: expired or cancelled), then the store is rebuilt from the orders
+    /// ([`StockStore::restore`](crate::StockStore::restore)), so a repair never puts a paid unit
+    /// back on sale.
     ///
     /// Events still in the queue are not in the repository yet and show as drift: reconcile a
     /// quiet sale, with the worker drained. Repair while purchases flow would drop their
@@ -52,15 +53,28 @@ impl FlashSale {
         warn!(sku = %sku, reserved_drift = report.reserved_drift, sold_drift = report.sold_drift, store_lost = report.store.is_none(), "rebuilding live stock from the repository");
         let mut orders = self.all_orders(sku).await?;
         if report.store.is_some() {
+            // What the store settled and the repository did not record (a transition whose
+            // write and queueing both failed) is recorded first: restoring would undo it.
             for order in orders
                 .iter_mut()
                 .filter(|order| order.status == OrderStatus::Pending)
             {
-                let reservation = self.inner.stock.reservation(sku, order.id).await?;
-                if let Some(ReservationState::Released(reason)) = reservation.map(|r| r.state) {
-                    let status = released_status(reason);
-                    self.record_release(order, status).await?;
-                    order.status = status;
+                let status = match self.inner.stock.reservation(sku, order.id).await? {
+                    Some(Reservation {
+                        state: ReservationState::Released(reason),
+                        ..
+                    }) => released_status(reason),
+                    Some(Reservation {
+                        state: ReservationState::Confirmed,
+                        ..
+                    }) => OrderStatus::Paid,
+                    _ => continue,
+                };
+                match self.settle(order, status).await {
+                    Ok(settled) => *order = settled,
+                    // The repository settled it otherwise meanwhile: it wins, as above.
+                    Err(Error::Conflict { actual, .. }) => order.status = actual,
+                    Err(err) => return Err(err),
                 }
             }
         }

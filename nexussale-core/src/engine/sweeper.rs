@@ -26,6 +26,7 @@ impl FlashSale {
         let mut report = SweepReport::default();
         let now = self.now();
         let batch = self.inner.config.sweep_batch.max(1);
+        let mut repository_down = false;
         for sale in self.inner.stock.sales().await? {
             loop {
                 let expired = self.inner.stock.expired(&sale.sku, now, batch).await?;
@@ -40,7 +41,8 @@ impl FlashSale {
                         report.released += 1;
                         report.units += u64::from(quantity);
                         self.units_returned(&sale.sku);
-                        self.record_expiry(&reservation).await?;
+                        self.record_expiry(&reservation, &mut repository_down)
+                            .await?;
                     }
                 }
                 // Each round leaves nothing it saw held, so the next one sees new reservations.

@@ -3,21 +3,23 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::FlashSale;
+use super::orders::Recorded;
 use crate::error::Result;
-use crate::order::{Order, OrderEvent};
+use crate::order::{Order, OrderEvent, OrderStatus};
 use crate::outage::OutageLog;
 use crate::queue::DeliveryTag;
 
 impl FlashSale {
-    /// Takes one batch off the queue, persists its orders in one idempotent insert, then
+    /// Takes one batch off the queue, persists its placements in one idempotent insert and
+    /// applies its transitions (compare-and-set from pending, so a repeat changes nothing), then
     /// acknowledges it. Answers how many events the batch held (0: nothing arrived within
     /// [`worker_wait`](super::EngineConfig::worker_wait)).
     ///
-    /// If the insert fails, the batch is given back (nacked) for redelivery and the error
-    /// returned: nothing is acknowledged that is not persisted.
+    /// If a write fails, the batch is given back (nacked) for redelivery and the error returned:
+    /// nothing is acknowledged that is not persisted.
     pub async fn process_batch(&self) -> Result<usize> {
         self.process_batch_within(self.inner.config.worker_wait)
             .await
@@ -33,13 +35,23 @@ impl FlashSale {
             return Ok(0);
         }
         let tags: Vec<DeliveryTag> = deliveries.iter().map(|delivery| delivery.tag).collect();
-        let orders: Vec<Order> = deliveries
-            .into_iter()
-            .map(|delivery| match delivery.event {
-                OrderEvent::Placed { order } => order,
-            })
-            .collect();
-        if let Err(err) = self.inner.repository.insert(&orders).await {
+        let mut placed: Vec<Order> = Vec::with_capacity(deliveries.len());
+        let mut settled = Vec::new();
+        for delivery in deliveries {
+            let status = match &delivery.event {
+                OrderEvent::Placed { .. } => OrderStatus::Pending,
+                OrderEvent::Paid { .. } => OrderStatus::Paid,
+                OrderEvent::Cancelled { .. } => OrderStatus::Cancelled,
+                OrderEvent::Expired { .. } => OrderStatus::Expired,
+            };
+            let mut order = delivery.event.into_order();
+            order.status = status;
+            match status {
+                OrderStatus::Pending => placed.push(order),
+                _ => settled.push(order),
+            }
+        }
+        if let Err(err) = self.persist(&placed, &settled).await {
             if let Err(nack_error) = self.inner.queue.nack(&tags).await {
                 warn!(error = %nack_error, "could not give a failed batch back; it comes back after the queue's redelivery timeout");
             }
@@ -48,6 +60,21 @@ impl FlashSale {
         self.inner.queue.ack(&tags).await?;
         debug!(events = tags.len(), "order batch persisted");
         Ok(tags.len())
+    }
+
+    /// Placements first: a transition's order was placed before it (or is inserted settled).
+    async fn persist(&self, placed: &[Order], settled: &[Order]) -> Result<()> {
+        if !placed.is_empty() {
+            self.inner.repository.insert(placed).await?;
+        }
+        for order in settled {
+            if let Recorded::Conflict(actual) = self.record(order).await? {
+                // The stock store settles each reservation once: a repository that disagrees
+                // was changed behind the engine's back. Redelivering would not change that.
+                error!(order = %order.id, sku = %order.sku, repository = %actual, store = %order.status, "the repository settled the order otherwise than the stock store; reconcile the sale");
+            }
+        }
+        Ok(())
     }
 
     /// Processes batches until the queue has nothing ready (it does not wait for more); answers

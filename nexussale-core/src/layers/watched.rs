@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::ident::{IdempotencyKey, UserId};
 use crate::order::{Order, OrderEvent, OrderId, OrderStatus};
 use crate::outage::OutageLog;
-use crate::queue::{Delivery, DeliveryTag, OrderQueue};
+use crate::queue::{Delivery, DeliveryTag, OrderQueue, QueueMark};
 use crate::repository::{OrderPage, OrderQuery, OrderRepository, StatusCounts, TransitionOutcome};
 use crate::reservation::{
     ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReserveOutcome, ReserveRequest,
@@ -151,6 +151,14 @@ impl<T: OrderQueue> OrderQueue for Watched<T> {
 
     async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {
         self.watch(self.inner.nack(tags).await)
+    }
+
+    async fn mark(&self) -> Result<QueueMark> {
+        self.watch(self.inner.mark().await)
+    }
+
+    async fn drained(&self, mark: &QueueMark) -> Result<bool> {
+        self.watch(self.inner.drained(mark).await)
     }
 }
 

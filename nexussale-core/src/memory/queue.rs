@@ -1,9 +1,9 @@
 //! [`MemoryOrderQueue`]: an at-least-once queue in process memory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::padded::Padded;
 use crate::error::{Error, Result};
 use crate::order::OrderEvent;
-use crate::queue::{Delivery, DeliveryTag, OrderQueue};
+use crate::queue::{Delivery, DeliveryTag, OrderQueue, QueueMark};
 
 /// Events held at most, unless configured otherwise.
 pub const DEFAULT_CAPACITY: usize = 1_000_000;
@@ -33,17 +33,76 @@ pub struct MemoryOrderQueue {
     inner: Arc<Inner>,
 }
 
+/// An event in the channel, with its publish sequence number.
+struct Queued {
+    seq: u64,
+    /// False for an event given back (nacked or overdue): it was received before.
+    fresh: bool,
+    event: OrderEvent,
+}
+
 struct InFlight {
+    seq: u64,
     event: OrderEvent,
     deadline: Instant,
 }
 
+/// What is owed, for acknowledgement and for [`OrderQueue::drained`]. Touched by receive, ack
+/// and nack, never by publish, which stays one channel push.
+#[derive(Default)]
+struct Books {
+    in_flight: HashMap<i64, InFlight>,
+    /// Sequence numbers given back and not yet delivered again.
+    requeued: BTreeSet<u64>,
+    /// Every fresh sequence number below this was received.
+    received_below: u64,
+    /// Fresh sequence numbers received out of order, above `received_below`.
+    received_above: BTreeSet<u64>,
+}
+
+impl Books {
+    fn received(&mut self, item: &Queued) {
+        if !item.fresh {
+            self.requeued.remove(&item.seq);
+            return;
+        }
+        self.received_above.insert(item.seq);
+        while self.received_above.remove(&self.received_below) {
+            self.received_below += 1;
+        }
+    }
+
+    /// Takes deliveries out of flight to be sent again.
+    fn give_back(&mut self, offsets: impl IntoIterator<Item = i64>) -> Vec<Queued> {
+        offsets
+            .into_iter()
+            .filter_map(|offset| self.in_flight.remove(&offset))
+            .map(|delivery| {
+                self.requeued.insert(delivery.seq);
+                Queued {
+                    seq: delivery.seq,
+                    fresh: false,
+                    event: delivery.event,
+                }
+            })
+            .collect()
+    }
+
+    fn owes_before(&self, end: u64) -> bool {
+        self.received_below < end
+            || self.requeued.first().is_some_and(|&seq| seq < end)
+            || self.in_flight.values().any(|delivery| delivery.seq < end)
+    }
+}
+
 struct Inner {
-    sender: mpsc::UnboundedSender<OrderEvent>,
-    receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<OrderEvent>>,
-    in_flight: Mutex<HashMap<i64, InFlight>>,
+    sender: mpsc::UnboundedSender<Queued>,
+    receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<Queued>>,
+    books: Mutex<Books>,
     /// Events published and not yet acknowledged (queued or in flight).
     owed: Padded<AtomicUsize>,
+    /// The next publish sequence number.
+    published: AtomicU64,
     next_offset: AtomicI64,
     capacity: usize,
     redelivery_timeout: Duration,
@@ -63,8 +122,9 @@ impl MemoryOrderQueue {
             inner: Arc::new(Inner {
                 sender,
                 receiver: tokio::sync::Mutex::new(receiver),
-                in_flight: Mutex::new(HashMap::new()),
+                books: Mutex::default(),
                 owed: Padded(AtomicUsize::new(0)),
+                published: AtomicU64::new(0),
                 next_offset: AtomicI64::new(0),
                 capacity,
                 redelivery_timeout,
@@ -82,28 +142,25 @@ impl MemoryOrderQueue {
         self.len() == 0
     }
 
-    fn requeue(&self, events: impl IntoIterator<Item = OrderEvent>) {
-        for event in events {
+    fn send(&self, items: impl IntoIterator<Item = Queued>) {
+        for item in items {
             // The receiver lives in `inner` as long as the sender: sending cannot fail.
-            let _ = self.inner.sender.send(event);
+            let _ = self.inner.sender.send(item);
         }
     }
 
     fn requeue_overdue(&self, now: Instant) {
-        let overdue: Vec<OrderEvent> = {
-            let mut in_flight = self.inner.in_flight.lock();
-            let offsets: Vec<i64> = in_flight
+        let overdue = {
+            let mut books = self.inner.books.lock();
+            let offsets: Vec<i64> = books
+                .in_flight
                 .iter()
                 .filter(|(_, delivery)| delivery.deadline <= now)
                 .map(|(offset, _)| *offset)
                 .collect();
-            offsets
-                .into_iter()
-                .filter_map(|offset| in_flight.remove(&offset))
-                .map(|delivery| delivery.event)
-                .collect()
+            books.give_back(offsets)
         };
-        self.requeue(overdue);
+        self.send(overdue);
     }
 }
 
@@ -133,15 +190,19 @@ impl OrderQueue for MemoryOrderQueue {
                 format!("order queue is full ({} events)", self.inner.capacity),
             ));
         }
-        // The receiver lives in `inner` as long as the sender: sending cannot fail.
-        let _ = self.inner.sender.send(event.clone());
+        let seq = self.inner.published.fetch_add(1, Ordering::AcqRel);
+        self.send([Queued {
+            seq,
+            fresh: true,
+            event: event.clone(),
+        }]);
         Ok(())
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         let deadline = Instant::now() + wait;
         self.requeue_overdue(Instant::now());
-        let mut events = Vec::new();
+        let mut items = Vec::new();
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -152,30 +213,32 @@ impl OrderQueue for MemoryOrderQueue {
             return Ok(Vec::new());
         };
         if let Ok(Some(first)) = tokio::time::timeout_at(deadline, receiver.recv()).await {
-            events.push(first);
-            while events.len() < max {
+            items.push(first);
+            while items.len() < max {
                 match receiver.try_recv() {
-                    Ok(event) => events.push(event),
+                    Ok(item) => items.push(item),
                     Err(_) => break,
                 }
             }
         }
         drop(receiver);
         let redeliver_at = Instant::now() + self.inner.redelivery_timeout;
-        let mut in_flight = self.inner.in_flight.lock();
-        Ok(events
+        let mut books = self.inner.books.lock();
+        Ok(items
             .into_iter()
-            .map(|event| {
+            .map(|item| {
+                books.received(&item);
                 let offset = self.inner.next_offset.fetch_add(1, Ordering::AcqRel);
-                in_flight.insert(
+                books.in_flight.insert(
                     offset,
                     InFlight {
-                        event: event.clone(),
+                        seq: item.seq,
+                        event: item.event.clone(),
                         deadline: redeliver_at,
                     },
                 );
                 Delivery {
-                    event,
+                    event: item.event,
                     tag: DeliveryTag {
                         partition: 0,
                         offset,
@@ -186,24 +249,38 @@ impl OrderQueue for MemoryOrderQueue {
     }
 
     async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
-        let mut in_flight = self.inner.in_flight.lock();
+        let mut books = self.inner.books.lock();
         let acked = tags
             .iter()
-            .filter(|tag| in_flight.remove(&tag.offset).is_some())
+            .filter(|tag| books.in_flight.remove(&tag.offset).is_some())
             .count();
         self.inner.owed.fetch_sub(acked, Ordering::AcqRel);
         Ok(())
     }
 
     async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {
-        let events: Vec<OrderEvent> = {
-            let mut in_flight = self.inner.in_flight.lock();
-            tags.iter()
-                .filter_map(|tag| in_flight.remove(&tag.offset))
-                .map(|delivery| delivery.event)
-                .collect()
-        };
-        self.requeue(events);
+        let items = self
+            .inner
+            .books
+            .lock()
+            .give_back(tags.iter().map(|tag| tag.offset));
+        self.send(items);
         Ok(())
+    }
+
+    async fn mark(&self) -> Result<QueueMark> {
+        let end = self.inner.published.load(Ordering::Acquire);
+        Ok(QueueMark::new(vec![DeliveryTag {
+            partition: 0,
+            offset: i64::try_from(end).unwrap_or(i64::MAX),
+        }]))
+    }
+
+    async fn drained(&self, mark: &QueueMark) -> Result<bool> {
+        let books = self.inner.books.lock();
+        Ok(mark
+            .ends()
+            .iter()
+            .all(|end| !books.owes_before(u64::try_from(end.offset).unwrap_or(0))))
     }
 }

@@ -150,6 +150,7 @@ macro_rules! order_queue_tests {
             redelivers_nacked_events,
             redelivers_after_consumer_loss,
             concurrent_publishers_lose_nothing,
+            drained_waits_for_every_event_published_before_the_mark,
         );
     };
 }

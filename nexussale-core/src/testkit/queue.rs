@@ -19,22 +19,26 @@ use crate::queue::{Delivery, DynOrderQueue};
 const PATIENCE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(200);
 
+/// Event `n`: placements, with every kind of transition among them.
 fn event(sku: &Sku, n: u32) -> OrderEvent {
     let now = Utc::now();
-    OrderEvent::Placed {
-        order: Order {
-            id: OrderId::new(),
-            sku: sku.clone(),
-            user: UserId::new(format!("user-{n}")).expect("valid user"),
-            quantity: 1,
-            status: OrderStatus::Pending,
-            created_at: now,
-            updated_at: now,
-            expires_at: now,
-            remark: Some(format!("event {n}")),
-            idempotency_key: None,
+    OrderEvent::of(Order {
+        id: OrderId::new(),
+        sku: sku.clone(),
+        user: UserId::new(format!("user-{n}")).expect("valid user"),
+        quantity: 1,
+        status: match n % 8 {
+            1 => OrderStatus::Paid,
+            3 => OrderStatus::Cancelled,
+            5 => OrderStatus::Expired,
+            _ => OrderStatus::Pending,
         },
-    }
+        created_at: now,
+        updated_at: now,
+        expires_at: now,
+        remark: Some(format!("event {n}")),
+        idempotency_key: None,
+    })
 }
 
 async fn publish_all(queue: &DynOrderQueue, events: &[OrderEvent]) {
@@ -181,4 +185,61 @@ pub async fn concurrent_publishers_lose_nothing(open: QueueOpener) {
         .count();
     assert_eq!(duplicates, 0, "acknowledged events came back");
     assert_drained(&queue).await;
+}
+
+/// The drain barrier: a mark is passed only once every event published before it was
+/// acknowledged, whichever consumer took it; events published after it do not hold it back.
+pub async fn drained_waits_for_every_event_published_before_the_mark(open: QueueOpener) {
+    let publisher = open().await;
+    let consumer = open().await;
+    let sku = unique_sku();
+    let before: Vec<OrderEvent> = (0..10).map(|n| event(&sku, n)).collect();
+    let after: Vec<OrderEvent> = (10..15).map(|n| event(&sku, n)).collect();
+    publish_all(&publisher, &before).await;
+    let mark = publisher.mark().await.expect("mark");
+    let not_yet = |why: &'static str| {
+        let (publisher, mark) = (Arc::clone(&publisher), mark.clone());
+        async move {
+            assert!(
+                !publisher.drained(&mark).await.expect("drained"),
+                "drained while {why}"
+            );
+        }
+    };
+    not_yet("nothing was received").await;
+    publish_all(&publisher, &after).await;
+    let mut all = before.clone();
+    all.extend(after.iter().cloned());
+    let deliveries = receive_until(&consumer, &ids(&all), false).await;
+    let tags_of = |events: &[OrderEvent]| -> Vec<_> {
+        let wanted = ids(events);
+        deliveries
+            .iter()
+            .filter(|d| wanted.contains(&d.event.order_id()))
+            .map(|d| d.tag)
+            .collect()
+    };
+    not_yet("every event was received and none acknowledged").await;
+    consumer.ack(&tags_of(&after)).await.expect("ack");
+    not_yet("only events published after the mark were acknowledged").await;
+    // The last event before the mark is the one that must still hold it.
+    let (last, rest) = before.split_last().expect("events");
+    consumer
+        .nack(&tags_of(std::slice::from_ref(last)))
+        .await
+        .expect("nack");
+    consumer.ack(&tags_of(rest)).await.expect("ack");
+    not_yet("the last event published before the mark was given back").await;
+    receive_until(&consumer, &ids(std::slice::from_ref(last)), true).await;
+    let deadline = Instant::now() + PATIENCE;
+    while !publisher.drained(&mark).await.expect("drained") {
+        assert!(
+            Instant::now() < deadline,
+            "not drained {PATIENCE:?} after every event was acknowledged"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    // A mark taken now owes nothing either.
+    let now = publisher.mark().await.expect("mark");
+    assert!(publisher.drained(&now).await.expect("drained"));
 }
