@@ -10,6 +10,9 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::ident::{IdempotencyKey, Sku, UserId};
 
+/// Where an id's sale tag sits: above the 6 bits of the shard hint.
+const TAG_SHIFT: u32 = 6;
+
 /// The longest remark accepted, in bytes.
 pub const MAX_REMARK_LEN: usize = 512;
 
@@ -22,7 +25,8 @@ pub struct OrderId(Uuid);
 impl OrderId {
     /// A new, time-ordered id: a UUID v7 whose 48-bit millisecond timestamp is followed by a
     /// per-thread counter (12 bits) and 62 random bits, of which the lowest 6 are fixed per
-    /// thread, so a store that shards by them keeps one thread's writes in one shard.
+    /// thread, so a store that shards by them keeps one thread's writes in one shard, and the 16
+    /// above them are a tag (random here; the sale's, for the engine's ids).
     ///
     /// `Uuid::now_v7` asks the OS for randomness on every call (a system call per purchase); a
     /// per-thread generator seeded once from the OS does the same job without one.
@@ -40,6 +44,32 @@ impl OrderId {
 
     /// [`at`](Self::at) for an instant in Unix milliseconds.
     pub(crate) fn at_millis(now: i64) -> Self {
+        Self::generate(now, fastrand::u16(..))
+    }
+
+    /// A new id for an order of `sku`, stamped with `now` (Unix milliseconds): 16 of its random
+    /// bits are [`sale_tag`](Self::sale_tag)`(sku)`, so an order not persisted yet can be found
+    /// from its id alone, by asking the stock store only about the sales with that tag.
+    pub(crate) fn for_sale(now: i64, sku: &Sku) -> Self {
+        Self::generate(now, Self::sale_tag(sku))
+    }
+
+    /// The 16-bit tag of a sale's order ids: FNV-1a of the sku, folded (stable across processes
+    /// and versions, unlike the standard hasher).
+    pub fn sale_tag(sku: &Sku) -> u16 {
+        let hash = sku.as_str().bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+            (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+        });
+        ((hash >> 16) ^ hash) as u16
+    }
+
+    /// The tag this id carries: [`sale_tag`](Self::sale_tag) of its sale's sku, for ids the engine
+    /// made (any other id carries a random one).
+    pub fn tag(&self) -> u16 {
+        (self.0.as_u128() >> TAG_SHIFT) as u16
+    }
+
+    fn generate(now: i64, tag: u16) -> Self {
         let now = u64::try_from(now).unwrap_or(0);
         use std::cell::Cell;
         thread_local! {
@@ -58,7 +88,9 @@ impl OrderId {
         });
         let mut random = [0u8; 10];
         random[..2].copy_from_slice(&counter.to_be_bytes());
-        let tail = (fastrand::u64(..) & !0x3f) | u64::from(SHARD_HINT.with(|hint| *hint));
+        let tail = (fastrand::u64(..) & !0x3f_ffff)
+            | (u64::from(tag) << TAG_SHIFT)
+            | u64::from(SHARD_HINT.with(|hint| *hint));
         random[2..].copy_from_slice(&tail.to_be_bytes());
         Self(uuid::Builder::from_unix_timestamp_millis(now, &random).into_uuid())
     }
@@ -290,6 +322,16 @@ mod tests {
             (0..10_000).map(|_| OrderId::new()).collect();
         assert_eq!(many.len(), 10_000);
         assert_eq!(a.to_string().parse::<OrderId>().unwrap(), a);
+        let sku = Sku::new("ps5").unwrap();
+        let tagged = OrderId::for_sale(1_700_000_000_000, &sku);
+        assert_eq!(tagged.tag(), OrderId::sale_tag(&sku));
+        assert_eq!(tagged.as_uuid().get_version_num(), 7);
+        assert_ne!(
+            OrderId::sale_tag(&sku),
+            OrderId::sale_tag(&Sku::new("ps6").unwrap())
+        );
+        // Stable: the tag is part of ids already handed out.
+        assert_eq!(OrderId::sale_tag(&sku), 12555);
         assert!("nope".parse::<OrderId>().is_err());
     }
 

@@ -540,6 +540,9 @@ async fn pay_of_a_lapsed_reservation_is_a_conflict_and_settles_the_order() {
 #[derive(Debug, Default)]
 struct Amnesiac {
     current: parking_lot::Mutex<Arc<MemoryStockStore>>,
+    /// Releases still to apply and then answer with an error, as a reply lost with its
+    /// connection would.
+    lost_release_replies: AtomicUsize,
 }
 
 impl Amnesiac {
@@ -595,7 +598,14 @@ impl StockStore for Amnesiac {
         order_id: OrderId,
         reason: nexussale_core::ReleaseReason,
     ) -> nexussale_core::Result<nexussale_core::ReleaseOutcome> {
-        self.store().release(sku, order_id, reason).await
+        let released = self.store().release(sku, order_id, reason).await;
+        let lose =
+            self.lost_release_replies
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if lose.is_ok() {
+            return Err(Error::retryable("amnesiac", "connection reset"));
+        }
+        released
     }
     async fn expired(
         &self,
@@ -888,4 +898,27 @@ async fn the_sweeper_queues_expiries_the_repository_cannot_take_and_returns_the_
     engine.drain().await.unwrap();
     let counts = engine.repository().counts(&ps5).await.unwrap();
     assert_eq!((counts.expired.orders, counts.pending.orders), (3, 0));
+}
+
+#[tokio::test]
+async fn an_expiry_whose_release_reply_was_lost_is_recorded_by_the_next_sweep() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store = Arc::new(Amnesiac::default());
+    let engine = FlashSale::new(
+        store.clone(),
+        Arc::new(MemoryOrderQueue::new()),
+        Arc::new(MemoryOrderRepository::new()),
+    )
+    .with_clock(clock.clone());
+    let (ps5, id) = one_order(&engine, "ps5").await;
+    clock.advance(Duration::from_secs(3600));
+    store.lost_release_replies.store(1, Ordering::SeqCst);
+    assert!(engine.sweep_expired().await.is_err());
+    // Released in the store, which lists it no more; pending in the repository.
+    assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().available, 1);
+    assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Pending);
+    engine.sweep_expired().await.unwrap();
+    assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Expired);
+    let report = engine.reconcile(&ps5, false).await.unwrap();
+    assert!(report.in_sync(), "{report:?}");
 }

@@ -180,18 +180,21 @@ async fn run(stock: u64, limit: u32, steps: Vec<Step>) {
                     _ => (OrderStatus::Cancelled, engine.cancel(order.id).await),
                 };
                 let late = order.expires_at <= clock.now();
-                match (order.persisted, order.status, result) {
-                    (false, _, Err(Error::OrderNotFound(_))) => {}
+                // An order accepted and not persisted yet is paid or cancelled like any other
+                // (the engine reads its reservation), and is then recorded settled.
+                match (order.status, result) {
                     // A pay at or after the expiry is refused, and the order expires there.
                     (
-                        true,
                         OrderStatus::Pending,
                         Err(Error::Conflict {
                             actual: OrderStatus::Expired,
                             ..
                         }),
-                    ) if to == OrderStatus::Paid && late => order.status = OrderStatus::Expired,
-                    (true, OrderStatus::Pending, Ok(changed)) => {
+                    ) if to == OrderStatus::Paid && late => {
+                        order.status = OrderStatus::Expired;
+                        order.persisted = true;
+                    }
+                    (OrderStatus::Pending, Ok(changed)) => {
                         assert!(
                             to != OrderStatus::Paid || !late,
                             "paid at {} after its expiry {}",
@@ -200,12 +203,16 @@ async fn run(stock: u64, limit: u32, steps: Vec<Step>) {
                         );
                         assert_eq!(changed.status, to);
                         order.status = to;
+                        order.persisted = true;
                     }
-                    (true, status, Err(Error::Conflict { actual, .. })) => {
+                    (status, Err(Error::Conflict { actual, .. })) => {
                         assert_eq!(actual, status)
                     }
-                    (persisted, status, result) => {
-                        panic!("{to} of {status} (persisted {persisted}) gave {result:?}")
+                    (status, result) => {
+                        panic!(
+                            "{to} of {status} (persisted {}) gave {result:?}",
+                            order.persisted
+                        )
                     }
                 }
             }

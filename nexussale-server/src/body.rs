@@ -154,3 +154,26 @@ where
         ))
     })
 }
+
+/// Characters a path segment keeps as they are (RFC 3986 unreserved); the rest are
+/// percent-encoded.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Sets `Location` to `prefix` followed by `segment`, percent-encoded.
+pub(crate) fn with_location(mut response: Response, prefix: &str, segment: &str) -> Response {
+    let location = format!(
+        "{prefix}{}",
+        percent_encoding::utf8_percent_encode(segment, SEGMENT)
+    );
+    // Percent-encoding leaves only visible ASCII: the value is always valid.
+    if let Ok(location) = http::HeaderValue::from_str(&location) {
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
+    }
+    response
+}

@@ -843,3 +843,107 @@ async fn sale_windows_are_stored_exactly_or_refused() {
     assert_eq!(read["ends_at"], "9999-12-31T23:59:59.999999Z", "{read}");
     assert_eq!(read["state"], "upcoming", "{read}");
 }
+
+/// The second wave's HTTP semantics: `Location` on 201 and 202, `HEAD` wherever `GET` is, `Allow`
+/// on 405, and an order polled right after its 202 (not persisted yet) found, not 404.
+#[tokio::test]
+async fn answers_carry_location_allow_and_head_and_a_fresh_order_is_found() {
+    // No worker runs here: the order is accepted and never persisted.
+    let engine = FlashSale::in_memory();
+    let app = app(engine.clone());
+    let response = app
+        .call(common::json_request(
+            Method::POST,
+            "/v1/sales",
+            Some(json!({ "sku": "tv 4k/€", "stock": 3 })),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        response.headers()["location"],
+        "/v1/sales/tv%204k%2F%E2%82%AC"
+    );
+    let response = app
+        .call(common::json_request(
+            Method::POST,
+            "/v1/sales/tv%204k%2F%E2%82%AC/purchase",
+            Some(json!({ "user": "ann" })),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/v1/orders/"), "{location}");
+    let (status, order) = call(&app, Method::GET, &location, None).await;
+    assert_eq!(status, StatusCode::OK, "{order}");
+    assert_eq!(
+        (&order["status"], &order["user"]),
+        (&json!("pending"), &json!("ann"))
+    );
+    // It can be paid before the worker persists it; the pay records it.
+    let (status, paid) = call(&app, Method::POST, &format!("{location}/pay"), None).await;
+    assert_eq!(
+        (status, &paid["status"]),
+        (StatusCode::OK, &json!("paid")),
+        "{paid}"
+    );
+    assert_eq!(
+        engine
+            .repository()
+            .get(order["id"].as_str().unwrap().parse().unwrap())
+            .await
+            .unwrap()
+            .map(|o| o.status),
+        Some(nexussale_core::OrderStatus::Paid)
+    );
+
+    let bodiless = |method: Method, uri: &str| {
+        let request = common::request(method, uri)
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let app = app.clone();
+        async move { app.call(request).await.unwrap() }
+    };
+    let get = bodiless(Method::GET, "/v1/sales").await;
+    let head = bodiless(Method::HEAD, "/v1/sales").await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(
+        head.headers()["content-type"],
+        get.headers()["content-type"]
+    );
+    let length = http_body_util::BodyExt::collect(get.into_body())
+        .await
+        .unwrap()
+        .to_bytes()
+        .len();
+    assert_eq!(
+        head.headers()["content-length"],
+        length.to_string().as_str()
+    );
+    assert!(
+        http_body_util::BodyExt::collect(head.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+
+    for (method, uri, allow) in [
+        (Method::DELETE, "/v1/sales", "GET, HEAD, POST"),
+        (Method::GET, "/v1/sales/ps5/purchase", "POST"),
+        (
+            Method::PUT,
+            "/v1/orders/0190b8a5-7c3e-7000-8000-000000000000",
+            "GET, HEAD",
+        ),
+    ] {
+        let response = bodiless(method.clone(), uri).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}"
+        );
+        assert_eq!(response.headers()["allow"], allow, "{method} {uri}");
+    }
+}

@@ -192,3 +192,74 @@ fn an_audit_that_cannot_finish_still_prints_its_json_line() {
     );
     stop(server);
 }
+
+/// The audit meets a sale being rebuilt (its Redis keys deleted just before the run, no buyers,
+/// so the audit's first read starts the rebuild and its reads answer 503 for a second or more):
+/// it waits the 503s out and finishes, instead of giving up on a run that is otherwise done.
+#[test]
+fn the_audit_waits_out_a_rebuild() {
+    let redis_url = nexussale_core::testkit::services::redis_url();
+    let redis_cli = |args: &[&str]| {
+        Command::new("redis-cli")
+            .args(["-u", &redis_url])
+            .args(args)
+            .output()
+    };
+    match redis_cli(&["PING"]) {
+        Ok(output) if String::from_utf8_lossy(&output.stdout).trim() == "PONG" => {}
+        Ok(output) => {
+            let _: Option<()> = nexussale_core::testkit::services::unavailable(
+                "redis",
+                String::from_utf8_lossy(&output.stderr),
+            );
+            return;
+        }
+        Err(err) => {
+            let _: Option<()> = nexussale_core::testkit::services::unavailable("redis-cli", err);
+            return;
+        }
+    }
+    let prefix = nexussale_core::testkit::unique_name("bench-rebuild-");
+    let (server, address) = start_server(&[
+        "--redis-url",
+        &redis_url,
+        "--redis-prefix",
+        &prefix,
+        "--sale",
+        "rebuilt=10",
+    ]);
+    let keys = redis_cli(&["--scan", "--pattern", &format!("{prefix}*")]).unwrap();
+    let keys = String::from_utf8(keys.stdout).unwrap();
+    let keys: Vec<&str> = keys.lines().filter(|key| !key.is_empty()).collect();
+    assert!(!keys.is_empty(), "the sale left no keys under {prefix}");
+    let mut del = vec!["DEL"];
+    del.extend(&keys);
+    redis_cli(&del).unwrap();
+    let (code, summary) = bench(
+        &address,
+        &[
+            "--no-create",
+            "--sku",
+            "rebuilt",
+            "--users",
+            "0",
+            "--concurrency",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{summary}");
+    assert!(summary["error"].is_null(), "{summary}");
+    assert_eq!(
+        (&summary["persisted"], &summary["lost"]),
+        (&Value::from(0), &Value::from(0)),
+        "{summary}"
+    );
+    stop(server);
+    let keys = redis_cli(&["--scan", "--pattern", &format!("{prefix}*")]).unwrap();
+    let keys = String::from_utf8(keys.stdout).unwrap();
+    let mut del = vec!["DEL"];
+    del.extend(keys.lines().filter(|key| !key.is_empty()));
+    if del.len() > 1 {
+        redis_cli(&del).unwrap();
+    }
+}

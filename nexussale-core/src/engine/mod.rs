@@ -22,6 +22,7 @@ use crate::layers::Watched;
 use crate::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use crate::queue::DynOrderQueue;
 use crate::repository::DynOrderRepository;
+use crate::reservation::Reservation;
 use crate::sale::Sku;
 use crate::stock::DynStockStore;
 
@@ -100,6 +101,8 @@ struct Inner {
     /// Skus neither the store nor the repository knew, until when (Unix milliseconds): a flood
     /// of purchases for a sale that does not exist costs one repository read a second.
     unknown: Mutex<HashMap<Sku, i64>>,
+    /// Reservations the sweeper failed to release or record: tried again first next sweep.
+    owed_expiries: Mutex<Vec<Reservation>>,
 }
 
 impl FlashSale {
@@ -118,6 +121,7 @@ impl FlashSale {
                 sales: ArcSwap::default(),
                 sales_writer: Mutex::new(()),
                 unknown: Mutex::default(),
+                owed_expiries: Mutex::default(),
             }),
         }
     }
@@ -151,6 +155,7 @@ impl FlashSale {
             sales: ArcSwap::new(shared.sales.load_full()),
             sales_writer: Mutex::new(()),
             unknown: Mutex::default(),
+            owed_expiries: Mutex::new(shared.owed_expiries.lock().clone()),
         });
         let mut inner = inner;
         change(&mut inner);

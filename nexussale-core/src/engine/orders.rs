@@ -6,16 +6,41 @@ use tracing::{debug, warn};
 
 use crate::order::{Order, OrderEvent, OrderId, OrderStatus};
 use crate::repository::{OrderPage, OrderQuery, TransitionOutcome};
-use crate::reservation::{ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation};
+use crate::reservation::{
+    ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReservationState,
+};
 
 impl FlashSale {
-    /// One persisted order.
+    /// One order: the repository's, or, for an order accepted and not persisted yet (the worker
+    /// lags a purchase by a batch), the stock store's reservation of it, so a buyer polling
+    /// right after the purchase is never told there is no such order.
     pub async fn order(&self, id: OrderId) -> Result<Order> {
-        self.inner
-            .repository
-            .get(id)
+        if let Some(order) = self.inner.repository.get(id).await? {
+            return Ok(order);
+        }
+        self.reserved_order(id)
             .await?
             .ok_or(Error::OrderNotFound(id))
+    }
+
+    /// The order the stock store holds a reservation for. The id's tag names its sale: only the
+    /// known sales with that tag are asked (one, almost always; a made-up id costs at most a
+    /// lookup or two). A purchase whose publish failed (aborted) never had an order.
+    async fn reserved_order(&self, id: OrderId) -> Result<Option<Order>> {
+        let sales = self.inner.sales.load();
+        let tag = id.tag();
+        for entry in sales.values().filter(|entry| entry.tag == tag) {
+            let found = self.inner.stock.reservation(&entry.sale.sku, id).await;
+            match self.unless_lost(&entry.sale.sku, found)? {
+                Some(reservation)
+                    if reservation.state != ReservationState::Released(ReleaseReason::Aborted) =>
+                {
+                    return Ok(Some(reservation.into_order()));
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
     }
 
     /// One page of persisted orders, newest first.
@@ -165,16 +190,18 @@ impl FlashSale {
         ))
     }
 
-    /// Records the expiry of a reservation the sweeper released. Once the repository has failed
+    /// Records the expiry of a reservation the sweeper released (`status`: expired, or what an
+    /// earlier release decided). Once the repository has failed
     /// in this sweep (`repository_down`), the rest go straight to the queue: a sweep is not slowed
     /// to one expiry per database timeout, and units keep going back on sale.
     pub(super) async fn record_expiry(
         &self,
         reservation: &Reservation,
+        status: OrderStatus,
         repository_down: &mut bool,
     ) -> Result<()> {
         let expired = Order {
-            status: OrderStatus::Expired,
+            status,
             updated_at: self.now(),
             ..reservation.to_order()
         };

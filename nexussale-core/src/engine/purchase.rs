@@ -138,7 +138,7 @@ impl FlashSale {
             };
         }
         let reserve = ReserveRequest {
-            order_id: OrderId::at_millis(now_ms),
+            order_id: OrderId::for_sale(now_ms, &request.sku),
             sku: request.sku,
             user: request.user,
             quantity: request.quantity,

@@ -30,6 +30,8 @@ pub(super) struct SaleCheck {
 /// A cached sale definition and its sold-out flag.
 pub(super) struct SaleEntry {
     pub(super) sale: Sale,
+    /// The tag its order ids carry ([`OrderId::sale_tag`](crate::OrderId::sale_tag)).
+    pub(super) tag: u16,
     /// Until this instant (Unix milliseconds), purchases are answered sold out without asking the
     /// stock store; 0 when the sale is not known to be sold out.
     sold_out_until: AtomicI64,
@@ -40,6 +42,7 @@ pub(super) struct SaleEntry {
 impl SaleEntry {
     fn new(sale: Sale) -> Self {
         Self {
+            tag: crate::order::OrderId::sale_tag(&sale.sku),
             sale,
             sold_out_until: AtomicI64::new(0),
             rebuilding: AtomicBool::new(false),

@@ -32,7 +32,8 @@ pub(crate) struct Add {
     tag = "original",
     request_body(content = Add, example = json!({"user": "ann", "goods": "ps5", "remark": "gift wrap, please"})),
     responses(
-        (status = 202, description = "Accepted.", body = Accepted),
+        (status = 202, description = "Accepted.", body = Accepted,
+            headers(("Location" = String, description = "`/v1/orders/{id}`: where the order is read."))),
         (status = 404, description = "`unknown_sale`: no sale has this sku.", body = ErrorBody),
         (status = 409, description = "`sold_out`, `limit_exceeded` or `sale_not_active`.", body = ErrorBody),
         (status = 429, description = "`rate_limited`: see `Retry-After`.", body = ErrorBody,

@@ -7,17 +7,20 @@ mod legacy;
 mod limit;
 mod orders;
 mod sales;
+mod table;
 
 pub use docs::openapi;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::Full;
 use hyper::body::Body;
 use percent_encoding::percent_decode_str;
 
 use crate::body::Response;
 use crate::error::ApiError;
 use crate::state::AppState;
+use table::{Handler, Lookup};
 
 /// Answers one request. Never panics on input: every refusal is an [`ApiError`].
 pub(crate) async fn route<B>(state: &AppState, request: Request<B>) -> Response
@@ -62,62 +65,70 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let method = request.method().clone();
     let segments = segments(request.uri().path())?;
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["health"]) => Ok(health::health()),
-        (&Method::GET, ["ready"]) => Ok(health::ready(state).await),
-        (&Method::GET, ["metrics"]) => Ok(health::metrics(state).await),
-        (&Method::GET, ["v1", "sales"]) => sales::list(state).await,
-        (&Method::POST, ["v1", "sales"]) => {
-            auth::admin(state, request.headers())?;
-            sales::create(state, request.into_body()).await
+    let (route, params) = match table::lookup(request.method(), &segments) {
+        Lookup::Found(route, params) => (route, params),
+        Lookup::WrongMethod(allow) => {
+            let mut response = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                format!("{} is not allowed on this route", request.method()),
+            )
+            .into_response();
+            if let Ok(allow) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            return Ok(response);
         }
-        (&Method::GET, ["v1", "sales", sku]) => sales::get(state, sku).await,
-        (&Method::POST, ["v1", "sales", sku, "purchase"]) => {
-            limit::client(state, &request)?;
-            let (parts, body) = request.into_parts();
-            sales::purchase(state, sku, &parts.headers, body).await
-        }
-        (&Method::GET, ["v1", "orders"]) => orders::list(state, request.uri().query()).await,
-        (&Method::GET, ["v1", "orders", id]) => orders::get(state, id).await,
-        (&Method::POST, ["v1", "orders", id, "pay"]) => orders::pay(state, id).await,
-        (&Method::POST, ["v1", "orders", id, "cancel"]) => orders::cancel(state, id).await,
-        (&Method::POST, ["seckill", "add"]) => {
-            limit::client(state, &request)?;
-            legacy::add(state, request.into_body()).await
-        }
-        (&Method::GET, ["order", "all"]) => legacy::all(state).await,
-        (&Method::GET, ["order", id]) => legacy::one(state, id).await,
-        (&Method::GET, ["api-docs"]) => docs::swagger_ui(None),
-        (&Method::GET, ["api-docs", "openapi.json"]) => Ok(docs::document()),
-        (&Method::GET, ["api-docs", tail]) => docs::swagger_ui(Some(tail)),
-        (_, path) if is_known(path) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request",
-            format!("{method} is not allowed on this route"),
-        )),
-        _ => Err(ApiError::not_found("no such route")),
+        Lookup::NotFound => return Err(ApiError::not_found("no such route")),
+    };
+    let head = request.method() == Method::HEAD;
+    let answer = match route.handler {
+        Handler::Health => Ok(health::health()),
+        Handler::Ready => Ok(health::ready(state).await),
+        Handler::Metrics => Ok(health::metrics(state).await),
+        Handler::ListSales => sales::list(state).await,
+        Handler::CreateSale => match auth::admin(state, request.headers()) {
+            Ok(()) => sales::create(state, request.into_body()).await,
+            Err(err) => Err(err),
+        },
+        Handler::GetSale => sales::get(state, params.first()).await,
+        Handler::Purchase => match limit::client(state, &request) {
+            Ok(()) => {
+                let (parts, body) = request.into_parts();
+                sales::purchase(state, params.first(), &parts.headers, body).await
+            }
+            Err(err) => Err(err),
+        },
+        Handler::ListOrders => orders::list(state, request.uri().query()).await,
+        Handler::GetOrder => orders::get(state, params.first()).await,
+        Handler::Pay => orders::pay(state, params.first()).await,
+        Handler::Cancel => orders::cancel(state, params.first()).await,
+        Handler::LegacyAdd => match limit::client(state, &request) {
+            Ok(()) => legacy::add(state, request.into_body()).await,
+            Err(err) => Err(err),
+        },
+        Handler::LegacyAll => legacy::all(state).await,
+        Handler::LegacyOne => legacy::one(state, params.first()).await,
+        Handler::SwaggerUi => docs::swagger_ui(None),
+        Handler::Document => Ok(docs::document()),
+        Handler::SwaggerAsset => docs::swagger_ui(Some(params.first())),
+    };
+    let mut response = answer.unwrap_or_else(ApiError::into_response);
+    if head {
+        response = without_body(response);
     }
+    Ok(response)
 }
 
-/// Whether some method serves `path` (for 405 rather than 404).
-fn is_known(path: &[&str]) -> bool {
-    matches!(
-        path,
-        ["health"]
-            | ["ready"]
-            | ["metrics"]
-            | ["v1", "sales"]
-            | ["v1", "sales", _]
-            | ["v1", "sales", _, "purchase"]
-            | ["v1", "orders"]
-            | ["v1", "orders", _]
-            | ["v1", "orders", _, "pay" | "cancel"]
-            | ["seckill", "add"]
-            | ["order", _]
-            | ["api-docs"]
-            | ["api-docs", _]
-    )
+/// A `HEAD` answer: the `GET` answer's status and headers, its length, no body.
+fn without_body(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    if let Some(length) = body.size_hint().exact() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    Response::from_parts(parts, Full::new(Bytes::new()))
 }

@@ -12,7 +12,8 @@ fn order_id(id: &str) -> Result<OrderId, ApiError> {
         .map_err(|_| ApiError::invalid("the order id must be a UUID"))
 }
 
-/// One order, once the worker has persisted it.
+/// One order: as persisted, or, right after its purchase (before the worker persists it), as the
+/// stock store holds it (`pending`).
 #[utoipa::path(
     get,
     path = "/v1/orders/{id}",
@@ -21,7 +22,7 @@ fn order_id(id: &str) -> Result<OrderId, ApiError> {
     responses(
         (status = 200, description = "The order.", body = Order),
         (status = 400, description = "`invalid_request`: the id is not a UUID.", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such order (or not persisted yet).", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such order.", body = ErrorBody),
     )
 )]
 pub(super) async fn get(state: &AppState, id: &str) -> Result<Response, ApiError> {

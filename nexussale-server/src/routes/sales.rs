@@ -13,7 +13,7 @@ use nexussale_core::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::body::{Response, json, read_json};
+use crate::body::{Response, json, read_json, with_location};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -89,7 +89,8 @@ impl From<SaleView> for SaleBody {
         example = json!({"sku": "switch", "stock": 20, "per_user_limit": 2, "reservation_ttl_secs": 900})),
     security(("admin_token" = [])),
     responses(
-        (status = 201, description = "The sale, created.", body = SaleBody),
+        (status = 201, description = "The sale, created.", body = SaleBody,
+            headers(("Location" = String, description = "`/v1/sales/{sku}`: where the sale is read."))),
         (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
         (status = 409, description = "`sale_exists`: a sale with this sku exists.", body = ErrorBody),
     )
@@ -108,7 +109,12 @@ where
         .with_window(request.starts_at, request.ends_at)
         .with_reservation_ttl(ttl);
     let view = state.engine.create_sale(sale).await?;
-    Ok(json(StatusCode::CREATED, &SaleBody::from(view)))
+    let sku = view.sale.sku.clone();
+    Ok(with_location(
+        json(StatusCode::CREATED, &SaleBody::from(view)),
+        "/v1/sales/",
+        sku.as_str(),
+    ))
 }
 
 /// Every sale.
@@ -193,7 +199,8 @@ pub(crate) struct Accepted {
             description = "Same as the body's `idempotency_key`; if both are sent they must be equal."),
     ),
     responses(
-        (status = 202, description = "Accepted: the same idempotency key answers the same order.", body = Accepted),
+        (status = 202, description = "Accepted: the same idempotency key answers the same order.", body = Accepted,
+            headers(("Location" = String, description = "`/v1/orders/{id}`: where the order is read."))),
         (status = 404, description = "`unknown_sale`: no sale has this sku.", body = ErrorBody),
         (status = 409, description = "`sold_out`, `limit_exceeded` or `sale_not_active`; `conflict`: the idempotency key was used before with another quantity or remark.", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many purchases from this user or address; see `Retry-After`.", body = ErrorBody,
@@ -288,7 +295,8 @@ async fn purchase_answer(
 
 fn accepted(receipt: Receipt) -> Response {
     let order = receipt.order;
-    json(
+    let location = order.id.to_string();
+    let response = json(
         StatusCode::ACCEPTED,
         &Accepted {
             order_id: order.id,
@@ -299,5 +307,6 @@ fn accepted(receipt: Receipt) -> Response {
             expires_at: order.expires_at,
             remaining: receipt.remaining,
         },
-    )
+    );
+    with_location(response, "/v1/orders/", &location)
 }
