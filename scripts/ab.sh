@@ -8,7 +8,9 @@
 #
 # NEW defaults to this tree's target/release/nexussale-server, ROUNDS to 3. Build the old one
 # from another checkout, e.g. `git worktree add /tmp/old <rev>` and
-# `cargo build --release -p nexussale-server` there. Extra server flags: NEXUSSALE_AB_FLAGS.
+# `cargo build --release -p nexussale-server` there. Extra server flags: NEXUSSALE_AB_FLAGS;
+# the servers' RUST_LOG: NEXUSSALE_AB_LOG (default `warn`; `info` writes the access log, one line
+# per request, to a file per round, as a server whose output is collected would).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,14 +23,16 @@ cargo build -q --release -p nexussale-server --bin nexussale-bench
 bench=target/release/nexussale-bench
 
 results=$(mktemp)
-trap 'rm -f "$results"; [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; true' EXIT
+logs=$(mktemp -d)
+trap 'rm -rf "$results" "$logs"; [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; true' EXIT
 
 for round in $(seq "$rounds"); do
     for side in A B; do
         binary=$old
         [ "$side" = B ] && binary=$new
         port=$((20000 + RANDOM % 12000))
-        RUST_LOG=warn "$binary" --listen "127.0.0.1:$port" "${extra[@]}" > /dev/null 2>&1 &
+        RUST_LOG=${NEXUSSALE_AB_LOG:-warn} "$binary" --listen "127.0.0.1:$port" "${extra[@]}" \
+            > "$logs/$side-$round.log" 2>&1 &
         pid=$!
         for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.1; done
         line=$("$bench" --url "http://127.0.0.1:$port" --sku "ab-$round" --stock 1000000 \

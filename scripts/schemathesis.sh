@@ -46,7 +46,7 @@ done
 
 echo "== schemathesis against http://$address ($budget s)"
 status=0
-"$venv/bin/st" run "http://$address/api-docs/openapi.json" \
+"$venv/bin/st" --config-file scripts/schemathesis.toml run "http://$address/api-docs/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-time "$budget" \

@@ -100,6 +100,11 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
 
+    /// One info line per request (method, route template, status, latency), under the log
+    /// target `nexussale_server::access`.
+    #[arg(long, env = "NEXUSSALE_ACCESS_LOG", default_value = "on")]
+    pub access_log: Switch,
+
     /// Seconds one request may take before it is answered 503 `unavailable`.
     #[arg(long, env = "NEXUSSALE_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
     pub request_timeout_secs: u64,
@@ -117,6 +122,22 @@ pub struct Config {
     /// 1). Repeat the flag for several; the environment twin is comma-separated.
     #[arg(long = "sale", env = "NEXUSSALE_SALES", value_delimiter = ',')]
     pub sales: Vec<SaleSpec>,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+impl Switch {
+    /// Whether it is `on`.
+    pub fn is_on(self) -> bool {
+        self == Self::On
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -138,6 +159,7 @@ impl std::fmt::Debug for Config {
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("body_read_timeout_secs", &self.body_read_timeout_secs)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("access_log", &self.access_log)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("rate_limit_user", &self.rate_limit_user)
             .field("rate_limit_ip", &self.rate_limit_ip)

@@ -340,6 +340,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         ip_limit: config
             .rate_limit_ip
             .map(|rate| Arc::new(RateLimiter::new(rate, rate.max(1.0)))),
+        access_log: config.access_log.is_on(),
         probes: [
             ("stock", stock_probe),
             ("queue", queue_probe),

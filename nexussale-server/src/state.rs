@@ -33,6 +33,8 @@ pub struct AppState {
     /// Requests per second each client address may make on the purchase routes; `None`: no
     /// limit.
     pub ip_limit: Option<Arc<RateLimiter<IpAddr>>>,
+    /// Whether each request writes an access-log line (`--access-log`).
+    pub access_log: bool,
     /// One probe per backend (`stock`, `queue`, `orders`), asked by `GET /ready`. A backend
     /// without a probe (in process) is always ready.
     pub probes: Vec<(&'static str, Probe)>,
@@ -48,6 +50,7 @@ impl AppState {
             body_timeout: Some(crate::body::DEFAULT_BODY_TIMEOUT),
             user_limit: None,
             ip_limit: None,
+            access_log: true,
             probes: Vec::new(),
         }
     }
@@ -62,6 +65,7 @@ impl fmt::Debug for AppState {
             .field("body_timeout", &self.body_timeout)
             .field("user_limit", &self.user_limit.is_some())
             .field("ip_limit", &self.ip_limit.is_some())
+            .field("access_log", &self.access_log)
             .field(
                 "probes",
                 &self

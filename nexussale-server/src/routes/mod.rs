@@ -60,6 +60,10 @@ fn segments(path: &str) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
+/// The route template a response answered, in its extensions (for the access log).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatchedRoute(pub(crate) &'static str);
+
 async fn dispatch<B>(state: &AppState, request: Request<B>) -> Result<Response, ApiError>
 where
     B: Body<Data = Bytes>,
@@ -116,6 +120,9 @@ where
         Handler::SwaggerAsset => docs::swagger_ui(Some(params.first())),
     };
     let mut response = answer.unwrap_or_else(ApiError::into_response);
+    response
+        .extensions_mut()
+        .insert(MatchedRoute(route.template));
     if head {
         response = without_body(response);
     }
