@@ -32,7 +32,7 @@ impl Around for AccessLog {
         let id = id.and_then(|id| id.0.to_str().ok()).unwrap_or_default();
         // Info level: with the default filter every line the request logs names its id. (Its
         // cost, and the line's, are measured in docs/BENCHMARKS.md.)
-        let span = tracing::info_span!("request", request_id = id);
+        let span = tracing::info_span!("request", request_id = %id);
         let enabled = self.enabled;
         Box::pin(
             async move {
