@@ -243,6 +243,19 @@ async fn stock_store(config: &Config) -> nexussale_core::Result<Backend<DynStock
     Ok((store, ready))
 }
 
+/// How long Kafka may try to deliver an event, for requests that may take `request`. A publish
+/// must give up before the request does: then the purchase is refused cleanly (503, units
+/// returned) instead of being cut off while the event may still be delivered. librdkafka notices
+/// a timed-out message up to a second late (it scans once a second), so the margin is 1.5 s, at
+/// most half the request's time; and never more than 10 s.
+fn kafka_delivery_timeout(request: Duration) -> Duration {
+    let request = request.max(Duration::from_secs(1));
+    request
+        .saturating_sub(Duration::from_millis(1500))
+        .max(request / 2)
+        .min(Duration::from_secs(10))
+}
+
 /// The order queue the configuration asks for: Kafka when brokers are set (topics created
 /// when absent), else an in-process queue.
 async fn order_queue(config: &Config) -> nexussale_core::Result<Backend<DynOrderQueue>> {
@@ -250,19 +263,12 @@ async fn order_queue(config: &Config) -> nexussale_core::Result<Backend<DynOrder
         info!("order queue: in-process");
         return Ok((Arc::new(MemoryOrderQueue::new()), None));
     };
-    // A publish must give up before the request does: then the purchase is refused cleanly
-    // (503, units returned) instead of being cut off while the event may still be delivered.
-    // librdkafka notices a timed-out message up to a second late (it scans once a second), so
-    // the margin is 1.5 s (at most half the request's time).
-    let request = Duration::from_secs(config.request_timeout_secs.max(1));
-    let delivery = request
-        .saturating_sub(Duration::from_millis(1500))
-        .max(request / 2);
+    let request = Duration::from_secs(config.request_timeout_secs);
     let kafka = config.kafka_options.iter().fold(
         KafkaConfig::new(brokers.clone())
             .topic(config.kafka_topic.clone())
             .group_id(config.kafka_group.clone())
-            .delivery_timeout(delivery.min(Duration::from_secs(10))),
+            .delivery_timeout(kafka_delivery_timeout(request)),
         |kafka, option| kafka.set(option.key.clone(), option.value.clone()),
     );
     let queue = Arc::new(
@@ -402,4 +408,26 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kafka_delivery_gives_up_before_its_request() {
+        let secs = Duration::from_secs;
+        let ms = Duration::from_millis;
+        for (request, delivery) in [
+            (secs(10), ms(8500)),
+            (secs(3), ms(1500)),
+            (secs(2), secs(1)),
+            (secs(1), ms(500)),
+            (Duration::ZERO, ms(500)),
+            (secs(60), secs(10)),
+        ] {
+            assert_eq!(kafka_delivery_timeout(request), delivery, "{request:?}");
+            assert!(delivery < request.max(secs(1)));
+        }
+    }
 }
