@@ -108,6 +108,22 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// The reservation `order` stands for, in the state its status implies (what
+    /// [`StockStore::restore`](crate::StockStore::restore) rebuilds from each order).
+    pub fn from_order(order: &Order) -> Self {
+        Self {
+            order_id: order.id,
+            sku: order.sku.clone(),
+            user: order.user.clone(),
+            quantity: order.quantity,
+            idempotency_key: order.idempotency_key.clone(),
+            remark: order.remark.clone(),
+            created_at: order.created_at,
+            expires_at: order.expires_at,
+            state: ReservationState::of_order(order.status),
+        }
+    }
+
     /// The order this reservation stands for, with the status its state implies.
     pub fn to_order(&self) -> Order {
         self.clone().into_order()

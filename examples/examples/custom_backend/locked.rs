@@ -157,17 +157,7 @@ impl Book {
     fn restored(sale: &Sale, orders: &[Order]) -> Self {
         let mut book = Self::new(sale.clone());
         for order in orders.iter().filter(|order| order.sku == sale.sku) {
-            let reservation = Reservation {
-                order_id: order.id,
-                sku: order.sku.clone(),
-                user: order.user.clone(),
-                quantity: order.quantity,
-                idempotency_key: order.idempotency_key.clone(),
-                remark: order.remark.clone(),
-                created_at: order.created_at,
-                expires_at: order.expires_at,
-                state: ReservationState::of_order(order.status),
-            };
+            let reservation = Reservation::from_order(order);
             let quantity = u64::from(order.quantity);
             match reservation.state {
                 ReservationState::Reserved => book.reserved += quantity,

@@ -377,18 +377,8 @@ impl SaleSlot {
                 slot.keys
                     .insert((order.user.clone(), key.clone()), order.id);
             }
-            let reservation = Reservation {
-                order_id: order.id,
-                sku: order.sku.clone(),
-                user: order.user.clone(),
-                quantity: order.quantity,
-                idempotency_key: order.idempotency_key.clone(),
-                remark: order.remark.clone(),
-                created_at: order.created_at,
-                expires_at: order.expires_at,
-                state,
-            };
-            slot.reservations.insert(order.id, Held::new(&reservation));
+            slot.reservations
+                .insert(order.id, Held::new(&Reservation::from_order(order)));
         }
         slot.held.extend(held);
         slot.counts.reserved.store(reserved, Ordering::Release);
