@@ -19,8 +19,8 @@ pub mod testkit;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
-    EngineConfig, FlashSale, PurchaseOutcome, PurchaseRequest, Receipt, ReconcileReport, SaleView,
-    SweepReport,
+    EngineConfig, FlashSale, FlashSaleBuilder, PurchaseOutcome, PurchaseRequest, Receipt,
+    ReconcileReport, SaleView, SweepReport,
 };
 pub use error::{BoxError, Error, Result};
 pub use ident::{IdempotencyKey, MAX_IDENT_LEN, Sku, UserId};

@@ -38,7 +38,11 @@ impl Memory {
     }
 
     fn engine(&self) -> FlashSale {
-        FlashSale::new(
+        self.builder().build()
+    }
+
+    fn builder(&self) -> nexussale_core::FlashSaleBuilder {
+        FlashSale::builder(
             self.stock.clone(),
             self.queue.clone(),
             self.repository.clone(),
@@ -166,12 +170,13 @@ async fn sold_out_fast_path_skips_the_store_until_the_recheck() {
         counted.fetch_add(1, Ordering::SeqCst);
         Ok(ReserveOutcome::SoldOut { available: 0 })
     });
-    let engine = FlashSale::new(
+    let engine = FlashSale::builder(
         Arc::new(stock),
         Arc::new(MemoryOrderQueue::new()),
         Arc::new(MemoryOrderRepository::new()),
     )
-    .with_clock(Arc::new(clock.clone()));
+    .clock(Arc::new(clock.clone()))
+    .build();
     for i in 0..100 {
         let outcome = engine
             .purchase(buy(&ps5, &format!("user-{i}")))
@@ -268,7 +273,7 @@ async fn bad_input_is_refused_before_any_backend_call() {
 async fn purchases_outside_the_window_are_not_active() {
     let clock = ManualClock::new(Utc::now());
     let memory = Memory::new();
-    let engine = memory.engine().with_clock(Arc::new(clock.clone()));
+    let engine = memory.builder().clock(Arc::new(clock.clone())).build();
     let ps5 = sku("ps5");
     // Whole microseconds: what a sale window may hold.
     let start =
@@ -422,7 +427,7 @@ async fn the_worker_stops_on_shutdown_after_its_batch() {
 async fn the_sweeper_settles_orders_the_worker_has_not_persisted_yet() {
     let clock = ManualClock::new(Utc::now());
     let memory = Memory::new();
-    let engine = memory.engine().with_clock(Arc::new(clock.clone()));
+    let engine = memory.builder().clock(Arc::new(clock.clone())).build();
     let ps5 = sku("ps5");
     engine
         .create_sale(Sale::new(ps5.clone(), 3).with_reservation_ttl(Duration::from_secs(10)))
@@ -637,7 +642,9 @@ async fn a_store_that_lost_a_sale_is_rebuilt_from_the_repository() {
     let repository = Arc::new(MemoryOrderRepository::new());
     let mut config = EngineConfig::default();
     config.store_rebuild_settle = Duration::from_millis(20);
-    let engine = FlashSale::new(stock.clone(), queue, repository).with_config(config);
+    let engine = FlashSale::builder(stock.clone(), queue, repository)
+        .config(config)
+        .build();
     let sale = sku("amnesia");
     engine
         .create_sale(Sale::new(sale.clone(), 5))
@@ -853,7 +860,7 @@ async fn a_transition_for_an_order_not_persisted_yet_is_inserted_settled() {
 async fn reconcile_records_what_the_store_confirmed_and_never_puts_a_paid_unit_back_on_sale() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let memory = Memory::new();
-    let engine = memory.engine().with_clock(clock.clone());
+    let engine = memory.builder().clock(clock.clone()).build();
     let (ps5, id) = one_order(&engine, "ps5").await;
     // A pay confirmed in the store whose answer, repository write and event were all lost.
     memory
@@ -877,12 +884,13 @@ async fn reconcile_records_what_the_store_confirmed_and_never_puts_a_paid_unit_b
 async fn the_sweeper_queues_expiries_the_repository_cannot_take_and_returns_the_units() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let repository = Arc::new(Stuck::default());
-    let engine = FlashSale::new(
+    let engine = FlashSale::builder(
         Arc::new(MemoryStockStore::new()),
         Arc::new(MemoryOrderQueue::new()),
         repository.clone(),
     )
-    .with_clock(clock.clone());
+    .clock(clock.clone())
+    .build();
     let ps5 = sku("ps5");
     engine.create_sale(Sale::new(ps5.clone(), 3)).await.unwrap();
     for user in ["ann", "bob", "cy"] {
@@ -904,12 +912,13 @@ async fn the_sweeper_queues_expiries_the_repository_cannot_take_and_returns_the_
 async fn an_expiry_whose_release_reply_was_lost_is_recorded_by_the_next_sweep() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let store = Arc::new(Amnesiac::default());
-    let engine = FlashSale::new(
+    let engine = FlashSale::builder(
         store.clone(),
         Arc::new(MemoryOrderQueue::new()),
         Arc::new(MemoryOrderRepository::new()),
     )
-    .with_clock(clock.clone());
+    .clock(clock.clone())
+    .build();
     let (ps5, id) = one_order(&engine, "ps5").await;
     clock.advance(Duration::from_secs(3600));
     store.lost_release_replies.store(1, Ordering::SeqCst);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use nexussale_core::{
     Clock, Error, FlashSale, IdempotencyKey, ManualClock, OrderId, OrderQuery, OrderStatus,
     PurchaseOutcome, PurchaseRequest, Sale, Sku, UserId,
@@ -89,7 +90,13 @@ impl Model {
 
 async fn run(stock: u64, limit: u32, steps: Vec<Step>) {
     let clock = ManualClock::new(Utc::now());
-    let engine = FlashSale::in_memory().with_clock(Arc::new(clock.clone()));
+    let engine = FlashSale::builder(
+        Arc::new(MemoryStockStore::new()),
+        Arc::new(MemoryOrderQueue::new()),
+        Arc::new(MemoryOrderRepository::new()),
+    )
+    .clock(Arc::new(clock.clone()))
+    .build();
     let sku = Sku::new("model").unwrap();
     engine
         .create_sale(

@@ -108,12 +108,13 @@ async fn the_worker_rides_out_a_failing_database_and_persists_everything_once() 
 
     let mut tuning = EngineConfig::default();
     tuning.worker_max_backoff = Duration::from_millis(200);
-    let engine = FlashSale::new(
+    let engine = FlashSale::builder(
         Arc::new(MemoryStockStore::new()),
         Arc::new(MemoryOrderQueue::new()),
         Arc::new(repository.clone()),
     )
-    .with_config(tuning);
+    .config(tuning)
+    .build();
     let sku: Sku = "faults".parse().unwrap();
     engine
         .create_sale(Sale::new(sku.clone(), 100_000))

@@ -134,12 +134,13 @@ async fn serve(
     tuning.store_rebuild_settle = Duration::from_millis(200);
     tuning.worker_max_backoff = Duration::from_millis(200);
     tuning.sweep_interval = Duration::from_millis(200);
-    let engine = FlashSale::new(
+    let engine = FlashSale::builder(
         Arc::new(stock),
         Arc::new(MemoryOrderQueue::new()),
         repository,
     )
-    .with_config(tuning);
+    .config(tuning)
+    .build();
     let stop = CancellationToken::new();
     tokio::spawn({
         let (engine, stop) = (engine.clone(), stop.clone());

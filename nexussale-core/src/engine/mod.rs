@@ -106,23 +106,45 @@ struct Inner {
 }
 
 impl FlashSale {
-    /// An engine over the given backends, with the system clock and the default configuration.
+    /// An engine over the given backends, with the system clock and the default configuration
+    /// ([`builder`](Self::builder) chooses them).
     ///
     /// Each backend is [`Watched`]: its failures are logged once per outage, with counts, not
     /// once per request.
     pub fn new(stock: DynStockStore, queue: DynOrderQueue, repository: DynOrderRepository) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                stock: Arc::new(Watched::new("stock store", stock)),
-                queue: Arc::new(Watched::new("order queue", queue)),
-                repository: Arc::new(Watched::new("order repository", repository)),
-                clock: Arc::new(SystemClock),
-                config: EngineConfig::default(),
-                sales: ArcSwap::default(),
-                sales_writer: Mutex::new(()),
-                unknown: Mutex::default(),
-                owed_expiries: Mutex::default(),
-            }),
+        Self::builder(stock, queue, repository).build()
+    }
+
+    /// Builds an engine over the given backends with another clock or configuration.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
+    /// use nexussale_core::{EngineConfig, FlashSale, ManualClock};
+    ///
+    /// let mut config = EngineConfig::default();
+    /// config.worker_batch = 100;
+    /// let engine = FlashSale::builder(
+    ///     Arc::new(MemoryStockStore::new()),
+    ///     Arc::new(MemoryOrderQueue::new()),
+    ///     Arc::new(MemoryOrderRepository::new()),
+    /// )
+    /// .clock(Arc::new(ManualClock::new(chrono::Utc::now())))
+    /// .config(config)
+    /// .build();
+    /// assert_eq!(engine.config().worker_batch, 100);
+    /// ```
+    pub fn builder(
+        stock: DynStockStore,
+        queue: DynOrderQueue,
+        repository: DynOrderRepository,
+    ) -> FlashSaleBuilder {
+        FlashSaleBuilder {
+            stock,
+            queue,
+            repository,
+            clock: Arc::new(SystemClock),
+            config: EngineConfig::default(),
         }
     }
 
@@ -133,35 +155,6 @@ impl FlashSale {
             Arc::new(MemoryOrderQueue::new()),
             Arc::new(MemoryOrderRepository::new()),
         )
-    }
-
-    /// Uses `clock` for every instant (tests move time with [`ManualClock`](crate::ManualClock)).
-    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
-        self.map_inner(|inner| inner.clock = clock)
-    }
-
-    /// Uses `config`.
-    pub fn with_config(self, config: EngineConfig) -> Self {
-        self.map_inner(|inner| inner.config = config)
-    }
-
-    fn map_inner(self, change: impl FnOnce(&mut Inner)) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            stock: Arc::clone(&shared.stock),
-            queue: Arc::clone(&shared.queue),
-            repository: Arc::clone(&shared.repository),
-            clock: Arc::clone(&shared.clock),
-            config: shared.config.clone(),
-            sales: ArcSwap::new(shared.sales.load_full()),
-            sales_writer: Mutex::new(()),
-            unknown: Mutex::default(),
-            owed_expiries: Mutex::new(shared.owed_expiries.lock().clone()),
-        });
-        let mut inner = inner;
-        change(&mut inner);
-        Self {
-            inner: Arc::new(inner),
-        }
     }
 
     /// The stock store.
@@ -186,6 +179,58 @@ impl FlashSale {
 
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.inner.clock.now()
+    }
+}
+
+/// Chooses an engine's clock and configuration before it is built ([`FlashSale::builder`]):
+/// an engine's settings are fixed once built, so no clone can drift from the others.
+pub struct FlashSaleBuilder {
+    stock: DynStockStore,
+    queue: DynOrderQueue,
+    repository: DynOrderRepository,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+}
+
+impl FlashSaleBuilder {
+    /// Uses `clock` for every instant (tests move time with [`ManualClock`](crate::ManualClock)).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses `config`.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> FlashSale {
+        FlashSale {
+            inner: Arc::new(Inner {
+                stock: Arc::new(Watched::new("stock store", self.stock)),
+                queue: Arc::new(Watched::new("order queue", self.queue)),
+                repository: Arc::new(Watched::new("order repository", self.repository)),
+                clock: self.clock,
+                config: self.config,
+                sales: ArcSwap::default(),
+                sales_writer: Mutex::new(()),
+                unknown: Mutex::default(),
+                owed_expiries: Mutex::default(),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for FlashSaleBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlashSaleBuilder")
+            .field("stock", &self.stock)
+            .field("queue", &self.queue)
+            .field("repository", &self.repository)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 

@@ -30,7 +30,9 @@ pub async fn purchase_flow(
     repository: DynOrderRepository,
 ) {
     let clock = ManualClock::new(Utc::now());
-    let engine = FlashSale::new(stock, queue, repository).with_clock(Arc::new(clock.clone()));
+    let engine = FlashSale::builder(stock, queue, repository)
+        .clock(Arc::new(clock.clone()))
+        .build();
     let sku = unique_sku();
     let sale = Sale::new(sku.clone(), 50).with_reservation_ttl(Duration::from_secs(60));
     engine.create_sale(sale.clone()).await.expect("create sale");
