@@ -1,9 +1,9 @@
 //! Reading orders, and the buyer's transitions: pay and cancel.
 
-use super::FlashSale;
-use crate::error::{Error, Result};
 use tracing::{debug, warn};
 
+use super::FlashSale;
+use crate::error::{Error, Result};
 use crate::order::{Order, OrderEvent, OrderId, OrderStatus};
 use crate::repository::{OrderPage, OrderQuery, TransitionOutcome};
 use crate::reservation::{
