@@ -44,14 +44,7 @@ impl OrderId {
 
     /// [`at`](Self::at) for an instant in Unix milliseconds.
     pub(crate) fn at_millis(now: i64) -> Self {
-        Self::generate(now, fastrand::u16(..))
-    }
-
-    /// A new id for an order of `sku`, stamped with `now` (Unix milliseconds): 16 of its random
-    /// bits are [`sale_tag`](Self::sale_tag)`(sku)`, so an order not persisted yet can be found
-    /// from its id alone, by asking the stock store only about the sales with that tag.
-    pub(crate) fn for_sale(now: i64, sku: &Sku) -> Self {
-        Self::generate(now, Self::sale_tag(sku))
+        Self::with_tag(now, fastrand::u16(..))
     }
 
     /// The 16-bit tag of a sale's order ids: FNV-1a of the sku, folded (stable across processes
@@ -69,7 +62,10 @@ impl OrderId {
         (self.0.as_u128() >> TAG_SHIFT) as u16
     }
 
-    fn generate(now: i64, tag: u16) -> Self {
+    /// A new id stamped with `now` (Unix milliseconds) whose 16 tag bits are `tag`: for an
+    /// order, its sale's [`sale_tag`](Self::sale_tag), so an order not persisted yet can be found
+    /// from its id alone, by asking the stock store only about the sales with that tag.
+    pub(crate) fn with_tag(now: i64, tag: u16) -> Self {
         let now = u64::try_from(now).unwrap_or(0);
         use std::cell::Cell;
         thread_local! {
@@ -323,7 +319,7 @@ mod tests {
         assert_eq!(many.len(), 10_000);
         assert_eq!(a.to_string().parse::<OrderId>().unwrap(), a);
         let sku = Sku::new("ps5").unwrap();
-        let tagged = OrderId::for_sale(1_700_000_000_000, &sku);
+        let tagged = OrderId::with_tag(1_700_000_000_000, OrderId::sale_tag(&sku));
         assert_eq!(tagged.tag(), OrderId::sale_tag(&sku));
         assert_eq!(tagged.as_uuid().get_version_num(), 7);
         assert_ne!(

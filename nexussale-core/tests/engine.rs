@@ -748,8 +748,8 @@ impl OrderRepository for Stuck {
     }
 }
 
-/// A persisted pending order of a one-unit sale, on `repository`.
-async fn one_order(engine: &FlashSale, name: &str) -> (Sku, OrderId) {
+/// Ann's accepted order of a new one-unit sale, not persisted yet.
+async fn accepted_order(engine: &FlashSale, name: &str) -> (Sku, nexussale_core::Order) {
     let sale = sku(name);
     engine
         .create_sale(Sale::new(sale.clone(), 1))
@@ -757,10 +757,16 @@ async fn one_order(engine: &FlashSale, name: &str) -> (Sku, OrderId) {
         .unwrap();
     let PurchaseOutcome::Accepted(receipt) = engine.purchase(buy(&sale, "ann")).await.unwrap()
     else {
-        panic!("buys");
+        panic!("ann buys");
     };
+    (sale, receipt.order)
+}
+
+/// A persisted pending order of a one-unit sale.
+async fn one_order(engine: &FlashSale, name: &str) -> (Sku, OrderId) {
+    let (sale, order) = accepted_order(engine, name).await;
     engine.drain().await.unwrap();
-    (sale, receipt.order.id)
+    (sale, order.id)
 }
 
 #[tokio::test]
@@ -828,14 +834,9 @@ async fn a_pay_neither_the_repository_nor_the_queue_takes_is_refused_and_a_retry
 async fn a_transition_for_an_order_not_persisted_yet_is_inserted_settled() {
     let memory = Memory::new();
     let engine = memory.engine();
-    let ps5 = sku("ps5");
-    engine.create_sale(Sale::new(ps5.clone(), 1)).await.unwrap();
-    let PurchaseOutcome::Accepted(receipt) = engine.purchase(buy(&ps5, "ann")).await.unwrap()
-    else {
-        panic!("buys");
-    };
+    let (_, order) = accepted_order(&engine, "ps5").await;
     // The placement is redelivered after its transition (it was nacked meanwhile).
-    let mut cancelled = receipt.order.clone();
+    let mut cancelled = order.clone();
     cancelled.status = OrderStatus::Cancelled;
     let pending = memory.queue.receive(10, Duration::ZERO).await.unwrap();
     memory
@@ -851,7 +852,7 @@ async fn a_transition_for_an_order_not_persisted_yet_is_inserted_settled() {
         .unwrap();
     engine.drain().await.unwrap();
     assert_eq!(
-        engine.order(receipt.order.id).await.unwrap().status,
+        engine.order(order.id).await.unwrap().status,
         OrderStatus::Cancelled
     );
 }

@@ -200,22 +200,22 @@ impl FlashSale {
         status: OrderStatus,
         repository_down: &mut bool,
     ) -> Result<()> {
-        let expired = Order {
+        let settled = Order {
             status,
             updated_at: self.now(),
             ..reservation.to_order()
         };
         if !*repository_down {
-            match self.record(&expired).await {
+            match self.record(&settled).await {
                 Ok(Recorded::Done) => return Ok(()),
                 Ok(Recorded::Conflict(actual)) => {
-                    warn!(order = %expired.id, sku = %expired.sku, repository = %actual, "the store expired a reservation the repository settled otherwise; reconcile the sale");
+                    warn!(order = %settled.id, sku = %settled.sku, repository = %actual, "the store expired a reservation the repository settled otherwise; reconcile the sale");
                     return Ok(());
                 }
                 Err(_) => *repository_down = true,
             }
         }
-        self.queue_settled(expired).await.map(drop)
+        self.queue_settled(settled).await.map(drop)
     }
 }
 

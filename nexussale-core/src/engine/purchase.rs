@@ -138,7 +138,7 @@ impl FlashSale {
             };
         }
         let reserve = ReserveRequest {
-            order_id: OrderId::for_sale(now_ms, &request.sku),
+            order_id: OrderId::with_tag(now_ms, sale.tag),
             sku: request.sku,
             user: request.user,
             quantity: request.quantity,

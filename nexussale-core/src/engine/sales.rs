@@ -19,6 +19,8 @@ pub(super) type SaleCache = HashMap<Sku, Arc<SaleEntry>, foldhash::fast::RandomS
 /// What [`FlashSale::sale_check`] answers.
 pub(super) struct SaleCheck {
     pub(super) per_user_limit: u32,
+    /// The tag of the sale's order ids (computed once, in its cache entry).
+    pub(super) tag: u16,
     /// The sale's window at the instant asked about.
     pub(super) window: SaleState,
     /// Whether the sale is in its sold-out pause.
@@ -197,6 +199,7 @@ impl FlashSale {
     ) -> Result<SaleCheck> {
         let check = |entry: &SaleEntry| SaleCheck {
             per_user_limit: entry.sale.per_user_limit,
+            tag: entry.tag,
             window: entry.sale.window_state(now),
             sold_out: entry.is_sold_out(now_ms),
             rebuilding: entry.rebuilding.load(Ordering::Acquire),
