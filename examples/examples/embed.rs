@@ -8,40 +8,25 @@
 //! ```
 
 use std::env::var;
-use std::sync::Arc;
 
-use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use nexussale_core::{
-    CancellationToken, DynOrderQueue, DynOrderRepository, DynStockStore, FlashSale, OrderQuery,
-    PurchaseOutcome, PurchaseRequest, Sale, Sku, UserId,
+    CancellationToken, OrderQuery, PurchaseOutcome, PurchaseRequest, Sale, Sku, UserId,
 };
-use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
-use nexussale_mysql::MySqlOrderRepository;
-use nexussale_redis::{RedisConfig, RedisStockStore};
+use nexussale_kafka::KafkaConfig;
+use nexussale_redis::RedisConfig;
+use nexussale_server::{BackendConfig, Backends};
 
 #[tokio::main]
 async fn main() -> nexussale_core::Result<()> {
-    let stock: DynStockStore = match var("NEXUSSALE_REDIS_URL") {
-        // A prefix of its own, so the example never meets another program's sales.
-        Ok(url) => Arc::new(
-            RedisStockStore::connect_with(&url, RedisConfig::default().prefix("embed-example"))
-                .await?,
-        ),
-        Err(_) => Arc::new(MemoryStockStore::new()),
-    };
-    let queue: DynOrderQueue = match var("NEXUSSALE_KAFKA_BROKERS") {
-        Ok(brokers) => Arc::new(KafkaOrderQueue::connect(KafkaConfig::new(brokers)).await?),
-        Err(_) => Arc::new(MemoryOrderQueue::new()),
-    };
-    let orders: DynOrderRepository = match var("NEXUSSALE_DATABASE_URL") {
-        Ok(url) => {
-            let repository = MySqlOrderRepository::connect(&url).await?;
-            repository.migrate().await?;
-            Arc::new(repository)
-        }
-        Err(_) => Arc::new(MemoryOrderRepository::new()),
-    };
-    let engine = FlashSale::new(stock, queue, orders);
+    // The server's own factory: each backend named in the environment is connected (Redis
+    // pinged, Kafka's topics created, MySQL migrated), the others stay in process.
+    let mut config = BackendConfig::default();
+    config.redis_url = var("NEXUSSALE_REDIS_URL").ok();
+    // A prefix of its own, so the example never meets another program's sales.
+    config.redis = RedisConfig::default().prefix("embed-example");
+    config.kafka = var("NEXUSSALE_KAFKA_BROKERS").ok().map(KafkaConfig::new);
+    config.database_url = var("NEXUSSALE_DATABASE_URL").ok();
+    let engine = Backends::connect(&config).await?.engine();
 
     // A sale of 10 units, one per buyer; it is created once, kept on later runs.
     let sku = Sku::new("embed-demo")?;

@@ -153,6 +153,10 @@ pub trait OrderRepository: Send + Sync + Debug + 'static {
     /// unchanged).
     async fn save_sale(&self, sale: &Sale) -> Result<bool>;
 
+    /// One stored sale definition, or `None`. (A lookup by key: the engine calls it for a sku
+    /// its stock store does not know, and must not scan every sale to answer.)
+    async fn sale(&self, sku: &Sku) -> Result<Option<Sale>>;
+
     /// Every stored sale definition.
     async fn sales(&self) -> Result<Vec<Sale>>;
 
@@ -184,6 +188,9 @@ macro_rules! forward_order_repository {
         impl<T: OrderRepository + ?Sized> OrderRepository for $ty {
             async fn save_sale(&self, sale: &Sale) -> Result<bool> {
                 (**self).save_sale(sale).await
+            }
+            async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
+                (**self).sale(sku).await
             }
             async fn sales(&self) -> Result<Vec<Sale>> {
                 (**self).sales().await

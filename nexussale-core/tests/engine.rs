@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
+use nexussale_core::layers::{Faulty, Method};
 use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use nexussale_core::{
     DynOrderQueue, DynOrderRepository, DynStockStore, EngineConfig, Error, FlashSale,
@@ -50,54 +51,16 @@ impl Memory {
     }
 }
 
-/// A queue that fails every publish while `failing` is set, and counts attempts.
-#[derive(Debug, Default)]
-struct FlakyQueue {
-    inner: MemoryOrderQueue,
-    failing: std::sync::atomic::AtomicBool,
-    attempts: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl OrderQueue for FlakyQueue {
-    async fn publish(&self, event: &nexussale_core::OrderEvent) -> nexussale_core::Result<()> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(Error::retryable("flaky", "broker unreachable"));
-        }
-        self.inner.publish(event).await
-    }
-    async fn receive(
-        &self,
-        max: usize,
-        wait: Duration,
-    ) -> nexussale_core::Result<Vec<nexussale_core::Delivery>> {
-        self.inner.receive(max, wait).await
-    }
-    async fn ack(&self, tags: &[nexussale_core::DeliveryTag]) -> nexussale_core::Result<()> {
-        self.inner.ack(tags).await
-    }
-    async fn nack(&self, tags: &[nexussale_core::DeliveryTag]) -> nexussale_core::Result<()> {
-        self.inner.nack(tags).await
-    }
-    async fn mark(&self) -> nexussale_core::Result<nexussale_core::QueueMark> {
-        self.inner.mark().await
-    }
-    async fn drained(&self, mark: &nexussale_core::QueueMark) -> nexussale_core::Result<bool> {
-        self.inner.drained(mark).await
-    }
-}
-
 #[tokio::test]
 async fn failed_publish_returns_the_units_and_the_key_can_retry() {
     let stock = Arc::new(MemoryStockStore::new());
-    let queue = Arc::new(FlakyQueue::default());
+    let queue = Arc::new(Faulty::faulty(MemoryOrderQueue::new()));
     let repository = Arc::new(MemoryOrderRepository::new());
     let engine = FlashSale::new(stock.clone(), queue.clone(), repository.clone());
     let ps5 = sku("ps5");
     engine.create_sale(Sale::new(ps5.clone(), 1)).await.unwrap();
 
-    queue.failing.store(true, Ordering::SeqCst);
+    queue.hook().refuse(Method::Publish);
     let request = buy(&ps5, "ann").with_idempotency_key(IdempotencyKey::new("k1").unwrap());
     let err = engine.purchase(request.clone()).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
@@ -110,7 +73,7 @@ async fn failed_publish_returns_the_units_and_the_key_can_retry() {
 
     // The last unit is not shadowed by the failed attempt: another buyer could take it, and the
     // same key retried after recovery buys it.
-    queue.failing.store(false, Ordering::SeqCst);
+    queue.hook().heal();
     let PurchaseOutcome::Accepted(receipt) = engine.purchase(request.clone()).await.unwrap() else {
         panic!("retry after recovery should buy");
     };
@@ -540,104 +503,12 @@ async fn pay_of_a_lapsed_reservation_is_a_conflict_and_settles_the_order() {
     ));
 }
 
-/// A stock store that can lose everything at once, as a Redis without persistence does when it
-/// restarts: `empty()` swaps in a fresh in-memory store.
-#[derive(Debug, Default)]
-struct Amnesiac {
-    current: parking_lot::Mutex<Arc<MemoryStockStore>>,
-    /// Releases still to apply and then answer with an error, as a reply lost with its
-    /// connection would.
-    lost_release_replies: AtomicUsize,
-}
-
-impl Amnesiac {
-    fn store(&self) -> Arc<MemoryStockStore> {
-        self.current.lock().clone()
-    }
-
-    fn empty(&self) {
-        *self.current.lock() = Arc::new(MemoryStockStore::new());
-    }
-}
-
-#[async_trait::async_trait]
-impl StockStore for Amnesiac {
-    async fn create_sale(&self, sale: &Sale) -> nexussale_core::Result<bool> {
-        self.store().create_sale(sale).await
-    }
-    async fn sale(&self, sku: &Sku) -> nexussale_core::Result<Option<Sale>> {
-        self.store().sale(sku).await
-    }
-    async fn sales(&self) -> nexussale_core::Result<Vec<Sale>> {
-        self.store().sales().await
-    }
-    async fn reserve(&self, request: &ReserveRequest) -> nexussale_core::Result<ReserveOutcome> {
-        self.store().reserve(request).await
-    }
-    async fn reservation(
-        &self,
-        sku: &Sku,
-        order_id: OrderId,
-    ) -> nexussale_core::Result<Option<nexussale_core::Reservation>> {
-        self.store().reservation(sku, order_id).await
-    }
-    async fn reservation_by_key(
-        &self,
-        sku: &Sku,
-        user: &nexussale_core::UserId,
-        key: &nexussale_core::IdempotencyKey,
-    ) -> nexussale_core::Result<Option<nexussale_core::Reservation>> {
-        self.store().reservation_by_key(sku, user, key).await
-    }
-    async fn confirm(
-        &self,
-        sku: &Sku,
-        order_id: OrderId,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> nexussale_core::Result<nexussale_core::ConfirmOutcome> {
-        self.store().confirm(sku, order_id, now).await
-    }
-    async fn release(
-        &self,
-        sku: &Sku,
-        order_id: OrderId,
-        reason: nexussale_core::ReleaseReason,
-    ) -> nexussale_core::Result<nexussale_core::ReleaseOutcome> {
-        let released = self.store().release(sku, order_id, reason).await;
-        let lose =
-            self.lost_release_replies
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if lose.is_ok() {
-            return Err(Error::retryable("amnesiac", "connection reset"));
-        }
-        released
-    }
-    async fn expired(
-        &self,
-        sku: &Sku,
-        now: chrono::DateTime<Utc>,
-        limit: usize,
-    ) -> nexussale_core::Result<Vec<nexussale_core::Reservation>> {
-        self.store().expired(sku, now, limit).await
-    }
-    async fn snapshot(&self, sku: &Sku) -> nexussale_core::Result<nexussale_core::StockSnapshot> {
-        self.store().snapshot(sku).await
-    }
-    async fn restore(
-        &self,
-        sale: &Sale,
-        orders: &[nexussale_core::Order],
-    ) -> nexussale_core::Result<()> {
-        self.store().restore(sale, orders).await
-    }
-}
-
 /// The store forgets the sale: every call on it is refused as retryable until the engine has
 /// rebuilt it from the repository, after which exactly the units left sell, the buyers keep
 /// their limits and their orders can be paid.
 #[tokio::test]
 async fn a_store_that_lost_a_sale_is_rebuilt_from_the_repository() {
-    let stock = Arc::new(Amnesiac::default());
+    let stock = Arc::new(Faulty::faulty(MemoryStockStore::new()));
     let queue = Arc::new(MemoryOrderQueue::new());
     let repository = Arc::new(MemoryOrderRepository::new());
     let mut config = EngineConfig::default();
@@ -660,7 +531,7 @@ async fn a_store_that_lost_a_sale_is_rebuilt_from_the_repository() {
     }
     engine.drain().await.unwrap();
 
-    stock.empty();
+    stock.inner().clear(); // a Redis without persistence restarted
     let refused = engine.purchase(buy(&sale, "dan")).await.unwrap_err();
     assert!(refused.is_retryable(), "{refused:?}");
     // Creating it again does not start it afresh.
@@ -697,55 +568,12 @@ async fn a_store_that_lost_a_sale_is_rebuilt_from_the_repository() {
     );
 }
 
-/// The in-memory repository, with every write refused while `failing` is set: a row held past
-/// the lock-wait timeout, a cut connection. Reads still answer (InnoDB's consistent reads do
-/// not wait on row locks).
-#[derive(Debug, Default)]
-struct Stuck {
-    inner: MemoryOrderRepository,
-    failing: std::sync::atomic::AtomicBool,
-}
-
-impl Stuck {
-    fn check(&self) -> nexussale_core::Result<()> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(Error::retryable("stuck", "lock wait timeout exceeded"));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl OrderRepository for Stuck {
-    async fn save_sale(&self, sale: &Sale) -> nexussale_core::Result<bool> {
-        self.inner.save_sale(sale).await
-    }
-    async fn sales(&self) -> nexussale_core::Result<Vec<Sale>> {
-        self.inner.sales().await
-    }
-    async fn insert(&self, orders: &[nexussale_core::Order]) -> nexussale_core::Result<u64> {
-        self.check()?;
-        self.inner.insert(orders).await
-    }
-    async fn get(&self, id: OrderId) -> nexussale_core::Result<Option<nexussale_core::Order>> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, query: &OrderQuery) -> nexussale_core::Result<nexussale_core::OrderPage> {
-        self.inner.list(query).await
-    }
-    async fn transition(
-        &self,
-        id: OrderId,
-        from: OrderStatus,
-        to: OrderStatus,
-        at: chrono::DateTime<Utc>,
-    ) -> nexussale_core::Result<nexussale_core::TransitionOutcome> {
-        self.check()?;
-        self.inner.transition(id, from, to, at).await
-    }
-    async fn counts(&self, sku: &Sku) -> nexussale_core::Result<nexussale_core::StatusCounts> {
-        self.inner.counts(sku).await
-    }
+/// Refuses every write of `repository`, as a row held past the lock-wait timeout or a cut
+/// connection does, until healed. Reads still answer (InnoDB's consistent reads do not wait on
+/// row locks).
+fn refuse_writes(repository: &Faulty<MemoryOrderRepository>) {
+    repository.hook().refuse(Method::Insert);
+    repository.hook().refuse(Method::Transition);
 }
 
 /// Ann's accepted order of a new one-unit sale, not persisted yet.
@@ -771,14 +599,14 @@ async fn one_order(engine: &FlashSale, name: &str) -> (Sku, OrderId) {
 
 #[tokio::test]
 async fn a_pay_the_repository_cannot_take_is_queued_and_the_worker_records_it() {
-    let repository = Arc::new(Stuck::default());
+    let repository = Arc::new(Faulty::faulty(MemoryOrderRepository::new()));
     let engine = FlashSale::new(
         Arc::new(MemoryStockStore::new()),
         Arc::new(MemoryOrderQueue::new()),
         repository.clone(),
     );
     let (ps5, id) = one_order(&engine, "ps5").await;
-    repository.failing.store(true, Ordering::SeqCst);
+    refuse_writes(&repository);
     let paid = engine.pay(id).await.unwrap();
     assert_eq!(paid.status, OrderStatus::Paid);
     assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Pending);
@@ -786,7 +614,7 @@ async fn a_pay_the_repository_cannot_take_is_queued_and_the_worker_records_it() 
         engine.drain().await.is_err(),
         "the worker wrote through a stuck repository"
     );
-    repository.failing.store(false, Ordering::SeqCst);
+    repository.hook().heal();
     engine.drain().await.unwrap();
     assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Paid);
     // The same transition again (a redelivery) changes nothing.
@@ -809,22 +637,22 @@ async fn a_pay_the_repository_cannot_take_is_queued_and_the_worker_records_it() 
 
 #[tokio::test]
 async fn a_pay_neither_the_repository_nor_the_queue_takes_is_refused_and_a_retry_settles_it() {
-    let repository = Arc::new(Stuck::default());
-    let queue = Arc::new(FlakyQueue::default());
+    let repository = Arc::new(Faulty::faulty(MemoryOrderRepository::new()));
+    let queue = Arc::new(Faulty::faulty(MemoryOrderQueue::new()));
     let engine = FlashSale::new(
         Arc::new(MemoryStockStore::new()),
         queue.clone(),
         repository.clone(),
     );
     let (ps5, id) = one_order(&engine, "ps5").await;
-    repository.failing.store(true, Ordering::SeqCst);
-    queue.failing.store(true, Ordering::SeqCst);
+    refuse_writes(&repository);
+    queue.hook().refuse(Method::Publish);
     let err = engine.pay(id).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     // The store confirmed; nothing recorded it. The client's retry does, once either heals.
-    queue.failing.store(false, Ordering::SeqCst);
+    queue.hook().heal();
     assert_eq!(engine.pay(id).await.unwrap().status, OrderStatus::Paid);
-    repository.failing.store(false, Ordering::SeqCst);
+    repository.hook().heal();
     engine.drain().await.unwrap();
     assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Paid);
     assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().sold, 1);
@@ -884,7 +712,7 @@ async fn reconcile_records_what_the_store_confirmed_and_never_puts_a_paid_unit_b
 #[tokio::test]
 async fn the_sweeper_queues_expiries_the_repository_cannot_take_and_returns_the_units() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let repository = Arc::new(Stuck::default());
+    let repository = Arc::new(Faulty::faulty(MemoryOrderRepository::new()));
     let engine = FlashSale::builder(
         Arc::new(MemoryStockStore::new()),
         Arc::new(MemoryOrderQueue::new()),
@@ -898,12 +726,12 @@ async fn the_sweeper_queues_expiries_the_repository_cannot_take_and_returns_the_
         engine.purchase(buy(&ps5, user)).await.unwrap();
     }
     engine.drain().await.unwrap();
-    repository.failing.store(true, Ordering::SeqCst);
+    refuse_writes(&repository);
     clock.advance(Duration::from_secs(3600));
     let swept = engine.sweep_expired().await.unwrap();
     assert_eq!(swept.released, 3);
     assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().available, 3);
-    repository.failing.store(false, Ordering::SeqCst);
+    repository.hook().heal();
     engine.drain().await.unwrap();
     let counts = engine.repository().counts(&ps5).await.unwrap();
     assert_eq!((counts.expired.orders, counts.pending.orders), (3, 0));
@@ -912,7 +740,7 @@ async fn the_sweeper_queues_expiries_the_repository_cannot_take_and_returns_the_
 #[tokio::test]
 async fn an_expiry_whose_release_reply_was_lost_is_recorded_by_the_next_sweep() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let store = Arc::new(Amnesiac::default());
+    let store = Arc::new(Faulty::faulty(MemoryStockStore::new()));
     let engine = FlashSale::builder(
         store.clone(),
         Arc::new(MemoryOrderQueue::new()),
@@ -922,7 +750,7 @@ async fn an_expiry_whose_release_reply_was_lost_is_recorded_by_the_next_sweep() 
     .build();
     let (ps5, id) = one_order(&engine, "ps5").await;
     clock.advance(Duration::from_secs(3600));
-    store.lost_release_replies.store(1, Ordering::SeqCst);
+    store.hook().lose_replies(Method::Release, 1);
     assert!(engine.sweep_expired().await.is_err());
     // Released in the store, which lists it no more; pending in the repository.
     assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().available, 1);

@@ -17,11 +17,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use nexussale_core::testkit::bench::{env_or, median};
-use nexussale_core::{Order, OrderEvent, OrderId, OrderQueue, OrderStatus, Sku, UserId};
+use nexussale_core::testkit::fixtures;
+use nexussale_core::{OrderEvent, OrderQueue, Sku};
 use nexussale_kafka::testkit::MockHost;
 use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
 
@@ -29,23 +29,7 @@ fn events(count: usize) -> Vec<OrderEvent> {
     let skus: Vec<Sku> = (0..64)
         .map(|i| Sku::new(format!("sku-{i}")).unwrap())
         .collect();
-    let now = Utc::now();
-    (0..count)
-        .map(|n| OrderEvent::Placed {
-            order: Order {
-                id: OrderId::new(),
-                sku: skus[n % skus.len()].clone(),
-                user: UserId::new(format!("user-{n}")).unwrap(),
-                quantity: 1,
-                status: OrderStatus::Pending,
-                created_at: now,
-                updated_at: now,
-                expires_at: now,
-                remark: None,
-                idempotency_key: None,
-            },
-        })
-        .collect()
+    fixtures::placements(&skus, count)
 }
 
 async fn publish(queue: &Arc<KafkaOrderQueue>, events: &[OrderEvent], in_flight: usize) -> f64 {

@@ -40,24 +40,15 @@ pub(crate) fn decode(payload: Option<&[u8]>) -> Result<OrderEvent, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nexussale_core::{Order, OrderId, OrderStatus, Sku, UserId};
+    use nexussale_core::testkit::fixtures;
+    use nexussale_core::{Order, OrderStatus, Sku};
 
     fn event() -> OrderEvent {
-        let now = chrono::Utc::now();
-        OrderEvent::Placed {
-            order: Order {
-                id: OrderId::new(),
-                sku: Sku::new("ps5").unwrap(),
-                user: UserId::new("ann").unwrap(),
-                quantity: 1,
-                status: OrderStatus::Pending,
-                created_at: now,
-                updated_at: now,
-                expires_at: now,
-                remark: Some("\"quoted\" ✓".into()),
-                idempotency_key: None,
-            },
-        }
+        let sku = Sku::new("ps5").unwrap();
+        fixtures::placed(Order {
+            remark: Some("\"quoted\" ✓".into()),
+            ..fixtures::order(&sku, "ann")
+        })
     }
 
     #[test]

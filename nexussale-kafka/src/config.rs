@@ -159,6 +159,16 @@ impl KafkaConfig {
         self
     }
 
+    /// The bootstrap brokers (`host:port`, comma-separated).
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// The consumer group the worker reads in.
+    pub fn group_name(&self) -> &str {
+        &self.group_id
+    }
+
     /// The order events' topic.
     pub fn topic_name(&self) -> &str {
         &self.topic

@@ -6,10 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::future::join_all;
-use nexussale_core::testkit::unique_sku;
-use nexussale_core::{Delivery, Order, OrderEvent, OrderId, OrderQueue, OrderStatus, Sku, UserId};
+use nexussale_core::testkit::{fixtures, unique_sku};
+use nexussale_core::{Delivery, OrderEvent, OrderId, OrderQueue, Sku};
 use nexussale_kafka::rdkafka::ClientConfig;
 use nexussale_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use nexussale_kafka::rdkafka::message::{Headers, Message};
@@ -20,21 +19,7 @@ use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
 use tokio::time::Instant;
 
 fn event(sku: &Sku, n: usize) -> OrderEvent {
-    let now = Utc::now();
-    OrderEvent::Placed {
-        order: Order {
-            id: OrderId::new(),
-            sku: sku.clone(),
-            user: UserId::new(format!("user-{n}")).unwrap(),
-            quantity: 1,
-            status: OrderStatus::Pending,
-            created_at: now,
-            updated_at: now,
-            expires_at: now,
-            remark: None,
-            idempotency_key: None,
-        },
-    }
+    fixtures::placed(fixtures::order(sku, &format!("user-{n}")))
 }
 
 fn events(count: usize) -> Vec<OrderEvent> {

@@ -18,33 +18,18 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use chrono::{SubsecRound, Utc};
+use chrono::Utc;
 use nexussale_core::testkit::bench::{env_or, median};
 use nexussale_core::testkit::services::database_url;
-use nexussale_core::testkit::unique_name;
-use nexussale_core::{Order, OrderId, OrderRepository, OrderStatus, Sku, UserId};
+use nexussale_core::testkit::{fixtures, unique_name};
+use nexussale_core::{Order, OrderRepository, Sku};
 use nexussale_mysql::sqlx::{self, Connection};
 use nexussale_mysql::{MySqlConfig, MySqlOrderRepository};
 
 const BATCH: usize = 500;
 
 fn orders(count: usize) -> Vec<Order> {
-    let sku = Sku::new("bench").unwrap();
-    let now = Utc::now().trunc_subsecs(6);
-    (0..count)
-        .map(|i| Order {
-            id: OrderId::new(),
-            sku: sku.clone(),
-            user: UserId::new(format!("bench-user-{i}")).unwrap(),
-            quantity: 1,
-            status: OrderStatus::Pending,
-            created_at: now,
-            updated_at: now,
-            expires_at: now + chrono::Duration::minutes(15),
-            remark: None,
-            idempotency_key: None,
-        })
-        .collect()
+    fixtures::orders(&Sku::new("bench").unwrap(), count)
 }
 
 /// The statement `insert` sends for a batch, with the values written out.

@@ -302,6 +302,18 @@ impl OrderRepository for MySqlOrderRepository {
         }
     }
 
+    async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
+        let row: Option<SaleRow> = sqlx::query_as(
+            "SELECT sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns \
+             FROM sales WHERE sku = ?",
+        )
+        .bind(sku.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(RepoError::from)?;
+        Ok(row.map(SaleRow::into_sale).transpose()?)
+    }
+
     async fn sales(&self) -> Result<Vec<Sale>> {
         let rows: Vec<SaleRow> = sqlx::query_as(
             "SELECT sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns \

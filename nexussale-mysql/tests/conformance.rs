@@ -4,81 +4,15 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use chrono::{DateTime, SubsecRound, Utc};
+use nexussale_core::layers::Hooked;
 use nexussale_core::testkit::services::{database_url, unavailable};
-use nexussale_core::testkit::{unique_name, unique_sku};
-use nexussale_core::{
-    DynOrderRepository, Order, OrderId, OrderPage, OrderQuery, OrderRepository, OrderStatus,
-    Result, Sale, Sku, StatusCounts, TransitionOutcome, UserId,
-};
+use nexussale_core::testkit::{Teardown, TornDown, fixtures, unique_name, unique_sku};
+use nexussale_core::{DynOrderRepository, Order, OrderRepository, Sale};
 use nexussale_mysql::sqlx::{self, Connection};
 use nexussale_mysql::{MySqlConfig, MySqlOrderRepository};
 
 /// A repository on a database of its own, dropped when the test drops the repository.
-#[derive(Debug)]
-struct Scoped {
-    repository: MySqlOrderRepository,
-    database: String,
-}
-
-impl Drop for Scoped {
-    fn drop(&mut self) {
-        // Drop cannot await: drop the database on a thread of its own, with a runtime of its own.
-        let (pool, database) = (self.repository.pool().clone(), self.database.clone());
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    pool.close().await;
-                    let mut admin = sqlx::MySqlConnection::connect(&database_url()).await?;
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`"))
-                        .execute(&mut admin)
-                        .await
-                })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(_))) {
-            eprintln!(
-                "could not drop the test database {}: {dropped:?}",
-                self.database
-            );
-        }
-    }
-}
-
-#[async_trait]
-impl OrderRepository for Scoped {
-    async fn save_sale(&self, sale: &Sale) -> Result<bool> {
-        self.repository.save_sale(sale).await
-    }
-    async fn sales(&self) -> Result<Vec<Sale>> {
-        self.repository.sales().await
-    }
-    async fn insert(&self, orders: &[Order]) -> Result<u64> {
-        self.repository.insert(orders).await
-    }
-    async fn get(&self, id: OrderId) -> Result<Option<Order>> {
-        self.repository.get(id).await
-    }
-    async fn list(&self, query: &OrderQuery) -> Result<OrderPage> {
-        self.repository.list(query).await
-    }
-    async fn transition(
-        &self,
-        id: OrderId,
-        from: OrderStatus,
-        to: OrderStatus,
-        at: DateTime<Utc>,
-    ) -> Result<TransitionOutcome> {
-        self.repository.transition(id, from, to, at).await
-    }
-    async fn counts(&self, sku: &Sku) -> Result<StatusCounts> {
-        self.repository.counts(sku).await
-    }
-}
+type Scoped = TornDown<MySqlOrderRepository>;
 
 /// `mysql://…/test` with the database replaced by `database`.
 fn url_for(database: &str) -> String {
@@ -109,12 +43,18 @@ async fn connect() -> Option<Scoped> {
     )
     .await
     .unwrap();
-    let scoped = Scoped {
-        repository,
-        database,
+    repository.migrate().await.unwrap();
+    let pool = repository.pool().clone();
+    let what = format!("the test database {database}");
+    let drop_database = move || async move {
+        pool.close().await;
+        let mut admin = sqlx::MySqlConnection::connect(&database_url()).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`"))
+            .execute(&mut admin)
+            .await
+            .map(drop)
     };
-    scoped.repository.migrate().await.unwrap();
-    Some(scoped)
+    Some(Hooked::new(repository, Teardown::new(what, drop_database)))
 }
 
 async fn setup() -> Option<DynOrderRepository> {
@@ -122,22 +62,6 @@ async fn setup() -> Option<DynOrderRepository> {
 }
 
 nexussale_core::order_repository_tests!(setup);
-
-fn order(sku: &Sku, user: &str) -> Order {
-    let now = Utc::now().trunc_subsecs(6);
-    Order {
-        id: OrderId::new(),
-        sku: sku.clone(),
-        user: UserId::new(user).unwrap(),
-        quantity: 1,
-        status: OrderStatus::Pending,
-        created_at: now,
-        updated_at: now,
-        expires_at: now + chrono::Duration::minutes(15),
-        remark: None,
-        idempotency_key: None,
-    }
-}
 
 /// The same 500-order batch persisted twice at once, from two tasks on two connections: each
 /// order is stored once, and between them the two calls report exactly 500 new orders.
@@ -148,14 +72,16 @@ async fn one_batch_persisted_twice_concurrently_is_stored_once() {
     };
     let repository = Arc::new(repository);
     let sku = unique_sku();
-    let batch: Vec<Order> = (0..500).map(|i| order(&sku, &format!("u{i}"))).collect();
+    let batch: Vec<Order> = (0..500)
+        .map(|i| fixtures::order(&sku, &format!("u{i}")))
+        .collect();
     for round in 0..3 {
         let batch: Vec<Order> = if round == 0 {
             batch.clone()
         } else {
             // Later rounds: half old, half new, in another order.
             let mut mixed: Vec<Order> = batch.iter().rev().take(250).cloned().collect();
-            mixed.extend((0..250).map(|i| order(&sku, &format!("r{round}-{i}"))));
+            mixed.extend((0..250).map(|i| fixtures::order(&sku, &format!("r{round}-{i}"))));
             mixed
         };
         let (a, b) = tokio::join!(
@@ -185,15 +111,17 @@ async fn a_batch_of_many_statements_is_exactly_once() {
         return;
     };
     let sku = unique_sku();
-    let batch: Vec<Order> = (0..2_500).map(|i| order(&sku, &format!("u{i}"))).collect();
+    let batch: Vec<Order> = (0..2_500)
+        .map(|i| fixtures::order(&sku, &format!("u{i}")))
+        .collect();
     assert_eq!(repository.insert(&batch).await.unwrap(), 2_500);
     assert_eq!(repository.insert(&batch).await.unwrap(), 0);
     // An order whose remark does not fit its column (the core's validation was bypassed) fails
     // the whole batch, in its last statement: nothing of it is kept, nothing is cut short.
-    let mut bad = vec![order(&sku, "first")];
-    let mut long = order(&sku, "second");
+    let mut bad = vec![fixtures::order(&sku, "first")];
+    let mut long = fixtures::order(&sku, "second");
     long.remark = Some("x".repeat(600));
-    bad.extend((0..1_500).map(|i| order(&sku, &format!("v{i}"))));
+    bad.extend((0..1_500).map(|i| fixtures::order(&sku, &format!("v{i}"))));
     bad.push(long);
     assert!(repository.insert(&bad).await.is_err());
     assert!(repository.get(bad[0].id).await.unwrap().is_none());
@@ -206,8 +134,8 @@ async fn migrations_run_again_harmlessly() {
     let Some(repository) = connect().await else {
         return;
     };
-    repository.repository.migrate().await.unwrap();
-    repository.repository.ping().await.unwrap();
+    repository.inner().migrate().await.unwrap();
+    repository.inner().ping().await.unwrap();
     assert!(
         repository
             .save_sale(&Sale::new(unique_sku(), 5))

@@ -4,105 +4,36 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::future::join_all;
+use nexussale_core::layers::Hooked;
 use nexussale_core::testkit::services::{redis_url, unavailable};
-use nexussale_core::testkit::{unique_name, unique_sku};
+use nexussale_core::testkit::{Teardown, TornDown, unique_name, unique_sku};
 use nexussale_core::{
-    ConfirmOutcome, DynStockStore, Order, OrderId, ReleaseOutcome, ReleaseReason, Reservation,
-    ReserveOutcome, ReserveRequest, Result, Sale, Sku, StockSnapshot, StockStore, UserId,
+    DynStockStore, OrderId, ReleaseReason, ReserveOutcome, ReserveRequest, Sale, Sku,
+    StockSnapshot, StockStore, UserId,
 };
 use nexussale_redis::{RedisConfig, RedisStockStore};
 
 /// A store under a prefix of its own, whose keys are deleted when the test drops it.
-#[derive(Debug)]
-struct Scoped(RedisStockStore);
-
-impl Drop for Scoped {
-    fn drop(&mut self) {
-        // Drop cannot await: purge on a thread of its own, with a runtime of its own.
-        let store = self.0.clone();
-        let purged = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(store.purge())
-        })
-        .join();
-        if !matches!(purged, Ok(Ok(_))) {
-            eprintln!("could not delete the test's keys: {purged:?}");
-        }
-    }
-}
-
-#[async_trait]
-impl StockStore for Scoped {
-    async fn create_sale(&self, sale: &Sale) -> Result<bool> {
-        self.0.create_sale(sale).await
-    }
-    async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
-        self.0.sale(sku).await
-    }
-    async fn sales(&self) -> Result<Vec<Sale>> {
-        self.0.sales().await
-    }
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        self.0.reserve(request).await
-    }
-    async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
-        self.0.reservation(sku, order_id).await
-    }
-    async fn reservation_by_key(
-        &self,
-        sku: &Sku,
-        user: &nexussale_core::UserId,
-        key: &nexussale_core::IdempotencyKey,
-    ) -> Result<Option<Reservation>> {
-        self.0.reservation_by_key(sku, user, key).await
-    }
-    async fn confirm(
-        &self,
-        sku: &Sku,
-        order_id: OrderId,
-        now: DateTime<Utc>,
-    ) -> Result<ConfirmOutcome> {
-        self.0.confirm(sku, order_id, now).await
-    }
-    async fn release(
-        &self,
-        sku: &Sku,
-        order_id: OrderId,
-        reason: ReleaseReason,
-    ) -> Result<ReleaseOutcome> {
-        self.0.release(sku, order_id, reason).await
-    }
-    async fn expired(
-        &self,
-        sku: &Sku,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Reservation>> {
-        self.0.expired(sku, now, limit).await
-    }
-    async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {
-        self.0.snapshot(sku).await
-    }
-    async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
-        self.0.restore(sale, orders).await
-    }
-}
+type Scoped = TornDown<RedisStockStore>;
 
 async fn connect(config: RedisConfig) -> Option<Scoped> {
     let config = config.prefix(unique_name("nexussale-test-"));
-    match RedisStockStore::connect_with(&redis_url(), config).await {
-        Ok(store) => match store.ping().await {
-            Ok(()) => Some(Scoped(store)),
-            Err(err) => unavailable("redis", format!("{}: {err}", redis_url())),
-        },
-        Err(err) => unavailable("redis", format!("{}: {err}", redis_url())),
+    let store = match RedisStockStore::connect_with(&redis_url(), config).await {
+        Ok(store) => store,
+        Err(err) => return unavailable("redis", format!("{}: {err}", redis_url())),
+    };
+    if let Err(err) = store.ping().await {
+        return unavailable("redis", format!("{}: {err}", redis_url()));
     }
+    let keys = store.clone();
+    Some(Hooked::new(
+        store,
+        Teardown::new("the test's keys", move || async move {
+            keys.purge().await.map(drop)
+        }),
+    ))
 }
 
 async fn open(config: RedisConfig) -> Option<DynStockStore> {
@@ -233,7 +164,7 @@ async fn a_second_store_shares_sales_and_shards() {
     };
     // Same prefix, a different default shard count: the sale keeps the one it was made with.
     let second =
-        RedisStockStore::connect_with(&redis_url(), first.0.config().clone().stock_shards(1))
+        RedisStockStore::connect_with(&redis_url(), first.inner().config().clone().stock_shards(1))
             .await
             .unwrap();
     let sale = Sale::new(unique_sku(), 9).with_per_user_limit(9);
@@ -279,7 +210,7 @@ async fn a_lost_sale_is_unknown_not_stale() {
     // still has the definition cached).
     let client = nexussale_redis::redis::Client::open(redis_url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    let base = format!("{}:{{{}:0}}", store.0.config().prefix_str(), sale.sku);
+    let base = format!("{}:{{{}:0}}", store.inner().config().prefix_str(), sale.sku);
     let deleted: i64 = nexussale_redis::redis::cmd("DEL")
         .arg(
             ["stock", "held", "keys", "res", "expiry"]

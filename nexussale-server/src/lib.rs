@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+mod backends;
 mod body;
 mod config;
 mod error;
@@ -38,6 +39,7 @@ use hyper::body::Body;
 use hyper::service::Service;
 use nexussale_core::FlashSale;
 
+pub use backends::{BackendConfig, Backends, kafka_delivery_timeout};
 pub use body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES, Response};
 pub use config::{Config, KafkaOption, SaleSpec, Switch};
 pub use error::{ApiError, ERROR_CODES};

@@ -1,6 +1,5 @@
 //! Serving: the accept loop with graceful shutdown, and the whole process (`run`).
 
-use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,21 +7,17 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
-use nexussale_core::{
-    CancellationToken, DynOrderQueue, DynOrderRepository, DynStockStore, FlashSale,
-};
-use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
-use nexussale_mysql::MySqlOrderRepository;
-use nexussale_redis::{RedisConfig, RedisStockStore};
+use nexussale_core::layers::Hooked;
+use nexussale_core::{CancellationToken, FlashSale};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::config::{Config, redact};
-use crate::metered::{MeteredQueue, MeteredRepository};
+use crate::backends::Backends;
+use crate::config::Config;
+use crate::metered::Meter;
 use crate::ratelimit::RateLimiter;
-use crate::state::{AppState, Probe};
+use crate::state::AppState;
 use crate::wire::JsonParseErrors;
 use crate::{App, app_with};
 
@@ -200,126 +195,15 @@ async fn signal() {
     }
 }
 
-/// A backend and, when it lives outside the process, its readiness probe.
-type Backend<T> = (T, Option<Probe>);
-
-fn probe<T, F, Fut>(backend: &Arc<T>, check: F) -> Option<Probe>
-where
-    T: Send + Sync + 'static,
-    F: Fn(Arc<T>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = nexussale_core::Result<()>> + Send + 'static,
-{
-    let backend = Arc::clone(backend);
-    Some(Arc::new(move || Box::pin(check(Arc::clone(&backend)))))
-}
-
-/// Names the address a start-up connection failed on (the URL without its password): the
-/// driver's own error often does not.
-fn failed_at(
-    backend: &'static str,
-    url: &str,
-) -> impl FnOnce(nexussale_core::Error) -> nexussale_core::Error {
-    let url = redact(url);
-    move |err| nexussale_core::Error::permanent(backend, format!("{url}: {err}"))
-}
-
-/// The stock store the configuration asks for: Redis when a URL is set, else process memory.
-async fn stock_store(config: &Config) -> nexussale_core::Result<Backend<DynStockStore>> {
-    let Some(url) = &config.redis_url else {
-        info!("stock: in-memory");
-        return Ok((Arc::new(MemoryStockStore::new()), None));
-    };
-    let redis = RedisConfig::default()
-        .prefix(config.redis_prefix.clone())
-        .stock_shards(usize::from(config.redis_shards));
-    let store = Arc::new(
-        RedisStockStore::connect_with(url, redis)
-            .await
-            .map_err(failed_at("redis", url))?,
-    );
-    store.ping().await.map_err(failed_at("redis", url))?;
-    info!(url = %redact(url), prefix = %config.redis_prefix, shards = config.redis_shards, "stock: redis");
-    let ready = probe(&store, |store| async move { store.ping().await });
-    Ok((store, ready))
-}
-
-/// How long Kafka may try to deliver an event, for requests that may take `request`. A publish
-/// must give up before the request does: then the purchase is refused cleanly (503, units
-/// returned) instead of being cut off while the event may still be delivered. librdkafka notices
-/// a timed-out message up to a second late (it scans once a second), so the margin is 1.5 s, at
-/// most half the request's time; and never more than 10 s.
-fn kafka_delivery_timeout(request: Duration) -> Duration {
-    let request = request.max(Duration::from_secs(1));
-    request
-        .saturating_sub(Duration::from_millis(1500))
-        .max(request / 2)
-        .min(Duration::from_secs(10))
-}
-
-/// The order queue the configuration asks for: Kafka when brokers are set (topics created
-/// when absent), else an in-process queue.
-async fn order_queue(config: &Config) -> nexussale_core::Result<Backend<DynOrderQueue>> {
-    let Some(brokers) = &config.kafka_brokers else {
-        info!("order queue: in-process");
-        return Ok((Arc::new(MemoryOrderQueue::new()), None));
-    };
-    let request = Duration::from_secs(config.request_timeout_secs);
-    let kafka = config.kafka_options.iter().fold(
-        KafkaConfig::new(brokers.clone())
-            .topic(config.kafka_topic.clone())
-            .group_id(config.kafka_group.clone())
-            .delivery_timeout(kafka_delivery_timeout(request)),
-        |kafka, option| kafka.set(option.key.clone(), option.value.clone()),
-    );
-    let queue = Arc::new(
-        KafkaOrderQueue::connect(kafka)
-            .await
-            .map_err(failed_at("kafka", brokers))?,
-    );
-    if let Err(err) = queue.ensure_topics().await {
-        // The topics may exist already, or be created by the cluster's operators.
-        warn!(error = %err, "could not create the kafka topics; using them as they are");
-    }
-    info!(brokers = %brokers, topic = %config.kafka_topic, group = %config.kafka_group, "order queue: kafka");
-    let ready = probe(&queue, |queue| async move { queue.ping().await });
-    Ok((queue, ready))
-}
-
-/// The order repository the configuration asks for: MySQL (migrated first) when a URL is set,
-/// else process memory.
-async fn order_repository(config: &Config) -> nexussale_core::Result<Backend<DynOrderRepository>> {
-    let Some(url) = &config.database_url else {
-        info!("orders: in-memory");
-        return Ok((Arc::new(MemoryOrderRepository::new()), None));
-    };
-    let repository = Arc::new(
-        MySqlOrderRepository::connect(url)
-            .await
-            .map_err(failed_at("mysql", url))?,
-    );
-    repository
-        .migrate()
-        .await
-        .map_err(failed_at("mysql", url))?;
-    info!(url = %redact(url), "orders: mysql (schema migrated)");
-    let ready = probe(
-        &repository,
-        |repository| async move { repository.ping().await },
-    );
-    Ok((repository, ready))
-}
-
 /// The whole server process: backends, start-up sales, the order worker and the expiry
 /// sweeper (unless `--no-worker`), the HTTP service; until Ctrl-C or SIGTERM, then a graceful
 /// stop that leaves every accepted order persisted or durably queued.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (stock, stock_probe) = stock_store(&config).await?;
-    let (queue, queue_probe) = order_queue(&config).await?;
-    let (repository, orders_probe) = order_repository(&config).await?;
+    let backends = Backends::connect(&config.backends()).await?;
     let engine = FlashSale::new(
-        stock,
-        Arc::new(MeteredQueue(queue)),
-        Arc::new(MeteredRepository(repository)),
+        backends.stock,
+        Arc::new(Hooked::new(backends.queue, Meter)),
+        Arc::new(Hooked::new(backends.repository, Meter)),
     );
     for spec in &config.sales {
         let sale = spec.0.clone();
@@ -347,14 +231,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
             .rate_limit_ip
             .map(|rate| Arc::new(RateLimiter::new(rate, rate.max(1.0)))),
         access_log: config.access_log.is_on(),
-        probes: [
-            ("stock", stock_probe),
-            ("queue", queue_probe),
-            ("orders", orders_probe),
-        ]
-        .into_iter()
-        .filter_map(|(name, probe)| Some((name, probe?)))
-        .collect(),
+        probes: backends.probes,
     };
 
     let background = CancellationToken::new();
@@ -408,26 +285,4 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_kafka_delivery_gives_up_before_its_request() {
-        let secs = Duration::from_secs;
-        let ms = Duration::from_millis;
-        for (request, delivery) in [
-            (secs(10), ms(8500)),
-            (secs(3), ms(1500)),
-            (secs(2), secs(1)),
-            (secs(1), ms(500)),
-            (Duration::ZERO, ms(500)),
-            (secs(60), secs(10)),
-        ] {
-            assert_eq!(kafka_delivery_timeout(request), delivery, "{request:?}");
-            assert!(delivery < request.max(secs(1)));
-        }
-    }
 }

@@ -5,56 +5,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use nexussale_core::layers::{Faulty, Method};
 use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
-use nexussale_core::{
-    CancellationToken, Delivery, DeliveryTag, FlashSale, OrderEvent, OrderQueue, OrderRepository,
-    Result, Sale, Sku,
-};
+use nexussale_core::{CancellationToken, FlashSale, OrderRepository, Sale, Sku};
 use nexussale_server::{Limits, app, serve_with};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-/// The in-process queue, with every publish taking `delay`: a window between the reserve and
-/// the durable publish for hang-ups to land in.
-#[derive(Debug)]
-struct SlowPublish {
-    inner: MemoryOrderQueue,
-    delay: Duration,
-}
-
-#[async_trait]
-impl OrderQueue for SlowPublish {
-    async fn publish(&self, event: &OrderEvent) -> Result<()> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.publish(event).await
-    }
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
-        self.inner.receive(max, wait).await
-    }
-    async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
-        self.inner.ack(tags).await
-    }
-    async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {
-        self.inner.nack(tags).await
-    }
-    async fn mark(&self) -> Result<nexussale_core::QueueMark> {
-        self.inner.mark().await
-    }
-    async fn drained(&self, mark: &nexussale_core::QueueMark) -> Result<bool> {
-        self.inner.drained(mark).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_hanging_up_mid_purchase_strand_no_units() {
     let repository = Arc::new(MemoryOrderRepository::new());
+    // Every publish takes 200 ms: a window between the reserve and the durable publish for
+    // hang-ups to land in.
+    let slow_publish = Faulty::faulty(MemoryOrderQueue::new());
+    slow_publish
+        .hook()
+        .slow(Method::Publish, Duration::from_millis(200));
     let engine = FlashSale::new(
         Arc::new(MemoryStockStore::new()),
-        Arc::new(SlowPublish {
-            inner: MemoryOrderQueue::new(),
-            delay: Duration::from_millis(200),
-        }),
+        Arc::new(slow_publish),
         repository.clone(),
     );
     let sku = Sku::new("hangup").unwrap();

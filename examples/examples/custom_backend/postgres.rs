@@ -136,6 +136,22 @@ fn order_from(row: &PgRow) -> Result<Order> {
     })
 }
 
+fn sale_from(row: &PgRow) -> Result<Sale> {
+    let sku: String = row.try_get("sku").map_err(backend)?;
+    let stock: i64 = row.try_get("stock").map_err(backend)?;
+    let limit: i32 = row.try_get("per_user_limit").map_err(backend)?;
+    let ttl: i64 = row.try_get("reservation_ttl_ns").map_err(backend)?;
+    Ok(
+        Sale::new(sku.parse()?, u64::try_from(stock).map_err(corrupt)?)
+            .with_per_user_limit(u32::try_from(limit).map_err(corrupt)?)
+            .with_window(
+                row.try_get("starts_at").map_err(backend)?,
+                row.try_get("ends_at").map_err(backend)?,
+            )
+            .with_reservation_ttl(Duration::from_nanos(u64::try_from(ttl).map_err(corrupt)?)),
+    )
+}
+
 const ORDER_COLUMNS: &str = "id, sku, user_id, quantity, status, created_at, updated_at, \
                              expires_at, remark, idempotency_key";
 
@@ -163,25 +179,16 @@ impl OrderRepository for PgOrderRepository {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let sku: String = row.try_get("sku").map_err(backend)?;
-                let stock: i64 = row.try_get("stock").map_err(backend)?;
-                let limit: i32 = row.try_get("per_user_limit").map_err(backend)?;
-                let ttl: i64 = row.try_get("reservation_ttl_ns").map_err(backend)?;
-                Ok(
-                    Sale::new(sku.parse()?, u64::try_from(stock).map_err(corrupt)?)
-                        .with_per_user_limit(u32::try_from(limit).map_err(corrupt)?)
-                        .with_window(
-                            row.try_get("starts_at").map_err(backend)?,
-                            row.try_get("ends_at").map_err(backend)?,
-                        )
-                        .with_reservation_ttl(Duration::from_nanos(
-                            u64::try_from(ttl).map_err(corrupt)?,
-                        )),
-                )
-            })
-            .collect()
+        rows.iter().map(sale_from).collect()
+    }
+
+    async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
+        let row = sqlx::query("SELECT * FROM sales WHERE sku = $1")
+            .bind(sku.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(sale_from).transpose()
     }
 
     async fn insert(&self, orders: &[Order]) -> Result<u64> {

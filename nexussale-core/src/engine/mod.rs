@@ -209,9 +209,9 @@ impl FlashSaleBuilder {
     pub fn build(self) -> FlashSale {
         FlashSale {
             inner: Arc::new(Inner {
-                stock: Arc::new(Watched::new("stock store", self.stock)),
-                queue: Arc::new(Watched::new("order queue", self.queue)),
-                repository: Arc::new(Watched::new("order repository", self.repository)),
+                stock: Arc::new(Watched::watch("stock store", self.stock)),
+                queue: Arc::new(Watched::watch("order queue", self.queue)),
+                repository: Arc::new(Watched::watch("order repository", self.repository)),
                 clock: self.clock,
                 config: self.config,
                 sales: ArcSwap::default(),

@@ -105,8 +105,7 @@ impl FlashSale {
 
     /// The sale's definition: the repository's (durable) copy, else the store's.
     pub(super) async fn definition(&self, sku: &Sku) -> Result<Sale> {
-        let stored = self.inner.repository.sales().await?;
-        if let Some(sale) = stored.into_iter().find(|sale| sale.sku == *sku) {
+        if let Some(sale) = self.inner.repository.sale(sku).await? {
             return Ok(sale);
         }
         self.inner

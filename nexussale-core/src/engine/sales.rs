@@ -169,8 +169,7 @@ impl FlashSale {
         {
             return Err(Error::UnknownSale(sku.clone()));
         }
-        let stored = self.inner.repository.sales().await?;
-        match stored.into_iter().find(|sale| sale.sku == *sku) {
+        match self.inner.repository.sale(sku).await? {
             Some(sale) => {
                 self.cache(sale);
                 Err(self.store_lost(sku))

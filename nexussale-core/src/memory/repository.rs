@@ -128,6 +128,10 @@ impl OrderRepository for MemoryOrderRepository {
         Ok(true)
     }
 
+    async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
+        Ok(self.inner.read().sales.get(sku).cloned())
+    }
+
     async fn sales(&self) -> Result<Vec<Sale>> {
         Ok(self.inner.read().sales.values().cloned().collect())
     }

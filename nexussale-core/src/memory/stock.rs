@@ -120,6 +120,12 @@ impl MemoryStockStore {
         Self::default()
     }
 
+    /// Forgets every sale, its counts and reservations, as a Redis without persistence does when
+    /// it restarts (for tests and demos of a store rebuild). Clones share the loss.
+    pub fn clear(&self) {
+        self.update(SaleMap::clear);
+    }
+
     /// Runs `f` on the sale's live state.
     fn with_slot<R>(&self, sku: &Sku, f: impl FnOnce(&SaleSlot) -> R) -> Result<R> {
         match self.sales.load().get(sku) {

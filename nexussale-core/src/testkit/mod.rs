@@ -26,6 +26,9 @@
 //! another handle on one queue, as another process of one consumer group would) and
 //! `order_repository_tests!`. [`engine::purchase_flow`] runs the whole engine over three backends.
 //!
+//! A backend that leaves state behind (keys, a database) hands out its backend wrapped in a
+//! [`Teardown`] hook, which removes it when the case drops the backend, also when the case fails.
+//!
 //! The in-memory backends run every case in this crate's own tests.
 
 // The kit is test code: a failed expectation is a failed test.
@@ -33,11 +36,13 @@
 
 pub mod bench;
 pub mod engine;
+pub mod fixtures;
 pub mod proxy;
 pub mod queue;
 pub mod repository;
 pub mod services;
 pub mod stock;
+mod teardown;
 
 use std::sync::Arc;
 
@@ -46,6 +51,8 @@ use rand::Rng;
 
 use crate::ident::Sku;
 use crate::queue::DynOrderQueue;
+
+pub use teardown::{Teardown, TornDown};
 
 /// Opens a handle on the queue under test; each handle is another consumer of one group.
 pub type QueueOpener = Arc<dyn Fn() -> BoxFuture<'static, DynOrderQueue> + Send + Sync>;

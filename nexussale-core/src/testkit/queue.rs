@@ -6,12 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::future::join_all;
 use tokio::time::Instant;
 
-use super::{QueueOpener, unique_sku};
-use crate::ident::{Sku, UserId};
+use super::{QueueOpener, fixtures, unique_sku};
+use crate::ident::Sku;
 use crate::order::{Order, OrderEvent, OrderId, OrderStatus};
 use crate::queue::{Delivery, DynOrderQueue};
 
@@ -21,23 +20,15 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// Event `n`: placements, with every kind of transition among them.
 fn event(sku: &Sku, n: u32) -> OrderEvent {
-    let now = Utc::now();
     OrderEvent::of(Order {
-        id: OrderId::new(),
-        sku: sku.clone(),
-        user: UserId::new(format!("user-{n}")).expect("valid user"),
-        quantity: 1,
         status: match n % 8 {
             1 => OrderStatus::Paid,
             3 => OrderStatus::Cancelled,
             5 => OrderStatus::Expired,
             _ => OrderStatus::Pending,
         },
-        created_at: now,
-        updated_at: now,
-        expires_at: now,
         remark: Some(format!("event {n}")),
-        idempotency_key: None,
+        ..fixtures::order(sku, &format!("user-{n}"))
     })
 }
 

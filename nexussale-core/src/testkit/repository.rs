@@ -3,10 +3,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::Duration;
 use futures::future::join_all;
 
-use super::unique_sku;
+use super::fixtures::now;
+use super::{fixtures, unique_sku};
 use crate::error::Error;
 use crate::ident::{IdempotencyKey, Sku, UserId};
 use crate::order::{Order, OrderId, OrderStatus};
@@ -15,26 +16,16 @@ use crate::repository::{
 };
 use crate::sale::Sale;
 
-/// An instant a database stores exactly (whole microseconds).
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
-
+/// A fixture order with the text a database must store verbatim (quotes, SQL metacharacters,
+/// non-ASCII) and an idempotency key.
 fn order(sku: &Sku, user: &str, quantity: u32) -> Order {
-    let now = now();
     Order {
-        id: OrderId::new(),
-        sku: sku.clone(),
-        user: UserId::new(user).expect("valid user"),
         quantity,
-        status: OrderStatus::Pending,
-        created_at: now,
-        updated_at: now,
-        expires_at: now + Duration::minutes(15),
         remark: Some("kit: ünïcödé ' \" ; -- %".to_owned()),
         idempotency_key: Some(
             IdempotencyKey::new(format!("key-{}", OrderId::new())).expect("valid key"),
         ),
+        ..fixtures::order(sku, user)
     }
 }
 
@@ -66,6 +57,9 @@ pub async fn saves_a_sale_once(repository: DynOrderRepository) {
             .collect::<Vec<_>>(),
         [&sale]
     );
+    // Looked up by its sku, as stored; another sku is not there.
+    assert_eq!(repository.sale(&sale.sku).await.unwrap(), Some(sale));
+    assert_eq!(repository.sale(&unique_sku()).await.unwrap(), None);
 }
 
 /// Inserting a batch stores each order; inserting it again changes nothing, whatever the
@@ -343,11 +337,9 @@ pub async fn repository_keeps_sale_windows_exactly(repository: DynOrderRepositor
         sale.validate().expect("the edges are valid");
         assert!(repository.save_sale(&sale).await.unwrap());
         let read = repository
-            .sales()
+            .sale(&sale.sku)
             .await
             .unwrap()
-            .into_iter()
-            .find(|read| read.sku == sale.sku)
             .expect("the sale reads back");
         assert_eq!(
             (read.starts_at, read.ends_at),

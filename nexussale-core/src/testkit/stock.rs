@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 
-use super::unique_sku;
+use super::{fixtures, unique_sku};
 use crate::error::Error;
 use crate::ident::{IdempotencyKey, Sku, UserId};
 use crate::order::{Order, OrderId, OrderStatus};
@@ -651,18 +651,13 @@ fn order(
     status: OrderStatus,
     key: Option<&str>,
 ) -> Order {
-    let now = Utc::now();
+    let order = fixtures::order(&sale.sku, user.as_str());
     Order {
-        id: OrderId::new(),
-        sku: sale.sku.clone(),
-        user,
         quantity,
         status,
-        created_at: now,
-        updated_at: now,
-        expires_at: sale.expiry_from(now),
-        remark: None,
+        expires_at: sale.expiry_from(order.created_at),
         idempotency_key: key.map(|key| IdempotencyKey::new(key).unwrap()),
+        ..order
     }
 }
 

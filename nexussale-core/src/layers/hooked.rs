@@ -1,0 +1,391 @@
+//! [`Hooked`]: the one wrapper that forwards every backend trait method, and the [`Hook`] that
+//! says what it adds.
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::ident::{IdempotencyKey, UserId};
+use crate::order::{Order, OrderEvent, OrderId, OrderStatus};
+use crate::queue::{Delivery, DeliveryTag, OrderQueue, QueueMark};
+use crate::repository::{OrderPage, OrderQuery, OrderRepository, StatusCounts, TransitionOutcome};
+use crate::reservation::{
+    ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReserveOutcome, ReserveRequest,
+};
+use crate::sale::{Sale, Sku, StockSnapshot};
+use crate::stock::StockStore;
+
+/// Which backend trait a [`Call`] is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// [`StockStore`].
+    Stock,
+    /// [`OrderQueue`].
+    Queue,
+    /// [`OrderRepository`].
+    Repository,
+}
+
+/// A backend trait method, by name (`sales` is on the stock store and the repository both: the
+/// [`Call`]'s [`Backend`] tells them apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[allow(missing_docs)] // each is the trait method of its name
+pub enum Method {
+    CreateSale,
+    Sale,
+    Sales,
+    Reserve,
+    Reservation,
+    ReservationByKey,
+    Confirm,
+    Release,
+    Expired,
+    Snapshot,
+    Restore,
+    Publish,
+    Receive,
+    Ack,
+    Nack,
+    Mark,
+    Drained,
+    SaveSale,
+    Insert,
+    Get,
+    List,
+    Transition,
+    Counts,
+}
+
+/// One call through a [`Hooked`] backend, as its [`Hook`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Call {
+    /// The trait.
+    pub backend: Backend,
+    /// The method.
+    pub method: Method,
+}
+
+/// The backend's answer to a [`Call`], as its [`Hook`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer<'a> {
+    /// The call succeeded with this value (the method's `Ok` type: see [`Answer::value`]).
+    Ok(&'a dyn Any),
+    /// The call failed.
+    Err(&'a Error),
+}
+
+impl<'a> Answer<'a> {
+    /// The successful value, if the call succeeded and its `Ok` type is `T` (`u64` for
+    /// [`Method::Insert`], `Vec<Delivery>` for [`Method::Receive`], …).
+    pub fn value<T: Any>(&self) -> Option<&'a T> {
+        match self {
+            Answer::Ok(value) => value.downcast_ref(),
+            Answer::Err(_) => None,
+        }
+    }
+
+    /// The error, if the call failed.
+    pub fn error(&self) -> Option<&'a Error> {
+        match self {
+            Answer::Ok(_) => None,
+            Answer::Err(err) => Some(err),
+        }
+    }
+}
+
+/// What a [`Hooked`] backend adds around each call: the one place a decorator's behaviour is
+/// written, while [`Hooked`] forwards every trait method (of all three backend traits) once.
+///
+/// # Contract
+///
+/// - [`before`](Hook::before) runs first; an error it returns is the call's answer and the
+///   backend never sees the call.
+/// - Then the call waits [`delay`](Hook::delay), if any (a slow network), and reaches the
+///   backend.
+/// - [`after`](Hook::after) runs with the backend's answer; an error it returns replaces that
+///   answer (the call took effect but its reply was lost, as a cut connection does). It is not
+///   called when `before` refused the call.
+/// - Both are synchronous and run on the caller's task: keep them short (a counter, a clock read,
+///   a log line).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::time::Instant;
+///
+/// use nexussale_core::layers::{Answer, Call, Hook, Hooked, Method};
+/// use nexussale_core::memory::MemoryStockStore;
+/// use nexussale_core::{DynStockStore, Sale, Sku, StockStore};
+///
+/// /// Counts the sales created through the store.
+/// #[derive(Debug, Default)]
+/// struct Created(AtomicU64);
+///
+/// impl Hook for Created {
+///     fn after(&self, call: Call, _: Instant, answer: Answer<'_>) -> Option<nexussale_core::Error> {
+///         if call.method == Method::CreateSale && answer.value::<bool>() == Some(&true) {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///         None
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> nexussale_core::Result<()> {
+/// let store = Arc::new(Hooked::new(MemoryStockStore::new(), Created::default()));
+/// let dynamic: DynStockStore = store.clone();
+/// let sale = Sale::new(Sku::new("ps5")?, 1);
+/// assert!(dynamic.create_sale(&sale).await?);
+/// assert!(!dynamic.create_sale(&sale).await?); // exists already
+/// assert_eq!(store.hook().0.load(Ordering::Relaxed), 1);
+/// # Ok(()) }
+/// ```
+pub trait Hook: Send + Sync + Debug + 'static {
+    /// Runs before the call reaches the backend.
+    fn before(&self, call: Call) -> Result<()> {
+        let _ = call;
+        Ok(())
+    }
+
+    /// How long the call waits before it reaches the backend; `None` (the default): no wait.
+    fn delay(&self, call: Call) -> Option<Duration> {
+        let _ = call;
+        None
+    }
+
+    /// Runs once the backend answered; `started` is when the call passed
+    /// [`before`](Hook::before), so a [`delay`](Hook::delay) counts as the backend's time.
+    fn after(&self, call: Call, started: Instant, answer: Answer<'_>) -> Option<Error> {
+        let _ = (call, started, answer);
+        None
+    }
+}
+
+impl<H: Hook + ?Sized> Hook for Arc<H> {
+    fn before(&self, call: Call) -> Result<()> {
+        (**self).before(call)
+    }
+
+    fn delay(&self, call: Call) -> Option<Duration> {
+        (**self).delay(call)
+    }
+
+    fn after(&self, call: Call, started: Instant, answer: Answer<'_>) -> Option<Error> {
+        (**self).after(call, started, answer)
+    }
+}
+
+/// A backend (`T`: a [`StockStore`], [`OrderQueue`] or [`OrderRepository`]) with a [`Hook`]
+/// around each of its calls. It implements whichever of the three traits `T` does.
+#[derive(Debug)]
+pub struct Hooked<T, H> {
+    inner: T,
+    hook: H,
+}
+
+impl<T, H: Hook> Hooked<T, H> {
+    /// `inner`, each call through `hook`.
+    pub fn new(inner: T, hook: H) -> Self {
+        Self { inner, hook }
+    }
+
+    /// The wrapped backend.
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    /// The hook.
+    pub fn hook(&self) -> &H {
+        &self.hook
+    }
+
+    // Takes only the hook, so the future is `Send` whatever `T` is.
+    async fn call<R: Any>(
+        hook: &H,
+        backend: Backend,
+        method: Method,
+        call: impl Future<Output = Result<R>> + Send,
+    ) -> Result<R> {
+        let call_of = Call { backend, method };
+        hook.before(call_of)?;
+        let started = Instant::now();
+        if let Some(delay) = hook.delay(call_of) {
+            tokio::time::sleep(delay).await;
+        }
+        let answer = call.await;
+        let seen = match &answer {
+            Ok(value) => Answer::Ok(value),
+            Err(err) => Answer::Err(err),
+        };
+        match hook.after(call_of, started, seen) {
+            Some(replaced) => Err(replaced),
+            None => answer,
+        }
+    }
+}
+
+#[async_trait]
+impl<T: StockStore, H: Hook> StockStore for Hooked<T, H> {
+    async fn create_sale(&self, sale: &Sale) -> Result<bool> {
+        let call = self.inner.create_sale(sale);
+        Self::call(&self.hook, Backend::Stock, Method::CreateSale, call).await
+    }
+
+    async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
+        let call = self.inner.sale(sku);
+        Self::call(&self.hook, Backend::Stock, Method::Sale, call).await
+    }
+
+    async fn sales(&self) -> Result<Vec<Sale>> {
+        let call = self.inner.sales();
+        Self::call(&self.hook, Backend::Stock, Method::Sales, call).await
+    }
+
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        let call = self.inner.reserve(request);
+        Self::call(&self.hook, Backend::Stock, Method::Reserve, call).await
+    }
+
+    async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
+        let call = self.inner.reservation(sku, order_id);
+        Self::call(&self.hook, Backend::Stock, Method::Reservation, call).await
+    }
+
+    async fn reservation_by_key(
+        &self,
+        sku: &Sku,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Reservation>> {
+        let call = self.inner.reservation_by_key(sku, user, key);
+        Self::call(&self.hook, Backend::Stock, Method::ReservationByKey, call).await
+    }
+
+    async fn confirm(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<ConfirmOutcome> {
+        let call = self.inner.confirm(sku, order_id, now);
+        Self::call(&self.hook, Backend::Stock, Method::Confirm, call).await
+    }
+
+    async fn release(
+        &self,
+        sku: &Sku,
+        order_id: OrderId,
+        reason: ReleaseReason,
+    ) -> Result<ReleaseOutcome> {
+        let call = self.inner.release(sku, order_id, reason);
+        Self::call(&self.hook, Backend::Stock, Method::Release, call).await
+    }
+
+    async fn expired(
+        &self,
+        sku: &Sku,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>> {
+        let call = self.inner.expired(sku, now, limit);
+        Self::call(&self.hook, Backend::Stock, Method::Expired, call).await
+    }
+
+    async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {
+        let call = self.inner.snapshot(sku);
+        Self::call(&self.hook, Backend::Stock, Method::Snapshot, call).await
+    }
+
+    async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
+        let call = self.inner.restore(sale, orders);
+        Self::call(&self.hook, Backend::Stock, Method::Restore, call).await
+    }
+}
+
+#[async_trait]
+impl<T: OrderQueue, H: Hook> OrderQueue for Hooked<T, H> {
+    async fn publish(&self, event: &OrderEvent) -> Result<()> {
+        let call = self.inner.publish(event);
+        Self::call(&self.hook, Backend::Queue, Method::Publish, call).await
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        let call = self.inner.receive(max, wait);
+        Self::call(&self.hook, Backend::Queue, Method::Receive, call).await
+    }
+
+    async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
+        let call = self.inner.ack(tags);
+        Self::call(&self.hook, Backend::Queue, Method::Ack, call).await
+    }
+
+    async fn nack(&self, tags: &[DeliveryTag]) -> Result<()> {
+        let call = self.inner.nack(tags);
+        Self::call(&self.hook, Backend::Queue, Method::Nack, call).await
+    }
+
+    async fn mark(&self) -> Result<QueueMark> {
+        let call = self.inner.mark();
+        Self::call(&self.hook, Backend::Queue, Method::Mark, call).await
+    }
+
+    async fn drained(&self, mark: &QueueMark) -> Result<bool> {
+        let call = self.inner.drained(mark);
+        Self::call(&self.hook, Backend::Queue, Method::Drained, call).await
+    }
+}
+
+#[async_trait]
+impl<T: OrderRepository, H: Hook> OrderRepository for Hooked<T, H> {
+    async fn save_sale(&self, sale: &Sale) -> Result<bool> {
+        let call = self.inner.save_sale(sale);
+        Self::call(&self.hook, Backend::Repository, Method::SaveSale, call).await
+    }
+
+    async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
+        let call = self.inner.sale(sku);
+        Self::call(&self.hook, Backend::Repository, Method::Sale, call).await
+    }
+
+    async fn sales(&self) -> Result<Vec<Sale>> {
+        let call = self.inner.sales();
+        Self::call(&self.hook, Backend::Repository, Method::Sales, call).await
+    }
+
+    async fn insert(&self, orders: &[Order]) -> Result<u64> {
+        let call = self.inner.insert(orders);
+        Self::call(&self.hook, Backend::Repository, Method::Insert, call).await
+    }
+
+    async fn get(&self, id: OrderId) -> Result<Option<Order>> {
+        let call = self.inner.get(id);
+        Self::call(&self.hook, Backend::Repository, Method::Get, call).await
+    }
+
+    async fn list(&self, query: &OrderQuery) -> Result<OrderPage> {
+        let call = self.inner.list(query);
+        Self::call(&self.hook, Backend::Repository, Method::List, call).await
+    }
+
+    async fn transition(
+        &self,
+        id: OrderId,
+        from: OrderStatus,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+    ) -> Result<TransitionOutcome> {
+        let call = self.inner.transition(id, from, to, at);
+        Self::call(&self.hook, Backend::Repository, Method::Transition, call).await
+    }
+
+    async fn counts(&self, sku: &Sku) -> Result<StatusCounts> {
+        let call = self.inner.counts(sku);
+        Self::call(&self.hook, Backend::Repository, Method::Counts, call).await
+    }
+}
