@@ -132,20 +132,11 @@ async fn run_lane(
                 Err(err) => {
                     // Each caller gets the failure; redis errors clone, ours are rebuilt.
                     for job in batch {
-                        let _ = job.answer.send(Err(duplicate(&err)));
+                        let _ = job.answer.send(Err(err.clone()));
                     }
                 }
             }
             drop(slot);
         });
-    }
-}
-
-fn duplicate(err: &StoreError) -> StoreError {
-    match err {
-        StoreError::Redis(err) => StoreError::Redis(err.clone()),
-        StoreError::Timeout(after) => StoreError::Timeout(*after),
-        StoreError::Corrupt(reason) => StoreError::Corrupt(reason.clone()),
-        StoreError::CoalescerStopped => StoreError::CoalescerStopped,
     }
 }

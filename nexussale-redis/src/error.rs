@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 /// What can go wrong talking to Redis. Converted into [`nexussale_core::Error::Backend`].
-#[derive(Debug, thiserror::Error)]
+/// `Clone`: one failed batch call answers every reservation in it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum StoreError {
     /// The driver failed: connection, protocol, server error.
     #[error(transparent)]
@@ -17,6 +18,9 @@ pub(crate) enum StoreError {
     /// The task that batches reservations stopped (its runtime shut down).
     #[error("the reservation batching task has stopped")]
     CoalescerStopped,
+    /// Redis holds no such sale (never created, or lost in a flush or restart).
+    #[error("no sale {0}")]
+    UnknownSale(nexussale_core::Sku),
 }
 
 impl StoreError {
@@ -37,14 +41,16 @@ impl StoreError {
                     || !matches!(err.retry_method(), redis::RetryMethod::NoRetry)
             }
             Self::Timeout(_) | Self::CoalescerStopped => true,
-            Self::Corrupt(_) => false,
+            Self::Corrupt(_) | Self::UnknownSale(_) => false,
         }
     }
 }
 
 impl From<StoreError> for nexussale_core::Error {
     fn from(err: StoreError) -> Self {
-        if err.is_retryable() {
+        if let StoreError::UnknownSale(sku) = err {
+            Self::UnknownSale(sku)
+        } else if err.is_retryable() {
             Self::retryable("redis", err)
         } else {
             Self::permanent("redis", err)
@@ -64,6 +70,11 @@ mod tests {
             nexussale_core::Error::from(StoreError::Timeout(Duration::from_secs(1))).is_retryable()
         );
         assert!(!nexussale_core::Error::from(StoreError::corrupt("x")).is_retryable());
+        let sku = nexussale_core::Sku::new("gone").unwrap();
+        assert!(matches!(
+            nexussale_core::Error::from(StoreError::UnknownSale(sku.clone())),
+            nexussale_core::Error::UnknownSale(unknown) if unknown == sku
+        ));
         let config = redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad url"));
         assert!(!nexussale_core::Error::from(StoreError::Redis(config)).is_retryable());
     }

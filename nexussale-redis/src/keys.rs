@@ -43,6 +43,7 @@ impl ShardKeys {
     }
 
     /// Every key, for deletion.
+    #[cfg(feature = "testkit")]
     pub(crate) fn all(&self) -> [&str; 5] {
         [&self.stock, &self.held, &self.keys, &self.res, &self.expiry]
     }

@@ -6,8 +6,10 @@ mod connection;
 mod error;
 mod keys;
 mod record;
+mod sale_info;
 mod scripts;
 mod stock;
+mod transfer;
 
 pub use config::{MAX_SHARDS, RedisConfig};
 pub use stock::RedisStockStore;

@@ -3,13 +3,18 @@
 
 use std::sync::LazyLock;
 
+use chrono::{DateTime, Utc};
 use redis::{Script, Value};
 
-use nexussale_core::SaleState;
+use nexussale_core::{
+    ConfirmOutcome, Order, OrderId, ReleaseOutcome, ReleaseReason, Reservation, ReservationState,
+    SaleState, Sku,
+};
 
 use crate::connection::Connection;
 use crate::error::StoreError;
-use crate::keys::ShardKeys;
+use crate::keys::{ShardKeys, key_field};
+use crate::record;
 
 pub(crate) static RESERVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/reserve.lua")));
@@ -162,6 +167,238 @@ impl Reply {
     }
 }
 
+/// What `create.lua` and `restore.lua` write into a shard's stock hash.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShardSetup<'a> {
+    pub(crate) available: u64,
+    pub(crate) per_user_limit: u32,
+    pub(crate) starts_at: Option<DateTime<Utc>>,
+    pub(crate) ends_at: Option<DateTime<Utc>>,
+    pub(crate) shards: usize,
+    /// The sale's definition (JSON) on shard 0, empty on the others.
+    pub(crate) definition: &'a str,
+}
+
+fn micros(instant: Option<DateTime<Utc>>) -> String {
+    instant
+        .map(|at| at.timestamp_micros().to_string())
+        .unwrap_or_default()
+}
+
+/// `create.lua`: creates the shard unless it exists; answers whether it did.
+pub(crate) async fn create(
+    mut conn: Connection,
+    keys: &ShardKeys,
+    setup: &ShardSetup<'_>,
+) -> Result<bool, StoreError> {
+    let created: i64 = CREATE
+        .key(&keys.stock)
+        .arg(setup.available)
+        .arg(setup.per_user_limit)
+        .arg(micros(setup.starts_at))
+        .arg(micros(setup.ends_at))
+        .arg(setup.shards)
+        .arg(setup.definition)
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(created == 1)
+}
+
+/// One shard as `restore.lua` rebuilds it: its setup and the units its orders hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RestoredShard<'a> {
+    pub(crate) setup: ShardSetup<'a>,
+    pub(crate) reserved: u64,
+    pub(crate) sold: u64,
+}
+
+/// `restore.lua` for one chunk of a shard's orders; the `first` chunk wipes the shard and writes
+/// its counts, the next ones only add orders.
+pub(crate) async fn restore(
+    mut conn: Connection,
+    keys: &ShardKeys,
+    shard: &RestoredShard<'_>,
+    first: bool,
+    orders: &[&Order],
+) -> Result<(), StoreError> {
+    let setup = &shard.setup;
+    let mut call = RESTORE.prepare_invoke();
+    call.key(&keys.stock)
+        .key(&keys.held)
+        .key(&keys.keys)
+        .key(&keys.res)
+        .key(&keys.expiry)
+        .arg(u8::from(first))
+        .arg(setup.available)
+        .arg(shard.reserved)
+        .arg(shard.sold)
+        .arg(setup.per_user_limit)
+        .arg(micros(setup.starts_at))
+        .arg(micros(setup.ends_at))
+        .arg(setup.shards)
+        .arg(setup.definition);
+    for order in orders {
+        let state = ReservationState::of_order(order.status);
+        let key = order.idempotency_key.as_ref();
+        call.arg(order.id.to_string())
+            .arg(record::state_letter(state).to_string())
+            .arg(order.user.as_str())
+            .arg(order.quantity)
+            .arg(
+                key.map(|key| key_field(order.user.as_str(), key.as_str()))
+                    .unwrap_or_default(),
+            )
+            .arg(record::encode_body(
+                &order.user,
+                order.quantity,
+                key,
+                order.remark.as_deref(),
+                order.created_at,
+                order.expires_at,
+            ))
+            .arg(order.expires_at.timestamp_micros());
+    }
+    let _: i64 = call.invoke_async(&mut conn).await?;
+    Ok(())
+}
+
+/// `withdraw.lua`: takes up to `wanted` units (or half the shard's) for a transfer; answers
+/// `(units taken, units in transit from the shard now)`.
+pub(crate) async fn withdraw(
+    mut conn: Connection,
+    keys: &ShardKeys,
+    wanted: u64,
+) -> Result<(u64, u64), StoreError> {
+    Ok(WITHDRAW
+        .key(&keys.stock)
+        .arg(wanted)
+        .invoke_async(&mut conn)
+        .await?)
+}
+
+/// `settle.lua`: the `taken` units withdrawn from the shard have been deposited elsewhere.
+pub(crate) async fn settle(
+    mut conn: Connection,
+    keys: &ShardKeys,
+    taken: u64,
+) -> Result<(), StoreError> {
+    let _: i64 = SETTLE
+        .key(&keys.stock)
+        .arg(taken)
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// `confirm.lua` on one shard; `NotFound` when the shard does not hold the order.
+pub(crate) async fn confirm(
+    mut conn: Connection,
+    keys: &ShardKeys,
+    order_id: &str,
+    now: DateTime<Utc>,
+) -> Result<ConfirmOutcome, StoreError> {
+    let reply: Value = CONFIRM
+        .key(&keys.stock)
+        .key(&keys.res)
+        .key(&keys.expiry)
+        .arg(order_id)
+        .arg(now.timestamp_micros())
+        .invoke_async(&mut conn)
+        .await?;
+    confirm_reply(&items(reply)?)
+}
+
+fn confirm_reply(reply: &[Value]) -> Result<ConfirmOutcome, StoreError> {
+    Ok(match reply.first().map(int).transpose()? {
+        Some(0) => ConfirmOutcome::Confirmed,
+        Some(1) => ConfirmOutcome::AlreadyConfirmed,
+        Some(2) => ConfirmOutcome::Released(released_as(reply.get(1), "confirm")?),
+        Some(4) => ConfirmOutcome::Expired,
+        _ => ConfirmOutcome::NotFound,
+    })
+}
+
+/// `release.lua` on one shard; `NotFound` when the shard does not hold the order.
+pub(crate) async fn release(
+    mut conn: Connection,
+    keys: &ShardKeys,
+    order_id: &str,
+    reason: ReleaseReason,
+) -> Result<ReleaseOutcome, StoreError> {
+    let reply: Value = RELEASE
+        .key(&keys.stock)
+        .key(&keys.held)
+        .key(&keys.res)
+        .key(&keys.expiry)
+        .arg(order_id)
+        .arg(record::release_letter(reason).to_string())
+        .invoke_async(&mut conn)
+        .await?;
+    release_reply(&items(reply)?)
+}
+
+fn release_reply(reply: &[Value]) -> Result<ReleaseOutcome, StoreError> {
+    let code = reply
+        .first()
+        .ok_or_else(|| StoreError::corrupt("empty release reply"))?;
+    Ok(match int(code)? {
+        0 => ReleaseOutcome::Released {
+            quantity: count(
+                reply
+                    .get(1)
+                    .ok_or_else(|| StoreError::corrupt("release reply without a quantity"))?,
+            )?,
+        },
+        1 => ReleaseOutcome::AlreadyReleased(released_as(reply.get(1), "release")?),
+        2 => ReleaseOutcome::Confirmed,
+        _ => ReleaseOutcome::NotFound,
+    })
+}
+
+/// The reason of a reservation a script found released, from its state letter.
+fn released_as(letter: Option<&Value>, script: &str) -> Result<ReleaseReason, StoreError> {
+    let letter =
+        letter.ok_or_else(|| StoreError::corrupt(format!("{script} reply without a state")))?;
+    match record::state_of(&text(letter)?)? {
+        ReservationState::Released(reason) => Ok(reason),
+        state => Err(StoreError::corrupt(format!(
+            "{script} refused in state {state:?}"
+        ))),
+    }
+}
+
+/// `expired.lua` on one shard: up to `limit` reservations of `sku` whose expiry score is due.
+pub(crate) async fn expired(
+    mut conn: Connection,
+    keys: &ShardKeys,
+    sku: &Sku,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Reservation>, StoreError> {
+    let flat: Value = EXPIRED
+        .key(&keys.res)
+        .key(&keys.expiry)
+        .arg(now.timestamp_micros())
+        .arg(limit)
+        .invoke_async(&mut conn)
+        .await?;
+    let flat = items(flat)?;
+    let mut found = Vec::with_capacity(flat.len() / 2);
+    for pair in flat.chunks(2) {
+        let [id, record] = pair else {
+            return Err(StoreError::corrupt("odd expired reply"));
+        };
+        found.push(record::decode(sku, order_id(&text(id)?)?, &text(record)?)?);
+    }
+    Ok(found)
+}
+
+/// An order id as the scripts store it.
+pub(crate) fn order_id(id: &str) -> Result<OrderId, StoreError> {
+    id.parse()
+        .map_err(|_| StoreError::corrupt(format!("order id `{id}`")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +435,54 @@ mod tests {
         assert!(parse(vec![Value::Int(1), Value::Int(-1)]).is_err());
         assert!(parse(vec![Value::Int(9)]).is_err());
         assert!(parse(vec![]).is_err());
+    }
+
+    #[test]
+    fn parses_confirm_and_release_replies_and_refuses_garbage() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        assert_eq!(
+            confirm_reply(&[Value::Int(0)]).unwrap(),
+            ConfirmOutcome::Confirmed
+        );
+        assert_eq!(
+            confirm_reply(&[Value::Int(1)]).unwrap(),
+            ConfirmOutcome::AlreadyConfirmed
+        );
+        assert_eq!(
+            confirm_reply(&[Value::Int(4)]).unwrap(),
+            ConfirmOutcome::Expired
+        );
+        assert_eq!(
+            confirm_reply(&[Value::Int(3)]).unwrap(),
+            ConfirmOutcome::NotFound
+        );
+        let cancelled = record::release_letter(ReleaseReason::Cancelled).to_string();
+        assert_eq!(
+            confirm_reply(&[Value::Int(2), bulk(&cancelled)]).unwrap(),
+            ConfirmOutcome::Released(ReleaseReason::Cancelled)
+        );
+        assert_eq!(
+            release_reply(&[Value::Int(0), Value::Int(3)]).unwrap(),
+            ReleaseOutcome::Released { quantity: 3 }
+        );
+        assert_eq!(
+            release_reply(&[Value::Int(1), bulk(&cancelled)]).unwrap(),
+            ReleaseOutcome::AlreadyReleased(ReleaseReason::Cancelled)
+        );
+        assert_eq!(
+            release_reply(&[Value::Int(2)]).unwrap(),
+            ReleaseOutcome::Confirmed
+        );
+        assert_eq!(
+            release_reply(&[Value::Int(3)]).unwrap(),
+            ReleaseOutcome::NotFound
+        );
+        // A released state the script would never answer, a missing field, a bad quantity.
+        let reserved = record::state_letter(ReservationState::Reserved).to_string();
+        assert!(confirm_reply(&[Value::Int(2), bulk(&reserved)]).is_err());
+        assert!(confirm_reply(&[Value::Int(2)]).is_err());
+        assert!(release_reply(&[Value::Int(0)]).is_err());
+        assert!(release_reply(&[Value::Int(0), Value::Int(-1)]).is_err());
+        assert!(release_reply(&[]).is_err());
     }
 }
