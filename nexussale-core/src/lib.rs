@@ -13,6 +13,7 @@ mod queue;
 mod repository;
 mod reservation;
 mod sale;
+mod sale_cache;
 mod stock;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -7,14 +7,13 @@ mod rebuild;
 mod reconcile;
 mod sales;
 mod sweeper;
+mod unknown;
 mod worker;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::clock::{Clock, SystemClock};
@@ -23,7 +22,7 @@ use crate::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use crate::queue::DynOrderQueue;
 use crate::repository::DynOrderRepository;
 use crate::reservation::Reservation;
-use crate::sale::Sku;
+use crate::sale_cache::SaleCache;
 use crate::stock::DynStockStore;
 
 pub use purchase::{PurchaseOutcome, PurchaseRequest, Receipt};
@@ -31,7 +30,8 @@ pub use reconcile::ReconcileReport;
 pub use sales::SaleView;
 pub use sweeper::SweepReport;
 
-use sales::SaleCache;
+use sales::SaleEntry;
+use unknown::UnknownSkus;
 
 /// Tuning of the engine; [`Default`] suits most deployments.
 #[derive(Debug, Clone)]
@@ -96,11 +96,8 @@ struct Inner {
     config: EngineConfig,
     /// Sale definitions (immutable once created) and their sold-out flags. Read on every
     /// purchase, written once per sale: copy-on-write, so readers take no lock.
-    sales: ArcSwap<SaleCache>,
-    sales_writer: Mutex<()>,
-    /// Skus neither the store nor the repository knew, until when (Unix milliseconds): a flood
-    /// of purchases for a sale that does not exist costs one repository read a second.
-    unknown: Mutex<HashMap<Sku, i64>>,
+    sales: SaleCache<SaleEntry>,
+    unknown: UnknownSkus,
     /// Reservations the sweeper failed to release or record: tried again first next sweep.
     owed_expiries: Mutex<Vec<Reservation>>,
 }
@@ -214,9 +211,8 @@ impl FlashSaleBuilder {
                 repository: Arc::new(Watched::watch("order repository", self.repository)),
                 clock: self.clock,
                 config: self.config,
-                sales: ArcSwap::default(),
-                sales_writer: Mutex::new(()),
-                unknown: Mutex::default(),
+                sales: SaleCache::default(),
+                unknown: UnknownSkus::default(),
                 owed_expiries: Mutex::default(),
             }),
         }

@@ -27,9 +27,14 @@ impl FlashSale {
     /// known sales with that tag are asked (one, almost always; a made-up id costs at most a
     /// lookup or two). A purchase whose publish failed (aborted) never had an order.
     async fn reserved_order(&self, id: OrderId) -> Result<Option<Order>> {
-        let sales = self.inner.sales.load();
         let tag = id.tag();
-        for entry in sales.values().filter(|entry| entry.tag == tag) {
+        for entry in self
+            .inner
+            .sales
+            .values()
+            .iter()
+            .filter(|entry| entry.tag == tag)
+        {
             let found = self.inner.stock.reservation(&entry.sale.sku, id).await;
             match self.unless_lost(&entry.sale.sku, found)? {
                 Some(reservation)

@@ -26,7 +26,7 @@ impl FlashSale {
     /// error.
     pub(super) fn unless_lost<T>(&self, sku: &Sku, result: Result<T>) -> Result<T> {
         match result {
-            Err(Error::UnknownSale(_)) if self.inner.sales.load().contains_key(sku) => {
+            Err(Error::UnknownSale(_)) if self.inner.sales.contains(sku) => {
                 Err(self.store_lost(sku))
             }
             other => other,
@@ -36,7 +36,7 @@ impl FlashSale {
     /// Marks the sale as rebuilding and starts its rebuild unless one runs; answers the error
     /// callers get meanwhile.
     pub(super) fn store_lost(&self, sku: &Sku) -> Error {
-        if let Some(entry) = self.inner.sales.load().get(sku)
+        if let Some(entry) = self.inner.sales.get(sku)
             && !entry.rebuilding.swap(true, Ordering::AcqRel)
         {
             warn!(sku = %sku, "the stock store lost the sale; rebuilding it from the orders");
@@ -68,7 +68,7 @@ impl FlashSale {
                 }
             }
         }
-        if let Some(entry) = self.inner.sales.load().get(&sku) {
+        if let Some(entry) = self.inner.sales.get(&sku) {
             entry.units_returned();
             entry.rebuilding.store(false, Ordering::Release);
         }

@@ -1,6 +1,5 @@
 //! Creating and reading sales, and the engine's cache of their definitions.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
@@ -9,12 +8,6 @@ use chrono::{DateTime, Utc};
 use super::FlashSale;
 use crate::error::{Error, Result};
 use crate::sale::{Sale, SaleState, Sku, StockSnapshot};
-
-/// How many unknown skus are remembered at most (see `Inner::unknown`).
-const UNKNOWN_REMEMBERED: usize = 10_000;
-
-/// Sale definitions by sku (foldhash: the lookup is on every purchase).
-pub(super) type SaleCache = HashMap<Sku, Arc<SaleEntry>, foldhash::fast::RandomState>;
 
 /// What [`FlashSale::sale_check`] answers.
 pub(super) struct SaleCheck {
@@ -136,56 +129,43 @@ impl FlashSale {
     }
 
     fn cache(&self, sale: Sale) -> Arc<SaleEntry> {
-        let _writer = self.inner.sales_writer.lock();
-        let cached = self.inner.sales.load();
-        if let Some(entry) = cached.get(&sale.sku) {
-            return Arc::clone(entry);
-        }
-        let entry = Arc::new(SaleEntry::new(sale));
-        let mut sales = SaleCache::clone(&cached);
-        sales.insert(entry.sale.sku.clone(), Arc::clone(&entry));
-        self.inner.sales.store(Arc::new(sales));
-        self.inner.unknown.lock().remove(&entry.sale.sku);
+        let sku = sale.sku.clone();
+        let entry = self
+            .inner
+            .sales
+            .get_or_insert_with(&sku, || SaleEntry::new(sale));
+        self.inner.unknown.forget(&sku);
         entry
     }
 
-    /// The cached definition, loaded from the stock store on first use. A sale the store does
-    /// not know but the repository does was lost by the store: it is rebuilt (and the answer
-    /// meanwhile is a retryable error).
+    /// The cached definition, loaded from the stock store on first use.
     pub(super) async fn sale_entry(&self, sku: &Sku) -> Result<Arc<SaleEntry>> {
-        if let Some(entry) = self.inner.sales.load().get(sku) {
-            return Ok(Arc::clone(entry));
+        if let Some(entry) = self.inner.sales.get(sku) {
+            return Ok(entry);
         }
         if let Some(sale) = self.inner.stock.sale(sku).await? {
             return Ok(self.cache(sale));
         }
+        Err(self.not_in_store(sku).await?)
+    }
+
+    /// The error for a sale the stock store does not hold: unknown, or — when the repository
+    /// has it — lost by the store, which starts its rebuild (the error is then retryable).
+    async fn not_in_store(&self, sku: &Sku) -> Result<Error> {
         let now_ms = self.now().timestamp_millis();
-        if self
-            .inner
-            .unknown
-            .lock()
-            .get(sku)
-            .is_some_and(|&until| now_ms < until)
-        {
-            return Err(Error::UnknownSale(sku.clone()));
+        if self.inner.unknown.holds(sku, now_ms) {
+            return Ok(Error::UnknownSale(sku.clone()));
         }
-        match self.inner.repository.sale(sku).await? {
+        Ok(match self.inner.repository.sale(sku).await? {
             Some(sale) => {
                 self.cache(sale);
-                Err(self.store_lost(sku))
+                self.store_lost(sku)
             }
             None => {
-                let mut unknown = self.inner.unknown.lock();
-                if unknown.len() >= UNKNOWN_REMEMBERED {
-                    unknown.retain(|_, &mut until| now_ms < until);
-                    if unknown.len() >= UNKNOWN_REMEMBERED {
-                        unknown.clear();
-                    }
-                }
-                unknown.insert(sku.clone(), now_ms + 1000);
-                Err(Error::UnknownSale(sku.clone()))
+                self.inner.unknown.remember(sku, now_ms);
+                Error::UnknownSale(sku.clone())
             }
-        }
+        })
     }
 
     /// What the purchase path needs of the cached sale at `now` (`now_ms` in Unix
@@ -203,31 +183,27 @@ impl FlashSale {
             sold_out: entry.is_sold_out(now_ms),
             rebuilding: entry.rebuilding.load(Ordering::Acquire),
         };
-        if let Some(entry) = self.inner.sales.load().get(sku) {
-            return Ok(check(entry));
+        if let Some(check) = self.inner.sales.read(sku, check) {
+            return Ok(check);
         }
         Ok(check(&*self.sale_entry(sku).await?))
     }
 
     /// Drops a sale from the cache (it exists nowhere any more).
     pub(super) fn forget(&self, sku: &Sku) {
-        let _writer = self.inner.sales_writer.lock();
-        let mut sales = SaleCache::clone(&self.inner.sales.load());
-        sales.remove(sku);
-        self.inner.sales.store(Arc::new(sales));
+        self.inner.sales.remove(sku);
     }
 
     /// Starts the sold-out pause of a sale.
     pub(super) fn sold_out(&self, sku: &Sku, now_ms: i64) {
-        if let Some(entry) = self.inner.sales.load().get(sku) {
-            entry.mark_sold_out(now_ms, self.inner.config.sold_out_recheck);
-        }
+        let recheck = self.inner.config.sold_out_recheck;
+        self.inner
+            .sales
+            .read(sku, |entry| entry.mark_sold_out(now_ms, recheck));
     }
 
     /// Ends the sold-out pause of a sale after units came back.
     pub(super) fn units_returned(&self, sku: &Sku) {
-        if let Some(entry) = self.inner.sales.load().get(sku) {
-            entry.units_returned();
-        }
+        self.inner.sales.read(sku, SaleEntry::units_returned);
     }
 }

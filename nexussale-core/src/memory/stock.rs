@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::mapref::entry::Entry;
@@ -21,6 +20,7 @@ use crate::reservation::{
     ReserveRequest,
 };
 use crate::sale::{Sale, SaleState, Sku, StockSnapshot};
+use crate::sale_cache::{SaleCache, SaleMap};
 use crate::stock::StockStore;
 
 /// A [`StockStore`] in process memory: the embedded default and the reference behaviour.
@@ -31,13 +31,9 @@ use crate::stock::StockStore;
 /// behind its own short lock. Clones share the state.
 #[derive(Clone, Default)]
 pub struct MemoryStockStore {
-    /// Read on every call, written only when a sale is created or restored: copy-on-write
-    /// behind an `ArcSwap`, so readers take no lock and write no shared counter.
-    sales: Arc<ArcSwap<SaleMap>>,
-    writer: Arc<Mutex<()>>,
+    /// Read on every call, written only when a sale is created or restored.
+    sales: Arc<SaleCache<SaleSlot>>,
 }
-
-type SaleMap = HashMap<Sku, Arc<SaleSlot>, foldhash::fast::RandomState>;
 
 /// Concurrent maps keyed by client-chosen text: foldhash is several times faster than SipHash
 /// and, seeded per process, still resists hash flooding.
@@ -123,31 +119,21 @@ impl MemoryStockStore {
     /// Forgets every sale, its counts and reservations, as a Redis without persistence does when
     /// it restarts (for tests and demos of a store rebuild). Clones share the loss.
     pub fn clear(&self) {
-        self.update(SaleMap::clear);
+        self.sales.update(SaleMap::clear);
     }
 
     /// Runs `f` on the sale's live state.
     fn with_slot<R>(&self, sku: &Sku, f: impl FnOnce(&SaleSlot) -> R) -> Result<R> {
-        match self.sales.load().get(sku) {
-            Some(slot) => Ok(f(slot)),
-            None => Err(Error::UnknownSale(sku.clone())),
-        }
-    }
-
-    /// Replaces the sale map with `change` applied to a copy of it; answers what `change` did.
-    fn update<R>(&self, change: impl FnOnce(&mut SaleMap) -> R) -> R {
-        let _writer = self.writer.lock();
-        let mut sales = SaleMap::clone(&self.sales.load());
-        let outcome = change(&mut sales);
-        self.sales.store(Arc::new(sales));
-        outcome
+        self.sales
+            .read(sku, f)
+            .ok_or_else(|| Error::UnknownSale(sku.clone()))
     }
 }
 
 impl fmt::Debug for MemoryStockStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStockStore")
-            .field("sales", &self.sales.load().len())
+            .field("sales", &self.sales.len())
             .finish()
     }
 }
@@ -400,7 +386,7 @@ impl SaleSlot {
 #[async_trait]
 impl StockStore for MemoryStockStore {
     async fn create_sale(&self, sale: &Sale) -> Result<bool> {
-        Ok(self.update(|sales| {
+        Ok(self.sales.update(|sales| {
             if sales.contains_key(&sale.sku) {
                 return false;
             }
@@ -410,14 +396,14 @@ impl StockStore for MemoryStockStore {
     }
 
     async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
-        Ok(self.sales.load().get(sku).map(|slot| slot.sale.clone()))
+        Ok(self.sales.read(sku, |slot| slot.sale.clone()))
     }
 
     async fn sales(&self) -> Result<Vec<Sale>> {
         let mut sales: Vec<Sale> = self
             .sales
-            .load()
             .values()
+            .iter()
             .map(|slot| slot.sale.clone())
             .collect();
         sales.sort_by(|a, b| a.sku.cmp(&b.sku));
@@ -486,7 +472,8 @@ impl StockStore for MemoryStockStore {
 
     async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
         let slot = Arc::new(SaleSlot::restored(sale, orders));
-        self.update(|sales| sales.insert(sale.sku.clone(), slot));
+        self.sales
+            .update(|sales| sales.insert(sale.sku.clone(), slot));
         Ok(())
     }
 }
