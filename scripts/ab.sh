@@ -19,7 +19,7 @@ new=${2:-target/release/nexussale-server}
 rounds=${3:-3}
 users=${NEXUSSALE_AB_USERS:-100000}
 read -r -a extra <<< "${NEXUSSALE_AB_FLAGS:-}"
-cargo build -q --release -p nexussale-server --bin nexussale-bench
+cargo build -q --release -p nexussale-bench
 bench=target/release/nexussale-bench
 
 results=$(mktemp)

@@ -47,7 +47,7 @@ results="$out/results.jsonl"
 : > "$results"
 
 echo "== building (release)"
-cargo build -q --release -p nexussale-server --bins
+cargo build -q --release -p nexussale-server -p nexussale-bench
 cargo build -q --release -p nexussale-examples --example mock_kafka
 # NEXUSSALE_BENCH_SERVER: another server binary (an A/B comparison of two builds).
 server=${NEXUSSALE_BENCH_SERVER:-target/release/nexussale-server}

@@ -1,13 +1,77 @@
-//! `nexussale-bench` against the real server binary: a clean burst passes its audit, a server
-//! that loses orders fails it (exit 1), and soak mode keeps the stock up by cancelling.
+//! `nexussale-bench` (the binary) against a server in this process: a clean burst passes its
+//! audit, a server that loses orders fails it (exit 1), soak mode keeps the stock up by
+//! cancelling, and the audit finishes or says why.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
 
-mod common;
-
 use std::process::Command;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
-use common::{start_server, stop};
+use nexussale_core::{CancellationToken, Sale, Sku};
+use nexussale_redis::{RedisConfig, RedisStockStore};
+use nexussale_server::{BackendConfig, Backends};
 use serde_json::Value;
+
+/// A server on a free port of this process, over `backends`, with `sales` created and (when
+/// `worker`) the order worker persisting; stopped gracefully when dropped, also by a failed test.
+struct Served {
+    address: String,
+    stop: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn serve(backends: BackendConfig, sales: Vec<Sale>, worker: bool) -> Served {
+    let stop = CancellationToken::new();
+    let (ready, address) = mpsc::channel();
+    let thread = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let engine = Backends::connect(&backends).await.unwrap().engine();
+                for sale in sales {
+                    engine.ensure_sale(sale).await.unwrap();
+                }
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                ready
+                    .send(listener.local_addr().unwrap().to_string())
+                    .unwrap();
+                let worker = worker.then(|| {
+                    let (engine, stop) = (engine.clone(), stop.clone());
+                    tokio::spawn(async move { engine.run_worker(stop).await })
+                });
+                nexussale_server::serve(listener, nexussale_server::app(engine), stop)
+                    .await
+                    .unwrap();
+                if let Some(worker) = worker {
+                    worker.await.unwrap();
+                }
+            });
+        }
+    });
+    Served {
+        address: address.recv().expect("the server started"),
+        stop,
+        thread: Some(thread),
+    }
+}
+
+fn in_memory(worker: bool) -> Served {
+    serve(BackendConfig::default(), Vec::new(), worker)
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 /// Runs the bench with `args` against `address`: its exit code and its JSON summary.
 fn bench(address: &str, args: &[&str]) -> (i32, Value) {
@@ -26,9 +90,10 @@ fn bench(address: &str, args: &[&str]) -> (i32, Value) {
 
 #[test]
 fn a_clean_burst_passes_the_audit() {
-    let (server, address) = start_server(&[]);
+    let server = in_memory(true);
+    let address = &server.address;
     let (code, summary) = bench(
-        &address,
+        address,
         &[
             "--sku",
             "burst",
@@ -87,10 +152,7 @@ fn a_clean_burst_passes_the_audit() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--no-create"));
-    let (code, summary) = bench(
-        &address,
-        &["--sku", "burst", "--users", "50", "--no-create"],
-    );
+    let (code, summary) = bench(address, &["--sku", "burst", "--users", "50", "--no-create"]);
     // The same user names bought in the first run: a refusal is sold out, or (once the sold-out
     // pause lapses and the store is asked) the buyer's limit.
     let refused =
@@ -100,15 +162,16 @@ fn a_clean_burst_passes_the_audit() {
         (0, &Value::from(0), 50),
         "{summary}"
     );
-    stop(server);
+    drop(server);
 }
 
 #[test]
 fn lost_orders_fail_the_audit() {
     // No worker: purchases are accepted into the in-process queue and never persisted.
-    let (server, address) = start_server(&["--no-worker"]);
+    let server = in_memory(false);
+    let address = &server.address;
     let (code, summary) = bench(
-        &address,
+        address,
         &[
             "--sku",
             "lost",
@@ -126,15 +189,17 @@ fn lost_orders_fail_the_audit() {
     assert_eq!(summary["accepted"], 20);
     assert_eq!(summary["persisted"], 0);
     assert_eq!(summary["lost"], 20);
-    stop(server);
+    drop(server);
 }
 
 #[test]
 fn a_soak_keeps_the_stock_up_and_samples_memory() {
-    let (server, address) = start_server(&[]);
-    let pid = server.id().to_string();
+    let server = in_memory(true);
+    let address = &server.address;
+    // The server runs in this process.
+    let pid = std::process::id().to_string();
     let (code, summary) = bench(
-        &address,
+        address,
         &[
             "--sku",
             "soak",
@@ -160,16 +225,17 @@ fn a_soak_keeps_the_stock_up_and_samples_memory() {
         summary["server_rss_max_mb"].as_f64().unwrap() > 1.0,
         "{summary}"
     );
-    stop(server);
+    drop(server);
 }
 
 /// When the audit cannot finish, the last stdout line is still one JSON object: the load's
 /// figures, the audit's as null, and an `error` saying why.
 #[test]
 fn an_audit_that_cannot_finish_still_prints_its_json_line() {
-    let (server, address) = start_server(&[]);
+    let server = in_memory(true);
+    let address = &server.address;
     let (code, summary) = bench(
-        &address,
+        address,
         &[
             "--no-create",
             "--sku",
@@ -190,7 +256,7 @@ fn an_audit_that_cannot_finish_still_prints_its_json_line() {
             .is_some_and(|e| e.contains("audit could not finish")),
         "{summary}"
     );
-    stop(server);
+    drop(server);
 }
 
 /// The audit meets a sale being rebuilt (its Redis keys deleted just before the run, no buyers,
@@ -220,14 +286,12 @@ fn the_audit_waits_out_a_rebuild() {
         }
     }
     let prefix = nexussale_core::testkit::unique_name("bench-rebuild-");
-    let (server, address) = start_server(&[
-        "--redis-url",
-        &redis_url,
-        "--redis-prefix",
-        &prefix,
-        "--sale",
-        "rebuilt=10",
-    ]);
+    let mut backends = BackendConfig::default();
+    backends.redis_url = Some(redis_url.clone());
+    backends.redis = RedisConfig::default().prefix(prefix.clone());
+    let sale = Sale::new(Sku::new("rebuilt").unwrap(), 10);
+    let server = serve(backends.clone(), vec![sale], true);
+    let address = &server.address;
     let keys = redis_cli(&["--scan", "--pattern", &format!("{prefix}*")]).unwrap();
     let keys = String::from_utf8(keys.stdout).unwrap();
     let keys: Vec<&str> = keys.lines().filter(|key| !key.is_empty()).collect();
@@ -236,7 +300,7 @@ fn the_audit_waits_out_a_rebuild() {
     del.extend(&keys);
     redis_cli(&del).unwrap();
     let (code, summary) = bench(
-        &address,
+        address,
         &[
             "--no-create",
             "--sku",
@@ -254,12 +318,12 @@ fn the_audit_waits_out_a_rebuild() {
         (&Value::from(0), &Value::from(0)),
         "{summary}"
     );
-    stop(server);
-    let keys = redis_cli(&["--scan", "--pattern", &format!("{prefix}*")]).unwrap();
-    let keys = String::from_utf8(keys.stdout).unwrap();
-    let mut del = vec!["DEL"];
-    del.extend(keys.lines().filter(|key| !key.is_empty()));
-    if del.len() > 1 {
-        redis_cli(&del).unwrap();
-    }
+    drop(server);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = RedisStockStore::connect_with(&redis_url, backends.redis)
+            .await
+            .unwrap();
+        assert_eq!(store.purge().await.unwrap(), 1);
+    });
 }
