@@ -30,13 +30,27 @@
 //! [`Teardown`] hook, which removes it when the case drops the backend, also when the case fails.
 //!
 //! The in-memory backends run every case in this crate's own tests.
+//!
+//! # Stability
+//!
+//! Stable (semver once published): the three macros and the names of the cases they write,
+//! [`QueueOpener`], [`fixtures`], [`Teardown`], [`unique_name`] / [`unique_sku`] and
+//! [`services`]. A minor version may add cases, or make a case check more of a trait's
+//! `# Contract` — a backend that met the contract still passes; one that did not may start to
+//! fail, which is the kit's purpose. The case functions' bodies are not API.
+//!
+//! Not stable, behind feature `testkit-tools` so a backend's tests do not compile them: `proxy`
+//! (a TCP proxy that fails on command, for fault tests) and `bench` (this repository's benchmark
+//! helpers).
 
 // The kit is test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "testkit-tools")]
 pub mod bench;
 pub mod engine;
 pub mod fixtures;
+#[cfg(feature = "testkit-tools")]
 pub mod proxy;
 pub mod queue;
 pub mod repository;
