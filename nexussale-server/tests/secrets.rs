@@ -129,3 +129,93 @@ async fn tokens_never_reach_the_log_even_at_debug_level() {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
+
+/// `{:?}` of everything a running server holds — its configuration, the backends' settings, the
+/// connected backends, the engine and the handlers' state — shows no secret: not the admin
+/// token, not a database or Redis password, not a Kafka property's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_of_a_fully_configured_server_shows_no_secret() {
+    use clap::Parser;
+    use nexussale_core::testkit::services::{database_url, redis_url, unavailable};
+    use nexussale_core::testkit::unique_name;
+    use nexussale_kafka::testkit::MockHost;
+    use nexussale_mysql::sqlx::{self, Connection};
+    use nexussale_server::{AppState, Backends, Config};
+
+    // A MySQL user with a password, so the connected repository really holds one.
+    let mut admin = match sqlx::MySqlConnection::connect(&database_url()).await {
+        Ok(admin) => admin,
+        Err(err) => {
+            return unavailable("mysql", format!("{}: {err}", database_url())).unwrap_or(());
+        }
+    };
+    let user = unique_name("secret_");
+    let password = unique_name("TOPSECRET-db-");
+    sqlx::query(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    sqlx::query(&format!("GRANT ALL ON test.* TO '{user}'@'%'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = database_url();
+    let host = base
+        .split_once('@')
+        .map_or(base.trim_start_matches("mysql://"), |(_, host)| host);
+    let database = format!("mysql://{user}:{password}@{host}");
+
+    let kafka = MockHost::start();
+    let config = Config::try_parse_from([
+        "nexussale-server",
+        "--admin-token",
+        "TOPSECRET-admin-4d2",
+        "--redis-url",
+        "redis://:TOPSECRET-redis-9b1@redis.example:6379",
+        "--database-url",
+        &database,
+        "--kafka-brokers",
+        kafka.bootstrap(),
+        "--kafka-option",
+        "sasl.password=TOPSECRET-kafka-e07",
+    ])
+    .unwrap();
+    let mut settings = config.backends();
+    let shown_settings = format!("{settings:?}");
+    // The local Redis has no password: connect to it as it is, the URL above is for `settings`.
+    settings.redis_url = Some(redis_url());
+    let backends = Backends::connect(&settings).await.unwrap();
+    let engine = backends.engine();
+    let mut state = AppState::new(engine.clone());
+    state.admin_token = config.admin_token.clone();
+    let shown = [
+        format!("{config:?}"),
+        shown_settings,
+        format!("{backends:?}"),
+        format!("{engine:?}"),
+        format!("{state:?}"),
+    ];
+    drop((state, engine, backends));
+    sqlx::query(&format!("DROP USER '{user}'@'%'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for shown in &shown {
+        assert!(
+            !shown.contains("TOPSECRET"),
+            "a secret in Debug output: {shown}"
+        );
+    }
+    // What is shown still says what was configured.
+    let all = shown.join("\n");
+    for expected in [
+        "sasl.password",
+        "redis.example:6379",
+        &user,
+        "KafkaOrderQueue",
+    ] {
+        assert!(all.contains(expected), "`{expected}` not shown: {all}");
+    }
+}
