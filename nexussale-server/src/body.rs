@@ -169,8 +169,9 @@ pub(crate) fn with_location(mut response: Response, prefix: &str, segment: &str)
         "{prefix}{}",
         percent_encoding::utf8_percent_encode(segment, SEGMENT)
     );
-    // Percent-encoding leaves only visible ASCII: the value is always valid.
-    if let Ok(location) = http::HeaderValue::from_str(&location) {
+    // Percent-encoding leaves only visible ASCII: the value is always valid. The string's
+    // buffer becomes the value's (one allocation).
+    if let Ok(location) = http::HeaderValue::from_maybe_shared(Bytes::from(location)) {
         response
             .headers_mut()
             .insert(http::header::LOCATION, location);

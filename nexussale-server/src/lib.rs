@@ -20,6 +20,8 @@ mod backends;
 mod body;
 mod config;
 mod error;
+mod log_format;
+mod log_writer;
 mod metered;
 mod ratelimit;
 mod routes;
@@ -43,12 +45,14 @@ pub use backends::{BackendConfig, Backends, kafka_delivery_timeout};
 pub use body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES, Response};
 pub use config::{Config, KafkaOption, SaleSpec, Switch};
 pub use error::{ApiError, ERROR_CODES};
+pub use log_format::{PlainFields, PlainFormat, plain_fields};
+pub use log_writer::{BufferedLog, FlushOnDrop, LineWriter};
 pub use ratelimit::RateLimiter;
 pub use routes::openapi;
 pub use server::{Limits, run, serve, serve_with};
 pub use state::{AppState, Probe};
 
-/// The HTTP service (a hyper [`Service`] over a tower stack of layers, one per concern: request
+/// The HTTP service (a hyper [`Service`] over a stack of layers, one per concern: request
 /// id, span and access log, panics, the deadline, the router): cheap to clone, one per connection.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -103,7 +107,6 @@ where
             request.extensions_mut().insert(ClientIp(peer));
         }
         let request = request.map(|body| body::TimedBody::new(body, self.state.body_timeout));
-        // Every layer is always ready (`poll_ready` answers at once): no need to wait for it.
-        tower::Service::call(&mut self.stack.clone(), request)
+        self.stack.call(request)
     }
 }

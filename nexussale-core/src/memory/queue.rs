@@ -66,6 +66,11 @@ impl Books {
             self.requeued.remove(&item.seq);
             return;
         }
+        // In order, as nearly always: no set touched (a set's first insert allocates a node).
+        if item.seq == self.received_below && self.received_above.is_empty() {
+            self.received_below += 1;
+            return;
+        }
         self.received_above.insert(item.seq);
         while self.received_above.remove(&self.received_below) {
             self.received_below += 1;

@@ -11,6 +11,9 @@ mod table;
 
 pub use docs::openapi;
 
+use std::borrow::Cow;
+use std::cell::Cell;
+
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::Full;
@@ -38,39 +41,52 @@ where
 /// path with `//` is refused (400), so `//v1/sales` and `/v1//sales` are treated alike and a
 /// proxy's path-prefix rule cannot be sidestepped. Only a trailing `/` may leave an empty last
 /// segment, which a route reads as it means (`/api-docs/` is the Swagger UI page).
-fn segments(path: &str) -> Result<Vec<String>, ApiError> {
+fn segments(path: &str) -> Result<Vec<Cow<'_, str>>, ApiError> {
     let path = path.strip_prefix('/').unwrap_or(path);
-    let parts: Vec<&str> = path.split('/').collect();
-    if parts[..parts.len().saturating_sub(1)]
-        .iter()
-        .any(|part| part.is_empty())
-    {
-        return Err(ApiError::invalid(
-            "the path has an empty segment (`//`); send it with single slashes",
-        ));
+    let mut parts = path.split('/').peekable();
+    let mut segments = Vec::with_capacity(8);
+    while let Some(part) = parts.next() {
+        if part.is_empty() && parts.peek().is_some() {
+            return Err(ApiError::invalid(
+                "the path has an empty segment (`//`); send it with single slashes",
+            ));
+        }
+        // Borrowed unless the segment has something to decode: no copy on the usual path.
+        segments.push(
+            percent_decode_str(part).decode_utf8().map_err(|_| {
+                ApiError::invalid("the path is not valid UTF-8 once percent-decoded")
+            })?,
+        );
     }
-    parts
-        .into_iter()
-        .map(|segment| {
-            percent_decode_str(segment)
-                .decode_utf8()
-                .map(|decoded| decoded.into_owned())
-                .map_err(|_| ApiError::invalid("the path is not valid UTF-8 once percent-decoded"))
-        })
-        .collect()
+    Ok(segments)
 }
 
-/// The route template a response answered, in its extensions (for the access log).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct MatchedRoute(pub(crate) &'static str);
+tokio::task_local! {
+    /// The route template the router matched, for the access log: a slot in the request's
+    /// future rather than a response extension, which would cost allocations per request.
+    static MATCHED: Cell<&'static str>;
+}
+
+/// Runs `answer` (a request through the router) with a slot for the route template it matches;
+/// answers its output and the template (`-` when no route matched).
+pub(crate) async fn recording_route<F: Future>(answer: F) -> (F::Output, &'static str) {
+    MATCHED
+        .scope(Cell::new("-"), async {
+            let output = answer.await;
+            (output, MATCHED.with(Cell::get))
+        })
+        .await
+}
 
 async fn dispatch<B>(state: &AppState, request: Request<B>) -> Result<Response, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let segments = segments(request.uri().path())?;
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    // The path outlives the request, which a handler takes (a clone shares its bytes).
+    let uri = request.uri().clone();
+    let segments = segments(uri.path())?;
+    let segments: Vec<&str> = segments.iter().map(|segment| &**segment).collect();
     let (route, params) = match table::lookup(request.method(), &segments) {
         Lookup::Found(route, params) => (route, params),
         Lookup::WrongMethod(allow) => {
@@ -120,9 +136,8 @@ where
         Handler::SwaggerAsset => docs::swagger_ui(Some(params.first())),
     };
     let mut response = answer.unwrap_or_else(ApiError::into_response);
-    response
-        .extensions_mut()
-        .insert(MatchedRoute(route.template));
+    // Outside `recording_route` (the access log off) there is no slot, and nothing to do.
+    let _ = MATCHED.try_with(|matched| matched.set(route.template));
     if head {
         response = without_body(response);
     }

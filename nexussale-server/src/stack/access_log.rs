@@ -1,14 +1,15 @@
 //! The request's span and its access-log line.
 
+use std::future::Future;
 use std::time::Instant;
 
 use http::Request;
-use tower::ServiceExt;
 use tracing::Instrument;
 
-use super::request_id::Id;
-use super::{Answer, Around, Inner};
-use crate::routes::MatchedRoute;
+use super::Around;
+use super::request_id::X_REQUEST_ID;
+use crate::body::Response;
+use crate::routes;
 
 /// Where access-log lines go: `RUST_LOG=nexussale_server::access=off` silences them alone.
 pub(crate) const TARGET: &str = "nexussale_server::access";
@@ -21,39 +22,36 @@ pub(crate) struct AccessLog {
 }
 
 impl Around for AccessLog {
-    fn around<S, B>(&self, inner: S, request: Request<B>) -> Answer
+    fn around<B, N, F>(self, request: Request<B>, next: N) -> impl Future<Output = Response> + Send
     where
-        S: Inner<B>,
         B: Send + 'static,
+        N: FnOnce(Request<B>) -> F + Send + 'static,
+        F: Future<Output = Response> + Send,
     {
         let started = Instant::now();
         let method = request.method().clone();
-        let id = request.extensions().get::<Id>();
-        let id = id.and_then(|id| id.0.to_str().ok()).unwrap_or_default();
+        let id = request.headers().get(&X_REQUEST_ID);
+        let id = id.and_then(|id| id.to_str().ok()).unwrap_or_default();
         // Info level: with the default filter every line the request logs names its id. (Its
         // cost, and the line's, are measured in docs/BENCHMARKS.md.)
         let span = tracing::info_span!("request", request_id = %id);
-        let enabled = self.enabled;
-        Box::pin(
-            async move {
-                let response = inner.oneshot(request).await?;
-                if enabled {
-                    let route = response
-                        .extensions()
-                        .get::<MatchedRoute>()
-                        .map_or("-", |route| route.0);
-                    tracing::info!(
-                        target: TARGET,
-                        method = %method,
-                        route,
-                        status = response.status().as_u16(),
-                        latency_ms = started.elapsed().as_secs_f64() * 1e3,
-                        "request"
-                    );
-                }
-                Ok(response)
+        // Off, or filtered out (`RUST_LOG=warn`): not even the route is recorded.
+        let enabled = self.enabled && tracing::enabled!(target: TARGET, tracing::Level::INFO);
+        async move {
+            if !enabled {
+                return next(request).await;
             }
-            .instrument(span),
-        )
+            let (response, route) = routes::recording_route(next(request)).await;
+            tracing::info!(
+                target: TARGET,
+                method = %method,
+                route,
+                status = response.status().as_u16(),
+                latency_ms = started.elapsed().as_secs_f64() * 1e3,
+                "request"
+            );
+            response
+        }
+        .instrument(span)
     }
 }

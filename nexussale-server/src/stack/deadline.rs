@@ -1,12 +1,13 @@
 //! A request that runs out of time answers 503 `unavailable` with `Retry-After`: a backend that
 //! hangs never holds a client longer than the limit.
 
+use std::future::Future;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
-use tower::ServiceExt;
 
-use super::{Answer, Around, Inner};
+use super::Around;
+use crate::body::Response;
 use crate::error::ApiError;
 
 /// Answers 503 once `limit` has passed (`None`: no limit).
@@ -16,16 +17,18 @@ pub(crate) struct Deadline {
 }
 
 impl Around for Deadline {
-    fn around<S, B>(&self, inner: S, request: Request<B>) -> Answer
+    fn around<B, N, F>(self, request: Request<B>, next: N) -> impl Future<Output = Response> + Send
     where
-        S: Inner<B>,
         B: Send + 'static,
+        N: FnOnce(Request<B>) -> F + Send + 'static,
+        F: Future<Output = Response> + Send,
     {
-        let answer = inner.oneshot(request);
-        let Some(limit) = self.limit else {
-            return Box::pin(answer);
-        };
-        Box::pin(async move {
+        let limit = self.limit;
+        async move {
+            let answer = next(request);
+            let Some(limit) = limit else {
+                return answer.await;
+            };
             match tokio::time::timeout(limit, answer).await {
                 Ok(answer) => answer,
                 Err(_) => {
@@ -36,9 +39,9 @@ impl Around for Deadline {
                         format!("the request took longer than {limit:?}"),
                     );
                     late.retry_after = Some(1);
-                    Ok(late.into_response())
+                    late.into_response()
                 }
             }
-        })
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! A panicking handler answers 500 in the contract's JSON.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
 use http::{Request, StatusCode};
-use tower::ServiceExt;
 
-use super::{Answer, Around, Inner};
+use super::Around;
+use crate::body::Response;
 use crate::error::ApiError;
 
 /// Turns a panic below into a 500 answer.
@@ -14,27 +15,25 @@ use crate::error::ApiError;
 pub(crate) struct CatchPanic;
 
 impl Around for CatchPanic {
-    fn around<S, B>(&self, inner: S, request: Request<B>) -> Answer
+    fn around<B, N, F>(self, request: Request<B>, next: N) -> impl Future<Output = Response> + Send
     where
-        S: Inner<B>,
         B: Send + 'static,
+        N: FnOnce(Request<B>) -> F + Send + 'static,
+        F: Future<Output = Response> + Send,
     {
-        Box::pin(async move {
-            match AssertUnwindSafe(inner.oneshot(request))
-                .catch_unwind()
-                .await
-            {
-                Ok(answer) => answer,
-                Err(_) => {
+        // `next` is called inside the caught future: a panic before its first await is caught too.
+        AssertUnwindSafe(async move { next(request).await })
+            .catch_unwind()
+            .map(|answer| {
+                answer.unwrap_or_else(|_| {
                     tracing::error!("a request handler panicked");
-                    Ok(ApiError::new(
+                    ApiError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "unavailable",
                         "the server failed on this request",
                     )
-                    .into_response())
-                }
-            }
-        })
+                    .into_response()
+                })
+            })
     }
 }

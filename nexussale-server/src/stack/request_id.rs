@@ -1,21 +1,20 @@
 //! `x-request-id`: the caller's, when it is one (1–128 visible ASCII characters), else a new
-//! one; in the request's extensions for the layers and handlers below, and on the answer.
+//! one; in the request's headers for the layers and handlers below, and on the answer.
 
+use std::future::Future;
+
+use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderValue, Request};
-use tower::ServiceExt;
 
-use super::{Answer, Around, Inner};
+use super::Around;
+use crate::body::Response;
 
 /// The header.
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The longest id taken from a caller.
 const MAX_LEN: usize = 128;
-
-/// The request's id, in its extensions.
-#[derive(Debug, Clone)]
-pub(crate) struct Id(pub(crate) HeaderValue);
 
 fn acceptable(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
@@ -25,7 +24,9 @@ fn acceptable(value: &HeaderValue) -> bool {
 /// 128 random bits in hex: unique enough to find one request's lines, cheap (no system call).
 fn generate() -> HeaderValue {
     let id = format!("{:032x}", fastrand::u128(..));
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    // The string's buffer becomes the value's: one allocation.
+    HeaderValue::from_maybe_shared(Bytes::from(id))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Takes or makes the request's id and echoes it on the answer.
@@ -33,24 +34,30 @@ fn generate() -> HeaderValue {
 pub(crate) struct RequestIds;
 
 impl Around for RequestIds {
-    fn around<S, B>(&self, inner: S, mut request: Request<B>) -> Answer
+    fn around<B, N, F>(
+        self,
+        mut request: Request<B>,
+        next: N,
+    ) -> impl Future<Output = Response> + Send
     where
-        S: Inner<B>,
         B: Send + 'static,
+        N: FnOnce(Request<B>) -> F + Send + 'static,
+        F: Future<Output = Response> + Send,
     {
         let id = match request.headers().get(&X_REQUEST_ID) {
             Some(value) if acceptable(value) => value.clone(),
             _ => generate(),
         };
+        // The layers and handlers below read it from the request's headers.
         request
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), id.clone());
-        request.extensions_mut().insert(Id(id.clone()));
-        Box::pin(async move {
-            let mut response = inner.oneshot(request).await?;
+        let answer = next(request);
+        async move {
+            let mut response = answer.await;
             response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-            Ok(response)
-        })
+            response
+        }
     }
 }
 
