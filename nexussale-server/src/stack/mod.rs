@@ -2,10 +2,9 @@
 //! Each concern is an [`Around`]: what runs before and after the rest of the stack, handed to it
 //! as a continuation. [`Stack`] composes them statically, so a request costs two allocations (the
 //! answer, and the router's future inside it) and one reference count, however many layers
-//! there are. (As tower layers, each
-//! boxed its future and cloned the service below: five allocations and six atomic increments on
-//! one shared count per request, measured in docs/BENCHMARKS.md.) In the order a request meets
-//! them:
+//! there are. (As tower layers, each boxed its future and cloned the service below: five
+//! allocations and six atomic increments on one shared count per request; docs/BENCHMARKS.md
+//! has the instruction counts.) In the order a request meets them:
 //!
 //! 1. [`RequestIds`]: `x-request-id` taken (≤ 128 visible ASCII characters) or generated,
 //!    echoed on the answer.
