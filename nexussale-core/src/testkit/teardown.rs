@@ -98,3 +98,45 @@ impl Drop for Teardown {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::panic::AssertUnwindSafe;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::memory::MemoryStockStore;
+
+    fn counted(runs: &Arc<AtomicUsize>) -> TornDown<MemoryStockStore> {
+        let runs = Arc::clone(runs);
+        Hooked::new(
+            MemoryStockStore::new(),
+            Teardown::new("a count", move || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            }),
+        )
+    }
+
+    /// Once per backend, inside a runtime or not, and when a failing test unwinds past it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cleanup_runs_once_on_drop_even_when_the_test_panics() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        drop(counted(&runs));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let store = counted(&runs);
+        let failed = std::panic::catch_unwind(AssertUnwindSafe(move || {
+            let _store = store;
+            panic!("a failing test");
+        }));
+        assert!(failed.is_err());
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let outside = std::thread::spawn({
+            let runs = Arc::clone(&runs);
+            move || drop(counted(&runs))
+        });
+        outside.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+}
