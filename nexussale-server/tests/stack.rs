@@ -106,16 +106,16 @@ async fn every_request_has_an_id_and_one_access_line_with_its_route_and_no_heade
         [
             "request_id=trace-me-1",
             "method=POST",
-            "route=\"/v1/sales\"",
+            "route=/v1/sales ",
             "status=201",
         ],
         [
             &format!("request_id={generated}"),
             "method=POST",
-            "route=\"/v1/sales/{sku}/purchase\"",
+            "route=/v1/sales/{sku}/purchase ",
             "status=202",
         ],
-        ["request_id=", "method=GET", "route=\"-\"", "status=404"],
+        ["request_id=", "method=GET", "route=- ", "status=404"],
     ]) {
         for part in wanted {
             assert!(line.contains(part), "{part} not in {line}");
