@@ -120,7 +120,7 @@ async fn every_request_has_an_id_and_one_access_line_with_its_route_and_no_heade
         for part in wanted {
             assert!(line.contains(part), "{part} not in {line}");
         }
-        assert!(line.contains("latency_ms="), "{line}");
+        assert!(line.contains("latency_us="), "{line}");
     }
     for secret in ["s3cret-token", "c00kie-value", "/v1/sales/ps5/purchase"] {
         assert!(!log.contains(secret), "{secret} logged: {log}");
