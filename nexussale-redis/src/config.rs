@@ -110,6 +110,11 @@ impl RedisConfig {
         &self.prefix
     }
 
+    /// The shard count a new sale gets unless its sku is configured otherwise.
+    pub fn stock_shard_count(&self) -> usize {
+        self.stock_shards
+    }
+
     /// The shard count a new sale of `sku` gets.
     pub fn shards_for(&self, sku: &Sku) -> usize {
         self.shards_by_sku

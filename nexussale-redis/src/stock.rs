@@ -381,12 +381,14 @@ impl Inner {
             }
             (reply, _) => reply,
         };
-        Ok(match reply {
+        let reply = match reply {
             // The home shard's last unit: the sale is sold out only if every shard is.
-            Reply::Reserved { remaining: 0 } if info.shards.len() > 1 => ReserveOutcome::Reserved {
-                reservation: request.reservation(&info.sale),
+            Reply::Reserved { remaining: 0 } if info.shards.len() > 1 => Reply::Reserved {
                 remaining: transfer::available_elsewhere(&self.conn, &info, home).await?,
             },
+            reply => reply,
+        };
+        Ok(match reply {
             Reply::Reserved { remaining } => ReserveOutcome::Reserved {
                 reservation: request.reservation(&info.sale),
                 remaining,

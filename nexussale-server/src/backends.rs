@@ -182,7 +182,8 @@ async fn stock_store(config: &BackendConfig) -> Result<Built<DynStockStore>> {
             .map_err(&failed)?,
     );
     store.ping().await.map_err(&failed)?;
-    info!(url = %redact(url), prefix = %config.redis.prefix_str(), "stock: redis");
+    let redis = &config.redis;
+    info!(url = %redact(url), prefix = %redis.prefix_str(), shards = redis.stock_shard_count(), "stock: redis");
     let ready = probe(&store, |store| async move { store.ping().await });
     Ok((store, ready))
 }

@@ -105,23 +105,8 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Sink {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::log_writer::tests::Sink;
 
     /// What the default format writes with colours off, and this one too.
     fn lines(plain: bool) -> String {
@@ -145,7 +130,7 @@ mod tests {
         } else {
             tracing::subscriber::with_default(builder.finish(), log);
         }
-        String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+        String::from_utf8(sink.0.lock().clone()).unwrap()
     }
 
     #[test]

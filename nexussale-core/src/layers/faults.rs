@@ -102,6 +102,10 @@ impl Faults {
     }
 
     fn plan(&self, method: Method, lose_reply: bool, skip: u64, remaining: Option<u64>) {
+        // Zero calls to fail is no fault (a rule of zero would count below zero).
+        if remaining == Some(0) {
+            return;
+        }
         self.state.lock().rules.push(Rule {
             method,
             lose_reply,
@@ -193,6 +197,9 @@ mod tests {
         store.snapshot(&sku).await.unwrap();
         store.hook().heal();
         assert!(store.sale(&sku).await.unwrap().is_some());
+        // Zero calls to fail fail none.
+        store.hook().refuse_next(Method::Snapshot, 0);
+        store.snapshot(&sku).await.unwrap();
         assert_eq!(store.hook().calls(Method::CreateSale), 4);
         assert_eq!(store.hook().calls(Method::Sale), 5);
     }
