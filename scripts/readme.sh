@@ -7,7 +7,9 @@
 #      line printed, in order;
 #   3. the load test (`bench`): it exits 1 on anything oversold, duplicated or lost;
 #   4. the server stopped with SIGTERM: it must stop cleanly and say its orders are stored;
-#   5. the same 1-4 on the full stack (`mock-kafka` in the background, then `full-stack`) over
+#   5. with credentials (`secure-run`, `secure-try`): the embedded server again, its statuses
+#      checked the same way;
+#   6. the same 1-4 on the full stack (`mock-kafka` in the background, then `full-stack`) over
 #      the local Redis (127.0.0.1:6379) and MySQL/MariaDB (root@127.0.0.1:3306/test).
 # Also checks that .ci/run runs the README's test command (`test`).
 #
@@ -74,10 +76,10 @@ wait_for() { # URL SECONDS LOG
     fail "$1 did not answer within $2 s"
 }
 
-# "Try it", its statuses checked against its comments.
+# "Try it" (or block $2), its statuses checked against its comments.
 try_it() {
     local script expected actual
-    script=$(block try)
+    script=$(block "${2:-try}")
     timeout 120 bash -euo pipefail -c "$script" > "$out/$1-try.out" 2>&1 || {
         cat "$out/$1-try.out"
         fail "$1: the \"Try it\" block failed (or ran for 120 s)"
@@ -141,6 +143,12 @@ if [ "$only" = all ] || [ "$only" = embedded ]; then
     try_it embedded
     bench embedded
     stop_server embedded "$out/embedded-server.log"
+
+    echo "== the README's server, with credentials"
+    start secure-run "$out/secure-server.log"
+    wait_for http://127.0.0.1:3000/health 120 "$out/secure-server.log"
+    try_it secure secure-try
+    stop_server secure "$out/secure-server.log"
 fi
 
 if [ "$only" = all ] || [ "$only" = full-stack ]; then

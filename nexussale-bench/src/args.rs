@@ -32,9 +32,13 @@ pub(crate) struct Args {
     /// Units one user may buy (when the bench creates the sale).
     #[arg(long, default_value_t = 1)]
     pub(crate) per_user_limit: u32,
-    /// Bearer token for creating the sale.
+    /// The admin token, for creating the sale and reading its orders for the audit.
     #[arg(long, env = "NEXUSSALE_ADMIN_TOKEN", hide_env_values = true)]
-    pub(crate) admin_token: Option<String>,
+    pub(crate) admin_token: Option<Secret>,
+    /// The server's HS256 JWT key: each buyer `user-N` purchases with a token of its own
+    /// (`sub` = `user-N`), signed before the burst.
+    #[arg(long, env = "NEXUSSALE_JWT_SECRET", hide_env_values = true)]
+    pub(crate) jwt_secret: Option<Secret>,
     /// Buy from an existing sale instead of creating it.
     #[arg(long)]
     pub(crate) no_create: bool,
@@ -57,6 +61,31 @@ pub(crate) struct Args {
     /// process, if the URL is on this machine).
     #[arg(long)]
     pub(crate) server_pid: Option<u32>,
+}
+
+/// A token or key from the command line: `Debug` shows that it is set, never what it is.
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<set>")
+    }
+}
+
+impl Secret {
+    /// `secret.as_deref()` for an optional one.
+    pub(crate) fn text(secret: &Option<Self>) -> Option<&str> {
+        secret.as_ref().map(|secret| secret.0.as_str())
+    }
 }
 
 impl Args {

@@ -65,7 +65,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     // audit waits it out (up to a minute) instead of giving up on a run that is otherwise done.
     let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let (status, body) = loop {
-        let request = connection.target().request(Method::GET, path, None, None);
+        let request = connection.target().admin_request(Method::GET, path, None);
         let (status, body) = connection.send(request).await?;
         if status != StatusCode::SERVICE_UNAVAILABLE || std::time::Instant::now() >= give_up {
             break (status, body);

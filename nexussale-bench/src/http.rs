@@ -17,10 +17,12 @@ pub(crate) struct Target {
     authority: String,
     /// The path prefix of the base URL, without a trailing slash.
     base_path: String,
+    /// The admin token, for creating the sale and the audit (`--admin-token`).
+    admin_token: Option<String>,
 }
 
 impl Target {
-    pub(crate) fn parse(url: &str) -> Result<Self, BenchError> {
+    pub(crate) fn parse(url: &str, admin_token: Option<&str>) -> Result<Self, BenchError> {
         let uri: Uri = url
             .parse()
             .map_err(|err| BenchError::Usage(format!("--url {url}: {err}")))?;
@@ -36,6 +38,7 @@ impl Target {
         Ok(Self {
             authority: format!("{host}:{port}"),
             base_path: uri.path().trim_end_matches('/').to_owned(),
+            admin_token: admin_token.map(str::to_owned),
         })
     }
 
@@ -43,6 +46,16 @@ impl Target {
     pub(crate) fn is_local(&self) -> bool {
         let host = self.authority.rsplit_once(':').map_or("", |(host, _)| host);
         matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "0.0.0.0")
+    }
+
+    /// A request to `path` with the admin token (when there is one).
+    pub(crate) fn admin_request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Request<Full<Bytes>> {
+        self.request(method, path, body, self.admin_token.as_deref())
     }
 
     /// A request to `path` (which starts with `/`), with `body` as JSON.

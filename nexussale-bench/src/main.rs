@@ -8,6 +8,7 @@ mod http;
 mod load;
 mod rss;
 mod soak;
+mod tokens;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -118,12 +119,10 @@ pub(crate) async fn create_sale(
     let body = serde_json::json!({
         "sku": sku, "stock": stock, "per_user_limit": args.per_user_limit,
     });
-    let request = connection.target().request(
-        Method::POST,
-        "/v1/sales",
-        Some(body.to_string()),
-        args.admin_token.as_deref(),
-    );
+    let request =
+        connection
+            .target()
+            .admin_request(Method::POST, "/v1/sales", Some(body.to_string()));
     let (status, body) = connection.send(request).await?;
     if status != StatusCode::CREATED {
         return Err(BenchError::Server {
@@ -165,7 +164,7 @@ pub(crate) fn server_pid(args: &Args, target: &Target) -> Option<u32> {
 
 /// The contract's burst: create, (baseline,) fire, wait for persistence, audit, summarize.
 async fn burst(args: &Args) -> Result<bool, BenchError> {
-    let target = Target::parse(&args.url)?;
+    let target = Target::parse(&args.url, crate::args::Secret::text(&args.admin_token))?;
     let mut control = Connection::new(target.clone());
     create_sale(&mut control, args, &args.sku, args.stock).await?;
 
@@ -196,6 +195,13 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
     // Users in shuffled order, so no server-side locality helps the run.
     let mut users: Vec<u64> = (0..args.users).collect();
     fastrand::shuffle(&mut users);
+    // Tokens signed before the burst: the load generator shares the machine, so signing during
+    // it would slow the server it measures.
+    let minter = tokens::Minter::new(crate::args::Secret::text(&args.jwt_secret))?;
+    let tokens: Vec<Option<String>> = (0..args.users)
+        .map(|user| minter.token(&format!("user-{user}")))
+        .collect::<Result<_, _>>()?;
+    let tokens = Arc::new(tokens);
     let users = Arc::new(users);
     let path = purchase_path(&args.sku);
     let stop_sampling = CancellationToken::new();
@@ -209,8 +215,10 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
         args.concurrency,
         "purchase",
         move |job| {
-            let body = format!(r#"{{"user":"user-{}"}}"#, job_users[job as usize]);
-            buyers.request(Method::POST, &path, Some(body), None)
+            let user = job_users[job as usize];
+            let body = format!(r#"{{"user":"user-{user}"}}"#);
+            let token = tokens[user as usize].as_deref();
+            buyers.request(Method::POST, &path, Some(body), token)
         },
         load::purchase_kind,
         Pacing::default(),

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::args::Args;
 use crate::http::{Connection, Target};
 use crate::load::{self, Kind, Pacing};
+use crate::tokens::Minter;
 use crate::{BenchError, audit, rss};
 
 /// How many cancels are in flight at once.
@@ -65,7 +66,7 @@ fn spawn_cancellers(
                 let Some((id, due)) = next else { return };
                 tokio::time::sleep_until(due.into()).await;
                 let path = format!("/v1/orders/{id}/cancel");
-                let request = connection.target().request(Method::POST, &path, None, None);
+                let request = connection.target().admin_request(Method::POST, &path, None);
                 let failure = match connection.send(request).await {
                     Ok((StatusCode::OK, _)) => {
                         cancels.cancelled.fetch_add(1, Ordering::Relaxed);
@@ -94,7 +95,7 @@ fn spawn_cancellers(
 
 /// Runs the soak; whether the audit passed.
 pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
-    let target = Target::parse(&args.url)?;
+    let target = Target::parse(&args.url, crate::args::Secret::text(&args.admin_token))?;
     let seconds = args.duration.unwrap_or_default();
     let mut control = Connection::new(target.clone());
     crate::create_sale(&mut control, args, &args.sku, args.stock).await?;
@@ -135,14 +136,18 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
     let nonce = fastrand::u32(..);
     let path = crate::purchase_path(&args.sku);
     let buyers = target.clone();
+    let minter = Minter::new(crate::args::Secret::text(&args.jwt_secret))?;
     let run = load::fire(
         &target,
         args.rate * seconds,
         args.concurrency,
         "soak",
         move |job| {
-            let body = format!(r#"{{"user":"soak-{nonce:08x}-{job}"}}"#);
-            buyers.request(Method::POST, &path, Some(body), None)
+            let user = format!("soak-{nonce:08x}-{job}");
+            // Signed as it goes: a soak measures memory over time, not the bench's own speed.
+            let token = minter.token(&user).ok().flatten();
+            let body = format!(r#"{{"user":"{user}"}}"#);
+            buyers.request(Method::POST, &path, Some(body), token.as_deref())
         },
         load::purchase_kind,
         Pacing {

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use nexussale_core::{CancellationToken, Sale, Sku};
 use nexussale_redis::{RedisConfig, RedisStockStore};
-use nexussale_server::{BackendConfig, Backends};
+use nexussale_server::{AppState, BackendConfig, Backends, BuyerTokens, Identity};
 use serde_json::Value;
 
 /// A server on a free port of this process, over `backends`, with `sales` created and (when
@@ -21,6 +21,11 @@ struct Served {
 }
 
 fn serve(backends: BackendConfig, sales: Vec<Sale>, worker: bool) -> Served {
+    serve_as(backends, sales, worker, Identity::open())
+}
+
+/// [`serve`] with credentials.
+fn serve_as(backends: BackendConfig, sales: Vec<Sale>, worker: bool, identity: Identity) -> Served {
     let stop = CancellationToken::new();
     let (ready, address) = mpsc::channel();
     let thread = std::thread::spawn({
@@ -44,7 +49,9 @@ fn serve(backends: BackendConfig, sales: Vec<Sale>, worker: bool) -> Served {
                     let (engine, stop) = (engine.clone(), stop.clone());
                     tokio::spawn(async move { engine.run_worker(stop).await })
                 });
-                nexussale_server::serve(listener, nexussale_server::app(engine), stop)
+                let mut state = AppState::new(engine.clone());
+                state.identity = identity;
+                nexussale_server::serve(listener, nexussale_server::app_with(state), stop)
                     .await
                     .unwrap();
                 if let Some(worker) = worker {
@@ -226,6 +233,72 @@ fn a_soak_keeps_the_stock_up_and_samples_memory() {
         "{summary}"
     );
     drop(server);
+}
+
+/// With authentication on, `--jwt-secret` gives every buyer a token of its own and
+/// `--admin-token` creates the sale, audits it and (soak) cancels; without buyer tokens nothing
+/// is bought.
+#[test]
+fn bursts_and_soaks_run_with_authentication_on() {
+    let identity = Identity::open()
+        .with_admin_token("bench-admin")
+        .with_buyer_tokens(BuyerTokens::hs256(b"bench-jwt").unwrap());
+    let server = serve_as(BackendConfig::default(), Vec::new(), true, identity);
+    let address = &server.address;
+    let auth = ["--admin-token", "bench-admin", "--jwt-secret", "bench-jwt"];
+    let burst = [
+        "--sku",
+        "authed",
+        "--stock",
+        "50",
+        "--users",
+        "200",
+        "--concurrency",
+        "16",
+    ];
+    let (code, summary) = bench(address, &[&auth[..], &burst[..]].concat());
+    assert_eq!(code, 0, "{summary}");
+    for (field, expected) in [
+        ("accepted", 50),
+        ("sold_out", 150),
+        ("persisted", 50),
+        ("lost", 0),
+        ("errors", 0),
+    ] {
+        assert_eq!(summary[field], expected, "{field}: {summary}");
+    }
+    // Buyers without tokens buy nothing (401), and the audit says the sale is untouched.
+    let anonymous = [
+        "--admin-token",
+        "bench-admin",
+        "--sku",
+        "anon",
+        "--stock",
+        "50",
+        "--users",
+        "20",
+        "--concurrency",
+        "4",
+    ];
+    let (_, summary) = bench(address, &anonymous);
+    assert_eq!(summary["accepted"], 0, "{summary}");
+    assert_eq!(summary["oversold"], 0, "{summary}");
+    let soak = [
+        "--sku",
+        "authed-soak",
+        "--stock",
+        "20",
+        "--duration",
+        "1",
+        "--rate",
+        "100",
+        "--concurrency",
+        "8",
+    ];
+    let (code, summary) = bench(address, &[&auth[..], &soak[..]].concat());
+    assert_eq!(code, 0, "{summary}");
+    assert!(summary["accepted"].as_u64().unwrap() > 20, "{summary}");
+    assert_eq!(summary["cancelled"], summary["accepted"], "{summary}");
 }
 
 /// When the audit cannot finish, the last stdout line is still one JSON object: the load's

@@ -72,10 +72,51 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// The bearer token admin routes (`POST /v1/sales`) require; unset: they are open (a warning
-    /// says so at start-up).
+    /// The bearer token of the admin role (`POST /v1/sales`, every order). With no credential
+    /// at all (no admin token, payment token or JWT key) every route is open.
     #[arg(long, env = "NEXUSSALE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// The bearer token of the payment service, the one caller (besides an admin) that may mark
+    /// an order paid.
+    #[arg(long, env = "NEXUSSALE_PAYMENT_TOKEN", hide_env_values = true)]
+    pub payment_token: Option<String>,
+
+    /// HS256 key of buyers' JSON Web Tokens: buyer authentication on (the token's `sub` is the
+    /// buyer).
+    #[arg(long, env = "NEXUSSALE_JWT_SECRET", hide_env_values = true,
+          conflicts_with_all = ["jwt_public_key", "jwks"])]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA: RS256; P-256: ES256) of buyers' JSON Web Tokens: buyer
+    /// authentication on.
+    #[arg(long, env = "NEXUSSALE_JWT_PUBLIC_KEY", conflicts_with = "jwks")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+
+    /// A JWKS (a file, or an `http(s)://` URL fetched at start-up and every 5 minutes) of buyers'
+    /// JSON Web Tokens, keys picked by `kid`: buyer authentication on.
+    #[arg(long, env = "NEXUSSALE_JWKS")]
+    pub jwks: Option<String>,
+
+    /// The `iss` buyers' tokens must carry.
+    #[arg(long, env = "NEXUSSALE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// An `aud` buyers' tokens must carry.
+    #[arg(long, env = "NEXUSSALE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// A proxy (CIDR, `10.0.0.0/8`; a bare address is one host) whose `X-Forwarded-For` /
+    /// `Forwarded` names the client, for per-address limits. Repeat the flag for several; the
+    /// environment twin is comma-separated. Unset: the connection's peer is the client.
+    #[arg(long = "trusted-proxy", env = "NEXUSSALE_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Listen on a non-loopback address with no credential configured (every route open to
+    /// anyone who can reach the server). Without it the server refuses to start that way.
+    #[arg(long, env = "NEXUSSALE_INSECURE_OPEN")]
+    pub insecure_open: bool,
 
     /// Do not run the order worker and the expiry sweeper in this process (front ends that only
     /// take purchases; separate worker processes persist the orders).
@@ -154,6 +195,14 @@ impl std::fmt::Debug for Config {
             .field("kafka_options", &self.kafka_options)
             .field("database_url", &url(&self.database_url))
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("payment_token", &self.payment_token.as_ref().map(|_| "***"))
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("jwt_public_key", &self.jwt_public_key)
+            .field("jwks", &self.jwks)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("insecure_open", &self.insecure_open)
             .field("no_worker", &self.no_worker)
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
@@ -166,6 +215,54 @@ impl std::fmt::Debug for Config {
             .field("sales", &self.sales)
             .finish()
     }
+}
+
+impl Config {
+    /// The credentials these flags configure: reads the JWT public key file, reads or fetches
+    /// the JWKS.
+    pub async fn identity(&self) -> Result<crate::Identity, crate::JwksError> {
+        use crate::{BuyerTokens, Identity, Jwks, JwksError};
+        let mut identity = Identity::open();
+        if let Some(token) = &self.admin_token {
+            identity = identity.with_admin_token(token);
+        }
+        if let Some(token) = &self.payment_token {
+            identity = identity.with_payment_token(token);
+        }
+        let buyers = if let Some(secret) = &self.jwt_secret {
+            Some(BuyerTokens::hs256(secret.as_bytes())?)
+        } else if let Some(path) = &self.jwt_public_key {
+            let pem = tokio::fs::read(path)
+                .await
+                .map_err(|err| JwksError::Fetch {
+                    source_name: path.display().to_string(),
+                    reason: err.to_string(),
+                })?;
+            Some(BuyerTokens::public_key_pem(&pem)?)
+        } else if let Some(source) = &self.jwks {
+            Some(BuyerTokens::jwks(Jwks::load(source).await?))
+        } else {
+            None
+        };
+        if let Some(mut buyers) = buyers {
+            if let Some(issuer) = &self.jwt_issuer {
+                buyers = buyers.with_issuer(issuer);
+            }
+            if let Some(audience) = &self.jwt_audience {
+                buyers = buyers.with_audience(audience);
+            }
+            identity = identity.with_buyer_tokens(buyers);
+        }
+        Ok(identity)
+    }
+}
+
+/// A CIDR, or one address (a /32 or /128).
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither a CIDR (10.0.0.0/8) nor an address"))
 }
 
 /// `url` with any password replaced by `***`, for logs.

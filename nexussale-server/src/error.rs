@@ -20,7 +20,7 @@ pub struct ApiError {
 }
 
 /// The contract's error codes: the values `error` may take in an error answer.
-pub const ERROR_CODES: [&str; 12] = [
+pub const ERROR_CODES: [&str; 13] = [
     "invalid_request",
     "payload_too_large",
     "unknown_sale",
@@ -32,6 +32,7 @@ pub const ERROR_CODES: [&str; 12] = [
     "conflict",
     "rate_limited",
     "unauthorized",
+    "forbidden",
     "unavailable",
 ];
 

@@ -20,6 +20,8 @@ mod backends;
 mod body;
 mod config;
 mod error;
+mod forwarded;
+mod identity;
 mod log_format;
 mod log_writer;
 mod metered;
@@ -45,6 +47,8 @@ pub use backends::{BackendConfig, Backends, kafka_delivery_timeout};
 pub use body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES, Response};
 pub use config::{Config, KafkaOption, SaleSpec, Switch};
 pub use error::{ApiError, ERROR_CODES};
+pub use forwarded::TrustedProxies;
+pub use identity::{BuyerTokens, Caller, Identity, Jwks, JwksError, MAX_TOKEN_LEN};
 pub use log_format::{PlainFields, PlainFormat, plain_fields};
 pub use log_writer::{BufferedLog, FlushOnDrop, LineWriter};
 pub use ratelimit::RateLimiter;
@@ -53,7 +57,7 @@ pub use server::{Limits, run, serve, serve_with};
 pub use state::{AppState, Probe};
 
 /// The HTTP service (a hyper [`Service`] over a stack of layers, one per concern: request
-/// id, span and access log, panics, the deadline, the router): cheap to clone, one per connection.
+/// id, span and access log, panics, authentication, the deadline, the router): cheap to clone, one per connection.
 #[derive(Debug, Clone)]
 pub struct App {
     stack: stack::Stack,
@@ -72,11 +76,12 @@ impl App {
     }
 }
 
-/// The client's address, as the connection gave it, in each request's extensions.
+/// The client's address (the connection's peer, or whom a trusted proxy forwarded for), in
+/// each request's extensions.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientIp(pub(crate) IpAddr);
 
-/// Builds the HTTP service over `engine`, with admin routes open and no readiness probes.
+/// Builds the HTTP service over `engine`, with every route open and no readiness probes.
 pub fn app(engine: FlashSale) -> App {
     app_with(AppState::new(engine))
 }
@@ -104,7 +109,8 @@ where
 
     fn call(&self, mut request: Request<B>) -> Self::Future {
         if let Some(peer) = self.peer {
-            request.extensions_mut().insert(ClientIp(peer));
+            let client = self.state.proxies.client(peer, request.headers());
+            request.extensions_mut().insert(ClientIp(client));
         }
         let request = request.map(|body| body::TimedBody::new(body, self.state.body_timeout));
         self.stack.call(request)

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::backends::Backends;
 use crate::config::Config;
+use crate::forwarded::TrustedProxies;
 use crate::metered::Meter;
 use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
@@ -199,6 +200,25 @@ async fn signal() {
 /// sweeper (unless `--no-worker`), the HTTP service; until Ctrl-C or SIGTERM, then a graceful
 /// stop that leaves every accepted order persisted or durably queued.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let identity = config.identity().await?;
+    if identity.is_open() {
+        if !config.listen.ip().is_loopback() && !config.insecure_open {
+            return Err(format!(
+                "refusing to serve {} with no credential configured (every route would be open to \
+                 anyone who can reach it): set --admin-token, --payment-token and a JWT key \
+                 (--jwt-secret, --jwt-public-key or --jwks), or pass --insecure-open",
+                config.listen
+            )
+            .into());
+        }
+        warn!(
+            "no credential configured: every route (creating sales, paying and cancelling any order) is open to anyone who can reach the server"
+        );
+    } else if !identity.authenticates_buyers() {
+        warn!(
+            "no JWT key (--jwt-secret, --jwt-public-key or --jwks): purchases are open and buy for whichever user the body names"
+        );
+    }
     let backends = Backends::connect(&config.backends()).await?;
     let engine = FlashSale::new(
         backends.stock,
@@ -214,14 +234,10 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
             info!(%sku, "sale exists; left as it is");
         }
     }
-    if config.admin_token.is_none() {
-        warn!(
-            "no --admin-token: admin routes (POST /v1/sales) are open to anyone who can reach the server"
-        );
-    }
     let state = AppState {
         engine: engine.clone(),
-        admin_token: config.admin_token.clone(),
+        identity: identity.clone(),
+        proxies: TrustedProxies::new(config.trusted_proxies.iter().copied()),
         request_timeout: Some(Duration::from_secs(config.request_timeout_secs)),
         body_timeout: Some(Duration::from_secs(config.body_read_timeout_secs)),
         user_limit: config
@@ -235,6 +251,9 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     };
 
     let background = CancellationToken::new();
+    if let Some(jwks) = identity.jwks() {
+        jwks.refresh_in_background(crate::identity::REFRESH_EVERY, background.clone());
+    }
     let workers = if config.no_worker {
         info!("no worker in this process (--no-worker): other processes persist the orders");
         Vec::new()

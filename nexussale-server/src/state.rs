@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use nexussale_core::{FlashSale, UserId};
 
+use crate::forwarded::TrustedProxies;
+use crate::identity::Identity;
 use crate::ratelimit::RateLimiter;
 
 /// Checks that one backend answers, for `GET /ready`.
@@ -19,8 +21,11 @@ pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, nexussale_core::Result<()>> 
 pub struct AppState {
     /// The engine.
     pub engine: FlashSale,
-    /// The bearer token admin routes require; `None` leaves them open.
-    pub admin_token: Option<String>,
+    /// Who may do what: the admin and payment tokens, buyer tokens. [`Identity::open`] (the
+    /// default) leaves every route open.
+    pub identity: Identity,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` name the client (for per-address limits).
+    pub proxies: TrustedProxies,
     /// How long one request may take before it is answered 503 `unavailable` (a backend that
     /// hangs never holds a client longer); `None`: no limit.
     pub request_timeout: Option<Duration>,
@@ -41,11 +46,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for `engine`: admin routes open, no probes.
+    /// State for `engine`: every route open, no probes.
     pub fn new(engine: FlashSale) -> Self {
         Self {
             engine,
-            admin_token: None,
+            identity: Identity::open(),
+            proxies: TrustedProxies::default(),
             request_timeout: None,
             body_timeout: Some(crate::body::DEFAULT_BODY_TIMEOUT),
             user_limit: None,
@@ -60,7 +66,8 @@ impl fmt::Debug for AppState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppState")
             .field("engine", &self.engine)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("identity", &self.identity)
+            .field("proxies", &self.proxies)
             .field("request_timeout", &self.request_timeout)
             .field("body_timeout", &self.body_timeout)
             .field("user_limit", &self.user_limit.is_some())

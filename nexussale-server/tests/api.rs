@@ -571,7 +571,7 @@ async fn the_original_api_still_works() {
 #[tokio::test]
 async fn admin_routes_need_the_token_when_one_is_set() {
     let mut state = AppState::new(FlashSale::in_memory());
-    state.admin_token = Some("s3cret".into());
+    state.identity = nexussale_server::Identity::open().with_admin_token("s3cret");
     let app = app_with(state);
     let sale = || json!({"sku": "ps5", "stock": 3}).to_string();
     let create = |auth: Option<&str>| {

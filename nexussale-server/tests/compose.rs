@@ -98,6 +98,18 @@ fn the_server_is_configured_only_through_its_own_variables() {
             "compose sets {name}, which the server does not read"
         );
     }
+    // Credentials are required, never defaulted (`${VAR:?message}`).
+    for secret in [
+        "NEXUSSALE_ADMIN_TOKEN",
+        "NEXUSSALE_PAYMENT_TOKEN",
+        "NEXUSSALE_JWT_SECRET",
+    ] {
+        let value = environment[secret].as_str().unwrap_or_default();
+        assert!(
+            value.starts_with(&format!("${{{secret}:?")),
+            "compose must require {secret}, not default it: {value}"
+        );
+    }
     // The backends the compose file runs are the ones the server is pointed at.
     assert_eq!(
         environment["NEXUSSALE_KAFKA_BROKERS"].as_str(),

@@ -318,7 +318,7 @@ proptest! {
         runtime.block_on(async {
             let engine = FlashSale::in_memory();
             let mut state = AppState::new(engine.clone());
-            state.admin_token = Some("t0ken".into());
+            state.identity = nexussale_server::Identity::open().with_admin_token("t0ken");
             let app = app_with(state);
             let live = Request::post("/v1/sales")
                 .header("authorization", "Bearer t0ken")

@@ -75,6 +75,8 @@ struct Checker {
     document: Value,
     /// (method, path template, status) seen, to show the scenarios reach what they mean to.
     seen: BTreeSet<(String, String, u16)>,
+    /// The bearer token every call sends.
+    bearer: Option<String>,
 }
 
 impl Checker {
@@ -145,7 +147,13 @@ impl Checker {
         uri: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let (status, bytes, ct) = raw(app, method.clone(), uri, body).await;
+        let mut request = common::json_request(method.clone(), uri, body);
+        if let Some(token) = &self.bearer {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        let (status, bytes, ct) = send(app, request).await;
         self.check(
             &method.as_str().to_lowercase(),
             template,
@@ -158,11 +166,9 @@ impl Checker {
     }
 }
 
-#[tokio::test]
-async fn the_document_lists_exactly_the_contract_routes() {
-    let document = served_document(&app(FlashSale::in_memory())).await;
-    assert_eq!(document["openapi"], "3.1.0");
-    let documented: BTreeSet<(String, String)> = document["paths"]
+/// Every (method, path template) the document lists.
+fn operations(document: &Value) -> Vec<(String, String)> {
+    document["paths"]
         .as_object()
         .unwrap()
         .iter()
@@ -172,7 +178,14 @@ async fn the_document_lists_exactly_the_contract_routes() {
                 .keys()
                 .map(move |method| (method.clone(), path.clone()))
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn the_document_lists_exactly_the_contract_routes() {
+    let document = served_document(&app(FlashSale::in_memory())).await;
+    assert_eq!(document["openapi"], "3.1.0");
+    let documented: BTreeSet<(String, String)> = operations(&document).into_iter().collect();
     let contract: BTreeSet<(String, String)> = CONTRACT_ROUTES
         .iter()
         .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
@@ -210,6 +223,7 @@ async fn every_documented_operation_is_served() {
     let mut checker = Checker {
         document: document.clone(),
         seen: BTreeSet::new(),
+        bearer: None,
     };
     for (path, item) in document["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -234,13 +248,17 @@ fn probe(answer: fn() -> nexussale_core::Result<()>) -> Probe {
 async fn every_answer_matches_the_document() {
     let engine = FlashSale::in_memory();
     let mut state = AppState::new(engine.clone());
-    state.admin_token = Some("s3cret".into());
+    state.identity = nexussale_server::Identity::open()
+        .with_admin_token("s3cret")
+        .with_payment_token("p4y")
+        .with_buyer_tokens(nexussale_server::BuyerTokens::hs256(b"jwt-k3y").unwrap());
     state.user_limit = Some(Arc::new(RateLimiter::new(1.0, 3.0)));
     let app = app_with(state);
     let document = served_document(&app).await;
     let mut c = Checker {
         document,
         seen: BTreeSet::new(),
+        bearer: Some("s3cret".into()),
     };
 
     // Sales.
@@ -467,6 +485,49 @@ async fn every_answer_matches_the_document() {
     c.call(&app_with(failing), Method::GET, "/ready", "/ready", None)
         .await;
 
+    // Identity: a credential that does not hold is refused everywhere; a buyer cannot act as an
+    // admin, pay, buy for another, or list another's orders.
+    c.bearer = Some("not-a-token".into());
+    for (method, path) in &operations(&c.document) {
+        let uri = path.replace("{sku}", "ps5").replace("{id}", &id);
+        let method: Method = method.to_uppercase().parse().unwrap();
+        let (status, _) = c.call(&app, method, path, &uri, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    c.bearer = Some(common::buyer_token(b"jwt-k3y", "ann", None));
+    let forbidden = [
+        (
+            Method::POST,
+            "/v1/sales",
+            "/v1/sales".to_owned(),
+            Some(json!({"sku": "x", "stock": 1})),
+        ),
+        (Method::POST, pay, format!("{order_uri}/pay"), None),
+        (
+            Method::POST,
+            "/v1/sales/{sku}/purchase",
+            "/v1/sales/ps5/purchase".to_owned(),
+            Some(json!({"user": "bob"})),
+        ),
+        (
+            Method::POST,
+            "/seckill/add",
+            "/seckill/add".to_owned(),
+            Some(json!({"user": "bob", "goods": "ps5"})),
+        ),
+        (
+            Method::GET,
+            "/v1/orders",
+            "/v1/orders?user=bob".to_owned(),
+            None,
+        ),
+        (Method::GET, "/order/all", "/order/all".to_owned(), None),
+    ];
+    for (method, template, uri, body) in forbidden {
+        let (status, _) = c.call(&app, method, template, &uri, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{template}");
+    }
+
     // Everything the document promises as a success or a business answer was reached.
     let mut missing = Vec::new();
     for (path, item) in c.document["paths"].as_object().unwrap() {
@@ -554,6 +615,7 @@ async fn the_checker_refuses_a_body_the_document_does_not_allow() {
     let mut c = Checker {
         document,
         seen: BTreeSet::new(),
+        bearer: None,
     };
     let order = br#"{"id": "not-a-uuid", "sku": "ps5", "user": "ann", "quantity": 1,
         "status": "lost", "created_at": "2026-01-01T00:00:00Z",

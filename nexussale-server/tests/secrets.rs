@@ -172,6 +172,10 @@ async fn debug_of_a_fully_configured_server_shows_no_secret() {
         "nexussale-server",
         "--admin-token",
         "TOPSECRET-admin-4d2",
+        "--payment-token",
+        "TOPSECRET-payment-71c",
+        "--jwt-secret",
+        "TOPSECRET-jwt-0a9",
         "--redis-url",
         "redis://:TOPSECRET-redis-9b1@redis.example:6379",
         "--database-url",
@@ -189,7 +193,7 @@ async fn debug_of_a_fully_configured_server_shows_no_secret() {
     let backends = Backends::connect(&settings).await.unwrap();
     let engine = backends.engine();
     let mut state = AppState::new(engine.clone());
-    state.admin_token = config.admin_token.clone();
+    state.identity = config.identity().await.expect("identity");
     let shown = [
         format!("{config:?}"),
         shown_settings,

@@ -58,7 +58,7 @@ fn with_log(access_log: bool) -> (App, Capture, tracing::subscriber::DefaultGuar
         .finish();
     let guard = tracing::subscriber::set_default(subscriber);
     let mut state = AppState::new(FlashSale::in_memory());
-    state.admin_token = Some("s3cret-token".into());
+    state.identity = nexussale_server::Identity::open().with_admin_token("s3cret-token");
     state.access_log = access_log;
     (app_with(state), capture, guard)
 }

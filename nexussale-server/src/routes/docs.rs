@@ -4,18 +4,20 @@
 use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::Full;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::schema::{Schema, SchemaType, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::table::ROUTES;
 use super::{health, legacy, orders, sales};
 use crate::body::{MAX_BODY_BYTES, Response};
 use crate::error::{ApiError, ERROR_CODES, ErrorBody};
+use crate::identity::Access;
 
 /// The Swagger UI page; its assets sit beside it, where its relative links resolve.
 const UI_PAGE: &str = "/api-docs/";
@@ -59,24 +61,23 @@ const DOCUMENT_PATH: &str = "/api-docs/openapi.json";
 )]
 struct ApiDoc;
 
-/// Adds what many operations share: the admin bearer scheme, and the answers any operation
-/// may give (a body it cannot read, a backend that fails), so each route lists only its own.
+/// Adds what many operations share: the bearer schemes and each route's (from the route
+/// table's access), and the answers any operation may give (a credential that does not hold, a
+/// body it cannot read, a backend that fails), so each route lists only its own.
 struct CommonAnswers;
 
 impl Modify for CommonAnswers {
     fn modify(&self, doc: &mut Document) {
         let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "admin_token",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "Required on admin routes when the server runs with --admin-token.",
-                    ))
-                    .build(),
-            ),
-        );
+        for (name, format, description) in SCHEMES {
+            let mut scheme = HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(description));
+            if let Some(format) = format {
+                scheme = scheme.bearer_format(format);
+            }
+            components.add_security_scheme(name, SecurityScheme::Http(scheme.build()));
+        }
         let error = |description: &str| {
             ResponseBuilder::new()
                 .description(description)
@@ -88,15 +89,49 @@ impl Modify for CommonAnswers {
                 )
                 .build()
         };
-        for item in doc.paths.paths.values_mut() {
+        for (path, item) in doc.paths.paths.iter_mut() {
             let operations = [
-                item.get.as_mut(),
-                item.post.as_mut(),
-                item.put.as_mut(),
-                item.delete.as_mut(),
+                (Method::GET, item.get.as_mut()),
+                (Method::POST, item.post.as_mut()),
+                (Method::PUT, item.put.as_mut()),
+                (Method::DELETE, item.delete.as_mut()),
             ];
-            for operation in operations.into_iter().flatten() {
+            for (method, operation) in operations {
+                let Some(operation) = operation else {
+                    continue;
+                };
+                let access = ROUTES
+                    .iter()
+                    .find(|route| route.method == method && route.template == path)
+                    .map_or(Access::Anyone, |route| route.access);
+                secure(operation, access);
                 let responses = &mut operation.responses.responses;
+                // A credential that does not hold is refused on every route.
+                responses.entry("401".into()).or_insert_with(|| {
+                    error(match access {
+                        Access::Anyone => "`unauthorized`: an `Authorization` header was sent and does not hold (a route open to anyone needs none).",
+                        _ => "`unauthorized`: the credential this route needs is missing or does not hold (with no credential configured on the server, every route is open).",
+                    })
+                    .into()
+                });
+                let forbidden = match access {
+                    Access::Anyone | Access::Owner => None,
+                    Access::Admin => Some("`forbidden`: the caller is not an admin."),
+                    Access::Payment => {
+                        Some("`forbidden`: only the payment service or an admin may pay.")
+                    }
+                    Access::Buyer => Some(
+                        "`forbidden`: a buyer buys only as itself (the body's `user`, when sent, must be the token's `sub`).",
+                    ),
+                    Access::Orders => Some(
+                        "`forbidden`: a buyer lists only its own orders (a `user` filter naming another), or the caller is no buyer.",
+                    ),
+                };
+                if let Some(forbidden) = forbidden {
+                    responses
+                        .entry("403".into())
+                        .or_insert_with(|| error(forbidden).into());
+                }
                 if operation.request_body.is_some() {
                     responses.entry("400".into()).or_insert_with(|| {
                         error("`invalid_request`: the body is not valid JSON for this route, or a field is invalid.").into()
@@ -138,6 +173,41 @@ impl Modify for CommonAnswers {
     }
 }
 
+/// The bearer schemes: the admin token, the payment token, a buyer's JSON Web Token.
+const SCHEMES: [(&str, Option<&str>, &str); 3] = [
+    (
+        "admin_token",
+        None,
+        "The admin role: --admin-token (or a buyer_token whose `scope` holds `nexussale:admin`).",
+    ),
+    (
+        "payment_token",
+        None,
+        "The payment service: --payment-token (or a buyer_token whose `scope` holds `nexussale:pay`).",
+    ),
+    (
+        "buyer_token",
+        Some("JWT"),
+        "A buyer's JSON Web Token (HS256, RS256 or ES256, as the server is configured); its `sub` is the buyer.",
+    ),
+];
+
+/// The schemes that satisfy `access` (any one of them).
+fn secure(operation: &mut utoipa::openapi::path::Operation, access: Access) {
+    let schemes: &[&str] = match access {
+        Access::Anyone => return,
+        Access::Admin => &["admin_token"],
+        Access::Payment => &["payment_token", "admin_token"],
+        Access::Buyer | Access::Owner | Access::Orders => &["buyer_token", "admin_token"],
+    };
+    operation.security = Some(
+        schemes
+            .iter()
+            .map(|scheme| SecurityRequirement::new(*scheme, Vec::<String>::new()))
+            .collect(),
+    );
+}
+
 /// A realistic sentence for each error code, for the examples Swagger UI shows.
 fn example_message(code: &str) -> &'static str {
     match code {
@@ -154,6 +224,7 @@ fn example_message(code: &str) -> &'static str {
         "conflict" => "order 0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b is paid, not pending",
         "rate_limited" => "too many purchase requests from this user; try again shortly",
         "unauthorized" => "this route needs `Authorization: Bearer <admin token>`",
+        "forbidden" => "a buyer buys only as itself: `user` must be the token's subject",
         _ => "a backend is unavailable; retry shortly",
     }
 }

@@ -8,16 +8,18 @@ use nexussale_core::{MAX_PAGE_SIZE, Order, OrderId, OrderQuery, PurchaseRequest,
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::sales::{Accepted, buy};
+use super::sales::{Accepted, buy, buyer};
 use crate::body::{Response, json, read_json};
 use crate::error::{ApiError, ErrorBody};
+use crate::identity::Scope;
 use crate::state::AppState;
 
 /// `POST /seckill/add` body: one unit of sale `goods` for `user`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Add {
-    #[schema(value_type = UserId)]
-    user: String,
+    /// The buyer; with buyer authentication, the token's `sub` (the default) and nothing else.
+    #[schema(value_type = Option<UserId>)]
+    user: Option<String>,
     /// The sale's sku.
     #[schema(value_type = Sku)]
     goods: String,
@@ -40,13 +42,14 @@ pub(crate) struct Add {
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
     )
 )]
-pub(super) async fn add<B>(state: &AppState, body: B) -> Result<Response, ApiError>
+pub(super) async fn add<B>(state: &AppState, scope: &Scope, body: B) -> Result<Response, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let add: Add = read_json(body).await?;
-    let mut request = PurchaseRequest::new(Sku::new(&add.goods)?, UserId::new(&add.user)?);
+    let user = buyer(scope, add.user.as_deref())?;
+    let mut request = PurchaseRequest::new(Sku::new(&add.goods)?, user);
     request.remark = add.remark;
     buy(state, request).await
 }
@@ -79,6 +82,6 @@ pub(super) async fn all(state: &AppState) -> Result<Response, ApiError> {
         (status = 404, description = "`not_found`: no such order.", body = ErrorBody),
     )
 )]
-pub(super) async fn one(state: &AppState, id: &str) -> Result<Response, ApiError> {
-    super::orders::get(state, id).await
+pub(super) async fn one(state: &AppState, scope: &Scope, id: &str) -> Result<Response, ApiError> {
+    super::orders::get(state, scope, id).await
 }

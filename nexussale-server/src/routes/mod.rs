@@ -1,6 +1,5 @@
 //! The handlers, one module per resource, and the small router that picks them.
 
-mod auth;
 mod docs;
 mod health;
 mod legacy;
@@ -22,6 +21,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::body::Response;
 use crate::error::ApiError;
+use crate::identity::{self, Credential};
 use crate::state::AppState;
 use table::{Handler, Lookup};
 
@@ -104,36 +104,13 @@ where
         Lookup::NotFound => return Err(ApiError::not_found("no such route")),
     };
     let head = request.method() == Method::HEAD;
-    let answer = match route.handler {
-        Handler::Health => Ok(health::health()),
-        Handler::Ready => Ok(health::ready(state).await),
-        Handler::Metrics => Ok(health::metrics(state).await),
-        Handler::ListSales => sales::list(state).await,
-        Handler::CreateSale => match auth::admin(state, request.headers()) {
-            Ok(()) => sales::create(state, request.into_body()).await,
-            Err(err) => Err(err),
-        },
-        Handler::GetSale => sales::get(state, params.first()).await,
-        Handler::Purchase => match limit::client(state, &request) {
-            Ok(()) => {
-                let (parts, body) = request.into_parts();
-                sales::purchase(state, params.first(), &parts.headers, body).await
-            }
-            Err(err) => Err(err),
-        },
-        Handler::ListOrders => orders::list(state, request.uri().query()).await,
-        Handler::GetOrder => orders::get(state, params.first()).await,
-        Handler::Pay => orders::pay(state, params.first()).await,
-        Handler::Cancel => orders::cancel(state, params.first()).await,
-        Handler::LegacyAdd => match limit::client(state, &request) {
-            Ok(()) => legacy::add(state, request.into_body()).await,
-            Err(err) => Err(err),
-        },
-        Handler::LegacyAll => legacy::all(state).await,
-        Handler::LegacyOne => legacy::one(state, params.first()).await,
-        Handler::SwaggerUi => docs::swagger_ui(None),
-        Handler::Document => Ok(docs::document()),
-        Handler::SwaggerAsset => docs::swagger_ui(Some(params.first())),
+    let credential = request
+        .extensions()
+        .get::<Credential>()
+        .unwrap_or(&Credential::Anonymous);
+    let answer = match identity::authorize(&state.identity, route.access, credential) {
+        Ok(scope) => handle(state, route.handler, params, scope, request).await,
+        Err(err) => Err(err),
     };
     let mut response = answer.unwrap_or_else(ApiError::into_response);
     // Outside `recording_route` (the access log off) there is no slot, and nothing to do.
@@ -142,6 +119,46 @@ where
         response = without_body(response);
     }
     Ok(response)
+}
+
+/// Runs the route's handler for a caller let through with `scope`.
+async fn handle<B>(
+    state: &AppState,
+    handler: Handler,
+    params: table::Params<'_>,
+    scope: identity::Scope,
+    request: Request<B>,
+) -> Result<Response, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match handler {
+        Handler::Health => Ok(health::health()),
+        Handler::Ready => Ok(health::ready(state).await),
+        Handler::Metrics => Ok(health::metrics(state).await),
+        Handler::ListSales => sales::list(state).await,
+        Handler::CreateSale => sales::create(state, request.into_body()).await,
+        Handler::GetSale => sales::get(state, params.first()).await,
+        Handler::Purchase => {
+            limit::client(state, &request)?;
+            let (parts, body) = request.into_parts();
+            sales::purchase(state, &scope, params.first(), &parts.headers, body).await
+        }
+        Handler::ListOrders => orders::list(state, &scope, request.uri().query()).await,
+        Handler::GetOrder => orders::get(state, &scope, params.first()).await,
+        Handler::LegacyOne => legacy::one(state, &scope, params.first()).await,
+        Handler::Pay => orders::pay(state, params.first()).await,
+        Handler::Cancel => orders::cancel(state, &scope, params.first()).await,
+        Handler::LegacyAdd => {
+            limit::client(state, &request)?;
+            legacy::add(state, &scope, request.into_body()).await
+        }
+        Handler::LegacyAll => legacy::all(state).await,
+        Handler::SwaggerUi => docs::swagger_ui(None),
+        Handler::Document => Ok(docs::document()),
+        Handler::SwaggerAsset => docs::swagger_ui(Some(params.first())),
+    }
 }
 
 /// A `HEAD` answer: the `GET` answer's status and headers, its length, no body.

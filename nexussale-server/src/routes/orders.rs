@@ -5,6 +5,7 @@ use nexussale_core::{Order, OrderId, OrderPage, OrderQuery, OrderStatus, Sku, Us
 
 use crate::body::{Response, json};
 use crate::error::{ApiError, ErrorBody};
+use crate::identity::{Scope, forbidden};
 use crate::state::AppState;
 
 fn order_id(id: &str) -> Result<OrderId, ApiError> {
@@ -25,9 +26,20 @@ fn order_id(id: &str) -> Result<OrderId, ApiError> {
         (status = 404, description = "`not_found`: no such order.", body = ErrorBody),
     )
 )]
-pub(super) async fn get(state: &AppState, id: &str) -> Result<Response, ApiError> {
-    let order = state.engine.order(order_id(id)?).await?;
+pub(super) async fn get(state: &AppState, scope: &Scope, id: &str) -> Result<Response, ApiError> {
+    let order = owned(state, scope, order_id(id)?).await?;
     Ok(json(StatusCode::OK, &order))
+}
+
+/// The order, if `scope` covers its buyer; another buyer's order answers exactly as a missing
+/// one does, so ids cannot be probed.
+async fn owned(state: &AppState, scope: &Scope, id: OrderId) -> Result<Order, ApiError> {
+    let order = state.engine.order(id).await?;
+    if scope.covers(&order.user) {
+        Ok(order)
+    } else {
+        Err(nexussale_core::Error::OrderNotFound(id).into())
+    }
 }
 
 /// Pays a pending order: its units are sold.
@@ -61,8 +73,15 @@ pub(super) async fn pay(state: &AppState, id: &str) -> Result<Response, ApiError
         (status = 409, description = "`conflict`: the order is not pending.", body = ErrorBody),
     )
 )]
-pub(super) async fn cancel(state: &AppState, id: &str) -> Result<Response, ApiError> {
-    let order = state.engine.cancel(order_id(id)?).await?;
+pub(super) async fn cancel(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let id = order_id(id)?;
+    // Whose it is never changes: checked first, it holds for the cancel too.
+    owned(state, scope, id).await?;
+    let order = state.engine.cancel(id).await?;
     Ok(json(StatusCode::OK, &order))
 }
 
@@ -83,7 +102,11 @@ pub(super) async fn cancel(state: &AppState, id: &str) -> Result<Response, ApiEr
         (status = 400, description = "`invalid_request`: a filter is malformed.", body = ErrorBody),
     )
 )]
-pub(super) async fn list(state: &AppState, query: Option<&str>) -> Result<Response, ApiError> {
+pub(super) async fn list(
+    state: &AppState,
+    scope: &Scope,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
     let mut filter = OrderQuery::default();
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
@@ -97,6 +120,14 @@ pub(super) async fn list(state: &AppState, query: Option<&str>) -> Result<Respon
             }
             "after" => filter.after = Some(order_id(&value)?),
             _ => {}
+        }
+    }
+    if let Scope::Buyer(buyer) = scope {
+        match &filter.user {
+            Some(user) if user != buyer => {
+                return Err(forbidden("a buyer may list only its own orders"));
+            }
+            _ => filter.user = Some(buyer.clone()),
         }
     }
     let page = state.engine.orders(&filter).await?;

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::body::{Response, json, read_json, with_location};
 use crate::error::{ApiError, ErrorBody};
+use crate::identity::{Scope, forbidden};
 use crate::state::AppState;
 
 /// `POST /v1/sales` body.
@@ -87,11 +88,9 @@ impl From<SaleView> for SaleBody {
     tag = "sales",
     request_body(content = CreateSale,
         example = json!({"sku": "switch", "stock": 20, "per_user_limit": 2, "reservation_ttl_secs": 900})),
-    security(("admin_token" = [])),
     responses(
         (status = 201, description = "The sale, created.", body = SaleBody,
             headers(("Location" = String, description = "`/v1/sales/{sku}`: where the sale is read."))),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
         (status = 409, description = "`sale_exists`: a sale with this sku exists.", body = ErrorBody),
     )
 )]
@@ -154,8 +153,9 @@ pub(super) async fn get(state: &AppState, sku: &str) -> Result<Response, ApiErro
 /// `POST /v1/sales/{sku}/purchase` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Purchase {
-    #[schema(value_type = UserId)]
-    user: String,
+    /// The buyer; with buyer authentication, the token's `sub` (the default) and nothing else.
+    #[schema(value_type = Option<UserId>)]
+    user: Option<String>,
     /// Units to buy; default 1.
     #[serde(default = "one")]
     #[schema(minimum = 1, default = 1)]
@@ -209,6 +209,7 @@ pub(crate) struct Accepted {
 )]
 pub(super) async fn purchase<B>(
     state: &AppState,
+    scope: &Scope,
     sku: &str,
     headers: &HeaderMap,
     body: B,
@@ -239,12 +240,27 @@ where
     };
     let request = PurchaseRequest {
         sku,
-        user: UserId::new(&body.user)?,
+        user: buyer(scope, body.user.as_deref())?,
         quantity: body.quantity,
         idempotency_key: key,
         remark: body.remark,
     };
     buy(state, request).await
+}
+
+/// Who buys: the body's `user`, which a buyer's token must name (and names when it is left
+/// out).
+pub(super) fn buyer(scope: &Scope, user: Option<&str>) -> Result<UserId, ApiError> {
+    match (scope, user) {
+        (Scope::Buyer(buyer), None) => Ok(buyer.clone()),
+        (Scope::Buyer(buyer), Some(user)) if buyer.as_str() == user => Ok(buyer.clone()),
+        (Scope::Nobody, _) => Err(forbidden("only a buyer, with its own token, may buy")),
+        (Scope::Buyer(_), Some(_)) => Err(forbidden(
+            "a buyer buys only as itself: `user` must be the token's subject",
+        )),
+        (Scope::All, Some(user)) => Ok(UserId::new(user)?),
+        (Scope::All, None) => Err(ApiError::invalid("the body needs `user`, the buyer")),
+    }
 }
 
 /// Runs a purchase and answers it as the contract says (also used by `POST /seckill/add`).

@@ -7,6 +7,8 @@ use std::sync::LazyLock;
 
 use http::Method;
 
+use crate::identity::Access;
+
 /// What a route does; dispatch matches on it, so a route without a handler does not compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Handler {
@@ -36,6 +38,8 @@ pub(crate) struct Route {
     /// The path, `{name}` standing for one segment, as the OpenAPI document writes it.
     pub(crate) template: &'static str,
     pub(crate) handler: Handler,
+    /// Who may call it, once the server has credentials.
+    pub(crate) access: Access,
     /// Whether the OpenAPI document lists it (Swagger UI's own assets are not API).
     #[cfg_attr(
         not(test),
@@ -47,44 +51,50 @@ pub(crate) struct Route {
     pub(crate) documented: bool,
 }
 
-const fn route(method: Method, template: &'static str, handler: Handler) -> Route {
+const fn route(method: Method, template: &'static str, handler: Handler, access: Access) -> Route {
     Route {
         method,
         template,
         handler,
+        access,
         documented: true,
     }
 }
 
-/// A route the OpenAPI document leaves out.
+/// A route the OpenAPI document leaves out, open to anyone.
 const fn undocumented(method: Method, template: &'static str, handler: Handler) -> Route {
     Route {
         method,
         template,
         handler,
+        access: Access::Anyone,
         documented: false,
     }
 }
 
+use Access::{Admin, Anyone, Buyer, Orders, Owner, Payment};
+
 /// Every route, literal segments before `{name}` ones where both could match.
+// One route a line, as a table reads.
+#[rustfmt::skip]
 pub(crate) static ROUTES: [Route; 17] = [
-    route(Method::GET, "/health", Handler::Health),
-    route(Method::GET, "/ready", Handler::Ready),
-    route(Method::GET, "/metrics", Handler::Metrics),
-    route(Method::GET, "/v1/sales", Handler::ListSales),
-    route(Method::POST, "/v1/sales", Handler::CreateSale),
-    route(Method::GET, "/v1/sales/{sku}", Handler::GetSale),
-    route(Method::POST, "/v1/sales/{sku}/purchase", Handler::Purchase),
-    route(Method::GET, "/v1/orders", Handler::ListOrders),
-    route(Method::GET, "/v1/orders/{id}", Handler::GetOrder),
-    route(Method::POST, "/v1/orders/{id}/pay", Handler::Pay),
-    route(Method::POST, "/v1/orders/{id}/cancel", Handler::Cancel),
-    route(Method::POST, "/seckill/add", Handler::LegacyAdd),
-    route(Method::GET, "/order/all", Handler::LegacyAll),
-    route(Method::GET, "/order/{id}", Handler::LegacyOne),
-    route(Method::GET, "/api-docs", Handler::SwaggerUi),
-    route(Method::GET, "/api-docs/openapi.json", Handler::Document),
-    undocumented(Method::GET, "/api-docs/{file}", Handler::SwaggerAsset),
+    route(Method::GET,  "/health",                 Handler::Health,      Anyone),
+    route(Method::GET,  "/ready",                  Handler::Ready,       Anyone),
+    route(Method::GET,  "/metrics",                Handler::Metrics,     Anyone),
+    route(Method::GET,  "/v1/sales",               Handler::ListSales,   Anyone),
+    route(Method::POST, "/v1/sales",               Handler::CreateSale,  Admin),
+    route(Method::GET,  "/v1/sales/{sku}",         Handler::GetSale,     Anyone),
+    route(Method::POST, "/v1/sales/{sku}/purchase", Handler::Purchase,   Buyer),
+    route(Method::GET,  "/v1/orders",              Handler::ListOrders,  Orders),
+    route(Method::GET,  "/v1/orders/{id}",         Handler::GetOrder,    Owner),
+    route(Method::POST, "/v1/orders/{id}/pay",     Handler::Pay,         Payment),
+    route(Method::POST, "/v1/orders/{id}/cancel",  Handler::Cancel,      Owner),
+    route(Method::POST, "/seckill/add",            Handler::LegacyAdd,   Buyer),
+    route(Method::GET,  "/order/all",              Handler::LegacyAll,   Admin),
+    route(Method::GET,  "/order/{id}",             Handler::LegacyOne,   Owner),
+    route(Method::GET,  "/api-docs",               Handler::SwaggerUi,   Anyone),
+    route(Method::GET,  "/api-docs/openapi.json",  Handler::Document,    Anyone),
+    undocumented(Method::GET, "/api-docs/{file}",  Handler::SwaggerAsset),
 ];
 
 /// A template split once: `None` for a `{name}` segment.

@@ -1,8 +1,8 @@
 //! The HTTP service as a stack of layers: each cross-cutting concern is one layer, written once.
 //! Each concern is an [`Around`]: what runs before and after the rest of the stack, handed to it
 //! as a continuation. [`Stack`] composes them statically, so a request costs two allocations (the
-//! answer, and the router's future inside it) and one reference count, however many layers
-//! there are. (As tower layers, each boxed its future and cloned the service below: five
+//! answer, and the router's future inside it) and two reference counts (the state, the
+//! credentials), however many layers there are. (As tower layers, each boxed its future and cloned the service below: five
 //! allocations and six atomic increments on one shared count per request; docs/BENCHMARKS.md
 //! has the instruction counts.) In the order a request meets them:
 //!
@@ -13,15 +13,18 @@
 //!    No header is ever logged, so neither `authorization` nor cookies can be.
 //! 3. [`CatchPanic`]: a panicking handler answers 500 in the contract's JSON; neither the
 //!    connection's task nor the server goes down.
-//! 4. [`Deadline`]: a request past `--request-timeout-secs` answers 503 `unavailable` with
+//! 4. [`Authenticate`]: the `Authorization` header verified once (admin, payment or buyer
+//!    token); the router checks the result against the route's access in the route table.
+//! 5. [`Deadline`]: a request past `--request-timeout-secs` answers 503 `unavailable` with
 //!    `Retry-After`.
-//! 5. `router`: the route table's handlers.
+//! 6. `router`: the route table's handlers.
 //!
 //! tower-http's catch-panic and timeout layers answer with bodies of their own type, and without
 //! the contract's JSON; these keep every answer a [`Response`]. Adding a concern is one `Around`
 //! and one line in [`Stack::call`].
 
 mod access_log;
+mod authenticate;
 mod deadline;
 mod panic;
 mod request_id;
@@ -36,6 +39,7 @@ use http::Request;
 use hyper::body::Body;
 
 pub(crate) use access_log::AccessLog;
+pub(crate) use authenticate::Authenticate;
 pub(crate) use deadline::Deadline;
 pub(crate) use panic::CatchPanic;
 pub(crate) use request_id::RequestIds;
@@ -48,7 +52,7 @@ use crate::state::AppState;
 pub(crate) type Answer = BoxFuture<'static, Result<Response, Infallible>>;
 
 /// One concern of the stack: what runs around `next`, the rest of the stack.
-pub(crate) trait Around: Copy + Send + Sync + 'static {
+pub(crate) trait Around: Clone + Send + Sync + 'static {
     fn around<B, N, F>(self, request: Request<B>, next: N) -> impl Future<Output = Response> + Send
     where
         B: Send + 'static,
@@ -62,6 +66,7 @@ pub(crate) struct Stack {
     ids: RequestIds,
     log: AccessLog,
     panics: CatchPanic,
+    auth: Authenticate,
     deadline: Deadline,
     state: Arc<AppState>,
 }
@@ -74,6 +79,9 @@ pub(crate) fn stack(state: Arc<AppState>) -> Stack {
             enabled: state.access_log,
         },
         panics: CatchPanic,
+        auth: Authenticate {
+            identity: Arc::new(state.identity.clone()),
+        },
         deadline: Deadline {
             limit: state.request_timeout,
         },
@@ -95,14 +103,19 @@ impl Stack {
             deadline,
             ..
         } = *self;
+        let auth = self.auth.clone();
         let state = Arc::clone(&self.state);
         Box::pin(async move {
             let answer = ids.around(request, move |request| {
                 log.around(request, move |request| {
                     panics.around(request, move |request| {
-                        // Boxed: the route table's future is kilobytes, and each layer would
-                        // otherwise copy it as it wraps it (most of a request's instructions).
-                        deadline.around(request, move |request| Box::pin(router(state, request)))
+                        auth.around(request, move |request| {
+                            // Boxed: the route table's future is kilobytes, and each layer
+                            // would otherwise copy it as it wraps it (most of a request's
+                            // instructions).
+                            deadline
+                                .around(request, move |request| Box::pin(router(state, request)))
+                        })
                     })
                 })
             });

@@ -28,6 +28,57 @@ pub(crate) async fn call(
     call_raw(app, json_request(method, uri, body)).await
 }
 
+/// An HS256 buyer token for `sub`, valid for an hour, with `scope` when given.
+pub(crate) fn buyer_token(secret: &[u8], sub: &str, scope: Option<&str>) -> String {
+    let exp = jsonwebtoken::get_current_timestamp() + 3600;
+    let mut claims = serde_json::json!({"sub": sub, "exp": exp});
+    if let Some(scope) = scope {
+        claims["scope"] = scope.into();
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret).unwrap(),
+    )
+    .unwrap()
+}
+
+/// One request over the network with `Authorization: Bearer <bearer>` (when given) and
+/// `headers`: status and parsed JSON body.
+pub(crate) async fn send_as(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = json_request(method.clone(), url, body);
+    if let Some(token) = bearer {
+        request.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+    }
+    for (name, value) in headers {
+        request.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if !status.is_success() && status != StatusCode::PERMANENT_REDIRECT {
+        assert!(
+            value["error"].is_string() && value["message"].is_string(),
+            "{method} {url}: not a contract error: {value}"
+        );
+    }
+    (status, value)
+}
+
 /// A request with `body` (or none) as JSON.
 pub(crate) fn json_request(method: Method, uri: &str, body: Option<Value>) -> Request<Full<Bytes>> {
     let bytes = body.map(|body| body.to_string()).unwrap_or_default();
@@ -117,11 +168,24 @@ impl Drop for Server {
     }
 }
 
-/// Starts `nexussale-server --listen 127.0.0.1:0 --sale ps5=100 <extra>` and answers it with its
+/// Starts `nexussale-server --listen 127.0.0.1:0 --sale ps5=100 <extra>` (`extra` may name
+/// another `--listen`) and answers it with its
 /// address, read from its "listening" log line.
 pub(crate) fn start_server(extra: &[&str]) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
-        .args(["--listen", "127.0.0.1:0", "--sale", "ps5=100"])
+    let (server, address, _) = start_server_logged(extra);
+    (server, address)
+}
+
+/// [`start_server`], and everything the server writes to stdout, as it comes.
+pub(crate) fn start_server_logged(
+    extra: &[&str],
+) -> (Server, String, std::sync::Arc<parking_lot::Mutex<String>>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nexussale-server"));
+    if !extra.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
+    let mut child = command
+        .args(["--sale", "ps5=100"])
         .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -130,11 +194,14 @@ pub(crate) fn start_server(extra: &[&str]) -> (Server, String) {
         .expect("start nexussale-server");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let mut before = String::new();
     let address = loop {
         let line = lines
             .next()
             .expect("server exited before listening")
             .unwrap();
+        before.push_str(&line);
+        before.push('\n');
         if let Some(at) = line.find("address=") {
             break line[at + "address=".len()..]
                 .split_whitespace()
@@ -146,14 +213,19 @@ pub(crate) fn start_server(extra: &[&str]) -> (Server, String) {
     // Keep draining its output so the server never blocks on a full pipe (and show it when
     // NEXUSSALE_TEST_SERVER_LOG is set).
     let show = std::env::var_os("NEXUSSALE_TEST_SERVER_LOG").is_some();
+    let log = std::sync::Arc::new(parking_lot::Mutex::new(before));
+    let kept = std::sync::Arc::clone(&log);
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             if show {
                 eprintln!("server: {line}");
             }
+            let mut kept = kept.lock();
+            kept.push_str(&line);
+            kept.push('\n');
         }
     });
-    (Server(Some(child)), address)
+    (Server(Some(child)), address, log)
 }
 
 /// SIGTERM, then a clean exit within 15 s.
