@@ -8,7 +8,12 @@
 #
 # NEW defaults to this tree's target/release/nexussale-server, ROUNDS to 3. Build the old one
 # from another checkout, e.g. `git worktree add /tmp/old <rev>` and
-# `cargo build --release -p nexussale-server` there. Extra server flags: NEXUSSALE_AB_FLAGS;
+# `cargo build --release -p nexussale-server` there. Extra server flags: NEXUSSALE_AB_FLAGS, and
+# NEXUSSALE_AB_FLAGS_A / _B for one side; extra bench flags for one side: NEXUSSALE_AB_BENCH_A /
+# _B. One binary as both sides compares two configurations, e.g. authentication off and on:
+#   NEXUSSALE_AB_FLAGS_B='--admin-token t --jwt-secret s' NEXUSSALE_AB_BENCH_B='--admin-token t --jwt-secret s' \
+#     bash scripts/ab.sh target/release/nexussale-server target/release/nexussale-server 5
+#
 # the servers' RUST_LOG: NEXUSSALE_AB_LOG (default `warn`; `info` writes the access log, one line
 # per request, to a file per round, as a server whose output is collected would).
 set -euo pipefail
@@ -19,6 +24,10 @@ new=${2:-target/release/nexussale-server}
 rounds=${3:-3}
 users=${NEXUSSALE_AB_USERS:-100000}
 read -r -a extra <<< "${NEXUSSALE_AB_FLAGS:-}"
+read -r -a extra_A <<< "${NEXUSSALE_AB_FLAGS_A:-}"
+read -r -a extra_B <<< "${NEXUSSALE_AB_FLAGS_B:-}"
+read -r -a bench_A <<< "${NEXUSSALE_AB_BENCH_A:-}"
+read -r -a bench_B <<< "${NEXUSSALE_AB_BENCH_B:-}"
 cargo build -q --release -p nexussale-bench
 bench=target/release/nexussale-bench
 
@@ -28,15 +37,18 @@ trap 'rm -rf "$results" "$logs"; [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; t
 
 for round in $(seq "$rounds"); do
     for side in A B; do
-        binary=$old
-        [ "$side" = B ] && binary=$new
+        binary=$old side_flags=("${extra_A[@]}") side_bench=("${bench_A[@]}")
+        if [ "$side" = B ]; then
+            binary=$new side_flags=("${extra_B[@]}") side_bench=("${bench_B[@]}")
+        fi
         port=$((20000 + RANDOM % 12000))
-        RUST_LOG=${NEXUSSALE_AB_LOG:-warn} "$binary" --listen "127.0.0.1:$port" "${extra[@]}" \
+        RUST_LOG=${NEXUSSALE_AB_LOG:-warn} "$binary" --listen "127.0.0.1:$port" "${extra[@]}" "${side_flags[@]}" \
             > "$logs/$side-$round.log" 2>&1 &
         pid=$!
         for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.1; done
         line=$("$bench" --url "http://127.0.0.1:$port" --sku "ab-$round" --stock 1000000 \
-            --users "$users" --concurrency 256 --baseline "$users" --server-pid "$pid" 2> /dev/null | tail -1)
+            --users "$users" --concurrency 256 --baseline "$users" --server-pid "$pid" "${side_bench[@]}" \
+            2> /dev/null | tail -1)
         kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
         python3 -c 'import json, sys; d = json.loads(sys.argv[3]); print(sys.argv[1], sys.argv[2], d["rps"], d["health_rps"], d["ratio"], d["errors"])' \
             "$round" "$side" "$line" | tee -a "$results"

@@ -19,6 +19,20 @@ pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Seconds of clock skew allowed on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 30;
 
+/// The algorithms a configured key may have (each key accepts only its own).
+const ALGORITHMS: [Algorithm; 10] = [
+    Algorithm::HS256,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
 /// Verified tokens kept; past it the expired ones go, then, if still full, all of them.
 const CACHE_CAPACITY: usize = 100_000;
 
@@ -34,6 +48,7 @@ pub struct BuyerTokens {
     keys: Keys,
     issuer: Option<String>,
     audience: Option<String>,
+    validations: Arc<[(Algorithm, Validation)]>,
     cache: Arc<DashMap<Box<str>, Verified>>,
 }
 
@@ -105,6 +120,7 @@ impl BuyerTokens {
             keys,
             issuer: None,
             audience: None,
+            validations: Self::validations(None, None),
             cache: Arc::new(DashMap::new()),
         }
     }
@@ -112,12 +128,14 @@ impl BuyerTokens {
     /// Tokens must carry `iss` = `issuer`.
     pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
+        self.validations = Self::validations(self.issuer.as_deref(), self.audience.as_deref());
         self
     }
 
     /// Tokens must carry `audience` in `aud`.
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
+        self.validations = Self::validations(self.issuer.as_deref(), self.audience.as_deref());
         self
     }
 
@@ -137,17 +155,18 @@ impl BuyerTokens {
         }
         // Read before the key is picked: a refresh in between makes this entry stale, not wrong.
         let generation = self.keys.generation();
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| "the bearer token is not a JSON Web Token")?;
-        let (key, algorithm) = match &self.keys {
-            Keys::One(key, algorithm) => (key.clone(), *algorithm),
-            Keys::Set(jwks) => jwks
-                .key(header.kid.as_deref())
-                .ok_or("the token's key id (`kid`) names no key this server knows")?,
+        let claims = match &self.keys {
+            // One key: its algorithm is the only one accepted; the header needs no reading here.
+            Keys::One(key, algorithm) => self.decode(token, key, *algorithm)?,
+            Keys::Set(jwks) => {
+                let header = jsonwebtoken::decode_header(token)
+                    .map_err(|_| "the bearer token is not a JSON Web Token")?;
+                let (key, algorithm) = jwks
+                    .key(header.kid.as_deref())
+                    .ok_or("the token's key id (`kid`) names no key this server knows")?;
+                self.decode(token, &key, algorithm)?
+            }
         };
-        let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(algorithm))
-            .map_err(|err| refusal(err.kind()))?
-            .claims;
         let buyer = UserId::new(&claims.sub).map_err(|_| "the token's `sub` is not a user id")?;
         let scopes = claims.scope.as_deref().unwrap_or_default();
         let has = |wanted: &str| scopes.split(' ').any(|scope| scope == wanted);
@@ -160,19 +179,43 @@ impl BuyerTokens {
         Ok(caller)
     }
 
-    fn validation(&self, algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        if let Some(issuer) = &self.issuer {
-            validation.set_issuer(&[issuer]);
-        }
-        match &self.audience {
-            Some(audience) => validation.set_audience(&[audience]),
-            None => validation.validate_aud = false,
-        }
-        validation
+    /// The claims of `token`, verified with `key` for `algorithm` (the only one accepted).
+    fn decode(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+        algorithm: Algorithm,
+    ) -> Result<Claims, &'static str> {
+        let validation = self
+            .validations
+            .iter()
+            .find(|(named, _)| *named == algorithm)
+            .map(|(_, validation)| validation)
+            .ok_or("the token's algorithm is not the one this server accepts")?;
+        jsonwebtoken::decode::<Claims>(token, key, validation)
+            .map(|data| data.claims)
+            .map_err(|err| refusal(err.kind()))
+    }
+
+    /// One `Validation` per algorithm a key may have, built once (not per token).
+    fn validations(issuer: Option<&str>, audience: Option<&str>) -> Arc<[(Algorithm, Validation)]> {
+        ALGORITHMS
+            .iter()
+            .map(|&algorithm| {
+                let mut validation = Validation::new(algorithm);
+                validation.leeway = LEEWAY_SECS;
+                validation.validate_nbf = true;
+                validation.set_required_spec_claims(&["exp", "sub"]);
+                if let Some(issuer) = issuer {
+                    validation.set_issuer(&[issuer]);
+                }
+                match audience {
+                    Some(audience) => validation.set_audience(&[audience]),
+                    None => validation.validate_aud = false,
+                }
+                (algorithm, validation)
+            })
+            .collect()
     }
 
     fn remember(&self, token: &str, caller: &Caller, exp: u64, keys: u64, now: u64) {
