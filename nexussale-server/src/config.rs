@@ -198,7 +198,7 @@ impl std::fmt::Debug for Config {
             .field("payment_token", &self.payment_token.as_ref().map(|_| "***"))
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("jwt_public_key", &self.jwt_public_key)
-            .field("jwks", &self.jwks)
+            .field("jwks", &url(&self.jwks))
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
             .field("trusted_proxies", &self.trusted_proxies)

@@ -208,6 +208,18 @@ async fn the_document_lists_exactly_the_contract_routes() {
         document["paths"]["/v1/sales"]["post"]["security"],
         json!([{"admin_token": []}])
     );
+    // Operation ids are unique (OpenAPI requires it; Swagger UI's links use them).
+    let ids: Vec<String> = operations(&document)
+        .iter()
+        .map(|(method, path)| {
+            document["paths"][path][method]["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"))
+                .to_owned()
+        })
+        .collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
     // The library hands out the same document it serves.
     assert_eq!(
         serde_json::to_value(nexussale_server::openapi()).unwrap(),

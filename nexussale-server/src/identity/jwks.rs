@@ -37,8 +37,8 @@ pub enum JwksError {
     /// A key is malformed or of an unsupported kind.
     #[error("{0}")]
     Key(String),
-    /// The set could not be read or fetched.
-    #[error("cannot read the JWKS {source_name}: {reason}")]
+    /// A key file or the set could not be read or fetched.
+    #[error("cannot read {source_name}: {reason}")]
     Fetch {
         /// The file or URL.
         source_name: String,
@@ -86,7 +86,8 @@ impl fmt::Display for Source {
         match self {
             Self::Inline => f.write_str("given inline"),
             Self::File(path) => write!(f, "{}", path.display()),
-            Self::Url(url) => write!(f, "{url}"),
+            // A URL may carry credentials (`https://user:password@…`): never shown.
+            Self::Url(url) => f.write_str(&crate::config::redact(&url.to_string())),
         }
     }
 }
@@ -338,4 +339,38 @@ fn usable(
         return Err(format!("a {:?} key named for {algorithm:?}", key.family()));
     }
     Ok((kid, key, algorithm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_a_server_cannot_use_are_skipped_and_a_url_shows_no_password() {
+        // A symmetric key, an encryption key and a kid-less key among several: none usable.
+        let unusable = serde_json::json!({"keys": [
+            {"kty": "oct", "kid": "h", "k": "c2VjcmV0", "alg": "HS256"},
+            {"kty": "EC", "kid": "enc", "use": "enc", "crv": "P-256",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "EC", "crv": "P-256",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+        ]});
+        assert!(matches!(
+            Jwks::from_json(unusable.to_string().as_bytes()),
+            Err(JwksError::Parse(_))
+        ));
+        let one = serde_json::json!({"keys": [
+            {"kty": "EC", "kid": "sig", "crv": "P-256",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+        ]});
+        let jwks = Jwks::from_json(one.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            jwks.key(Some("sig")).map(|(_, alg)| alg),
+            Some(Algorithm::ES256)
+        );
+        assert!(jwks.key(Some("other")).is_none());
+        assert!(Jwks::from_json(b"not json").is_err());
+        let url = Source::Url("https://reader:TOPSECRET@id.example/jwks".parse().unwrap());
+        assert!(!url.to_string().contains("TOPSECRET"), "{url}");
+    }
 }

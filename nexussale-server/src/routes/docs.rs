@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::table::ROUTES;
+use super::table::{Handler, ROUTES};
 use super::{health, legacy, orders, sales};
 use crate::body::{MAX_BODY_BYTES, Response};
 use crate::error::{ApiError, ERROR_CODES, ErrorBody};
@@ -100,10 +100,15 @@ impl Modify for CommonAnswers {
                 let Some(operation) = operation else {
                     continue;
                 };
-                let access = ROUTES
+                let route = ROUTES
                     .iter()
-                    .find(|route| route.method == method && route.template == path)
-                    .map_or(Access::Anyone, |route| route.access);
+                    .find(|route| route.method == method && route.template == path);
+                let access = route.map_or(Access::Anyone, |route| route.access);
+                // Unique, as OpenAPI requires (utoipa names an operation after its function,
+                // and `sales::list` and `orders::list` would both be `list`).
+                if let Some(route) = route {
+                    operation.operation_id = Some(operation_id(route.handler));
+                }
                 secure(operation, access);
                 let responses = &mut operation.responses.responses;
                 // A credential that does not hold is refused on every route.
@@ -191,6 +196,18 @@ const SCHEMES: [(&str, Option<&str>, &str); 3] = [
         "A buyer's JSON Web Token (HS256, RS256 or ES256, as the server is configured); its `sub` is the buyer.",
     ),
 ];
+
+/// `ListSales` → `list_sales`.
+fn operation_id(handler: Handler) -> String {
+    let mut id = String::new();
+    for (index, c) in format!("{handler:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && index > 0 {
+            id.push('_');
+        }
+        id.push(c.to_ascii_lowercase());
+    }
+    id
+}
 
 /// The schemes that satisfy `access` (any one of them).
 fn secure(operation: &mut utoipa::openapi::path::Operation, access: Access) {

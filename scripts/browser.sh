@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Browser tests: headless Chromium driven by playwright-core against a real server. Installs what
+# a fresh machine lacks, once: Debian's chromium (apt-get; `npx playwright install` cannot
+# download here) and playwright-core (pinned, from npm) into target/browser.
+#
+#   bash scripts/browser.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+playwright=1.65.2
+modules=target/browser/node_modules
+
+if [ ! -x /usr/bin/chromium ]; then
+    echo "== installing chromium (Debian)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get install -y --no-install-recommends chromium > /dev/null \
+        || { $sudo apt-get update > /dev/null && $sudo apt-get install -y --no-install-recommends chromium > /dev/null; }
+fi
+if ! grep -qs "\"version\": \"$playwright\"" "$modules/playwright-core/package.json"; then
+    echo "== installing playwright-core $playwright into target/browser"
+    mkdir -p target/browser
+    (cd target/browser && npm install --no-audit --no-fund --silent "playwright-core@$playwright")
+fi
+
+cargo build -q -p nexussale-server --bin nexussale-server
+out=target/browser/run
+mkdir -p "$out"
+secret="browser-$RANDOM$RANDOM"
+RUST_LOG=info target/debug/nexussale-server --listen 127.0.0.1:0 --sale ps5=100 \
+    --admin-token "admin-$RANDOM$RANDOM" --jwt-secret "$secret" > "$out/server.log" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
+address=""
+for _ in $(seq 100); do
+    address=$(sed -n 's/.*address=\([0-9.:]*\).*/\1/p' "$out/server.log" | head -n 1)
+    [ -n "$address" ] && break
+    kill -0 "$server" 2>/dev/null || { cat "$out/server.log" >&2; exit 1; }
+    sleep 0.1
+done
+[ -n "$address" ] || { echo "the server did not start" >&2; exit 1; }
+
+echo "== Swagger UI's Authorize with a pasted buyer token"
+NEXUSSALE_NODE_MODULES=$modules timeout 180 node scripts/browser/swagger_authorize.mjs "http://$address" "$secret"
