@@ -115,12 +115,12 @@ pub struct Config {
 
     /// Listen on a non-loopback address with no credential configured (every route open to
     /// anyone who can reach the server). Without it the server refuses to start that way.
-    #[arg(long, env = "NEXUSSALE_INSECURE_OPEN")]
+    #[arg(long, env = "NEXUSSALE_INSECURE_OPEN", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_open: bool,
 
     /// Do not run the order worker and the expiry sweeper in this process (front ends that only
     /// take purchases; separate worker processes persist the orders).
-    #[arg(long, env = "NEXUSSALE_NO_WORKER")]
+    #[arg(long, env = "NEXUSSALE_NO_WORKER", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_worker: bool,
 
     /// Connections served at once; past it, new ones wait in the listen backlog.

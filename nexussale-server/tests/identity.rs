@@ -789,6 +789,24 @@ fn an_open_server_refuses_a_public_address_unless_insecure_open() {
     let said = String::from_utf8_lossy(&output.stderr).to_string()
         + &String::from_utf8_lossy(&output.stdout);
     assert!(said.contains("--insecure-open"), "{said}");
+    // The environment twin takes `1`, as the contract writes it.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
+        .args(["--listen", "0.0.0.0:0"])
+        .env("NEXUSSALE_INSECURE_OPEN", "1")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let listening = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map_while(Result::ok)
+        .any(|line| line.contains("listening"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        listening,
+        "NEXUSSALE_INSECURE_OPEN=1 did not start the server"
+    );
     let (server, _address, log) =
         start_server_logged(&["--listen", "0.0.0.0:0", "--insecure-open"]);
     assert!(
