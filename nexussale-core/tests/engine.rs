@@ -760,3 +760,109 @@ async fn an_expiry_whose_release_reply_was_lost_is_recorded_by_the_next_sweep() 
     let report = engine.reconcile(&ps5, false).await.unwrap();
     assert!(report.in_sync(), "{report:?}");
 }
+
+#[tokio::test]
+async fn one_sale_that_cannot_be_swept_does_not_hold_up_the_others() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store = Arc::new(Faulty::faulty(MemoryStockStore::new()));
+    let engine = FlashSale::builder(
+        store.clone(),
+        Arc::new(MemoryOrderQueue::new()),
+        Arc::new(MemoryOrderRepository::new()),
+    )
+    .clock(clock.clone())
+    .build();
+    let (ps5, _) = one_order(&engine, "ps5").await;
+    let (tv, _) = one_order(&engine, "tv").await;
+    clock.advance(Duration::from_secs(3600));
+    // The first sale the sweep asks about cannot be listed; the other is swept all the same.
+    store.hook().refuse_nth(Method::Expired, 1);
+    let report = engine.sweep_expired().await.unwrap();
+    assert_eq!((report.released, report.failed_sales), (1, 1), "{report:?}");
+    let back = |sku: &Sku| {
+        let engine = engine.clone();
+        let sku = sku.clone();
+        async move { engine.stock().snapshot(&sku).await.unwrap().available }
+    };
+    assert_eq!(back(&ps5).await + back(&tv).await, 1);
+    // The next sweep gets the one left.
+    let report = engine.sweep_expired().await.unwrap();
+    assert_eq!((report.released, report.failed_sales), (1, 0), "{report:?}");
+    assert_eq!((back(&ps5).await, back(&tv).await), (1, 1));
+    // Every sale failing is the sweep failing (the sweeper backs off).
+    store.hook().refuse(Method::Expired);
+    assert!(engine.sweep_expired().await.is_err());
+}
+
+/// Counts the releases in flight at once.
+#[derive(Debug, Default)]
+struct InFlight {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl nexussale_core::layers::Hook for InFlight {
+    fn before(&self, call: nexussale_core::layers::Call) -> nexussale_core::Result<()> {
+        if call.method == Method::Release {
+            let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn delay(&self, call: nexussale_core::layers::Call) -> Option<Duration> {
+        // Long enough that releases issued together overlap.
+        (call.method == Method::Release).then_some(Duration::from_millis(5))
+    }
+
+    fn after(
+        &self,
+        call: nexussale_core::layers::Call,
+        _started: std::time::Instant,
+        _answer: nexussale_core::layers::Answer<'_>,
+    ) -> Option<Error> {
+        if call.method == Method::Release {
+            self.now.fetch_sub(1, Ordering::SeqCst);
+        }
+        None
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_expiries_is_released_concurrently() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let counter = Arc::new(InFlight::default());
+    let store = Arc::new(nexussale_core::layers::Hooked::new(
+        MemoryStockStore::new(),
+        counter.clone(),
+    ));
+    let engine = FlashSale::builder(
+        store,
+        Arc::new(MemoryOrderQueue::new()),
+        Arc::new(MemoryOrderRepository::new()),
+    )
+    .clock(clock.clone())
+    .build();
+    let drop = sku("drop");
+    engine
+        .create_sale(Sale::new(drop.clone(), 200))
+        .await
+        .unwrap();
+    for user in 0..200 {
+        engine
+            .purchase(buy(&drop, &format!("user-{user}")))
+            .await
+            .unwrap();
+    }
+    engine.drain().await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let report = engine.sweep_expired().await.unwrap();
+    assert_eq!(report.released, 200);
+    assert_eq!(engine.stock().snapshot(&drop).await.unwrap().available, 200);
+    let most = counter.most.load(Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "releases went one after another ({most} at most in flight)"
+    );
+    assert!(most <= 64, "{most} releases in flight: more than the bound");
+}

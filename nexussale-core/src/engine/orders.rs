@@ -1,5 +1,6 @@
 //! Reading orders, and the buyer's transitions: pay and cancel.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::{debug, warn};
 
 use super::FlashSale;
@@ -203,21 +204,21 @@ impl FlashSale {
         &self,
         reservation: &Reservation,
         status: OrderStatus,
-        repository_down: &mut bool,
+        repository_down: &AtomicBool,
     ) -> Result<()> {
         let settled = Order {
             status,
             updated_at: self.now(),
             ..reservation.to_order()
         };
-        if !*repository_down {
+        if !repository_down.load(Ordering::Relaxed) {
             match self.record(&settled).await {
                 Ok(Recorded::Done) => return Ok(()),
                 Ok(Recorded::Conflict(actual)) => {
                     warn!(order = %settled.id, sku = %settled.sku, repository = %actual, "the store expired a reservation the repository settled otherwise; reconcile the sale");
                     return Ok(());
                 }
-                Err(_) => *repository_down = true,
+                Err(_) => repository_down.store(true, Ordering::Relaxed),
             }
         }
         self.queue_settled(settled).await.map(drop)
