@@ -13,6 +13,19 @@ use ipnet::IpNet;
 /// that header is absent, of `Forwarded`'s `for=`) that is not itself a trusted proxy: each proxy
 /// appends the address it saw, so everything left of the first untrusted hop is the client's own
 /// say-so. A proxy that writes only `Forwarded` must drop a client's `X-Forwarded-For`.
+///
+/// ```
+/// use http::HeaderMap;
+/// use nexussale_server::TrustedProxies;
+///
+/// let proxies = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-forwarded-for", "203.0.113.7, 10.0.0.3".parse().unwrap());
+/// // From the load balancer: the client it names.
+/// assert_eq!(proxies.client("10.0.0.2".parse().unwrap(), &headers), "203.0.113.7".parse::<std::net::IpAddr>().unwrap());
+/// // From anyone else: the peer, whatever the header says.
+/// assert_eq!(proxies.client("198.51.100.1".parse().unwrap(), &headers), "198.51.100.1".parse::<std::net::IpAddr>().unwrap());
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
     networks: Vec<IpNet>,

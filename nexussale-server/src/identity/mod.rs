@@ -48,6 +48,24 @@ pub(crate) enum Credential {
 }
 
 /// The server's credentials. With none ([`Identity::open`], the default) every route is open.
+///
+/// ```
+/// use nexussale_core::FlashSale;
+/// use nexussale_server::{AppState, BuyerTokens, Identity, app_with};
+///
+/// # fn main() -> Result<(), nexussale_server::JwksError> {
+/// let mut state = AppState::new(FlashSale::in_memory());
+/// state.identity = Identity::open()
+///     .with_admin_token("an-admin-token")
+///     .with_payment_token("the-payment-service-token")
+///     // Buyers send `Authorization: Bearer <HS256 JWT>`; its `sub` is the buyer.
+///     .with_buyer_tokens(BuyerTokens::hs256(b"the-jwt-key")?.with_issuer("https://id.example"));
+/// assert!(!state.identity.is_open() && state.identity.authenticates_buyers());
+/// let service = app_with(state);
+/// # drop(service);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Default)]
 pub struct Identity {
     admin_token: Option<String>,
