@@ -17,6 +17,7 @@ mod sale_cache;
 mod stock;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod timestamp;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{

@@ -214,10 +214,13 @@ pub struct Order {
     /// Where the order stands.
     pub status: OrderStatus,
     /// When the purchase was accepted.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// When the status last changed.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
     /// When the reservation lapses unless paid.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub expires_at: DateTime<Utc>,
     /// Free text from the buyer.
     pub remark: Option<String>,

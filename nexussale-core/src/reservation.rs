@@ -100,8 +100,10 @@ pub struct Reservation {
     /// Free text from the buyer.
     pub remark: Option<String>,
     /// When it was made.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// When it lapses unless confirmed.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub expires_at: DateTime<Utc>,
     /// Where it stands.
     pub state: ReservationState,

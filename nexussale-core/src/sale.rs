@@ -34,8 +34,10 @@ pub struct Sale {
     /// Units one user may hold at once (reserved or sold), 1..=[`MAX_PER_USER_LIMIT`].
     pub per_user_limit: u32,
     /// Purchases are refused before this instant.
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub starts_at: Option<DateTime<Utc>>,
     /// Purchases are refused from this instant on.
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub ends_at: Option<DateTime<Utc>>,
     /// How long a reservation holds its units before the sweeper returns them unless paid.
     #[serde(with = "ttl_secs", rename = "reservation_ttl_secs")]

@@ -165,10 +165,12 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 
 /// Sets `Location` to `prefix` followed by `segment`, percent-encoded.
 pub(crate) fn with_location(mut response: Response, prefix: &str, segment: &str) -> Response {
-    let location = format!(
-        "{prefix}{}",
-        percent_encoding::utf8_percent_encode(segment, SEGMENT)
-    );
+    // Borrowed when nothing needs encoding (an order id): no formatting machinery.
+    let encoded: std::borrow::Cow<'_, str> =
+        percent_encoding::utf8_percent_encode(segment, SEGMENT).into();
+    let mut location = String::with_capacity(prefix.len() + encoded.len());
+    location.push_str(prefix);
+    location.push_str(&encoded);
     // Percent-encoding leaves only visible ASCII: the value is always valid. The string's
     // buffer becomes the value's (one allocation).
     if let Ok(location) = http::HeaderValue::from_maybe_shared(Bytes::from(location)) {

@@ -55,8 +55,10 @@ pub(crate) struct SaleBody {
     /// Units one user may buy.
     per_user_limit: u32,
     /// When purchases open.
+    #[serde(serialize_with = "nexussale_core::timestamp::serialize_option")]
     starts_at: Option<DateTime<Utc>>,
     /// When purchases close.
+    #[serde(serialize_with = "nexussale_core::timestamp::serialize_option")]
     ends_at: Option<DateTime<Utc>>,
     /// How long an unpaid order holds its units.
     reservation_ttl_secs: u64,
@@ -181,6 +183,7 @@ pub(crate) struct Accepted {
     quantity: u32,
     status: OrderStatus,
     /// When the reservation lapses unless paid.
+    #[serde(serialize_with = "nexussale_core::timestamp::serialize")]
     expires_at: DateTime<Utc>,
     /// Units still available, when the stock store knows (a sharded store answers a lower
     /// bound).
