@@ -22,7 +22,7 @@ pub mod timestamp;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
     EngineConfig, FlashSale, FlashSaleBuilder, PurchaseOutcome, PurchaseRequest, Receipt,
-    ReconcileReport, SaleView, SweepReport,
+    ReconcileReport, SalePage, SaleQuery, SaleView, SweepReport,
 };
 pub use error::{BoxError, Error, Result};
 pub use ident::{IdempotencyKey, MAX_IDENT_LEN, Sku, UserId};

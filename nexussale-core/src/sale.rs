@@ -176,6 +176,19 @@ impl SaleState {
     }
 }
 
+impl std::str::FromStr for SaleState {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        [Self::Upcoming, Self::Active, Self::SoldOut, Self::Ended]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::invalid("state", "must be one of upcoming, active, sold_out, ended")
+            })
+    }
+}
+
 impl std::fmt::Display for SaleState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -866,3 +866,39 @@ async fn a_batch_of_expiries_is_released_concurrently() {
     );
     assert!(most <= 64, "{most} releases in flight: more than the bound");
 }
+
+#[tokio::test]
+async fn a_page_of_sales_counts_only_its_own_stock() {
+    let store = Arc::new(Faulty::faulty(MemoryStockStore::new()));
+    let engine = FlashSale::builder(
+        store.clone(),
+        Arc::new(MemoryOrderQueue::new()),
+        Arc::new(MemoryOrderRepository::new()),
+    )
+    .build();
+    for n in 0..50 {
+        engine
+            .create_sale(Sale::new(sku(&format!("sale-{n:02}")), 1))
+            .await
+            .unwrap();
+    }
+    let before = store.hook().calls(Method::Snapshot);
+    let query = nexussale_core::SaleQuery {
+        limit: Some(5),
+        after: Some(sku("sale-09")),
+        ..Default::default()
+    };
+    let page = engine.sales_page(&query).await.unwrap();
+    let listed: Vec<&str> = page
+        .sales
+        .iter()
+        .map(|view| view.sale.sku.as_str())
+        .collect();
+    assert_eq!(
+        listed,
+        ["sale-10", "sale-11", "sale-12", "sale-13", "sale-14"]
+    );
+    assert_eq!(page.next, Some(sku("sale-14")));
+    // Five sales' stock counted, not fifty.
+    assert_eq!(store.hook().calls(Method::Snapshot) - before, 5);
+}

@@ -69,10 +69,9 @@ async fn sales_are_created_once_and_read_back() {
                "starts_at": null, "ends_at": null, "reservation_ttl_secs": 900, "state": "active"})
     );
     let (status, all) = call(&app, Method::GET, "/v1/sales", None).await;
-    assert_eq!(
-        (status, all.as_array().map(Vec::len)),
-        (StatusCode::OK, Some(1))
-    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all["sales"].as_array().map(Vec::len), Some(1), "{all}");
+    assert_eq!(all["next"], Value::Null);
     let (status, body) = call(&app, Method::GET, "/v1/sales/xbox", None).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -945,5 +944,61 @@ async fn answers_carry_location_allow_and_head_and_a_fresh_order_is_found() {
             "{method} {uri}"
         );
         assert_eq!(response.headers()["allow"], allow, "{method} {uri}");
+    }
+}
+
+#[tokio::test]
+async fn sales_are_listed_a_page_at_a_time_in_sku_order() {
+    let engine = FlashSale::in_memory();
+    for sku in ["d", "b", "a", "e", "c"] {
+        engine
+            .create_sale(nexussale_core::Sale::new(sku.parse().unwrap(), 1))
+            .await
+            .unwrap();
+    }
+    // `c` sells out.
+    let ann = nexussale_core::UserId::new("ann").unwrap();
+    engine
+        .purchase(nexussale_core::PurchaseRequest::new(
+            "c".parse().unwrap(),
+            ann,
+        ))
+        .await
+        .unwrap();
+    let app = app(engine);
+    let mut seen = Vec::new();
+    let mut uri = "/v1/sales?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = call(&app, Method::GET, &uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for sale in page["sales"].as_array().unwrap() {
+            seen.push(sale["sku"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => uri = format!("/v1/sales?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    assert_eq!(pages, 3);
+    // A state filter: the one sold out.
+    let (_, sold_out) = call(&app, Method::GET, "/v1/sales?state=sold_out", None).await;
+    assert_eq!(sold_out["sales"].as_array().unwrap().len(), 1, "{sold_out}");
+    assert_eq!(sold_out["sales"][0]["sku"], "c");
+    for bad in [
+        "?limit=0",
+        "?limit=1001",
+        "?limit=x",
+        "?state=lost",
+        "?after=",
+    ] {
+        let (status, body) = call(&app, Method::GET, &format!("/v1/sales{bad}"), None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{bad}: {body}"
+        );
     }
 }

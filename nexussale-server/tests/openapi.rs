@@ -301,6 +301,16 @@ async fn every_answer_matches_the_document() {
         assert_eq!(status.as_u16(), expected);
         c.check("post", "/v1/sales", status, &bytes, &ct);
     }
+    for query in ["?state=active&limit=1", "?limit=0", "?state=lost"] {
+        c.call(
+            &app,
+            Method::GET,
+            "/v1/sales",
+            &format!("/v1/sales{query}"),
+            None,
+        )
+        .await;
+    }
     c.call(&app, Method::GET, "/v1/sales", "/v1/sales", None)
         .await;
     let too_long = "x".repeat(129);

@@ -27,7 +27,7 @@ use crate::stock::DynStockStore;
 
 pub use purchase::{PurchaseOutcome, PurchaseRequest, Receipt};
 pub use reconcile::ReconcileReport;
-pub use sales::SaleView;
+pub use sales::{SalePage, SaleQuery, SaleView};
 pub use sweeper::SweepReport;
 
 use sales::SaleEntry;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::FlashSale;
 use crate::error::{Error, Result};
+use crate::repository::OrderQuery;
 use crate::sale::{Sale, SaleState, Sku, StockSnapshot};
 
 /// What [`FlashSale::sale_check`] answers.
@@ -69,7 +70,59 @@ pub struct SaleView {
     pub state: SaleState,
 }
 
+/// Which sales [`FlashSale::sales_page`] lists: in sku order, a page at a time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaleQuery {
+    /// Only sales in this state.
+    pub state: Option<SaleState>,
+    /// Only sales after this sku: the `next` cursor of the previous page.
+    pub after: Option<Sku>,
+    /// Page size, 1..=[`MAX_PAGE_SIZE`](crate::MAX_PAGE_SIZE); `None` means
+    /// [`DEFAULT_PAGE_SIZE`](crate::DEFAULT_PAGE_SIZE).
+    pub limit: Option<u32>,
+}
+
+/// One page of sales.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SalePage {
+    /// The sales, in sku order.
+    pub sales: Vec<SaleView>,
+    /// The cursor of the next page (`after`), `None` on the last.
+    pub next: Option<Sku>,
+}
+
 impl FlashSale {
+    /// One page of sales in sku order, their stock counted now: only the page's sales are
+    /// counted (a store round trip each), however many sales there are.
+    pub async fn sales_page(&self, query: &SaleQuery) -> Result<SalePage> {
+        let limit = OrderQuery {
+            limit: query.limit,
+            ..OrderQuery::default()
+        }
+        .page_size()?;
+        let mut sales = self.inner.stock.sales().await?;
+        sales.retain(|sale| query.after.as_ref().is_none_or(|after| &sale.sku > after));
+        sales.sort_by(|a, b| a.sku.cmp(&b.sku));
+        let mut page = Vec::with_capacity(limit.min(sales.len()));
+        let mut more = false;
+        for sale in &sales {
+            if page.len() == limit {
+                // Without a filter the next sale is surely listed; with one, the next page may
+                // come back empty, which says so.
+                more = true;
+                break;
+            }
+            let view = self.view(sale, self.inner.stock.snapshot(&sale.sku).await?);
+            if query.state.is_none_or(|state| state == view.state) {
+                page.push(view);
+            }
+        }
+        let next = more
+            .then(|| page.last().map(|view| view.sale.sku.clone()))
+            .flatten();
+        Ok(SalePage { sales: page, next })
+    }
+
     /// Creates a sale: its definition in the repository (durable), then its stock.
     /// [`Error::SaleExists`] when the stock store already had the sale, or when the repository
     /// had it and the store did not: then the store lost it, and it is rebuilt from the orders

@@ -137,7 +137,7 @@ where
         Handler::Health => Ok(health::health()),
         Handler::Ready => Ok(health::ready(state).await),
         Handler::Metrics => Ok(health::metrics(state).await),
-        Handler::ListSales => sales::list(state).await,
+        Handler::ListSales => sales::list(state, request.uri().query()).await,
         Handler::CreateSale => sales::create(state, request.into_body()).await,
         Handler::GetSale => sales::get(state, params.first()).await,
         Handler::Purchase => {

@@ -8,7 +8,7 @@ use http::{HeaderMap, StatusCode};
 use hyper::body::Body;
 use nexussale_core::{
     DEFAULT_RESERVATION_TTL, IdempotencyKey, OrderId, OrderStatus, PurchaseOutcome,
-    PurchaseRequest, Receipt, Sale, SaleState, SaleView, Sku, UserId,
+    PurchaseRequest, Receipt, Sale, SaleQuery, SaleState, SaleView, Sku, UserId,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -118,22 +118,52 @@ where
     ))
 }
 
-/// Every sale.
+/// `GET /v1/sales` answer: one page of sales.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SalePage)]
+pub(crate) struct SalePageBody {
+    /// The sales, in sku order.
+    sales: Vec<SaleBody>,
+    /// The `after` of the next page; `null` on the last.
+    #[schema(value_type = Option<Sku>)]
+    next: Option<Sku>,
+}
+
+/// Sales in sku order, a page at a time, with their stock counted now; filter by state.
 #[utoipa::path(
     get,
     path = "/v1/sales",
     tag = "sales",
-    responses((status = 200, description = "All sales.", body = [SaleBody]))
+    params(
+        ("state" = Option<SaleState>, Query, description = "Only sales in this state."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size; default 100."),
+        ("after" = Option<Sku>, Query, description = "The `next` cursor of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "One page, in sku order.", body = SalePageBody),
+        (status = 400, description = "`invalid_request`: a filter is malformed.", body = ErrorBody),
+    )
 )]
-pub(super) async fn list(state: &AppState) -> Result<Response, ApiError> {
-    let sales: Vec<SaleBody> = state
-        .engine
-        .sales()
-        .await?
-        .into_iter()
-        .map(SaleBody::from)
-        .collect();
-    Ok(json(StatusCode::OK, &sales))
+pub(super) async fn list(state: &AppState, query: Option<&str>) -> Result<Response, ApiError> {
+    let mut filter = SaleQuery::default();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "state" => filter.state = Some(value.parse()?),
+            "after" => filter.after = Some(Sku::new(value.as_ref())?),
+            "limit" => {
+                filter.limit = Some(value.parse().map_err(|_| {
+                    ApiError::invalid("limit must be a whole number from 1 to 1000")
+                })?);
+            }
+            _ => {}
+        }
+    }
+    let page = state.engine.sales_page(&filter).await?;
+    let body = SalePageBody {
+        sales: page.sales.into_iter().map(SaleBody::from).collect(),
+        next: page.next,
+    };
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// One sale, with its stock counted now.
