@@ -26,18 +26,9 @@ cargo build -q -p nexussale-server --bin nexussale-server
 out=target/browser/run
 mkdir -p "$out"
 secret="browser-$RANDOM$RANDOM"
-RUST_LOG=info target/debug/nexussale-server --listen 127.0.0.1:0 --sale ps5=100 \
-    --admin-token "admin-$RANDOM$RANDOM" --jwt-secret "$secret" > "$out/server.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
-address=""
-for _ in $(seq 100); do
-    address=$(sed -n 's/.*address=\([0-9.:]*\).*/\1/p' "$out/server.log" | head -n 1)
-    [ -n "$address" ] && break
-    kill -0 "$server" 2>/dev/null || { cat "$out/server.log" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$address" ] || { echo "the server did not start" >&2; exit 1; }
+# shellcheck source=scripts/lib/server.sh
+source scripts/lib/server.sh
+start_server "$out/server.log" --sale ps5=100 --admin-token "admin-$RANDOM$RANDOM" --jwt-secret "$secret"
 
 echo "== Swagger UI's Authorize with a pasted buyer token"
 NEXUSSALE_NODE_MODULES=$modules timeout 180 node scripts/browser/swagger_authorize.mjs "http://$address" "$secret"

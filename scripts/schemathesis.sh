@@ -30,19 +30,9 @@ echo "== building the server"
 cargo build --quiet -p nexussale-server --bin nexussale-server
 
 token="st-$RANDOM$RANDOM$RANDOM"
-NEXUSSALE_ADMIN_TOKEN=$token RUST_LOG=info target/debug/nexussale-server \
-    --listen 127.0.0.1:0 --sale ps5=1000000:5 > "$out/server.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
-
-address=""
-for _ in $(seq 100); do
-    address=$(sed -n 's/.*address=\([0-9.:]*\).*/\1/p' "$out/server.log" | head -n 1)
-    [ -n "$address" ] && break
-    kill -0 "$server" 2>/dev/null || { cat "$out/server.log" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$address" ] || { echo "the server did not start" >&2; cat "$out/server.log" >&2; exit 1; }
+# shellcheck source=scripts/lib/server.sh
+source scripts/lib/server.sh
+NEXUSSALE_ADMIN_TOKEN=$token start_server "$out/server.log" --sale ps5=1000000:5
 
 echo "== schemathesis against http://$address ($budget s)"
 status=0

@@ -740,14 +740,7 @@ async fn the_sweeper_queues_expiries_the_repository_cannot_take_and_returns_the_
 #[tokio::test]
 async fn an_expiry_whose_release_reply_was_lost_is_recorded_by_the_next_sweep() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let store = Arc::new(Faulty::faulty(MemoryStockStore::new()));
-    let engine = FlashSale::builder(
-        store.clone(),
-        Arc::new(MemoryOrderQueue::new()),
-        Arc::new(MemoryOrderRepository::new()),
-    )
-    .clock(clock.clone())
-    .build();
+    let (engine, store) = over_a_faulty_store(Some(clock.clone()));
     let (ps5, id) = one_order(&engine, "ps5").await;
     clock.advance(Duration::from_secs(3600));
     store.hook().lose_replies(Method::Release, 1);
@@ -764,14 +757,7 @@ async fn an_expiry_whose_release_reply_was_lost_is_recorded_by_the_next_sweep() 
 #[tokio::test]
 async fn one_sale_that_cannot_be_swept_does_not_hold_up_the_others() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let store = Arc::new(Faulty::faulty(MemoryStockStore::new()));
-    let engine = FlashSale::builder(
-        store.clone(),
-        Arc::new(MemoryOrderQueue::new()),
-        Arc::new(MemoryOrderRepository::new()),
-    )
-    .clock(clock.clone())
-    .build();
+    let (engine, store) = over_a_faulty_store(Some(clock.clone()));
     let (ps5, _) = one_order(&engine, "ps5").await;
     let (tv, _) = one_order(&engine, "tv").await;
     clock.advance(Duration::from_secs(3600));
@@ -869,13 +855,7 @@ async fn a_batch_of_expiries_is_released_concurrently() {
 
 #[tokio::test]
 async fn a_page_of_sales_counts_only_its_own_stock() {
-    let store = Arc::new(Faulty::faulty(MemoryStockStore::new()));
-    let engine = FlashSale::builder(
-        store.clone(),
-        Arc::new(MemoryOrderQueue::new()),
-        Arc::new(MemoryOrderRepository::new()),
-    )
-    .build();
+    let (engine, store) = over_a_faulty_store(None);
     for n in 0..50 {
         engine
             .create_sale(Sale::new(sku(&format!("sale-{n:02}")), 1))
@@ -901,4 +881,21 @@ async fn a_page_of_sales_counts_only_its_own_stock() {
     assert_eq!(page.next, Some(sku("sale-14")));
     // Five sales' stock counted, not fifty.
     assert_eq!(store.hook().calls(Method::Snapshot) - before, 5);
+}
+
+/// An engine over an in-memory stock store whose faults the test plans (and in-memory queue and
+/// repository), on `clock` when given.
+fn over_a_faulty_store(
+    clock: Option<Arc<ManualClock>>,
+) -> (FlashSale, Arc<Faulty<MemoryStockStore>>) {
+    let store = Arc::new(Faulty::faulty(MemoryStockStore::new()));
+    let mut builder = FlashSale::builder(
+        store.clone(),
+        Arc::new(MemoryOrderQueue::new()),
+        Arc::new(MemoryOrderRepository::new()),
+    );
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    (builder.build(), store)
 }
