@@ -35,17 +35,22 @@ pub struct OrderQuery {
     pub limit: Option<u32>,
 }
 
+/// A listing's page size: `limit` checked (1..=[`MAX_PAGE_SIZE`]), or [`DEFAULT_PAGE_SIZE`].
+pub(crate) fn page_size(limit: Option<u32>) -> Result<usize> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_SIZE as usize),
+        Some(limit @ 1..=MAX_PAGE_SIZE) => Ok(limit as usize),
+        Some(_) => Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
 impl OrderQuery {
     /// The page size to use: the asked size, checked, or the default.
     pub fn page_size(&self) -> Result<usize> {
-        match self.limit {
-            None => Ok(DEFAULT_PAGE_SIZE as usize),
-            Some(limit @ 1..=MAX_PAGE_SIZE) => Ok(limit as usize),
-            Some(_) => Err(Error::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            )),
-        }
+        page_size(self.limit)
     }
 
     /// Whether `order` passes the query's filters (not its cursor).

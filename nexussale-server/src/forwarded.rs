@@ -55,22 +55,27 @@ impl TrustedProxies {
             return peer;
         }
         let forwarded_for = headers.get_all("x-forwarded-for");
-        let hops: Vec<Option<IpAddr>> = if forwarded_for.iter().next().is_some() {
-            forwarded_for
+        if forwarded_for.iter().next().is_some() {
+            let hops = forwarded_for
                 .iter()
                 .flat_map(|value| value.to_str().unwrap_or("?").split(','))
-                .map(|hop| parse_hop(hop.trim()))
-                .collect()
+                .map(|hop| parse_hop(hop.trim()));
+            self.walk(peer, hops)
         } else {
-            headers
+            let hops = headers
                 .get_all(http::header::FORWARDED)
                 .iter()
                 .flat_map(|value| value.to_str().unwrap_or("for=?").split(','))
-                .map(forwarded_for_of)
-                .collect()
-        };
+                .map(forwarded_for_of);
+            self.walk(peer, hops)
+        }
+    }
+
+    /// The right-most of `hops` (each proxy's record of whom it heard from) that is not a
+    /// trusted proxy; the last proxy when nothing further left can be believed.
+    fn walk(&self, peer: IpAddr, hops: impl DoubleEndedIterator<Item = Option<IpAddr>>) -> IpAddr {
         let mut client = peer;
-        for hop in hops.into_iter().rev() {
+        for hop in hops.rev() {
             match hop {
                 // A hop that is not an address: nothing left of it can be believed; the last
                 // proxy that handed it on is the client as far as anyone can tell.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::FlashSale;
 use crate::error::{Error, Result};
-use crate::repository::OrderQuery;
+use crate::repository::page_size;
 use crate::sale::{Sale, SaleState, Sku, StockSnapshot};
 
 /// What [`FlashSale::sale_check`] answers.
@@ -95,11 +95,7 @@ impl FlashSale {
     /// One page of sales in sku order, their stock counted now: only the page's sales are
     /// counted (a store round trip each), however many sales there are.
     pub async fn sales_page(&self, query: &SaleQuery) -> Result<SalePage> {
-        let limit = OrderQuery {
-            limit: query.limit,
-            ..OrderQuery::default()
-        }
-        .page_size()?;
+        let limit = page_size(query.limit)?;
         let mut sales = self.inner.stock.sales().await?;
         sales.retain(|sale| query.after.as_ref().is_none_or(|after| &sale.sku > after));
         sales.sort_by(|a, b| a.sku.cmp(&b.sku));

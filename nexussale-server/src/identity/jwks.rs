@@ -72,6 +72,8 @@ struct Inner {
     generation: AtomicU64,
     /// When an unknown `kid` last made the set be fetched again.
     refetched: Mutex<Option<Instant>>,
+    /// The URL's client, built at the first fetch.
+    client: tokio::sync::OnceCell<HttpsClient>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,7 +97,11 @@ impl fmt::Display for Source {
 impl Jwks {
     /// A set from a JWKS document (`{"keys": [...]}`); never refreshed.
     pub fn from_json(document: &[u8]) -> Result<Self, JwksError> {
-        Ok(Self::with(Source::Inline, parse(document)?))
+        Ok(Self::with(
+            Source::Inline,
+            parse(document)?,
+            tokio::sync::OnceCell::new(),
+        ))
     }
 
     /// The set at `file_or_url`: an `http://` or `https://` URL is fetched (and, with
@@ -111,11 +117,12 @@ impl Jwks {
         } else {
             Source::File(PathBuf::from(file_or_url))
         };
-        let keys = parse(&read(&source).await?)?;
-        Ok(Self::with(source, keys))
+        let client = tokio::sync::OnceCell::new();
+        let keys = parse(&read(&source, &client).await?)?;
+        Ok(Self::with(source, keys, client))
     }
 
-    fn with(source: Source, parsed: Parsed) -> Self {
+    fn with(source: Source, parsed: Parsed, client: tokio::sync::OnceCell<HttpsClient>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 source,
@@ -123,6 +130,7 @@ impl Jwks {
                 fingerprint: Mutex::new(parsed.fingerprint),
                 generation: AtomicU64::new(0),
                 refetched: Mutex::new(None),
+                client,
             }),
         }
     }
@@ -133,7 +141,7 @@ impl Jwks {
         if matches!(self.inner.source, Source::Inline) {
             return Ok(false);
         }
-        let parsed = parse(&read(&self.inner.source).await?)?;
+        let parsed = parse(&read(&self.inner.source, &self.inner.client).await?)?;
         let mut fingerprint = self.inner.fingerprint.lock();
         if *fingerprint == parsed.fingerprint {
             return Ok(false);
@@ -224,7 +232,10 @@ impl fmt::Debug for Jwks {
     }
 }
 
-async fn read(source: &Source) -> Result<Vec<u8>, JwksError> {
+async fn read(
+    source: &Source,
+    client: &tokio::sync::OnceCell<HttpsClient>,
+) -> Result<Vec<u8>, JwksError> {
     let failed = |reason: String| JwksError::Fetch {
         source_name: source.to_string(),
         reason,
@@ -234,28 +245,48 @@ async fn read(source: &Source) -> Result<Vec<u8>, JwksError> {
         Source::File(path) => tokio::fs::read(path)
             .await
             .map_err(|err| failed(err.to_string())),
-        Source::Url(url) => tokio::time::timeout(FETCH_TIMEOUT, fetch(url))
+        Source::Url(url) => tokio::time::timeout(FETCH_TIMEOUT, fetch(url, client))
             .await
             .map_err(|_| failed(format!("no answer within {FETCH_TIMEOUT:?}")))?
             .map_err(failed),
     }
 }
 
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<Bytes>,
+>;
+
+/// A set's HTTP client, built at its first fetch and kept: the system's trusted roots are read
+/// from disk once, not on every refresh (one per set, not per process: its pooled connections
+/// belong to the runtime that made them).
+async fn client(cell: &tokio::sync::OnceCell<HttpsClient>) -> Result<&HttpsClient, String> {
+    cell.get_or_try_init(|| async {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|err| format!("cannot load the system's trusted roots: {err}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https),
+        )
+    })
+    .await
+}
+
 /// GETs `url` (http or https, the system's trusted roots).
-async fn fetch(url: &http::Uri) -> Result<Vec<u8>, String> {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|err| format!("cannot load the system's trusted roots: {err}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Empty<Bytes>>(https);
+async fn fetch(
+    url: &http::Uri,
+    cell: &tokio::sync::OnceCell<HttpsClient>,
+) -> Result<Vec<u8>, String> {
     let request = http::Request::get(url.clone())
         .header(http::header::ACCEPT, "application/json")
         .body(Empty::new())
         .map_err(|err| err.to_string())?;
-    let response = client
+    let response = client(cell)
+        .await?
         .request(request)
         .await
         .map_err(|err| format!("{err:?}"))?;

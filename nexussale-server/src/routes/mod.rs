@@ -61,6 +61,13 @@ fn segments(path: &str) -> Result<Vec<Cow<'_, str>>, ApiError> {
     Ok(segments)
 }
 
+/// A listing's `limit` query parameter as a number (the engine checks its range).
+fn page_limit(value: &str) -> Result<u32, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::invalid("limit must be a whole number from 1 to 1000"))
+}
+
 tokio::task_local! {
     /// The route template the router matched, for the access log: a slot in the request's
     /// future rather than a response extension, which would cost allocations per request.

@@ -113,11 +113,7 @@ pub(super) async fn list(
             "user" => filter.user = Some(value.parse()?),
             "sku" => filter.sku = Some(value.parse()?),
             "status" => filter.status = Some(value.parse()?),
-            "limit" => {
-                filter.limit = Some(value.parse().map_err(|_| {
-                    ApiError::invalid("limit must be a whole number from 1 to 1000")
-                })?);
-            }
+            "limit" => filter.limit = Some(super::page_limit(&value)?),
             "after" => filter.after = Some(order_id(&value)?),
             _ => {}
         }

@@ -150,11 +150,7 @@ pub(super) async fn list(state: &AppState, query: Option<&str>) -> Result<Respon
         match name.as_ref() {
             "state" => filter.state = Some(value.parse()?),
             "after" => filter.after = Some(Sku::new(value.as_ref())?),
-            "limit" => {
-                filter.limit = Some(value.parse().map_err(|_| {
-                    ApiError::invalid("limit must be a whole number from 1 to 1000")
-                })?);
-            }
+            "limit" => filter.limit = Some(super::page_limit(&value)?),
             _ => {}
         }
     }
