@@ -163,6 +163,16 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// Sets `Location` to `location`, a path that needs no encoding.
+pub(crate) fn with_location_bytes(mut response: Response, location: &[u8]) -> Response {
+    if let Ok(location) = http::HeaderValue::from_bytes(location) {
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
+    }
+    response
+}
+
 /// Sets `Location` to `prefix` followed by `segment`, percent-encoded.
 pub(crate) fn with_location(mut response: Response, prefix: &str, segment: &str) -> Response {
     // Borrowed when nothing needs encoding (an order id): no formatting machinery.

@@ -49,7 +49,7 @@ pub use config::{Config, KafkaOption, SaleSpec, Switch};
 pub use error::{ApiError, ERROR_CODES};
 pub use forwarded::TrustedProxies;
 pub use identity::{BuyerTokens, Caller, Identity, Jwks, JwksError, MAX_TOKEN_LEN};
-pub use log_format::{PlainFields, PlainFormat, plain_fields};
+pub use log_format::{PlainFields, PlainFormat, init_logs, plain_fields};
 pub use log_writer::{BufferedLog, FlushOnDrop, LineWriter};
 pub use ratelimit::RateLimiter;
 pub use routes::openapi;

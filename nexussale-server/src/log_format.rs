@@ -10,11 +10,15 @@ use std::fmt::{self, Write as _};
 use chrono::{DateTime, Timelike, Utc};
 use tracing::field::Field;
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::field::delimited::Delimited;
 use tracing_subscriber::fmt::format::{FieldFn, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::log_writer::{BufferedLog, FlushOnDrop};
+use crate::stack::request_id;
 
 /// Fields as `name=value`, space-separated; the message bare.
 pub type PlainFields =
@@ -43,7 +47,7 @@ thread_local! {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the date and time formatted once per second per thread.
-fn write_time(writer: &mut Writer<'_>, now: DateTime<Utc>) -> fmt::Result {
+fn write_time(out: &mut impl fmt::Write, now: DateTime<Utc>) -> fmt::Result {
     SECOND.with(|cached| {
         let mut cached = cached.borrow_mut();
         let second = now.timestamp();
@@ -52,9 +56,18 @@ fn write_time(writer: &mut Writer<'_>, now: DateTime<Utc>) -> fmt::Result {
             let _ = write!(cached.1, "{}", now.format("%Y-%m-%dT%H:%M:%S"));
             cached.0 = second;
         }
-        writer.write_str(&cached.1)
+        out.write_str(&cached.1)
     })?;
-    write!(writer, ".{:06}Z", now.nanosecond() % 1_000_000_000 / 1000)
+    // Six digits of microseconds, without `fmt`'s padding machinery.
+    let micros = now.nanosecond() % 1_000_000_000 / 1000;
+    let mut digits = *b".000000Z";
+    let mut rest = micros;
+    for digit in digits[1..7].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    // Only ASCII digits and punctuation were written.
+    out.write_str(std::str::from_utf8(&digits).unwrap_or(".000000Z"))
 }
 
 fn level(level: &Level) -> &'static str {
@@ -83,7 +96,17 @@ where
         writer.write_char(' ')?;
         writer.write_str(level(metadata.level()))?;
         writer.write_char(' ')?;
+        // A request served with the binary's own access lines has no `request` span: its id
+        // is in a task-local slot, written as that span would be (it would be the root).
+        let mut spans = request_id::with_current(|id| {
+            writer.write_str("request{request_id=")?;
+            writer.write_str(id)?;
+            writer.write_str("}:")
+        })
+        .transpose()?
+        .is_some();
         if let Some(scope) = ctx.event_scope() {
+            spans = true;
             for span in scope.from_root() {
                 writer.write_str(span.name())?;
                 let extensions = span.extensions();
@@ -94,6 +117,8 @@ where
                 }
                 writer.write_char(':')?;
             }
+        }
+        if spans {
             writer.write_char(' ')?;
         }
         writer.write_str(metadata.target())?;
@@ -103,10 +128,92 @@ where
     }
 }
 
+/// The log writer [`init_logs`] gave the plain format, for [`AppState::log_lines`].
+///
+/// [`AppState::log_lines`]: crate::AppState::log_lines
+static PLAIN_LINES: std::sync::OnceLock<BufferedLog> = std::sync::OnceLock::new();
+
+/// Installs the server binary's logging as the process's global subscriber, filtered by
+/// `RUST_LOG` (default `info`), and answers the guard that writes what is still buffered when
+/// dropped (keep it until the process ends). Lines go to stdout in bursts ([`BufferedLog`]):
+/// one JSON object a line with `NEXUSSALE_LOG_FORMAT=json`; tracing-subscriber's colourful
+/// format on a terminal; otherwise (collected logs) [`PlainFormat`], whose writer [`run`] then
+/// hands to the HTTP service for its access lines. Does nothing but answer the guard when a
+/// global subscriber is already set.
+///
+/// [`run`]: crate::run
+pub fn init_logs() -> FlushOnDrop {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, flush) = BufferedLog::stdout();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer.clone());
+    if std::env::var("NEXUSSALE_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        let _ = logs.json().with_current_span(true).try_init();
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        let _ = logs.with_ansi(true).try_init();
+    } else if logs
+        .with_ansi(false)
+        .fmt_fields(plain_fields())
+        .event_format(PlainFormat)
+        .try_init()
+        .is_ok()
+    {
+        let _ = PLAIN_LINES.set(writer);
+    }
+    flush
+}
+
+/// The writer [`init_logs`] installed with [`PlainFormat`], if it did.
+pub(crate) fn plain_lines() -> Option<BufferedLog> {
+    PLAIN_LINES.get().cloned()
+}
+
+/// One access-log line as [`PlainFormat`] writes the access event inside the request's span
+/// (`… INFO request{request_id=…}: nexussale_server::access: request method=… route=… status=…
+/// latency_us=…`), written straight into `lines`: no event, no span, no field visitor. The binary
+/// does this when its subscriber writes `PlainFormat` into the same writer, so the file reads the
+/// same either way (a test compares the two).
+pub(crate) fn write_access_line(lines: &BufferedLog, line: &AccessLine<'_>) {
+    thread_local! {
+        static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    LINE.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        buffer.clear();
+        let _ = write_time(&mut *buffer, Utc::now());
+        buffer.push_str("  INFO request{request_id=");
+        buffer.push_str(line.request_id);
+        buffer.push_str("}: ");
+        buffer.push_str(crate::stack::ACCESS_TARGET);
+        buffer.push_str(": request method=");
+        buffer.push_str(line.method);
+        buffer.push_str(" route=");
+        buffer.push_str(line.route);
+        buffer.push_str(" status=");
+        buffer.push_str(itoa::Buffer::new().format(line.status));
+        buffer.push_str(" latency_us=");
+        buffer.push_str(itoa::Buffer::new().format(line.latency_us));
+        buffer.push('\n');
+        lines.write_line(buffer.as_bytes());
+    });
+}
+
+/// What one access-log line says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AccessLine<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) method: &'a str,
+    pub(crate) route: &'a str,
+    pub(crate) status: u16,
+    pub(crate) latency_us: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::log_writer::tests::Sink;
+    use tracing::Instrument;
 
     /// What the default format writes with colours off, and this one too.
     fn lines(plain: bool) -> String {
@@ -153,6 +260,84 @@ mod tests {
         assert!(
             chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.len() == 27,
             "{time}"
+        );
+    }
+
+    /// A subscriber writing this format into `sink`.
+    fn plain_into(sink: &Sink) -> impl Subscriber + Send + Sync + 'static {
+        let writer = sink.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .fmt_fields(plain_fields())
+            .event_format(PlainFormat)
+            .finish()
+    }
+
+    /// Everything after the timestamp of each line `sink` holds.
+    fn after_time(sink: &Sink) -> Vec<String> {
+        let text = String::from_utf8(sink.0.lock().clone()).unwrap();
+        text.lines()
+            .map(|line| line.split_once(' ').unwrap().1.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_direct_access_line_is_the_access_event_as_this_format_writes_it() {
+        let through_tracing = Sink::default();
+        tracing::subscriber::with_default(plain_into(&through_tracing), || {
+            let span = tracing::info_span!("request", request_id = %"0af3");
+            let _entered = span.enter();
+            tracing::info!(target: crate::stack::ACCESS_TARGET, method = %"POST", route = %"/v1/sales/{sku}/purchase", status = 202u16, latency_us = 1234u64, "request");
+        });
+        let direct = Sink::default();
+        let (lines, flush) = BufferedLog::to(direct.clone());
+        write_access_line(
+            &lines,
+            &AccessLine {
+                request_id: "0af3",
+                method: "POST",
+                route: "/v1/sales/{sku}/purchase",
+                status: 202,
+                latency_us: 1234,
+            },
+        );
+        drop(flush);
+        assert_eq!(after_time(&direct), after_time(&through_tracing));
+        let text = String::from_utf8(direct.0.lock().clone()).unwrap();
+        let time = text.split(' ').next().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.len() == 27,
+            "{time}"
+        );
+    }
+
+    /// Without a `request` span, the id a request set in its task-local slot is written as that
+    /// span would have been.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_id_in_the_task_local_slot_reads_as_the_span() {
+        let (with_span, with_slot) = (Sink::default(), Sink::default());
+        for (sink, slot) in [(&with_span, false), (&with_slot, true)] {
+            let _default = tracing::subscriber::set_default(plain_into(sink));
+            let log = async {
+                let inner = tracing::info_span!("store", call = "reserve");
+                let _entered = inner.enter();
+                tracing::warn!(error = %"gone", "a backend failed");
+            };
+            if slot {
+                let id = http::HeaderValue::from_static("id-7");
+                request_id::scope(id, log).await;
+            } else {
+                log.instrument(tracing::info_span!("request", request_id = %"id-7"))
+                    .await;
+            }
+        }
+        assert_eq!(after_time(&with_slot), after_time(&with_span));
+        assert!(
+            after_time(&with_slot)[0]
+                .starts_with(" WARN request{request_id=id-7}:store{call=\"reserve\"}: "),
+            "{:?}",
+            after_time(&with_slot)
         );
     }
 }

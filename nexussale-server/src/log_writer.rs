@@ -16,13 +16,13 @@ const FLUSH_AT: usize = 64 * 1024;
 /// How long a line may wait in the buffer.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-struct Shared<W> {
+struct Shared {
     buffer: Mutex<Vec<u8>>,
     /// Taken while the buffer is still locked: chunks reach the sink in the order taken.
-    sink: Mutex<W>,
+    sink: Mutex<Box<dyn Write + Send>>,
 }
 
-impl<W: Write> Shared<W> {
+impl Shared {
     /// Writes what the buffer holds (`buffer` is its lock, held by the caller).
     fn drain(&self, mut buffer: parking_lot::MutexGuard<'_, Vec<u8>>) {
         if buffer.is_empty() {
@@ -34,15 +34,24 @@ impl<W: Write> Shared<W> {
         // Nowhere left to report a failed log write: the line is dropped, the server goes on.
         let _ = sink.write_all(&chunk).and_then(|()| sink.flush());
     }
+
+    /// Adds `bytes` (whole lines) to the buffer, writing it out once it is full.
+    fn append(&self, bytes: &[u8]) {
+        let mut buffer = self.buffer.lock();
+        buffer.extend_from_slice(bytes);
+        if buffer.len() >= FLUSH_AT {
+            self.drain(buffer);
+        }
+    }
 }
 
 /// A [`MakeWriter`] for tracing-subscriber's `fmt` whose lines are written in bursts.
 #[derive(Clone)]
-pub struct BufferedLog<W = io::Stdout> {
-    shared: Arc<Shared<W>>,
+pub struct BufferedLog {
+    shared: Arc<Shared>,
 }
 
-impl<W> std::fmt::Debug for BufferedLog<W> {
+impl std::fmt::Debug for BufferedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BufferedLog")
             .field("waiting_bytes", &self.shared.buffer.lock().len())
@@ -52,17 +61,17 @@ impl<W> std::fmt::Debug for BufferedLog<W> {
 
 /// Writes what is still buffered when dropped (keep it until the process ends).
 #[must_use = "dropping it at once writes nothing later lines need"]
-pub struct FlushOnDrop<W: Write = io::Stdout> {
-    shared: Arc<Shared<W>>,
+pub struct FlushOnDrop {
+    shared: Arc<Shared>,
 }
 
-impl<W: Write> std::fmt::Debug for FlushOnDrop<W> {
+impl std::fmt::Debug for FlushOnDrop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("FlushOnDrop")
     }
 }
 
-impl<W: Write> Drop for FlushOnDrop<W> {
+impl Drop for FlushOnDrop {
     fn drop(&mut self) {
         self.shared.drain(self.shared.buffer.lock());
     }
@@ -73,16 +82,14 @@ impl BufferedLog {
     pub fn stdout() -> (Self, FlushOnDrop) {
         Self::to(io::stdout())
     }
-}
 
-impl<W: Write + Send + 'static> BufferedLog<W> {
     /// Lines to `sink`, flushed by a thread of its own (which ends with the last handle).
-    pub fn to(sink: W) -> (Self, FlushOnDrop<W>) {
+    pub fn to(sink: impl Write + Send + 'static) -> (Self, FlushOnDrop) {
         let shared = Arc::new(Shared {
             buffer: Mutex::new(Vec::with_capacity(FLUSH_AT)),
-            sink: Mutex::new(sink),
+            sink: Mutex::new(Box::new(sink)),
         });
-        let weak: Weak<Shared<W>> = Arc::downgrade(&shared);
+        let weak: Weak<Shared> = Arc::downgrade(&shared);
         let _ = std::thread::Builder::new()
             .name("log-flush".into())
             .spawn(move || {
@@ -97,26 +104,27 @@ impl<W: Write + Send + 'static> BufferedLog<W> {
         };
         (Self { shared }, guard)
     }
+
+    /// Writes one whole line (or several), after those written before it.
+    pub fn write_line(&self, line: &[u8]) {
+        self.shared.append(line);
+    }
 }
 
 /// One event's writer: tracing-subscriber formats the whole line, then writes it here at once.
-pub struct LineWriter<'a, W> {
-    shared: &'a Shared<W>,
+pub struct LineWriter<'a> {
+    shared: &'a Shared,
 }
 
-impl<W> std::fmt::Debug for LineWriter<'_, W> {
+impl std::fmt::Debug for LineWriter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LineWriter")
     }
 }
 
-impl<W: Write> Write for LineWriter<'_, W> {
+impl Write for LineWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut buffer = self.shared.buffer.lock();
-        buffer.extend_from_slice(bytes);
-        if buffer.len() >= FLUSH_AT {
-            self.shared.drain(buffer);
-        }
+        self.shared.append(bytes);
         Ok(bytes.len())
     }
 
@@ -125,8 +133,8 @@ impl<W: Write> Write for LineWriter<'_, W> {
     }
 }
 
-impl<'a, W: Write + 'a> MakeWriter<'a> for BufferedLog<W> {
-    type Writer = LineWriter<'a, W>;
+impl<'a> MakeWriter<'a> for BufferedLog {
+    type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
         LineWriter {

@@ -247,6 +247,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
             .rate_limit_ip
             .map(|rate| Arc::new(RateLimiter::new(rate, rate.max(1.0)))),
         access_log: config.access_log.is_on(),
+        log_lines: crate::log_format::plain_lines(),
         probes: backends.probes,
     };
 

@@ -11,6 +11,7 @@ use nexussale_core::{FlashSale, UserId};
 
 use crate::forwarded::TrustedProxies;
 use crate::identity::Identity;
+use crate::log_writer::BufferedLog;
 use crate::ratelimit::RateLimiter;
 
 /// Checks that one backend answers, for `GET /ready`.
@@ -40,6 +41,15 @@ pub struct AppState {
     pub ip_limit: Option<Arc<RateLimiter<IpAddr>>>,
     /// Whether each request writes an access-log line (`--access-log`).
     pub access_log: bool,
+    /// The process's log writer, when its tracing subscriber writes [`PlainFormat`] lines into
+    /// it (the binary's collected logs, see [`init_logs`]): the request's id then travels in a
+    /// task-local slot instead of a span, and its access line is written straight into it in
+    /// the same text, skipping tracing's per-request span and event. `None` (the default):
+    /// both go through tracing, for any subscriber.
+    ///
+    /// [`PlainFormat`]: crate::PlainFormat
+    /// [`init_logs`]: crate::init_logs
+    pub log_lines: Option<BufferedLog>,
     /// One probe per backend (`stock`, `queue`, `orders`), asked by `GET /ready`. A backend
     /// without a probe (in process) is always ready.
     pub probes: Vec<(&'static str, Probe)>,
@@ -57,6 +67,7 @@ impl AppState {
             user_limit: None,
             ip_limit: None,
             access_log: true,
+            log_lines: None,
             probes: Vec::new(),
         }
     }
@@ -73,6 +84,7 @@ impl fmt::Debug for AppState {
             .field("user_limit", &self.user_limit.is_some())
             .field("ip_limit", &self.ip_limit.is_some())
             .field("access_log", &self.access_log)
+            .field("log_lines", &self.log_lines.is_some())
             .field(
                 "probes",
                 &self

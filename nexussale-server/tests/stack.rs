@@ -4,13 +4,18 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::Service;
-use nexussale_core::FlashSale;
-use nexussale_server::{App, AppState, app_with};
+use nexussale_core::layers::{Faulty, Method as Call};
+use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
+use nexussale_core::{FlashSale, Sale, Sku};
+use nexussale_server::{
+    App, AppState, BufferedLog, FlushOnDrop, PlainFormat, app_with, plain_fields,
+};
 use serde_json::{Value, json};
 
 /// Log lines, as the server's plain format writes them.
@@ -48,24 +53,85 @@ async fn send(
     (parts, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-fn with_log(access_log: bool) -> (App, Capture, tracing::subscriber::DefaultGuard) {
+/// How the server's per-request log is written.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// Through tracing: a span and an event, in any subscriber (the library's default).
+    Tracing,
+    /// The binary's collected logs: `PlainFormat` into a `BufferedLog`, which the stack also
+    /// writes its access lines into (`AppState::log_lines`).
+    Lines,
+}
+
+/// The app, the capture of its log, and what must live as long as the test.
+struct Logged {
+    app: App,
+    capture: Capture,
+    flush: Option<FlushOnDrop>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl Logged {
+    /// Everything logged so far (the buffered writer flushed first).
+    fn text(&mut self) -> String {
+        drop(self.flush.take());
+        self.capture.text()
+    }
+}
+
+fn with_log(access_log: bool, mode: Mode) -> Logged {
+    with_log_over(FlashSale::in_memory(), access_log, mode, None)
+}
+
+fn with_log_over(
+    engine: FlashSale,
+    access_log: bool,
+    mode: Mode,
+    request_timeout: Option<Duration>,
+) -> Logged {
     let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("info")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    let mut state = AppState::new(FlashSale::in_memory());
+    let mut state = AppState::new(engine);
+    state.request_timeout = request_timeout;
     state.identity = nexussale_server::Identity::open().with_admin_token("s3cret-token");
     state.access_log = access_log;
-    (app_with(state), capture, guard)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_ansi(false);
+    let (guard, flush) = match mode {
+        Mode::Tracing => {
+            let writer = capture.clone();
+            let subscriber = builder.with_writer(move || writer.clone()).finish();
+            (tracing::subscriber::set_default(subscriber), None)
+        }
+        Mode::Lines => {
+            let (lines, flush) = BufferedLog::to(capture.clone());
+            let subscriber = builder
+                .with_writer(lines.clone())
+                .fmt_fields(plain_fields())
+                .event_format(PlainFormat)
+                .finish();
+            state.log_lines = Some(lines);
+            (tracing::subscriber::set_default(subscriber), Some(flush))
+        }
+    };
+    Logged {
+        app: app_with(state),
+        capture,
+        flush,
+        _guard: guard,
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn every_request_has_an_id_and_one_access_line_with_its_route_and_no_header() {
-    let (app, capture, _guard) = with_log(true);
+    for mode in [Mode::Tracing, Mode::Lines] {
+        one_access_line_per_request(mode).await;
+    }
+}
+
+async fn one_access_line_per_request(mode: Mode) {
+    let mut logged = with_log(true, mode);
+    let app = logged.app.clone();
     let (parts, _) = send(
         &app,
         Request::builder()
@@ -96,12 +162,12 @@ async fn every_request_has_an_id_and_one_access_line_with_its_route_and_no_heade
     assert_eq!(parts.status, StatusCode::NOT_FOUND);
     assert!(parts.headers.contains_key("x-request-id"));
 
-    let log = capture.text();
+    let log = logged.text();
     let access: Vec<&str> = log
         .lines()
         .filter(|line| line.contains("nexussale_server::access"))
         .collect();
-    assert_eq!(access.len(), 3, "{log}");
+    assert_eq!(access.len(), 3, "{mode:?}: {log}");
     for (line, wanted) in access.iter().zip([
         [
             "request_id=trace-me-1",
@@ -129,13 +195,53 @@ async fn every_request_has_an_id_and_one_access_line_with_its_route_and_no_heade
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_access_log_can_be_turned_off() {
-    let (app, capture, _guard) = with_log(false);
-    let (parts, _) = send(&app, Request::builder().uri("/health"), None).await;
-    assert_eq!(parts.status, StatusCode::OK);
-    assert!(parts.headers.contains_key("x-request-id"));
-    assert!(
-        !capture.text().contains("nexussale_server::access"),
-        "{}",
-        capture.text()
-    );
+    for mode in [Mode::Tracing, Mode::Lines] {
+        let mut logged = with_log(false, mode);
+        let (parts, _) = send(&logged.app, Request::builder().uri("/health"), None).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert!(parts.headers.contains_key("x-request-id"));
+        let log = logged.text();
+        assert!(!log.contains("nexussale_server::access"), "{mode:?}: {log}");
+    }
+}
+
+/// A line logged while a request is served (here the deadline's warning) names the request's
+/// id, as the contract asks, however the log is written.
+#[tokio::test(flavor = "current_thread")]
+async fn lines_logged_inside_a_request_carry_its_id() {
+    for mode in [Mode::Tracing, Mode::Lines] {
+        let slow_publish = Faulty::faulty(MemoryOrderQueue::new());
+        slow_publish
+            .hook()
+            .slow(Call::Publish, Duration::from_millis(500));
+        let engine = FlashSale::new(
+            Arc::new(MemoryStockStore::new()),
+            Arc::new(slow_publish),
+            Arc::new(MemoryOrderRepository::new()),
+        );
+        engine
+            .create_sale(Sale::new(Sku::new("slow").unwrap(), 5))
+            .await
+            .unwrap();
+        let mut logged = with_log_over(engine, true, mode, Some(Duration::from_millis(20)));
+        let (parts, body) = send(
+            &logged.app,
+            Request::builder()
+                .method(Method::POST)
+                .uri("/v1/sales/slow/purchase")
+                .header("x-request-id", "late-1"),
+            Some(json!({ "user": "ann" })),
+        )
+        .await;
+        assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let log = logged.text();
+        let warning = log
+            .lines()
+            .find(|line| line.contains("ran out of time"))
+            .unwrap_or_else(|| panic!("{mode:?}: no warning in {log}"));
+        assert!(
+            warning.contains(" WARN request{request_id=late-1}: nexussale_server::"),
+            "{mode:?}: {warning}"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use nexussale_core::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::body::{Response, json, read_json, with_location};
+use crate::body::{Response, json, read_json, with_location, with_location_bytes};
 use crate::error::{ApiError, ErrorBody};
 use crate::identity::{Scope, forbidden};
 use crate::state::AppState;
@@ -340,7 +340,14 @@ async fn purchase_answer(
 
 fn accepted(receipt: Receipt) -> Response {
     let order = receipt.order;
-    let location = order.id.to_string();
+    // An order id is hex and hyphens: nothing to percent-encode, no `Display` to go through.
+    let mut location = [0u8; 11 + 36];
+    location[..11].copy_from_slice(b"/v1/orders/");
+    order
+        .id
+        .as_uuid()
+        .as_hyphenated()
+        .encode_lower(&mut location[11..]);
     let response = json(
         StatusCode::ACCEPTED,
         &Accepted {
@@ -353,5 +360,5 @@ fn accepted(receipt: Receipt) -> Response {
             remaining: receipt.remaining,
         },
     );
-    with_location(response, "/v1/orders/", &location)
+    with_location_bytes(response, &location)
 }

@@ -8,8 +8,9 @@
 //!
 //! 1. [`RequestIds`]: `x-request-id` taken (≤ 128 visible ASCII characters) or generated,
 //!    echoed on the answer.
-//! 2. [`AccessLog`]: the request's span (its id on every log line) and, unless
-//!    `--access-log off`, one info line per request: method, route template, status, latency.
+//! 2. [`AccessLog`]: the request's id on every log line (a span, or a task-local slot the
+//!    binary's plain format writes) and, unless `--access-log off`, one info line per request:
+//!    method, route template, status, latency.
 //!    No header is ever logged, so neither `authorization` nor cookies can be.
 //! 3. [`CatchPanic`]: a panicking handler answers 500 in the contract's JSON; neither the
 //!    connection's task nor the server goes down.
@@ -27,7 +28,7 @@ mod access_log;
 mod authenticate;
 mod deadline;
 mod panic;
-mod request_id;
+pub(crate) mod request_id;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,7 +39,7 @@ use futures::future::BoxFuture;
 use http::Request;
 use hyper::body::Body;
 
-pub(crate) use access_log::AccessLog;
+pub(crate) use access_log::{AccessLog, TARGET as ACCESS_TARGET};
 pub(crate) use authenticate::Authenticate;
 pub(crate) use deadline::Deadline;
 pub(crate) use panic::CatchPanic;
@@ -77,6 +78,7 @@ pub(crate) fn stack(state: Arc<AppState>) -> Stack {
         ids: RequestIds,
         log: AccessLog {
             enabled: state.access_log,
+            lines: state.log_lines.clone(),
         },
         panics: CatchPanic,
         auth: Authenticate {
@@ -98,11 +100,11 @@ impl Stack {
     {
         let Self {
             ids,
-            log,
             panics,
             deadline,
             ..
         } = *self;
+        let log = self.log.clone();
         let auth = self.auth.clone();
         let state = Arc::clone(&self.state);
         Box::pin(async move {

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::header::HeaderName;
 use http::{HeaderValue, Request};
 
@@ -23,10 +24,36 @@ fn acceptable(value: &HeaderValue) -> bool {
 
 /// 128 random bits in hex: unique enough to find one request's lines, cheap (no system call).
 fn generate() -> HeaderValue {
-    let id = format!("{:032x}", fastrand::u128(..));
-    // The string's buffer becomes the value's: one allocation.
-    HeaderValue::from_maybe_shared(Bytes::from(id))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bits = fastrand::u128(..);
+    let mut id = [0u8; 32];
+    for digit in id.iter_mut().rev() {
+        *digit = HEX[(bits & 0xf) as usize];
+        bits >>= 4;
+    }
+    // One allocation, shared by the request's header, the answer's and the log's (a vector's
+    // bytes would allocate again when first cloned).
+    HeaderValue::from_maybe_shared(Bytes::from_owner(id))
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+tokio::task_local! {
+    /// The id of the request being served, where no `request` span carries it (the binary's
+    /// own access lines, `AppState::log_lines`): `PlainFormat` writes it on every line.
+    static CURRENT: HeaderValue;
+}
+
+/// Runs `answer` with `id` as the current request's id for [`with_current`].
+pub(crate) async fn scope<F: Future>(id: HeaderValue, answer: F) -> F::Output {
+    CURRENT.scope(id, answer).await
+}
+
+/// `f` of the current request's id, when a request set one with [`scope`].
+pub(crate) fn with_current<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
+    // Taken ids are visible ASCII and generated ones hex: never lossy.
+    CURRENT
+        .try_with(|id| f(std::str::from_utf8(id.as_bytes()).unwrap_or("-")))
+        .ok()
 }
 
 /// Takes or makes the request's id and echoes it on the answer.
@@ -52,12 +79,11 @@ impl Around for RequestIds {
         request
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), id.clone());
-        let answer = next(request);
-        async move {
-            let mut response = answer.await;
+        // A map, not an async block: one that awaits a future it captured holds it twice.
+        next(request).map(move |mut response| {
             response.headers_mut().insert(X_REQUEST_ID.clone(), id);
             response
-        }
+        })
     }
 }
 
