@@ -9,6 +9,8 @@ mod record;
 mod sale_info;
 mod scripts;
 mod stock;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod transfer;
 
 pub use config::{MAX_SHARDS, RedisConfig};

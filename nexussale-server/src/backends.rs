@@ -25,10 +25,24 @@ pub struct BackendConfig {
     pub redis_url: Option<String>,
     /// The Redis store's settings (prefix, shards), used when `redis_url` is set.
     pub redis: RedisConfig,
+    /// How `redis_url` reaches Redis.
+    pub redis_topology: RedisTopology,
     /// The Kafka order queue; `None` keeps the queue in process.
     pub kafka: Option<KafkaConfig>,
     /// The MySQL order repository's URL (migrated at connect); `None` keeps orders in memory.
     pub database_url: Option<String>,
+}
+
+/// How the server reaches Redis (more ways may come).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisTopology {
+    /// One node (or a proxy in front of several): `redis_url` is its URL.
+    #[default]
+    Single,
+    /// A Redis Cluster: `redis_url` is a comma-separated list of seed nodes, any of which
+    /// leads the client to the rest.
+    Cluster,
 }
 
 /// URLs shown without their passwords; Kafka's properties by name only.
@@ -37,6 +51,7 @@ impl std::fmt::Debug for BackendConfig {
         f.debug_struct("BackendConfig")
             .field("redis_url", &self.redis_url.as_deref().map(redact))
             .field("redis", &self.redis)
+            .field("redis_topology", &self.redis_topology)
             .field("kafka", &self.kafka)
             .field("database_url", &self.database_url.as_deref().map(redact))
             .finish()
@@ -131,6 +146,11 @@ impl Config {
             redis: RedisConfig::default()
                 .prefix(self.redis_prefix.clone())
                 .stock_shards(usize::from(self.redis_shards)),
+            redis_topology: if self.redis_cluster {
+                RedisTopology::Cluster
+            } else {
+                RedisTopology::Single
+            },
             kafka,
             database_url: self.database_url.clone(),
         }
@@ -176,16 +196,34 @@ async fn stock_store(config: &BackendConfig) -> Result<Built<DynStockStore>> {
         return Ok((Arc::new(MemoryStockStore::new()), None));
     };
     let failed = failed_at("redis", url);
-    let store = Arc::new(
-        RedisStockStore::connect_with(url, config.redis.clone())
-            .await
-            .map_err(&failed)?,
-    );
-    store.ping().await.map_err(&failed)?;
     let redis = &config.redis;
-    info!(url = %redact(url), prefix = %redis.prefix_str(), shards = redis.stock_shard_count(), "stock: redis");
+    let store = match config.redis_topology {
+        RedisTopology::Single => RedisStockStore::connect_with(url, redis.clone()).await,
+        RedisTopology::Cluster => {
+            let seeds = cluster_seeds(url)?;
+            RedisStockStore::connect_cluster(&seeds, redis.clone()).await
+        }
+    };
+    let store = Arc::new(store.map_err(&failed)?);
+    store.ping().await.map_err(&failed)?;
+    info!(url = %redact(url), topology = ?config.redis_topology, prefix = %redis.prefix_str(), shards = redis.stock_shard_count(), "stock: redis");
     let ready = probe(&store, |store| async move { store.ping().await });
     Ok((store, ready))
+}
+
+/// The seed nodes of a cluster URL list (`redis://a:7000,redis://b:7000`), none empty.
+fn cluster_seeds(urls: &str) -> Result<Vec<&str>> {
+    let seeds: Vec<&str> = urls.split(',').map(str::trim).collect();
+    if seeds.iter().any(|seed| seed.is_empty()) {
+        return Err(Error::permanent(
+            "redis",
+            format!(
+                "{}: a cluster's seed list has an empty entry (expected redis://host:port,redis://host:port,…)",
+                redact(urls)
+            ),
+        ));
+    }
+    Ok(seeds)
 }
 
 async fn order_queue(config: &BackendConfig) -> Result<Built<DynOrderQueue>> {

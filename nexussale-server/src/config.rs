@@ -24,6 +24,12 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// `--redis-url` is a comma-separated list of Redis Cluster seed nodes: the server uses the
+    /// cluster client, and a sale's `--redis-shards` spread over the cluster's slots.
+    #[arg(long, env = "NEXUSSALE_REDIS_CLUSTER", requires = "redis_url",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub redis_cluster: bool,
+
     /// Stock shards of each sale this server creates in Redis: one hot sale spreads over this
     /// many hash slots (Redis Cluster nodes).
     #[arg(long, env = "NEXUSSALE_REDIS_SHARDS", default_value_t = 1,
@@ -187,6 +193,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("redis_url", &url(&self.redis_url))
+            .field("redis_cluster", &self.redis_cluster)
             .field("redis_shards", &self.redis_shards)
             .field("redis_prefix", &self.redis_prefix)
             .field("kafka_brokers", &self.kafka_brokers)
@@ -267,6 +274,10 @@ fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
 
 /// `url` with any password replaced by `***`, for logs.
 pub(crate) fn redact(url: &str) -> String {
+    // A cluster's seed list: each URL on its own.
+    if url.contains(',') {
+        return url.split(',').map(redact).collect::<Vec<_>>().join(",");
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -366,6 +377,10 @@ mod tests {
     fn redacts_passwords_from_urls() {
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(
+            redact("redis://:pw-1@a:7000,redis://b:7001,redis://u:pw-2@c:7002"),
+            "redis://:***@a:7000,redis://b:7001,redis://u:***@c:7002"
+        );
+        assert_eq!(
             redact("redis://app:s3cr@t@cache:6379/0"),
             "redis://app:***@cache:6379/0"
         );
@@ -414,6 +429,21 @@ mod tests {
         assert_eq!(config.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
         assert_eq!(config.redis_shards, 4);
         assert!(Config::try_parse_from(["nexussale-server", "--redis-shards", "0"]).is_err());
+        assert_eq!(
+            config.backends().redis_topology,
+            crate::RedisTopology::Single
+        );
+        let cluster = Config::try_parse_from([
+            "nexussale-server",
+            "--redis-cluster",
+            "--redis-url",
+            "redis://a:7000,redis://b:7000",
+        ])
+        .unwrap();
+        assert_eq!(
+            cluster.backends().redis_topology,
+            crate::RedisTopology::Cluster
+        );
     }
 
     #[test]

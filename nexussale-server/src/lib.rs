@@ -43,7 +43,7 @@ use hyper::body::Body;
 use hyper::service::Service;
 use nexussale_core::FlashSale;
 
-pub use backends::{BackendConfig, Backends, kafka_delivery_timeout};
+pub use backends::{BackendConfig, Backends, RedisTopology, kafka_delivery_timeout};
 pub use body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES, Response};
 pub use config::{Config, KafkaOption, SaleSpec, Switch};
 pub use error::{ApiError, ERROR_CODES};

@@ -16,6 +16,7 @@ use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
 use nexussale_kafka::testkit::MockHost;
 use nexussale_mysql::sqlx;
+use nexussale_redis::testkit::{RedisCluster, cli};
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -47,6 +48,53 @@ async fn a_burst_on_redis_stock_sells_exactly_the_stock() {
     let snapshot = store.snapshot(&"ps5".parse().unwrap()).await.unwrap();
     assert_eq!((snapshot.available, snapshot.reserved), (0, 100));
     assert_eq!(store.purge().await.unwrap(), 1);
+}
+
+/// The stock in a Redis Cluster the test starts (three primaries), one sale's six shards spread
+/// over its nodes (`--redis-cluster`, the seeds in `--redis-url`): the same burst sells exactly
+/// the stock, and the shards settle to nothing available and every unit held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_a_redis_cluster_sells_exactly_the_stock() {
+    let cluster = match RedisCluster::start(3) {
+        Ok(cluster) => cluster,
+        Err(reason) => {
+            return unavailable::<()>("redis cluster (redis-server, redis-cli)", reason)
+                .unwrap_or(());
+        }
+    };
+    let urls = cluster.urls();
+    let prefix = unique_name("nexussale-server-test-");
+    burst_then_sigterm(&[
+        "--redis-cluster",
+        "--redis-url",
+        &urls.join(","),
+        "--redis-prefix",
+        &prefix,
+        "--redis-shards",
+        "6",
+    ])
+    .await;
+    let seeds: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let store = RedisStockStore::connect_cluster(
+        &seeds,
+        RedisConfig::default()
+            .prefix(prefix.clone())
+            .stock_shards(6),
+    )
+    .await
+    .unwrap();
+    let snapshot = store.snapshot(&"ps5".parse().unwrap()).await.unwrap();
+    assert_eq!((snapshot.available, snapshot.reserved), (0, 100));
+    let holding = cluster
+        .ports()
+        .iter()
+        .filter(|&&port| {
+            cli(port, &["--scan", "--pattern", &format!("{prefix}:*")])
+                .unwrap()
+                .contains("ps5")
+        })
+        .count();
+    assert!(holding >= 2, "the sale's shards sit on {holding} node(s)");
 }
 
 /// The full stack: Redis stock, a Kafka queue (librdkafka's mock cluster, reached by the servers

@@ -1,0 +1,64 @@
+//! How the server reaches its backends (CONTRACT "Topology"): start-up errors that name the
+//! backend and never fall back to something else.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
+
+use nexussale_core::testkit::services::{redis_url, unavailable};
+use nexussale_redis::RedisStockStore;
+
+/// The server's output when it exits by itself.
+fn refused(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started: {said}");
+    said
+}
+
+/// `--redis-cluster` pointed at a Redis that is not a cluster refuses to start, naming Redis and
+/// the address (without its password), instead of using the node as a single Redis.
+#[tokio::test]
+async fn a_cluster_flag_on_a_plain_redis_refuses_to_start() {
+    let url = redis_url();
+    match RedisStockStore::connect(&url).await {
+        Ok(store) if store.ping().await.is_ok() => {}
+        _ => return unavailable::<()>("redis", &url).unwrap_or(()),
+    }
+    let said = refused(&["--redis-cluster", "--redis-url", &url]);
+    assert!(said.contains("redis") && said.contains(&url), "{said}");
+}
+
+/// A seed list with an empty entry is refused before anything connects.
+#[test]
+fn an_empty_cluster_seed_is_refused() {
+    let said = refused(&[
+        "--redis-cluster",
+        "--redis-url",
+        "redis://127.0.0.1:1,,redis://u:pw-9@127.0.0.1:2",
+    ]);
+    assert!(said.contains("seed list has an empty entry"), "{said}");
+    assert!(!said.contains("pw-9"), "{said}");
+}
+
+/// `--redis-cluster` needs `--redis-url`; its environment twin takes `1`.
+#[test]
+fn the_cluster_flag_needs_a_url() {
+    let said = refused(&["--redis-cluster"]);
+    assert!(said.contains("--redis-url"), "{said}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            "redis://127.0.0.1:1,,x",
+        ])
+        .env("NEXUSSALE_REDIS_CLUSTER", "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("seed list has an empty entry"), "{said}");
+}
