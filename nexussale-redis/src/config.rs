@@ -32,6 +32,31 @@ pub struct RedisConfig {
     pub(crate) batches_in_flight: usize,
     pub(crate) command_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) tls: TlsFiles,
+}
+
+/// The PEM files of a `rediss://` connection: who signed the server's certificate (none: the
+/// system roots), and the client's certificate and key when the server asks for one.
+#[derive(Clone, Default)]
+pub(crate) struct TlsFiles {
+    pub(crate) root_certificate: Option<Vec<u8>>,
+    pub(crate) client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsFiles {
+    pub(crate) fn is_set(&self) -> bool {
+        self.root_certificate.is_some() || self.client.is_some()
+    }
+}
+
+/// Whether each file is set; never their bytes (the client key is a secret).
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("root_certificate", &self.root_certificate.is_some())
+            .field("client_certificate", &self.client.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl Default for RedisConfig {
@@ -45,6 +70,7 @@ impl Default for RedisConfig {
             batches_in_flight: 2,
             command_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -102,6 +128,23 @@ impl RedisConfig {
     /// How long connecting may take (default 2 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The CA (PEM) that signed the server's certificate, for `rediss://` URLs: the server is
+    /// trusted only if it chains to it (without it: the system's roots). Feature `tls`. With a
+    /// `redis://` URL the connection is refused rather than made without TLS.
+    #[cfg(feature = "tls")]
+    pub fn root_certificate(mut self, pem: Vec<u8>) -> Self {
+        self.tls.root_certificate = Some(pem);
+        self
+    }
+
+    /// The client's certificate and key (PEM), for servers that require them
+    /// (`tls-auth-clients yes`). Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn client_certificate(mut self, certificate_pem: Vec<u8>, key_pem: Vec<u8>) -> Self {
+        self.tls.client = Some((certificate_pem, key_pem));
         self
     }
 

@@ -26,7 +26,11 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     pub(crate) async fn single(url: &str, config: &RedisConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
+        let client = match certificates(&[url], config)? {
+            #[cfg(feature = "tls")]
+            Some(certificates) => redis::Client::build_with_tls(url, certificates)?,
+            _ => redis::Client::open(url)?,
+        };
         let manager = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.command_timeout))
             .set_connection_timeout(Some(config.connect_timeout))
@@ -39,11 +43,62 @@ impl Connection {
 
     #[cfg(feature = "cluster")]
     pub(crate) async fn cluster(nodes: &[&str], config: &RedisConfig) -> Result<Self, StoreError> {
-        let client = redis::cluster::ClusterClientBuilder::new(nodes.iter().copied())
+        let builder = redis::cluster::ClusterClientBuilder::new(nodes.iter().copied())
             .response_timeout(config.command_timeout)
-            .connection_timeout(config.connect_timeout)
-            .build()?;
+            .connection_timeout(config.connect_timeout);
+        let client = match certificates(nodes, config)? {
+            #[cfg(feature = "tls")]
+            Some(certificates) => builder.certs(certificates),
+            _ => builder,
+        }
+        .build()?;
         Ok(Self::Cluster(client.get_async_connection().await?))
+    }
+}
+
+/// The certificates `config` sets for `urls`, refusing them for a URL without TLS: a CA or a
+/// client certificate given for `redis://` would otherwise be ignored, and the connection made
+/// in the clear.
+#[cfg(feature = "tls")]
+fn certificates(
+    urls: &[&str],
+    config: &RedisConfig,
+) -> Result<Option<redis::TlsCertificates>, StoreError> {
+    // redis builds rustls without a cryptography provider: ring, unless the process chose one
+    // (an error here means it did). Also for `rediss://` without certificates of our own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let files = &config.tls;
+    if !files.is_set() {
+        return Ok(None);
+    }
+    refuse_plaintext(urls)?;
+    Ok(Some(redis::TlsCertificates {
+        client_tls: files
+            .client
+            .as_ref()
+            .map(|(certificate, key)| redis::ClientTlsConfig {
+                client_cert: certificate.clone(),
+                client_key: key.clone(),
+            }),
+        root_cert: files.root_certificate.clone(),
+    }))
+}
+
+#[cfg(not(feature = "tls"))]
+fn certificates(urls: &[&str], config: &RedisConfig) -> Result<Option<()>, StoreError> {
+    if config.tls.is_set() {
+        refuse_plaintext(urls)?;
+    }
+    Ok(None)
+}
+
+fn refuse_plaintext(urls: &[&str]) -> Result<(), StoreError> {
+    match urls.iter().find(|url| !url.starts_with("rediss://")) {
+        Some(_) => Err(StoreError::Redis(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "TLS certificates are set but the URL is not rediss://: refusing to connect without TLS",
+        )))),
+        None => Ok(()),
     }
 }
 

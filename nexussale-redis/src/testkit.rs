@@ -1,6 +1,7 @@
-//! Redis servers a test starts for itself (feature `testkit`): a Redis Cluster of its own on free
-//! ports, stopped and cleaned up when dropped, also when the test fails. Needs `redis-server`
-//! and `redis-cli` on the `PATH`. Stable enough for other crates' tests; not a production API.
+//! Redis servers a test starts for itself (feature `testkit`): a Redis Cluster, a Redis that
+//! speaks only TLS with certificates made for it, each on free ports, stopped and cleaned up when
+//! dropped, also when the test fails. Needs `redis-server` and `redis-cli` on the `PATH`. Stable
+//! enough for other crates' tests; not a production API.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -69,19 +70,27 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> Result<(), String> {
     Ok(())
 }
 
+/// A temporary directory of its own.
+fn temp_dir(kind: &str) -> Result<PathBuf, String> {
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "nexussale-{kind}-{}-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).map_err(|err| err.to_string())?;
+    Ok(dir)
+}
+
 impl RedisCluster {
     /// Starts `primaries` nodes (3 or more, as `redis-cli --cluster create` wants), joins them
     /// and waits until every node reports `cluster_state:ok`. The error says what failed (no
     /// `redis-server`, a node that did not answer), for the test to skip or fail on.
     pub fn start(primaries: usize) -> Result<Self, String> {
-        let dir = std::env::temp_dir().join(format!(
-            "nexussale-cluster-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |since| since.as_nanos())
-        ));
-        std::fs::create_dir_all(&dir).map_err(|err| err.to_string())?;
+        let dir = temp_dir("cluster")?;
         let mut cluster = Self {
             nodes: Vec::new(),
             ports: Vec::new(),
@@ -151,5 +160,127 @@ impl RedisCluster {
             .iter()
             .map(|port| format!("127.0.0.1:{port}"))
             .collect()
+    }
+}
+
+/// The certificate a [`TlsRedis`] presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerCertificate {
+    /// Signed by [`TlsRedis::ca`], for `127.0.0.1` and `localhost`, valid now.
+    Valid,
+    /// Signed by the same CA, for those names, but expired in 2020.
+    Expired,
+    /// Signed by the same CA, valid now, but for `redis.example.org` only.
+    WrongHost,
+}
+
+/// A `redis-server` that speaks only TLS (its plain port off), with a CA and a server
+/// certificate made for it; clients need no certificate.
+#[derive(Debug)]
+pub struct TlsRedis {
+    node: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.node.kill();
+        let _ = self.node.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A new CA: its certificate (PEM) and the issuer that signs with it.
+fn certificate_authority(
+    name: &str,
+) -> Result<(String, rcgen::Issuer<'static, rcgen::KeyPair>), rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let key = rcgen::KeyPair::generate()?;
+    let certificate = params.self_signed(&key)?;
+    Ok((certificate.pem(), rcgen::Issuer::new(params, key)))
+}
+
+impl TlsRedis {
+    /// Starts one with `certificate`. Its CA's certificate is at [`ca`](Self::ca); another CA,
+    /// which signed nothing here, at [`other_ca`](Self::other_ca).
+    pub fn start(certificate: ServerCertificate) -> Result<Self, String> {
+        let dir = temp_dir("tls-redis")?;
+        let made = |err: rcgen::Error| format!("certificates: {err}");
+        let (ca, issuer) = certificate_authority("nexussale test CA").map_err(made)?;
+        let (other_ca, _) = certificate_authority("another CA").map_err(made)?;
+        let names = match certificate {
+            ServerCertificate::WrongHost => vec!["redis.example.org".to_owned()],
+            _ => vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+        };
+        let mut params = rcgen::CertificateParams::new(names).map_err(made)?;
+        if certificate == ServerCertificate::Expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
+        let key = rcgen::KeyPair::generate().map_err(made)?;
+        let server = params.signed_by(&key, &issuer).map_err(made)?;
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.join(name), text).map_err(|err| format!("{name}: {err}"))
+        };
+        write("ca.pem", &ca)?;
+        write("other-ca.pem", &other_ca)?;
+        write("server.pem", &server.pem())?;
+        write("server.key", &key.serialize_pem())?;
+        let port = free_port()?;
+        let node = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-auth-clients",
+                "no",
+            ])
+            .arg("--tls-cert-file")
+            .arg(dir.join("server.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.join("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(dir.join("ca.pem"))
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("redis-server: {err}"))?;
+        let redis = Self { node, port, dir };
+        wait_for("a TLS port accepting connections", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        Ok(redis)
+    }
+
+    /// `rediss://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM file of the CA that signed the server's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// The PEM file of a CA that signed nothing this server presents.
+    pub fn other_ca(&self) -> PathBuf {
+        self.dir.join("other-ca.pem")
     }
 }

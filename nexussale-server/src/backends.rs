@@ -27,6 +27,9 @@ pub struct BackendConfig {
     pub redis: RedisConfig,
     /// How `redis_url` reaches Redis.
     pub redis_topology: RedisTopology,
+    /// The CA (PEM file) that signed the Redis server's certificate (`rediss://`); `None`: the
+    /// system's roots.
+    pub redis_ca: Option<std::path::PathBuf>,
     /// The Kafka order queue; `None` keeps the queue in process.
     pub kafka: Option<KafkaConfig>,
     /// The MySQL order repository's URL (migrated at connect); `None` keeps orders in memory.
@@ -52,6 +55,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("redis_url", &self.redis_url.as_deref().map(redact))
             .field("redis", &self.redis)
             .field("redis_topology", &self.redis_topology)
+            .field("redis_ca", &self.redis_ca)
             .field("kafka", &self.kafka)
             .field("database_url", &self.database_url.as_deref().map(redact))
             .finish()
@@ -146,6 +150,7 @@ impl Config {
             redis: RedisConfig::default()
                 .prefix(self.redis_prefix.clone())
                 .stock_shards(usize::from(self.redis_shards)),
+            redis_ca: self.redis_ca.clone(),
             redis_topology: if self.redis_cluster {
                 RedisTopology::Cluster
             } else {
@@ -196,7 +201,13 @@ async fn stock_store(config: &BackendConfig) -> Result<Built<DynStockStore>> {
         return Ok((Arc::new(MemoryStockStore::new()), None));
     };
     let failed = failed_at("redis", url);
-    let redis = &config.redis;
+    let mut redis = config.redis.clone();
+    if let Some(ca) = &config.redis_ca {
+        let pem = std::fs::read(ca).map_err(|err| {
+            Error::permanent("redis", format!("--redis-ca {}: {err}", ca.display()))
+        })?;
+        redis = redis.root_certificate(pem);
+    }
     let store = match config.redis_topology {
         RedisTopology::Single => RedisStockStore::connect_with(url, redis.clone()).await,
         RedisTopology::Cluster => {

@@ -30,6 +30,12 @@ pub struct Config {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub redis_cluster: bool,
 
+    /// The CA (a PEM file) that signed the Redis server's certificate, for `rediss://` URLs
+    /// (without it, the system's roots). A certificate that does not chain to it refuses to
+    /// start; with a `redis://` URL the server refuses to start rather than go without TLS.
+    #[arg(long, env = "NEXUSSALE_REDIS_CA", requires = "redis_url")]
+    pub redis_ca: Option<std::path::PathBuf>,
+
     /// Stock shards of each sale this server creates in Redis: one hot sale spreads over this
     /// many hash slots (Redis Cluster nodes).
     #[arg(long, env = "NEXUSSALE_REDIS_SHARDS", default_value_t = 1,
@@ -194,6 +200,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("redis_url", &url(&self.redis_url))
             .field("redis_cluster", &self.redis_cluster)
+            .field("redis_ca", &self.redis_ca)
             .field("redis_shards", &self.redis_shards)
             .field("redis_prefix", &self.redis_prefix)
             .field("kafka_brokers", &self.kafka_brokers)

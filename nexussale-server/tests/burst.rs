@@ -16,7 +16,7 @@ use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
 use nexussale_kafka::testkit::MockHost;
 use nexussale_mysql::sqlx;
-use nexussale_redis::testkit::{RedisCluster, cli};
+use nexussale_redis::testkit::{RedisCluster, ServerCertificate, TlsRedis, cli};
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -95,6 +95,24 @@ async fn a_burst_on_a_redis_cluster_sells_exactly_the_stock() {
         })
         .count();
     assert!(holding >= 2, "the sale's shards sit on {holding} node(s)");
+}
+
+/// The stock in a Redis that speaks only TLS (`rediss://`, its CA given with `--redis-ca`): the
+/// same burst sells exactly the stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_redis_over_tls_sells_exactly_the_stock() {
+    let redis = match TlsRedis::start(ServerCertificate::Valid) {
+        Ok(redis) => redis,
+        Err(reason) => return unavailable::<()>("redis-server with TLS", reason).unwrap_or(()),
+    };
+    let ca = redis.ca().display().to_string();
+    burst_then_sigterm(&["--redis-url", &redis.url(), "--redis-ca", &ca]).await;
+    let config = RedisConfig::default().root_certificate(std::fs::read(redis.ca()).unwrap());
+    let store = RedisStockStore::connect_with(&redis.url(), config)
+        .await
+        .unwrap();
+    let snapshot = store.snapshot(&"ps5".parse().unwrap()).await.unwrap();
+    assert_eq!((snapshot.available, snapshot.reserved), (0, 100));
 }
 
 /// The full stack: Redis stock, a Kafka queue (librdkafka's mock cluster, reached by the servers

@@ -4,6 +4,7 @@
 
 use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_redis::RedisStockStore;
+use nexussale_redis::testkit::{ServerCertificate, TlsRedis};
 
 /// The server's output when it exits by itself.
 fn refused(args: &[&str]) -> String {
@@ -61,4 +62,49 @@ fn the_cluster_flag_needs_a_url() {
     let said = String::from_utf8_lossy(&output.stdout).to_string()
         + &String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("seed list has an empty entry"), "{said}");
+}
+
+/// A Redis whose certificate does not hold (signed by another CA, expired, for another host)
+/// refuses to start, naming Redis and its address; so does `--redis-ca` with a `redis://` URL,
+/// rather than connecting without TLS.
+#[test]
+fn a_redis_certificate_that_does_not_hold_refuses_to_start() {
+    for (certificate, wrong_ca) in [
+        (ServerCertificate::Valid, true),
+        (ServerCertificate::Expired, false),
+        (ServerCertificate::WrongHost, false),
+    ] {
+        let redis = match TlsRedis::start(certificate) {
+            Ok(redis) => redis,
+            Err(reason) => return unavailable::<()>("redis-server with TLS", reason).unwrap_or(()),
+        };
+        let ca = if wrong_ca {
+            redis.other_ca()
+        } else {
+            redis.ca()
+        };
+        let ca = ca.display().to_string();
+        let said = refused(&["--redis-url", &redis.url(), "--redis-ca", &ca]);
+        assert!(
+            said.contains("redis") && said.contains(&redis.url()) && said.contains("certificate"),
+            "{certificate:?}: {said}"
+        );
+        if certificate == ServerCertificate::Valid {
+            let plain = redis.url().replace("rediss://", "redis://");
+            let said = refused(&["--redis-url", &plain, "--redis-ca", &ca]);
+            assert!(said.contains("not rediss://"), "{said}");
+        }
+    }
+}
+
+/// An unreadable `--redis-ca` is a start-up error that names the flag.
+#[test]
+fn a_missing_redis_ca_file_refuses_to_start() {
+    let said = refused(&[
+        "--redis-url",
+        "rediss://127.0.0.1:1",
+        "--redis-ca",
+        "/nonexistent/ca.pem",
+    ]);
+    assert!(said.contains("--redis-ca /nonexistent/ca.pem"), "{said}");
 }
