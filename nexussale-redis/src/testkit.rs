@@ -23,6 +23,7 @@ pub struct RedisCluster {
     nodes: Vec<Child>,
     ports: Vec<u16>,
     dir: PathBuf,
+    tls: bool,
 }
 
 impl Drop for RedisCluster {
@@ -47,16 +48,6 @@ fn free_port() -> Result<u16, String> {
         }
     }
     Err("no free port pair for a cluster node".into())
-}
-
-/// `redis-cli -p PORT ARGS…`'s output.
-pub fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
-    let output = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()?;
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> Result<(), String> {
@@ -90,27 +81,42 @@ impl RedisCluster {
     /// and waits until every node reports `cluster_state:ok`. The error says what failed (no
     /// `redis-server`, a node that did not answer), for the test to skip or fail on.
     pub fn start(primaries: usize) -> Result<Self, String> {
+        Self::start_with(primaries, false)
+    }
+
+    /// The same, every node speaking only TLS, to clients and on the cluster bus, with a
+    /// certificate signed by [`ca`](Self::ca) (`rediss://` [`urls`](Self::urls)).
+    pub fn start_tls(primaries: usize) -> Result<Self, String> {
+        Self::start_with(primaries, true)
+    }
+
+    fn start_with(primaries: usize, tls: bool) -> Result<Self, String> {
         let dir = temp_dir("cluster")?;
         let mut cluster = Self {
             nodes: Vec::new(),
             ports: Vec::new(),
             dir,
+            tls,
         };
+        if tls {
+            make_certificates(&cluster.dir, ServerCertificate::Valid)?;
+        }
         for _ in 0..primaries {
             let port = free_port()?;
-            let node = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
+            let mut node = Command::new("redis-server");
+            node.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                 .arg("--dir")
-                .arg(&cluster.dir)
+                .arg(&cluster.dir);
+            if tls {
+                node.args(["--port", "0", "--tls-port", &port.to_string()])
+                    .args(["--tls-cluster", "yes", "--tls-auth-clients", "no"])
+                    .args(tls_file_args(&cluster.dir));
+            } else {
+                node.args(["--port", &port.to_string()]);
+            }
+            let node = node
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -120,10 +126,13 @@ impl RedisCluster {
         }
         for &port in &cluster.ports {
             wait_for("a node answering PING", || {
-                cli(port, &["PING"]).is_ok_and(|out| out.contains("PONG"))
+                cluster
+                    .cli(port, &["PING"])
+                    .is_ok_and(|out| out.contains("PONG"))
             })?;
         }
         let created = Command::new("redis-cli")
+            .args(cluster.tls_args())
             .arg("--cluster")
             .arg("create")
             .args(cluster.addresses())
@@ -136,10 +145,40 @@ impl RedisCluster {
         }
         for &port in &cluster.ports {
             wait_for("the cluster to be ok", || {
-                cli(port, &["CLUSTER", "INFO"]).is_ok_and(|out| out.contains("cluster_state:ok"))
+                cluster
+                    .cli(port, &["CLUSTER", "INFO"])
+                    .is_ok_and(|out| out.contains("cluster_state:ok"))
             })?;
         }
         Ok(cluster)
+    }
+
+    /// `redis-cli ARGS…` against the node on `port` (over TLS for a TLS cluster).
+    pub fn cli(&self, port: u16, args: &[&str]) -> std::io::Result<String> {
+        let output = Command::new("redis-cli")
+            .args(self.tls_args())
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    fn tls_args(&self) -> Vec<std::ffi::OsString> {
+        if self.tls {
+            vec![
+                "--tls".into(),
+                "--cacert".into(),
+                self.ca().into_os_string(),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The PEM file of the CA that signed a TLS cluster's certificates.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// The nodes' ports.
@@ -151,7 +190,10 @@ impl RedisCluster {
     pub fn urls(&self) -> Vec<String> {
         self.addresses()
             .into_iter()
-            .map(|address| format!("redis://{address}"))
+            .map(|address| {
+                let scheme = if self.tls { "rediss" } else { "redis" };
+                format!("{scheme}://{address}")
+            })
             .collect()
     }
 
@@ -206,56 +248,58 @@ fn certificate_authority(
     Ok((certificate.pem(), rcgen::Issuer::new(params, key)))
 }
 
+/// Writes `ca.pem`, `other-ca.pem` (a CA that signs nothing here), `server.pem` and
+/// `server.key` (the server's, of the kind asked for, signed by `ca.pem`) into `dir`.
+fn make_certificates(dir: &std::path::Path, certificate: ServerCertificate) -> Result<(), String> {
+    let made = |err: rcgen::Error| format!("certificates: {err}");
+    let (ca, issuer) = certificate_authority("nexussale test CA").map_err(made)?;
+    let (other_ca, _) = certificate_authority("another CA").map_err(made)?;
+    let names = match certificate {
+        ServerCertificate::WrongHost => vec!["redis.example.org".to_owned()],
+        _ => vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+    };
+    let mut params = rcgen::CertificateParams::new(names).map_err(made)?;
+    if certificate == ServerCertificate::Expired {
+        params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    }
+    let key = rcgen::KeyPair::generate().map_err(made)?;
+    let server = params.signed_by(&key, &issuer).map_err(made)?;
+    for (name, text) in [
+        ("ca.pem", ca),
+        ("other-ca.pem", other_ca),
+        ("server.pem", server.pem()),
+        ("server.key", key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), text).map_err(|err| format!("{name}: {err}"))?;
+    }
+    Ok(())
+}
+
+/// `redis-server`'s flags for the files [`make_certificates`] wrote.
+fn tls_file_args(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    [
+        ("--tls-cert-file", "server.pem"),
+        ("--tls-key-file", "server.key"),
+        ("--tls-ca-cert-file", "ca.pem"),
+    ]
+    .into_iter()
+    .flat_map(|(flag, file)| [flag.into(), dir.join(file).into_os_string()])
+    .collect()
+}
+
 impl TlsRedis {
     /// Starts one with `certificate`. Its CA's certificate is at [`ca`](Self::ca); another CA,
     /// which signed nothing here, at [`other_ca`](Self::other_ca).
     pub fn start(certificate: ServerCertificate) -> Result<Self, String> {
         let dir = temp_dir("tls-redis")?;
-        let made = |err: rcgen::Error| format!("certificates: {err}");
-        let (ca, issuer) = certificate_authority("nexussale test CA").map_err(made)?;
-        let (other_ca, _) = certificate_authority("another CA").map_err(made)?;
-        let names = match certificate {
-            ServerCertificate::WrongHost => vec!["redis.example.org".to_owned()],
-            _ => vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
-        };
-        let mut params = rcgen::CertificateParams::new(names).map_err(made)?;
-        if certificate == ServerCertificate::Expired {
-            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
-        }
-        let key = rcgen::KeyPair::generate().map_err(made)?;
-        let server = params.signed_by(&key, &issuer).map_err(made)?;
-        let write = |name: &str, text: &str| {
-            std::fs::write(dir.join(name), text).map_err(|err| format!("{name}: {err}"))
-        };
-        write("ca.pem", &ca)?;
-        write("other-ca.pem", &other_ca)?;
-        write("server.pem", &server.pem())?;
-        write("server.key", &key.serialize_pem())?;
+        make_certificates(&dir, certificate)?;
         let port = free_port()?;
         let node = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--tls-auth-clients",
-                "no",
-            ])
-            .arg("--tls-cert-file")
-            .arg(dir.join("server.pem"))
-            .arg("--tls-key-file")
-            .arg(dir.join("server.key"))
-            .arg("--tls-ca-cert-file")
-            .arg(dir.join("ca.pem"))
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--tls-auth-clients", "no"])
+            .args(tls_file_args(&dir))
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::{self, stock::Remaining};
 use nexussale_core::{DynStockStore, Sale, StockStore};
-use nexussale_redis::testkit::{RedisCluster, cli};
+use nexussale_redis::testkit::RedisCluster;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 
 /// Every stock case of the kit, on a cluster, with sales sharded over the three nodes.
@@ -41,7 +41,9 @@ async fn the_kit_passes_on_redis_cluster() {
     store.create_sale(&sale).await.unwrap();
     let mut nodes_with_keys = 0;
     for &port in cluster.ports() {
-        let keys = cli(port, &["--scan", "--pattern", "nexussale:*:stock"]).unwrap();
+        let keys = cluster
+            .cli(port, &["--scan", "--pattern", "nexussale:*:stock"])
+            .unwrap();
         nodes_with_keys += usize::from(keys.contains(sale.sku.as_str()));
     }
     assert!(

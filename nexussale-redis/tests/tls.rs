@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use nexussale_core::DynStockStore;
 use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::{self, stock::Remaining};
-use nexussale_core::DynStockStore;
 use nexussale_redis::testkit::{ServerCertificate, TlsRedis};
 use nexussale_redis::{RedisConfig, RedisStockStore};
 

@@ -16,7 +16,7 @@ use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
 use nexussale_kafka::testkit::MockHost;
 use nexussale_mysql::sqlx;
-use nexussale_redis::testkit::{RedisCluster, ServerCertificate, TlsRedis, cli};
+use nexussale_redis::testkit::{RedisCluster, ServerCertificate, TlsRedis};
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -55,7 +55,17 @@ async fn a_burst_on_redis_stock_sells_exactly_the_stock() {
 /// the stock, and the shards settle to nothing available and every unit held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_on_a_redis_cluster_sells_exactly_the_stock() {
-    let cluster = match RedisCluster::start(3) {
+    burst_on_cluster(RedisCluster::start(3)).await;
+}
+
+/// The same with every node reached over TLS (`rediss://` seeds, `--redis-ca`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_a_redis_cluster_over_tls_sells_exactly_the_stock() {
+    burst_on_cluster(RedisCluster::start_tls(3)).await;
+}
+
+async fn burst_on_cluster(cluster: Result<RedisCluster, String>) {
+    let cluster = match cluster {
         Ok(cluster) => cluster,
         Err(reason) => {
             return unavailable::<()>("redis cluster (redis-server, redis-cli)", reason)
@@ -64,32 +74,37 @@ async fn a_burst_on_a_redis_cluster_sells_exactly_the_stock() {
     };
     let urls = cluster.urls();
     let prefix = unique_name("nexussale-server-test-");
-    burst_then_sigterm(&[
+    let ca = cluster.ca().display().to_string();
+    let seeds = urls.join(",");
+    let mut flags = vec![
         "--redis-cluster",
         "--redis-url",
-        &urls.join(","),
+        &seeds,
         "--redis-prefix",
         &prefix,
         "--redis-shards",
         "6",
-    ])
-    .await;
+    ];
+    let mut config = RedisConfig::default()
+        .prefix(prefix.clone())
+        .stock_shards(6);
+    if urls[0].starts_with("rediss://") {
+        flags.extend(["--redis-ca", &ca]);
+        config = config.root_certificate(std::fs::read(cluster.ca()).unwrap());
+    }
+    burst_then_sigterm(&flags).await;
     let seeds: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let store = RedisStockStore::connect_cluster(
-        &seeds,
-        RedisConfig::default()
-            .prefix(prefix.clone())
-            .stock_shards(6),
-    )
-    .await
-    .unwrap();
+    let store = RedisStockStore::connect_cluster(&seeds, config)
+        .await
+        .unwrap();
     let snapshot = store.snapshot(&"ps5".parse().unwrap()).await.unwrap();
     assert_eq!((snapshot.available, snapshot.reserved), (0, 100));
     let holding = cluster
         .ports()
         .iter()
         .filter(|&&port| {
-            cli(port, &["--scan", "--pattern", &format!("{prefix}:*")])
+            cluster
+                .cli(port, &["--scan", "--pattern", &format!("{prefix}:*")])
                 .unwrap()
                 .contains("ps5")
         })
