@@ -65,8 +65,11 @@ fn certificates(
     config: &RedisConfig,
 ) -> Result<Option<redis::TlsCertificates>, StoreError> {
     // redis builds rustls without a cryptography provider: ring, unless the process chose one
-    // (an error here means it did). Also for `rediss://` without certificates of our own.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // (an error here means it did); only when TLS is used, so that a process that picks its own
+    // provider later still can.
+    if urls.iter().any(|url| url.starts_with("rediss://")) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let files = &config.tls;
     if !files.is_set() {
         return Ok(None);
