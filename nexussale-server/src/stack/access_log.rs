@@ -54,7 +54,7 @@ impl Around for AccessLog {
                     let (response, route) = request_id::scope(id.clone(), answer).await;
                     if let Some(route) = route {
                         let line = AccessLine {
-                            request_id: std::str::from_utf8(id.as_bytes()).unwrap_or("-"),
+                            request_id: request_id::text(&id),
                             method: method.as_str(),
                             route,
                             status: response.status().as_u16(),
@@ -65,7 +65,7 @@ impl Around for AccessLog {
                     response
                 }
                 None => {
-                    let text = id.to_str().unwrap_or_default();
+                    let text = request_id::text(&id);
                     // Info level: with the default filter every line the request logs names
                     // its id.
                     let span = tracing::info_span!("request", request_id = %text);

@@ -50,10 +50,12 @@ pub(crate) async fn scope<F: Future>(id: HeaderValue, answer: F) -> F::Output {
 
 /// `f` of the current request's id, when a request set one with [`scope`].
 pub(crate) fn with_current<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
-    // Taken ids are visible ASCII and generated ones hex: never lossy.
-    CURRENT
-        .try_with(|id| f(std::str::from_utf8(id.as_bytes()).unwrap_or("-")))
-        .ok()
+    CURRENT.try_with(|id| f(text(id))).ok()
+}
+
+/// An id as text: taken ids are visible ASCII and generated ones hex, so nothing is lost.
+pub(crate) fn text(id: &HeaderValue) -> &str {
+    std::str::from_utf8(id.as_bytes()).unwrap_or("-")
 }
 
 /// Takes or makes the request's id and echoes it on the answer.
