@@ -174,19 +174,13 @@ pub(crate) fn with_location_bytes(mut response: Response, location: &[u8]) -> Re
 }
 
 /// Sets `Location` to `prefix` followed by `segment`, percent-encoded.
-pub(crate) fn with_location(mut response: Response, prefix: &str, segment: &str) -> Response {
+pub(crate) fn with_location(response: Response, prefix: &str, segment: &str) -> Response {
     // Borrowed when nothing needs encoding (an order id): no formatting machinery.
     let encoded: std::borrow::Cow<'_, str> =
         percent_encoding::utf8_percent_encode(segment, SEGMENT).into();
     let mut location = String::with_capacity(prefix.len() + encoded.len());
     location.push_str(prefix);
     location.push_str(&encoded);
-    // Percent-encoding leaves only visible ASCII: the value is always valid. The string's
-    // buffer becomes the value's (one allocation).
-    if let Ok(location) = http::HeaderValue::from_maybe_shared(Bytes::from(location)) {
-        response
-            .headers_mut()
-            .insert(http::header::LOCATION, location);
-    }
-    response
+    // Percent-encoding leaves only visible ASCII: the value is always valid.
+    with_location_bytes(response, location.as_bytes())
 }
