@@ -1,5 +1,5 @@
-//! One multiplexed connection: a self-reconnecting [`ConnectionManager`] to one node, or the
-//! async cluster client (feature `cluster`).
+//! One multiplexed connection: a self-reconnecting [`ConnectionManager`] to one node, the async
+//! cluster client (feature `cluster`), or the master that Sentinel names (feature `sentinel`).
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
@@ -12,6 +12,8 @@ pub(crate) enum Connection {
     Single(ConnectionManager),
     #[cfg(feature = "cluster")]
     Cluster(redis::cluster_async::ClusterConnection),
+    #[cfg(feature = "sentinel")]
+    Sentinel(crate::sentinel::MasterFollower),
 }
 
 impl std::fmt::Debug for Connection {
@@ -20,6 +22,8 @@ impl std::fmt::Debug for Connection {
             Self::Single(_) => "Connection::Single",
             #[cfg(feature = "cluster")]
             Self::Cluster(_) => "Connection::Cluster",
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(_) => "Connection::Sentinel",
         })
     }
 }
@@ -53,6 +57,26 @@ impl Connection {
         }
         .build()?;
         Ok(Self::Cluster(client.get_async_connection().await?))
+    }
+
+    #[cfg(feature = "sentinel")]
+    pub(crate) async fn sentinel(
+        sentinels: &[&str],
+        master: &str,
+        config: &RedisConfig,
+    ) -> Result<Self, StoreError> {
+        let certificates = certificates(sentinels, config)?;
+        #[cfg(not(feature = "tls"))]
+        let _: Option<()> = certificates;
+        let follower = crate::sentinel::MasterFollower::connect(
+            sentinels,
+            master,
+            config,
+            #[cfg(feature = "tls")]
+            certificates,
+        )
+        .await?;
+        Ok(Self::Sentinel(follower))
     }
 }
 
@@ -111,6 +135,8 @@ impl ConnectionLike for Connection {
             Self::Single(conn) => conn.req_packed_command(cmd),
             #[cfg(feature = "cluster")]
             Self::Cluster(conn) => conn.req_packed_command(cmd),
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -124,6 +150,8 @@ impl ConnectionLike for Connection {
             Self::Single(conn) => conn.req_packed_commands(cmd, offset, count),
             #[cfg(feature = "cluster")]
             Self::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(conn) => conn.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -132,6 +160,8 @@ impl ConnectionLike for Connection {
             Self::Single(conn) => conn.get_db(),
             #[cfg(feature = "cluster")]
             Self::Cluster(conn) => conn.get_db(),
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(conn) => conn.get_db(),
         }
     }
 }

@@ -38,6 +38,11 @@ impl StoreError {
                     || err.is_connection_dropped()
                     || err.is_connection_refusal()
                     || err.is_cluster_error()
+                    // A replica answered: the master moved (a failover), and will be found again.
+                    || matches!(
+                        err.kind(),
+                        redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                    )
                     || !matches!(err.retry_method(), redis::RetryMethod::NoRetry)
             }
             Self::Timeout(_) | Self::CoalescerStopped => true,

@@ -8,6 +8,8 @@ mod keys;
 mod record;
 mod sale_info;
 mod scripts;
+#[cfg(feature = "sentinel")]
+mod sentinel;
 mod stock;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -34,7 +34,8 @@ const RESTORE_CHUNK: usize = 500;
 
 type Outcome<T> = std::result::Result<T, StoreError>;
 
-/// A [`StockStore`] in Redis (a single node, or Redis Cluster with feature `cluster`).
+/// A [`StockStore`] in Redis: a single node, Redis Cluster (feature `cluster`) or the master
+/// Redis Sentinel names (feature `sentinel`).
 ///
 /// Every reservation is one `EVALSHA` of `reserve.lua`, which checks the idempotency key, the sale
 /// window, the per-user limit and the available units, then writes the reservation, its expiry
@@ -89,6 +90,30 @@ impl RedisStockStore {
     #[cfg(feature = "cluster")]
     pub async fn connect_cluster(nodes: &[&str], config: RedisConfig) -> Result<Self> {
         let conn = Connection::cluster(nodes, &config).await?;
+        Ok(Self::from_connection(conn, config))
+    }
+
+    /// Connects to the master that the Sentinels at `sentinels` name for `master`, and follows
+    /// it through failovers (feature `sentinel`): when the master stops answering, or answers as
+    /// a replica, the next call asks the sentinels again. While no master is reachable, calls
+    /// fail as retryable. The first URL's user, password and database are used for the sentinels
+    /// and the master; `rediss://` sentinels mean TLS to the master too.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nexussale_core::Result<()> {
+    /// use nexussale_redis::{RedisConfig, RedisStockStore};
+    ///
+    /// let sentinels = ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"];
+    /// let stock = RedisStockStore::connect_sentinel(&sentinels, "shop", RedisConfig::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sentinel")]
+    pub async fn connect_sentinel(
+        sentinels: &[&str],
+        master: &str,
+        config: RedisConfig,
+    ) -> Result<Self> {
+        let conn = Connection::sentinel(sentinels, master, &config).await?;
         Ok(Self::from_connection(conn, config))
     }
 

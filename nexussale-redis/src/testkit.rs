@@ -1,11 +1,15 @@
 //! Redis servers a test starts for itself (feature `testkit`): a Redis Cluster, a Redis that
-//! speaks only TLS with certificates made for it, each on free ports, stopped and cleaned up when
-//! dropped, also when the test fails. Needs `redis-server` and `redis-cli` on the `PATH`. Stable
+//! speaks only TLS with certificates made for it, a primary and replica under Sentinel, each on
+//! free ports, stopped and cleaned up when dropped, also when the test fails. Needs `redis-server` and `redis-cli` on the `PATH`. Stable
 //! enough for other crates' tests; not a production API.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod sentinel;
+
+pub use sentinel::RedisSentinel;
 
 /// How long a started node may take to answer, or a cluster to agree.
 const READY_WITHIN: Duration = Duration::from_secs(20);

@@ -46,6 +46,12 @@ pub enum RedisTopology {
     /// A Redis Cluster: `redis_url` is a comma-separated list of seed nodes, any of which
     /// leads the client to the rest.
     Cluster,
+    /// Redis Sentinel: `redis_url` is a comma-separated list of sentinels, which name the
+    /// current master of `master`; followed through failovers.
+    Sentinel {
+        /// The name the sentinels monitor (`sentinel monitor NAME …`).
+        master: String,
+    },
 }
 
 /// URLs shown without their passwords; Kafka's properties by name only.
@@ -151,10 +157,12 @@ impl Config {
                 .prefix(self.redis_prefix.clone())
                 .stock_shards(usize::from(self.redis_shards)),
             redis_ca: self.redis_ca.clone(),
-            redis_topology: if self.redis_cluster {
-                RedisTopology::Cluster
-            } else {
-                RedisTopology::Single
+            redis_topology: match (&self.redis_sentinel, self.redis_cluster) {
+                (Some(master), _) => RedisTopology::Sentinel {
+                    master: master.clone(),
+                },
+                (None, true) => RedisTopology::Cluster,
+                (None, false) => RedisTopology::Single,
             },
             kafka,
             database_url: self.database_url.clone(),
@@ -208,11 +216,15 @@ async fn stock_store(config: &BackendConfig) -> Result<Built<DynStockStore>> {
         })?;
         redis = redis.root_certificate(pem);
     }
-    let store = match config.redis_topology {
+    let store = match &config.redis_topology {
         RedisTopology::Single => RedisStockStore::connect_with(url, redis.clone()).await,
         RedisTopology::Cluster => {
-            let seeds = cluster_seeds(url)?;
+            let seeds = url_list(url, "a cluster's seed list")?;
             RedisStockStore::connect_cluster(&seeds, redis.clone()).await
+        }
+        RedisTopology::Sentinel { master } => {
+            let sentinels = url_list(url, "the sentinel list")?;
+            RedisStockStore::connect_sentinel(&sentinels, master, redis.clone()).await
         }
     };
     let store = Arc::new(store.map_err(&failed)?);
@@ -222,19 +234,20 @@ async fn stock_store(config: &BackendConfig) -> Result<Built<DynStockStore>> {
     Ok((store, ready))
 }
 
-/// The seed nodes of a cluster URL list (`redis://a:7000,redis://b:7000`), none empty.
-fn cluster_seeds(urls: &str) -> Result<Vec<&str>> {
-    let seeds: Vec<&str> = urls.split(',').map(str::trim).collect();
-    if seeds.iter().any(|seed| seed.is_empty()) {
+/// The URLs of a comma-separated list (`redis://a:7000,redis://b:7000`: a cluster's seeds, the
+/// sentinels), none empty; `list` names it in the error.
+fn url_list<'a>(urls: &'a str, list: &str) -> Result<Vec<&'a str>> {
+    let entries: Vec<&str> = urls.split(',').map(str::trim).collect();
+    if entries.iter().any(|entry| entry.is_empty()) {
         return Err(Error::permanent(
             "redis",
             format!(
-                "{}: a cluster's seed list has an empty entry (expected redis://host:port,redis://host:port,…)",
+                "{}: {list} has an empty entry (expected redis://host:port,redis://host:port,…)",
                 redact(urls)
             ),
         ));
     }
-    Ok(seeds)
+    Ok(entries)
 }
 
 async fn order_queue(config: &BackendConfig) -> Result<Built<DynOrderQueue>> {

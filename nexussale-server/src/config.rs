@@ -30,6 +30,18 @@ pub struct Config {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub redis_cluster: bool,
 
+    /// `--redis-url` is a comma-separated list of Redis Sentinels, and MASTER the name they
+    /// watch: the server uses the master they name and follows it through failovers (while there
+    /// is none, purchases get 503 with Retry-After).
+    #[arg(
+        long,
+        env = "NEXUSSALE_REDIS_SENTINEL",
+        value_name = "MASTER",
+        requires = "redis_url",
+        conflicts_with = "redis_cluster"
+    )]
+    pub redis_sentinel: Option<String>,
+
     /// The CA (a PEM file) that signed the Redis server's certificate, for `rediss://` URLs
     /// (without it, the system's roots). A certificate that does not chain to it refuses to
     /// start; with a `redis://` URL the server refuses to start rather than go without TLS.
@@ -200,6 +212,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("redis_url", &url(&self.redis_url))
             .field("redis_cluster", &self.redis_cluster)
+            .field("redis_sentinel", &self.redis_sentinel)
             .field("redis_ca", &self.redis_ca)
             .field("redis_shards", &self.redis_shards)
             .field("redis_prefix", &self.redis_prefix)
@@ -450,6 +463,31 @@ mod tests {
         assert_eq!(
             cluster.backends().redis_topology,
             crate::RedisTopology::Cluster
+        );
+        let sentinel = Config::try_parse_from([
+            "nexussale-server",
+            "--redis-sentinel",
+            "shop",
+            "--redis-url",
+            "redis://a:26379,redis://b:26379",
+        ])
+        .unwrap();
+        assert_eq!(
+            sentinel.backends().redis_topology,
+            crate::RedisTopology::Sentinel {
+                master: "shop".into()
+            }
+        );
+        assert!(
+            Config::try_parse_from([
+                "nexussale-server",
+                "--redis-sentinel",
+                "shop",
+                "--redis-cluster",
+                "--redis-url",
+                "redis://a:26379",
+            ])
+            .is_err()
         );
     }
 

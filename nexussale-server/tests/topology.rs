@@ -32,6 +32,38 @@ async fn a_cluster_flag_on_a_plain_redis_refuses_to_start() {
     assert!(said.contains("redis") && said.contains(&url), "{said}");
 }
 
+/// `--redis-sentinel` pointed at a Redis that is not a sentinel refuses to start, naming Redis,
+/// the address and the master; so does a sentinel list with an empty entry, and the flag beside
+/// `--redis-cluster`.
+#[tokio::test]
+async fn a_sentinel_flag_without_sentinels_refuses_to_start() {
+    let said = refused(&[
+        "--redis-sentinel",
+        "shop",
+        "--redis-url",
+        "redis://127.0.0.1:1,",
+    ]);
+    assert!(said.contains("sentinel list has an empty entry"), "{said}");
+    let said = refused(&[
+        "--redis-sentinel",
+        "shop",
+        "--redis-cluster",
+        "--redis-url",
+        "redis://127.0.0.1:1",
+    ]);
+    assert!(said.contains("cannot be used with"), "{said}");
+    let url = redis_url();
+    match RedisStockStore::connect(&url).await {
+        Ok(store) if store.ping().await.is_ok() => {}
+        _ => return unavailable::<()>("redis", &url).unwrap_or(()),
+    }
+    let said = refused(&["--redis-sentinel", "shop", "--redis-url", &url]);
+    assert!(
+        said.contains("redis") && said.contains(&url) && said.contains("\"shop\""),
+        "{said}"
+    );
+}
+
 /// A seed list with an empty entry is refused before anything connects.
 #[test]
 fn an_empty_cluster_seed_is_refused() {

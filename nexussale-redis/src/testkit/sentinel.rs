@@ -1,0 +1,193 @@
+//! [`RedisSentinel`]: a primary, a replica and three sentinels watching them.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use super::{free_port, temp_dir, wait_for};
+
+/// A primary, one replica of it and three sentinels (quorum 2) that fail over to the replica
+/// about a second after the primary stops answering. Every process is stopped and the directory
+/// removed when dropped.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), String> {
+/// use nexussale_redis::testkit::RedisSentinel;
+///
+/// let mut redis = RedisSentinel::start("shop")?;
+/// let sentinels = redis.urls().join(","); // what `--redis-url` takes with `--redis-sentinel shop`
+/// let old = redis.kill_primary()?;
+/// let new = redis.wait_for_failover(old)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RedisSentinel {
+    master: String,
+    /// The data nodes by port; `None` once killed.
+    nodes: Vec<(u16, Option<Child>)>,
+    sentinels: Vec<(u16, Child)>,
+    dir: PathBuf,
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        let children = self
+            .nodes
+            .iter_mut()
+            .filter_map(|(_, child)| child.as_mut())
+            .chain(self.sentinels.iter_mut().map(|(_, child)| child));
+        for child in children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn(command: &mut Command, what: &str) -> Result<Child, String> {
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|err| format!("{what}: {err}"))
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+impl RedisSentinel {
+    /// Starts them and waits until the replica is in sync and every sentinel knows the replica
+    /// and the two other sentinels (before that, a failover could not happen).
+    pub fn start(master: &str) -> Result<Self, String> {
+        let mut redis = Self {
+            master: master.to_owned(),
+            nodes: Vec::new(),
+            sentinels: Vec::new(),
+            dir: temp_dir("sentinel")?,
+        };
+        let primary = free_port()?;
+        for replica_of in [None, Some(primary)] {
+            let port = if replica_of.is_some() {
+                free_port()?
+            } else {
+                primary
+            };
+            let mut node = Command::new("redis-server");
+            node.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--dbfilename", &format!("dump-{port}.rdb")])
+                .arg("--dir")
+                .arg(&redis.dir);
+            if let Some(primary) = replica_of {
+                node.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+            }
+            let child = spawn(&mut node, "redis-server")?;
+            redis.nodes.push((port, Some(child)));
+        }
+        let replica = redis.nodes[1].0;
+        wait_for("the replica in sync with the primary", || {
+            cli(replica, &["INFO", "replication"]).contains("master_link_status:up")
+        })?;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let config = redis.dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {master} 127.0.0.1 {primary} 2\n\
+                     sentinel down-after-milliseconds {master} 1000\n\
+                     sentinel failover-timeout {master} 3000\n\
+                     sentinel parallel-syncs {master} 1\n",
+                    dir = redis.dir.display(),
+                ),
+            )
+            .map_err(|err| format!("{}: {err}", config.display()))?;
+            let child = spawn(
+                Command::new("redis-server").arg(&config).arg("--sentinel"),
+                "redis-server --sentinel",
+            )?;
+            redis.sentinels.push((port, child));
+        }
+        for &(port, _) in &redis.sentinels {
+            wait_for(
+                "a sentinel that knows the replica and the other sentinels",
+                || {
+                    let state = cli(port, &["SENTINEL", "MASTER", master]);
+                    let field = |name: &str| {
+                        let mut lines = state.lines();
+                        lines.find(|line| line.trim() == name)?;
+                        lines.next().map(|value| value.trim().to_owned())
+                    };
+                    field("num-slaves").as_deref() == Some("1")
+                        && field("num-other-sentinels").as_deref() == Some("2")
+                },
+            )?;
+        }
+        Ok(redis)
+    }
+
+    /// The master's name the sentinels watch.
+    pub fn master_name(&self) -> &str {
+        &self.master
+    }
+
+    /// `redis://127.0.0.1:PORT` of each sentinel.
+    pub fn urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|(port, _)| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// The port of the node the sentinels name as master now.
+    pub fn primary_port(&self) -> Result<u16, String> {
+        let &(sentinel, _) = self.sentinels.first().ok_or("no sentinel is running")?;
+        let answer = cli(
+            sentinel,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.master],
+        );
+        answer
+            .lines()
+            .nth(1)
+            .and_then(|port| port.trim().parse().ok())
+            .ok_or_else(|| format!("the sentinel named no master: {answer:?}"))
+    }
+
+    /// `redis-cli -p PORT ARGS…`, against a data node or a sentinel.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        cli(port, args)
+    }
+
+    /// SIGKILLs the node that is master now; answers its port.
+    pub fn kill_primary(&mut self) -> Result<u16, String> {
+        let port = self.primary_port()?;
+        let (_, child) = self
+            .nodes
+            .iter_mut()
+            .find(|(node, _)| *node == port)
+            .ok_or_else(|| format!("the master on {port} is not one of this test's nodes"))?;
+        if let Some(mut child) = child.take() {
+            child.kill().map_err(|err| format!("kill: {err}"))?;
+            let _ = child.wait();
+        }
+        Ok(port)
+    }
+
+    /// Waits until the sentinels name a master other than `old` and that node says it is one;
+    /// answers its port.
+    pub fn wait_for_failover(&self, old: u16) -> Result<u16, String> {
+        let mut new = None;
+        wait_for("a failover to the replica", || {
+            new = self.primary_port().ok().filter(|&port| port != old);
+            new.is_some_and(|port| cli(port, &["ROLE"]).starts_with("master"))
+        })?;
+        new.ok_or_else(|| "no new master".to_owned())
+    }
+}

@@ -1,0 +1,152 @@
+//! The server on Redis Sentinel (`--redis-sentinel`), its primary killed in the middle of a
+//! burst: a primary, a replica and three sentinels started by the test (`testkit::RedisSentinel`)
+//! on free ports, stopped when it ends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{client, json_request, start_server};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use nexussale_core::testkit::services::unavailable;
+use nexussale_core::testkit::unique_name;
+use nexussale_redis::testkit::RedisSentinel;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+/// One purchase's answer: when it came, its status, its `Retry-After`, its error code.
+struct Answer {
+    at: Instant,
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+/// Purchases keep coming from 16 buyers at once while the primary is killed: before the kill
+/// they are accepted; while no master is reachable they get 503 `unavailable` with
+/// `Retry-After`, never another error and never a hang; once the sentinels have promoted the
+/// replica, the same server process (no restart) accepts them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purchases_wait_out_a_sentinel_failover_and_are_served_again() {
+    let mut redis = match RedisSentinel::start("shop") {
+        Ok(redis) => redis,
+        Err(reason) => {
+            return unavailable::<()>("redis sentinel (redis-server, redis-cli)", reason)
+                .unwrap_or(());
+        }
+    };
+    let sentinels = redis.urls().join(",");
+    let prefix = unique_name("failover-");
+    let (server, address) = start_server(&[
+        "--redis-url",
+        &sentinels,
+        "--redis-sentinel",
+        redis.master_name(),
+        "--redis-prefix",
+        &prefix,
+        "--sale",
+        "drop=1000000",
+    ]);
+    let url = format!("http://{address}/v1/sales/drop/purchase");
+    let answers = Arc::new(Mutex::new(Vec::<Answer>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let buyers: Vec<_> = (0..16)
+        .map(|buyer| {
+            let (client, url) = (client(), url.clone());
+            let (answers, done) = (Arc::clone(&answers), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !done.load(Ordering::Relaxed) {
+                    n += 1;
+                    let body = json!({ "user": format!("buyer-{buyer}-{n}") });
+                    let request = json_request(Method::POST, &url, Some(body));
+                    let response = tokio::time::timeout(Duration::from_secs(10), async {
+                        client.request(request).await
+                    })
+                    .await
+                    .expect("a purchase hung for 10 s")
+                    .unwrap();
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(http::header::RETRY_AFTER)
+                        .map(|value| value.to_str().unwrap().to_owned());
+                    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                    answers.lock().push(Answer {
+                        at: Instant::now(),
+                        status,
+                        retry_after,
+                        body: serde_json::from_slice(&bytes).unwrap(),
+                    });
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    let old = redis.kill_primary().unwrap();
+    let (redis, new) = tokio::task::spawn_blocking(move || {
+        let new = redis.wait_for_failover(old);
+        (redis, new)
+    })
+    .await
+    .unwrap();
+    let new = new.unwrap();
+    let promoted_at = Instant::now();
+    // Served again: wait for accepted purchases after the promotion, 10 s at most.
+    let deadline = promoted_at + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && answers
+            .lock()
+            .iter()
+            .filter(|answer| answer.at > promoted_at && answer.status == StatusCode::ACCEPTED)
+            .count()
+            < 50
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    for buyer in buyers {
+        buyer.await.unwrap();
+    }
+
+    let answers = answers.lock();
+    let accepted = |from: Instant, to: Instant| {
+        answers
+            .iter()
+            .filter(|answer| answer.at > from && answer.at < to)
+            .filter(|answer| answer.status == StatusCode::ACCEPTED)
+            .count()
+    };
+    let start = killed_at - Duration::from_secs(60);
+    let end = Instant::now();
+    assert!(
+        accepted(start, killed_at) > 0,
+        "nothing sold before the kill"
+    );
+    assert!(
+        accepted(promoted_at, end) >= 50,
+        "the server did not sell again after the sentinels named {new}"
+    );
+    let mut unavailable = 0;
+    for answer in answers.iter() {
+        match answer.status {
+            StatusCode::ACCEPTED => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(answer.body["error"], "unavailable", "{}", answer.body);
+                assert!(answer.retry_after.is_some(), "a 503 without Retry-After");
+                assert!(answer.at > killed_at, "refused before the kill");
+                unavailable += 1;
+            }
+            other => panic!("{other} during a failover: {}", answer.body),
+        }
+    }
+    assert!(unavailable > 0, "no purchase met the failover");
+    drop((server, redis));
+}
