@@ -3,6 +3,8 @@
 mod config;
 mod error;
 mod repository;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use config::MySqlConfig;
 pub use repository::MySqlOrderRepository;

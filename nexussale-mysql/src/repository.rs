@@ -136,6 +136,11 @@ impl MySqlOrderRepository {
     /// Connects a pool with the default [`MySqlConfig`] to
     /// `mysql://user[:password]@host[:port]/database` (MySQL 8 or MariaDB 10.11+). Add
     /// `?socket=/run/mysqld/mysqld.sock` where root may only log in over the socket.
+    ///
+    /// TLS (rustls with ring): `?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/ca.pem` checks the
+    /// server's certificate against that CA (without `ssl-ca`, the system's roots) and its name;
+    /// `REQUIRED` only encrypts. A certificate that does not hold fails the connect. Without
+    /// `ssl-mode` (`PREFERRED`), TLS is used when the server offers it, unverified.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, MySqlConfig::default()).await
     }

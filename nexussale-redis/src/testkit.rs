@@ -5,14 +5,13 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use nexussale_core::testkit::servers::{files, make_certificates, temp_dir, wait_for};
 
 mod sentinel;
 
+pub use nexussale_core::testkit::servers::ServerCertificate;
 pub use sentinel::RedisSentinel;
-
-/// How long a started node may take to answer, or a cluster to agree.
-const READY_WITHIN: Duration = Duration::from_secs(20);
 
 /// A Redis Cluster of primaries without replicas, in a temporary directory.
 ///
@@ -41,43 +40,14 @@ impl Drop for RedisCluster {
 }
 
 /// A free port whose cluster bus port (+10000) is free too.
-fn free_port() -> Result<u16, String> {
+fn free_port_pair() -> Result<u16, String> {
     for _ in 0..1000 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map_err(|err| format!("no free port: {err}"))?
-            .port();
+        let port = nexussale_core::testkit::servers::free_port()?;
         if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
             return Ok(port);
         }
     }
     Err("no free port pair for a cluster node".into())
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> Result<(), String> {
-    let deadline = Instant::now() + READY_WITHIN;
-    while !ready() {
-        if Instant::now() > deadline {
-            return Err(format!("{what} within {READY_WITHIN:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// A temporary directory of its own.
-fn temp_dir(kind: &str) -> Result<PathBuf, String> {
-    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "nexussale-{kind}-{}-{}-{}",
-        std::process::id(),
-        COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos())
-    ));
-    std::fs::create_dir_all(&dir).map_err(|err| err.to_string())?;
-    Ok(dir)
 }
 
 impl RedisCluster {
@@ -106,7 +76,7 @@ impl RedisCluster {
             make_certificates(&cluster.dir, ServerCertificate::Valid)?;
         }
         for _ in 0..primaries {
-            let port = free_port()?;
+            let port = free_port_pair()?;
             let mut node = Command::new("redis-server");
             node.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .args(["--cluster-enabled", "yes"])
@@ -182,7 +152,7 @@ impl RedisCluster {
 
     /// The PEM file of the CA that signed a TLS cluster's certificates.
     pub fn ca(&self) -> PathBuf {
-        self.dir.join("ca.pem")
+        self.dir.join(files::CA)
     }
 
     /// The nodes' ports.
@@ -209,18 +179,6 @@ impl RedisCluster {
     }
 }
 
-/// The certificate a [`TlsRedis`] presents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ServerCertificate {
-    /// Signed by [`TlsRedis::ca`], for `127.0.0.1` and `localhost`, valid now.
-    Valid,
-    /// Signed by the same CA, for those names, but expired in 2020.
-    Expired,
-    /// Signed by the same CA, valid now, but for `redis.example.org` only.
-    WrongHost,
-}
-
 /// A `redis-server` that speaks only TLS (its plain port off), with a CA and a server
 /// certificate made for it; clients need no certificate.
 #[derive(Debug)]
@@ -238,54 +196,12 @@ impl Drop for TlsRedis {
     }
 }
 
-/// A new CA: its certificate (PEM) and the issuer that signs with it.
-fn certificate_authority(
-    name: &str,
-) -> Result<(String, rcgen::Issuer<'static, rcgen::KeyPair>), rcgen::Error> {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    let key = rcgen::KeyPair::generate()?;
-    let certificate = params.self_signed(&key)?;
-    Ok((certificate.pem(), rcgen::Issuer::new(params, key)))
-}
-
-/// Writes `ca.pem`, `other-ca.pem` (a CA that signs nothing here), `server.pem` and
-/// `server.key` (the server's, of the kind asked for, signed by `ca.pem`) into `dir`.
-fn make_certificates(dir: &std::path::Path, certificate: ServerCertificate) -> Result<(), String> {
-    let made = |err: rcgen::Error| format!("certificates: {err}");
-    let (ca, issuer) = certificate_authority("nexussale test CA").map_err(made)?;
-    let (other_ca, _) = certificate_authority("another CA").map_err(made)?;
-    let names = match certificate {
-        ServerCertificate::WrongHost => vec!["redis.example.org".to_owned()],
-        _ => vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
-    };
-    let mut params = rcgen::CertificateParams::new(names).map_err(made)?;
-    if certificate == ServerCertificate::Expired {
-        params.not_before = rcgen::date_time_ymd(2019, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2020, 1, 1);
-    }
-    let key = rcgen::KeyPair::generate().map_err(made)?;
-    let server = params.signed_by(&key, &issuer).map_err(made)?;
-    for (name, text) in [
-        ("ca.pem", ca),
-        ("other-ca.pem", other_ca),
-        ("server.pem", server.pem()),
-        ("server.key", key.serialize_pem()),
-    ] {
-        std::fs::write(dir.join(name), text).map_err(|err| format!("{name}: {err}"))?;
-    }
-    Ok(())
-}
-
-/// `redis-server`'s flags for the files [`make_certificates`] wrote.
+/// `redis-server`'s flags for the files `make_certificates` wrote.
 fn tls_file_args(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
     [
-        ("--tls-cert-file", "server.pem"),
-        ("--tls-key-file", "server.key"),
-        ("--tls-ca-cert-file", "ca.pem"),
+        ("--tls-cert-file", files::CERTIFICATE),
+        ("--tls-key-file", files::KEY),
+        ("--tls-ca-cert-file", files::CA),
     ]
     .into_iter()
     .flat_map(|(flag, file)| [flag.into(), dir.join(file).into_os_string()])
@@ -298,7 +214,7 @@ impl TlsRedis {
     pub fn start(certificate: ServerCertificate) -> Result<Self, String> {
         let dir = temp_dir("tls-redis")?;
         make_certificates(&dir, certificate)?;
-        let port = free_port()?;
+        let port = nexussale_core::testkit::servers::free_port()?;
         let node = Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -324,11 +240,11 @@ impl TlsRedis {
 
     /// The PEM file of the CA that signed the server's certificate.
     pub fn ca(&self) -> PathBuf {
-        self.dir.join("ca.pem")
+        self.dir.join(files::CA)
     }
 
     /// The PEM file of a CA that signed nothing this server presents.
     pub fn other_ca(&self) -> PathBuf {
-        self.dir.join("other-ca.pem")
+        self.dir.join(files::OTHER_CA)
     }
 }

@@ -16,6 +16,7 @@ use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
 use nexussale_kafka::testkit::MockHost;
 use nexussale_mysql::sqlx;
+use nexussale_mysql::testkit::{ServerCertificate as MySqlCertificate, TlsMariaDb};
 use nexussale_redis::testkit::{RedisCluster, ServerCertificate, TlsRedis};
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use serde_json::json;
@@ -128,6 +129,26 @@ async fn a_burst_on_redis_over_tls_sells_exactly_the_stock() {
         .unwrap();
     let snapshot = store.snapshot(&"ps5".parse().unwrap()).await.unwrap();
     assert_eq!((snapshot.available, snapshot.reserved), (0, 100));
+}
+
+/// The orders in a MariaDB that accepts only TLS (`ssl-mode=VERIFY_IDENTITY`, its CA in
+/// `ssl-ca`): the same burst persists every order exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_mysql_over_tls_persists_every_order() {
+    let mariadb = match TlsMariaDb::start(MySqlCertificate::Valid) {
+        Ok(mariadb) => mariadb,
+        Err(reason) => {
+            return unavailable::<()>("a second mariadbd with TLS", reason).unwrap_or(());
+        }
+    };
+    burst_then_sigterm(&["--database-url", &mariadb.url("test", "VERIFY_IDENTITY")]).await;
+    let stored = mariadb
+        .sql("SELECT COUNT(*), COUNT(DISTINCT user_id) FROM test.orders WHERE sku = 'ps5'")
+        .unwrap();
+    assert_eq!(
+        stored.split_whitespace().collect::<Vec<_>>(),
+        ["100", "100"]
+    );
 }
 
 /// The full stack: Redis stock, a Kafka queue (librdkafka's mock cluster, reached by the servers

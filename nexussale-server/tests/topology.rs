@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
 
 use nexussale_core::testkit::services::{redis_url, unavailable};
+use nexussale_mysql::testkit::{ServerCertificate as MySqlCertificate, TlsMariaDb};
 use nexussale_redis::RedisStockStore;
 use nexussale_redis::testkit::{ServerCertificate, TlsRedis};
 
@@ -127,6 +128,28 @@ fn a_redis_certificate_that_does_not_hold_refuses_to_start() {
             assert!(said.contains("not rediss://"), "{said}");
         }
     }
+}
+
+/// A MariaDB whose certificate does not chain to the URL's `ssl-ca` refuses to start, naming
+/// MySQL, its address and the certificate; the password in the URL is not shown.
+#[test]
+fn a_mysql_certificate_that_does_not_hold_refuses_to_start() {
+    let mariadb = match TlsMariaDb::start(MySqlCertificate::Valid) {
+        Ok(mariadb) => mariadb,
+        Err(reason) => {
+            return unavailable::<()>("a second mariadbd with TLS", reason).unwrap_or(());
+        }
+    };
+    let url = mariadb
+        .url_trusting("test", "VERIFY_IDENTITY", &mariadb.other_ca())
+        .replace("root@", "root:pw-7@");
+    let said = refused(&["--database-url", &url]);
+    let address = format!("127.0.0.1:{}", mariadb.port());
+    assert!(
+        said.contains("mysql") && said.contains(&address) && said.contains("certificate"),
+        "{said}"
+    );
+    assert!(!said.contains("pw-7"), "{said}");
 }
 
 /// An unreadable `--redis-ca` is a start-up error that names the flag.

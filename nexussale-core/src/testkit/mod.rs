@@ -54,6 +54,8 @@ pub mod fixtures;
 pub mod proxy;
 pub mod queue;
 pub mod repository;
+#[cfg(feature = "testkit-tools")]
+pub mod servers;
 pub mod services;
 pub mod stock;
 mod teardown;

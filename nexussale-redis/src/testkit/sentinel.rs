@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use super::{free_port, temp_dir, wait_for};
+use nexussale_core::testkit::servers::{free_port, temp_dir, wait_for};
 
 /// A primary, one replica of it and three sentinels (quorum 2) that fail over to the replica
 /// about a second after the primary stops answering. Every process is stopped and the directory
