@@ -24,7 +24,8 @@ pub struct KafkaConfig {
     pub(crate) dead_letter_topic: Option<String>,
     pub(crate) group_id: String,
     pub(crate) partitions: i32,
-    pub(crate) replication: i32,
+    /// `None`: 3, or the broker count when fewer.
+    pub(crate) replication: Option<i32>,
     pub(crate) linger: Duration,
     pub(crate) batch_bytes: usize,
     pub(crate) max_queued: usize,
@@ -71,7 +72,7 @@ impl KafkaConfig {
             dead_letter_topic: None,
             group_id: "nexussale-order-worker".to_owned(),
             partitions: 12,
-            replication: 1,
+            replication: None,
             linger: Duration::from_millis(1),
             batch_bytes: 1 << 20,
             max_queued: 100_000,
@@ -108,9 +109,10 @@ impl KafkaConfig {
         self
     }
 
-    /// Replication factor of the topics created at start-up (default 1; use 3 in production).
+    /// Replication factor of the topics created at start-up (default: 3, or the number of
+    /// brokers when fewer). Created topics get `min.insync.replicas` one below it (at least 1).
     pub fn replication(mut self, replication: i32) -> Self {
-        self.replication = replication.max(1);
+        self.replication = Some(replication.max(1));
         self
     }
 

@@ -18,6 +18,23 @@ use tracing::{debug, error, trace, warn};
 #[derive(Debug, Clone)]
 pub(crate) struct QuietContext {
     pub(crate) outage: Arc<OutageLog>,
+    /// Why the brokers' TLS or SASL handshake failed, the last time it did: librdkafka reports it
+    /// only here, while the call that needed the brokers fails as a mere transport failure.
+    refused: Arc<parking_lot::Mutex<Option<String>>>,
+}
+
+impl QuietContext {
+    pub(crate) fn new(outage: Arc<OutageLog>) -> Self {
+        Self {
+            outage,
+            refused: Arc::default(),
+        }
+    }
+
+    /// Why the last TLS or SASL handshake failed, if one did.
+    pub(crate) fn handshake_refused(&self) -> Option<String> {
+        self.refused.lock().clone()
+    }
 }
 
 /// The offsets reader of [`drain`](crate::drain) is a consumer that never joins its group.
@@ -29,6 +46,9 @@ impl ClientContext for QuietContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if is_handshake_failure(&error, reason) {
+            *self.refused.lock() = Some(reason.to_owned());
+        }
         report(&self.outage, &error, reason);
     }
 }
@@ -49,6 +69,16 @@ pub(crate) fn log(outage: &OutageLog, level: RDKafkaLogLevel, facility: &str, me
         }
         RDKafkaLogLevel::Debug => trace!(target: "librdkafka", facility, "{message}"),
     }
+}
+
+/// Whether librdkafka's error says the brokers refused this client's TLS (a certificate that does
+/// not hold) or SASL (credentials): no retry mends that.
+fn is_handshake_failure(error: &KafkaError, reason: &str) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication)
+    ) || reason.contains("SSL_HANDSHAKE")
+        || reason.contains("SASL authentication error")
 }
 
 /// librdkafka's error callback: a fatal error (the idempotent producer gave up) always gets its

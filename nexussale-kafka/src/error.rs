@@ -11,6 +11,9 @@ pub(crate) enum QueueError {
     /// An event could not be encoded.
     #[error("cannot encode the event: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The brokers' TLS or SASL handshake failed, with librdkafka's reason.
+    #[error("the brokers refused the TLS or SASL handshake: {0}")]
+    Handshake(String),
     /// A blocking consumer call did not complete (its thread panicked or the runtime stopped).
     #[error("the consumer call was interrupted: {0}")]
     Interrupted(String),
@@ -38,7 +41,7 @@ impl QueueError {
             Self::Kafka(err) => err
                 .rdkafka_error_code()
                 .is_none_or(|code| !PERMANENT.contains(&code)),
-            Self::Encode(_) => false,
+            Self::Encode(_) | Self::Handshake(_) => false,
             Self::Interrupted(_) => true,
         }
     }

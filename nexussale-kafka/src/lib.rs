@@ -9,6 +9,7 @@ mod error;
 mod queue;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod topics;
 
 pub use config::KafkaConfig;
 pub use queue::KafkaOrderQueue;

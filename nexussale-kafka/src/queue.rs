@@ -9,7 +9,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::OnceCell;
-use tracing::info;
+use tracing::{info, warn};
 
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ use crate::consumer::GroupConsumer;
 use crate::context::QuietContext;
 use crate::drain;
 use crate::error::QueueError;
+use crate::topics::{self, ClusterView};
 
 /// An [`OrderQueue`] on a Kafka topic.
 ///
@@ -49,8 +50,9 @@ pub struct KafkaOrderQueue {
     consumer: OnceCell<GroupConsumer>,
     /// A client of the group that never joins it: it only reads the group's committed offsets.
     offsets: OnceCell<Arc<BaseConsumer<QuietContext>>>,
-    /// Shared by the producer's and the consumer's callbacks and the calls below.
-    outage: Arc<OutageLog>,
+    /// The producer's: its outage log is shared by the consumer's callbacks and the calls
+    /// below, and it is cloned for the admin and offsets clients.
+    context: QuietContext,
 }
 
 impl std::fmt::Debug for KafkaOrderQueue {
@@ -70,9 +72,7 @@ impl KafkaOrderQueue {
     /// A queue on `config`'s cluster. Creates the producer (connections open in the background);
     /// the consumer joins the group on the first `receive`.
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
-        let context = QuietContext {
-            outage: Arc::new(OutageLog::new("kafka")),
-        };
+        let context = QuietContext::new(Arc::new(OutageLog::new("kafka")));
         let producer: FutureProducer<QuietContext> = config
             .client()
             .set("enable.idempotence", "true")
@@ -95,62 +95,66 @@ impl KafkaOrderQueue {
             producer,
             consumer: OnceCell::new(),
             offsets: OnceCell::new(),
-            outage: context.outage,
+            context,
         })
     }
 
-    /// Creates the topic and the dead-letter topic with the configured partitions and
-    /// replication, unless the cluster's metadata lists them already. Brokers that cannot create
-    /// topics (librdkafka's mock cluster has no admin API) answer an error: create the topics
-    /// there by other means.
+    /// Creates the topic and the dead-letter topic, unless the cluster's metadata lists them
+    /// already: the configured partitions (the dead-letter topic: 1), the configured replication
+    /// (default: 3, or the broker count when fewer) and `min.insync.replicas` one below it (at
+    /// least 1), so that with `acks=all` an accepted order is on two brokers whenever the topic
+    /// has three replicas. An existing topic with one replica on a cluster of several brokers
+    /// gets a warning: it is not changed. Brokers that cannot create topics (librdkafka's mock
+    /// cluster has no admin API) answer an error: create the topics there by other means.
+    ///
+    /// The first call that needs the brokers: when their TLS or SASL handshake fails (a
+    /// certificate that does not hold, a wrong password), the error says why and is permanent.
     pub async fn ensure_topics(&self) -> Result<()> {
         let dead_letters = self.config.dead_letter_topic_name();
-        let existing = {
+        let cluster = {
             let producer = self.producer.clone();
             tokio::task::spawn_blocking(move || {
                 producer
                     .client()
                     .fetch_metadata(None, Duration::from_secs(10))
-                    .map(|metadata| {
-                        metadata
-                            .topics()
-                            .iter()
-                            .filter(|topic| topic.error().is_none())
-                            .map(|topic| topic.name().to_owned())
-                            .collect::<Vec<_>>()
-                    })
+                    .map(|metadata| ClusterView::of(&metadata))
             })
             .await
             .map_err(|err| QueueError::Interrupted(err.to_string()))?
-            .map_err(QueueError::from)?
+            .map_err(|err| match self.context.handshake_refused() {
+                Some(reason) => QueueError::Handshake(reason),
+                None => QueueError::from(err),
+            })?
         };
-        let missing = |topic: &str| !existing.iter().any(|name| name == topic);
-        if !missing(&self.config.topic) && !missing(&dead_letters) {
+        for topic in cluster.single_copy(&[&self.config.topic, &dead_letters]) {
+            warn!(
+                %topic,
+                brokers = cluster.brokers,
+                "kafka topic has a replication factor of 1 on a cluster of several brokers: one broker's disk holds every accepted order (raise it with kafka-reassign-partitions)"
+            );
+        }
+        if cluster.has(&self.config.topic) && cluster.has(&dead_letters) {
             return Ok(());
         }
         let admin: AdminClient<QuietContext> = self
             .config
             .client()
             .with_extra(&self.config)
-            .create_with_context(QuietContext {
-                outage: Arc::clone(&self.outage),
-            })
+            .create_with_context(self.context.clone())
             .map_err(QueueError::from)?;
+        let replication = cluster.replication(self.config.replication);
+        let min_insync = topics::min_insync_replicas(replication).to_string();
         let topics = [
-            NewTopic::new(
-                &self.config.topic,
-                self.config.partitions,
-                TopicReplication::Fixed(self.config.replication),
-            ),
-            NewTopic::new(
-                &dead_letters,
-                1,
-                TopicReplication::Fixed(self.config.replication),
-            ),
+            (&self.config.topic, self.config.partitions),
+            (&dead_letters, 1),
         ];
         let topics: Vec<NewTopic<'_>> = topics
             .into_iter()
-            .filter(|topic| missing(topic.name))
+            .filter(|(topic, _)| !cluster.has(topic))
+            .map(|(topic, partitions)| {
+                NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))
+                    .set("min.insync.replicas", &min_insync)
+            })
             .collect();
         let options = AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(10)))
@@ -161,7 +165,9 @@ impl KafkaOrderQueue {
             .map_err(QueueError::from)?;
         for result in results {
             match result {
-                Ok(topic) => info!(%topic, "kafka topic created"),
+                Ok(topic) => {
+                    info!(%topic, replication, min_insync_replicas = %min_insync, "kafka topic created");
+                }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
                     return Err(QueueError::Kafka(KafkaError::AdminOp(code)).into_topic(&topic));
@@ -183,7 +189,7 @@ impl KafkaOrderQueue {
         .await
         .map_err(|err| QueueError::Interrupted(err.to_string()))?
         .map_err(QueueError::from)?;
-        self.outage.success();
+        self.context.outage.success();
         Ok(())
     }
 
@@ -211,7 +217,7 @@ impl KafkaOrderQueue {
                     &self.config.topic,
                     self.config.dead_letter_topic_name(),
                     self.producer.clone(),
-                    Arc::clone(&self.outage),
+                    Arc::clone(&self.context.outage),
                 )
             })
             .await?;
@@ -230,9 +236,7 @@ impl KafkaOrderQueue {
                     .set("group.id", &self.config.group_id)
                     .set("enable.auto.commit", "false")
                     .with_extra(&self.config)
-                    .create_with_context(QuietContext {
-                        outage: Arc::clone(&self.outage),
-                    })
+                    .create_with_context(self.context.clone())
                     .map_err(QueueError::from)?;
                 Ok::<_, nexussale_core::Error>(Arc::new(reader))
             })
@@ -282,21 +286,21 @@ impl OrderQueue for KafkaOrderQueue {
             .send(record, self.config.queue_timeout)
             .await
             .map_err(|(err, _)| QueueError::Kafka(err))?;
-        self.outage.success();
+        self.context.outage.success();
         Ok(())
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         let batch = self.consumer().await?.receive(max, wait).await?;
         if !batch.is_empty() {
-            self.outage.success();
+            self.context.outage.success();
         }
         Ok(batch)
     }
 
     async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
         self.consumer().await?.ack(tags).await?;
-        self.outage.success();
+        self.context.outage.success();
         Ok(())
     }
 

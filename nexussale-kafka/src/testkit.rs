@@ -24,7 +24,7 @@ use crate::KafkaConfig;
 
 #[derive(Debug)]
 enum Command {
-    CreateTopic(String, i32, mpsc::Sender<()>),
+    CreateTopic(String, i32, i32, mpsc::Sender<()>),
     BrokerDown(i32, mpsc::Sender<()>),
     BrokerUp(i32, mpsc::Sender<()>),
     ProduceErrors(Vec<RDKafkaRespErr>, mpsc::Sender<()>),
@@ -48,8 +48,10 @@ impl MockHost {
             // Runs until every sender (the host) is gone.
             for command in inbox {
                 match command {
-                    Command::CreateTopic(name, partitions, done) => {
-                        cluster.create_topic(&name, partitions, 3).unwrap();
+                    Command::CreateTopic(name, partitions, replication, done) => {
+                        cluster
+                            .create_topic(&name, partitions, replication)
+                            .unwrap();
                         let _ = done.send(());
                     }
                     Command::BrokerDown(id, done) => {
@@ -86,7 +88,12 @@ impl MockHost {
 
     /// Creates a topic (the mock has no admin API), replicated on all three brokers.
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        self.call(|done| Command::CreateTopic(name.to_owned(), partitions, done));
+        self.create_topic_replicated(name, partitions, 3);
+    }
+
+    /// Creates a topic with `replication` copies of each partition (1 to 3).
+    pub fn create_topic_replicated(&self, name: &str, partitions: i32, replication: i32) {
+        self.call(|done| Command::CreateTopic(name.to_owned(), partitions, replication, done));
     }
 
     /// Takes broker `id` (1 to 3) down: its connections drop and it refuses new ones.

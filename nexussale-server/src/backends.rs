@@ -143,13 +143,18 @@ impl Config {
     pub fn backends(&self) -> BackendConfig {
         let request = Duration::from_secs(self.request_timeout_secs);
         let kafka = self.kafka_brokers.as_ref().map(|brokers| {
-            self.kafka_options.iter().fold(
-                KafkaConfig::new(brokers.clone())
-                    .topic(self.kafka_topic.clone())
-                    .group_id(self.kafka_group.clone())
-                    .delivery_timeout(kafka_delivery_timeout(request)),
-                |kafka, option| kafka.set(option.key.clone(), option.value.clone()),
-            )
+            let kafka = KafkaConfig::new(brokers.clone())
+                .topic(self.kafka_topic.clone())
+                .group_id(self.kafka_group.clone())
+                .partitions(self.kafka_partitions)
+                .delivery_timeout(kafka_delivery_timeout(request));
+            let kafka = match self.kafka_replication {
+                Some(replication) => kafka.replication(replication),
+                None => kafka,
+            };
+            self.kafka_options.iter().fold(kafka, |kafka, option| {
+                kafka.set(option.key.clone(), option.value.clone())
+            })
         });
         BackendConfig {
             redis_url: self.redis_url.clone(),
@@ -261,9 +266,15 @@ async fn order_queue(config: &BackendConfig) -> Result<Built<DynOrderQueue>> {
             .await
             .map_err(failed_at("kafka", brokers))?,
     );
-    if let Err(err) = queue.ensure_topics().await {
-        // The topics may exist already, or be created by the cluster's operators.
-        warn!(error = %err, "could not create the kafka topics; using them as they are");
+    match queue.ensure_topics().await {
+        Ok(()) => {}
+        // A certificate that does not hold, credentials the brokers refuse, a topic this server
+        // may not create: waiting mends none of them.
+        Err(err) if !err.is_retryable() => return Err(failed_at("kafka", brokers)(err)),
+        // The brokers are unreachable for now: start, and let readiness say so.
+        Err(err) => {
+            warn!(error = %err, "could not create the kafka topics; using them as they are")
+        }
     }
     info!(brokers = %brokers, topic = %kafka.topic_name(), group = %kafka.group_name(), "order queue: kafka");
     let ready = probe(&queue, |queue| async move { queue.ping().await });

@@ -80,6 +80,18 @@ pub struct Config {
     )]
     pub kafka_group: String,
 
+    /// Partitions of the topic the server creates when absent: the most order workers that
+    /// consume at once.
+    #[arg(long, env = "NEXUSSALE_KAFKA_PARTITIONS", default_value_t = 12,
+          value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub kafka_partitions: i32,
+
+    /// Replication factor of the topics the server creates (default: 3, or the number of
+    /// brokers when fewer); they get `min.insync.replicas` one below it.
+    #[arg(long, env = "NEXUSSALE_KAFKA_REPLICATION",
+          value_parser = clap::value_parser!(i32).range(1..=32))]
+    pub kafka_replication: Option<i32>,
+
     /// Any librdkafka property for the producer and consumer, `KEY=VALUE` (`security.protocol`,
     /// `sasl.username`, `session.timeout.ms`, ...). Repeat the flag for several; the environment
     /// twin is comma-separated. Values are never logged.
@@ -219,6 +231,8 @@ impl std::fmt::Debug for Config {
             .field("kafka_brokers", &self.kafka_brokers)
             .field("kafka_topic", &self.kafka_topic)
             .field("kafka_group", &self.kafka_group)
+            .field("kafka_partitions", &self.kafka_partitions)
+            .field("kafka_replication", &self.kafka_replication)
             .field("kafka_options", &self.kafka_options)
             .field("database_url", &url(&self.database_url))
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))

@@ -16,7 +16,7 @@ use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
 use nexussale_kafka::testkit::MockHost;
 use nexussale_mysql::sqlx;
-use nexussale_mysql::testkit::{ServerCertificate as MySqlCertificate, TlsMariaDb};
+use nexussale_mysql::testkit::TlsMariaDb;
 use nexussale_redis::testkit::{RedisCluster, ServerCertificate, TlsRedis};
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use serde_json::json;
@@ -135,7 +135,7 @@ async fn a_burst_on_redis_over_tls_sells_exactly_the_stock() {
 /// `ssl-ca`): the same burst persists every order exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_on_mysql_over_tls_persists_every_order() {
-    let mariadb = match TlsMariaDb::start(MySqlCertificate::Valid) {
+    let mariadb = match TlsMariaDb::start(ServerCertificate::Valid) {
         Ok(mariadb) => mariadb,
         Err(reason) => {
             return unavailable::<()>("a second mariadbd with TLS", reason).unwrap_or(());

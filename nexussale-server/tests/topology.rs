@@ -2,21 +2,48 @@
 //! backend and never fall back to something else.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
 
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, start_server_logged, stop};
 use nexussale_core::testkit::services::{redis_url, unavailable};
-use nexussale_mysql::testkit::{ServerCertificate as MySqlCertificate, TlsMariaDb};
+use nexussale_kafka::testkit::MockHost;
+use nexussale_mysql::testkit::TlsMariaDb;
 use nexussale_redis::RedisStockStore;
 use nexussale_redis::testkit::{ServerCertificate, TlsRedis};
 
-/// The server's output when it exits by itself.
+/// The server's output when it exits by itself with an error; fails the test if it is still
+/// running after 30 s (it started) or exits successfully.
 fn refused(args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "started: {said}");
+    let path = std::env::temp_dir().join(nexussale_core::testkit::unique_name("refused-"));
+    let out = std::fs::File::create(&path).unwrap();
+    let mut server = Server::from(
+        std::process::Command::new(env!("CARGO_BIN_EXE_nexussale-server"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = server.try_wait() {
+            break Some(exit);
+        }
+        if Instant::now() > deadline {
+            server.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let said = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    match exit {
+        Some(exit) => assert!(!exit.success(), "exited 0: {said}"),
+        None => panic!("still running after 30 s: {said}"),
+    }
     said
 }
 
@@ -134,7 +161,7 @@ fn a_redis_certificate_that_does_not_hold_refuses_to_start() {
 /// MySQL, its address and the certificate; the password in the URL is not shown.
 #[test]
 fn a_mysql_certificate_that_does_not_hold_refuses_to_start() {
-    let mariadb = match TlsMariaDb::start(MySqlCertificate::Valid) {
+    let mariadb = match TlsMariaDb::start(ServerCertificate::Valid) {
         Ok(mariadb) => mariadb,
         Err(reason) => {
             return unavailable::<()>("a second mariadbd with TLS", reason).unwrap_or(());
@@ -150,6 +177,81 @@ fn a_mysql_certificate_that_does_not_hold_refuses_to_start() {
         "{said}"
     );
     assert!(!said.contains("pw-7"), "{said}");
+}
+
+/// An existing topic with one replica on a cluster of three brokers is named in a start-up
+/// warning (the server still starts: it does not change existing topics); a topic with three
+/// replicas is not.
+#[test]
+fn a_single_copy_topic_on_several_brokers_is_a_warning() {
+    let kafka = MockHost::start();
+    let topic = nexussale_core::testkit::unique_name("orders-");
+    kafka.create_topic_replicated(&topic, 2, 1);
+    kafka.create_topic_replicated(&format!("{topic}.dlq"), 1, 3);
+    let (server, _, log) = start_server_logged(&[
+        "--kafka-brokers",
+        kafka.bootstrap(),
+        "--kafka-topic",
+        &topic,
+    ]);
+    stop(server);
+    let log = log.lock().clone();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("replication factor of 1"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains(&format!("topic={topic} ")),
+        "{log}"
+    );
+}
+
+/// Kafka over TLS (`security.protocol=SSL`, `ssl.ca.location`), against a TLS endpoint whose
+/// certificate does not hold (signed by another CA, expired, for another host): the server
+/// refuses to start, naming Kafka, the broker and the failed verification. The endpoint is a
+/// TLS-only `redis-server`, the one TLS server this machine can start with a certificate of the
+/// test's making: the handshake, where the certificate is checked, comes before any Kafka byte.
+/// (librdkafka says "certificate verify failed" whatever the fault; OpenSSL's detail is not in
+/// its message.) The three cases run at once: each waits out the 10 s metadata request.
+#[test]
+fn a_kafka_certificate_that_does_not_hold_refuses_to_start() {
+    let case = |certificate: ServerCertificate, wrong_ca: bool| {
+        let endpoint = match TlsRedis::start(certificate) {
+            Ok(endpoint) => endpoint,
+            Err(reason) => return unavailable::<()>("redis-server with TLS", reason).unwrap_or(()),
+        };
+        let broker = endpoint.url().replace("rediss://", "");
+        let ca = if wrong_ca {
+            endpoint.other_ca()
+        } else {
+            endpoint.ca()
+        };
+        let said = refused(&[
+            "--kafka-brokers",
+            &broker,
+            "--kafka-option",
+            "security.protocol=SSL",
+            "--kafka-option",
+            &format!("ssl.ca.location={}", ca.display()),
+        ]);
+        let error = said
+            .lines()
+            .find(|line| line.contains("server failed"))
+            .unwrap_or_else(|| panic!("{certificate:?}: no start-up error in {said}"));
+        assert!(
+            error.contains("kafka")
+                && error.contains(&broker)
+                && error.contains("TLS or SASL handshake")
+                && error.contains("certificate verify failed"),
+            "{certificate:?}: {error}"
+        );
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| case(ServerCertificate::Valid, true));
+        scope.spawn(|| case(ServerCertificate::Expired, false));
+        scope.spawn(|| case(ServerCertificate::WrongHost, false));
+    });
 }
 
 /// An unreadable `--redis-ca` is a start-up error that names the flag.

@@ -144,6 +144,11 @@ impl Server {
         self.0.as_ref().map_or(0, Child::id)
     }
 
+    /// The exit status, if the process has exited.
+    pub(crate) fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().and_then(|child| child.try_wait().unwrap())
+    }
+
     /// SIGKILL, and waits for the process to be gone.
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.0.take() {
