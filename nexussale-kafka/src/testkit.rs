@@ -1,5 +1,6 @@
-//! librdkafka's in-process mock cluster for tests (feature `testkit`): three brokers on loopback
-//! ports, on a thread of their own (the cluster is `!Send`), with fault injection.
+//! Kafka for tests (feature `testkit`): librdkafka's in-process mock cluster, three brokers on
+//! loopback ports, on a thread of their own (the cluster is `!Send`), with fault injection; and
+//! [`Tansu`], a standalone broker process, plain or over TLS.
 //!
 //! ```
 //! use nexussale_kafka::testkit::MockHost;
@@ -21,6 +22,11 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::KafkaConfig;
+
+mod tansu;
+
+pub use nexussale_core::testkit::servers::ServerCertificate;
+pub use tansu::Tansu;
 
 #[derive(Debug)]
 enum Command {

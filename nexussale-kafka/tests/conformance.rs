@@ -1,4 +1,5 @@
-//! The core conformance kit on librdkafka's mock cluster (3 brokers), and on the cluster at
+//! The core conformance kit on librdkafka's mock cluster (3 brokers), on a tansu broker the test
+//! starts (topics created through the admin API, plain and over TLS), and on the cluster at
 //! `NEXUSSALE_KAFKA_BROKERS` when it is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
 
@@ -6,8 +7,9 @@ use std::sync::{Arc, OnceLock};
 
 use nexussale_core::DynOrderQueue;
 use nexussale_core::testkit::services::kafka_brokers;
+use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::{QueueOpener, unique_name};
-use nexussale_kafka::testkit::{MockHost, test_timings};
+use nexussale_kafka::testkit::{MockHost, ServerCertificate, Tansu, test_timings};
 use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
 
 /// Every call opens another member of one consumer group on one topic.
@@ -36,23 +38,70 @@ mod mock {
     nexussale_core::order_queue_tests!(setup);
 }
 
+/// A config on a new topic (created through the admin API) and group of the cluster at `brokers`.
+async fn on_broker(config: KafkaConfig) -> QueueOpener {
+    let config = test_timings(
+        config
+            .topic(unique_name("nexussale-test-orders-"))
+            .group_id(unique_name("nexussale-test-"))
+            .partitions(4),
+    );
+    let queue = KafkaOrderQueue::connect(config.clone()).await.unwrap();
+    queue.ensure_topics().await.unwrap();
+    opener(config)
+}
+
+/// One broker per test binary, for all its cases; the broker stops when the binary exits.
+fn tansu(tls: bool) -> Option<&'static Tansu> {
+    static PLAIN: OnceLock<Result<Tansu, String>> = OnceLock::new();
+    static TLS: OnceLock<Result<Tansu, String>> = OnceLock::new();
+    let broker = if tls {
+        TLS.get_or_init(|| Tansu::start_tls(ServerCertificate::Valid))
+    } else {
+        PLAIN.get_or_init(Tansu::start)
+    };
+    match broker {
+        Ok(broker) => Some(broker),
+        Err(reason) => unavailable("tansu", reason),
+    }
+}
+
+mod tansu {
+    use super::*;
+
+    async fn setup() -> Option<QueueOpener> {
+        Some(on_broker(KafkaConfig::new(tansu(false)?.bootstrap())).await)
+    }
+
+    nexussale_core::order_queue_tests!(setup);
+}
+
+/// The same over TLS: the broker's certificate checked against the test's CA.
+mod tansu_tls {
+    use super::*;
+
+    async fn setup() -> Option<QueueOpener> {
+        let broker = tansu(true)?;
+        let config = KafkaConfig::new(broker.bootstrap())
+            .set("security.protocol", "SSL")
+            .set("ssl.ca.location", broker.ca().display().to_string());
+        Some(on_broker(config).await)
+    }
+
+    nexussale_core::order_queue_tests!(setup);
+}
+
 mod broker {
     use super::*;
 
     async fn setup() -> Option<QueueOpener> {
         let Some(brokers) = kafka_brokers() else {
-            eprintln!("skipping: NEXUSSALE_KAFKA_BROKERS is not set (the mock cluster ran these)");
+            eprintln!(
+                "skipping: NEXUSSALE_KAFKA_BROKERS is not set (the mock cluster and tansu ran these)"
+            );
             return None;
         };
-        let config = test_timings(
-            KafkaConfig::new(brokers)
-                .topic(unique_name("nexussale-test-orders-"))
-                .group_id(unique_name("nexussale-test-"))
-                .partitions(4),
-        );
-        let queue = KafkaOrderQueue::connect(config.clone()).await.unwrap();
-        queue.ensure_topics().await.unwrap();
-        Some(opener(config))
+        Some(on_broker(KafkaConfig::new(brokers)).await)
     }
 
     nexussale_core::order_queue_tests!(setup);

@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use nexussale_core::StockStore;
 use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
-use nexussale_kafka::testkit::MockHost;
+use nexussale_kafka::testkit::{MockHost, Tansu};
 use nexussale_mysql::sqlx;
 use nexussale_mysql::testkit::TlsMariaDb;
 use nexussale_redis::testkit::{RedisCluster, ServerCertificate, TlsRedis};
@@ -155,6 +155,61 @@ async fn a_burst_on_mysql_over_tls_persists_every_order() {
 /// over TCP), MySQL orders; a front end with `--no-worker` and a separate worker process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
+    let kafka = MockHost::start();
+    let topic = unique_name("orders-");
+    // The mock has no admin API: the topics exist before the servers start.
+    kafka.create_topic(&topic, 4);
+    kafka.create_topic(&format!("{topic}.dlq"), 1);
+    full_stack_burst(&[
+        "--kafka-brokers",
+        kafka.bootstrap(),
+        "--kafka-topic",
+        &topic,
+    ])
+    .await;
+}
+
+/// The same on a standalone Kafka-protocol broker (tansu), which the servers create their topics
+/// on, in plain text and over TLS (`security.protocol=SSL`, the broker's certificate checked
+/// against the test's CA).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_the_full_stack_over_a_kafka_broker_persists_every_order() {
+    for tls in [false, true] {
+        let broker = if tls {
+            Tansu::start_tls(ServerCertificate::Valid)
+        } else {
+            Tansu::start()
+        };
+        let broker = match broker {
+            Ok(broker) => broker,
+            Err(reason) => return unavailable::<()>("tansu", reason).unwrap_or(()),
+        };
+        let topic = unique_name("orders-");
+        let ca = format!("ssl.ca.location={}", broker.ca().display());
+        let mut kafka = vec![
+            "--kafka-brokers",
+            broker.bootstrap(),
+            "--kafka-topic",
+            &topic,
+            "--kafka-partitions",
+            "4",
+        ];
+        if tls {
+            kafka.extend([
+                "--kafka-option",
+                "security.protocol=SSL",
+                "--kafka-option",
+                &ca,
+            ]);
+        }
+        full_stack_burst(&kafka).await;
+    }
+}
+
+/// Redis stock, the Kafka queue `kafka` names, MySQL orders: a worker process, and a front end
+/// that takes the burst's purchases with `--no-worker`, so every order reaches MySQL through
+/// Kafka and the other process. Afterwards MySQL holds exactly the 100 orders, one per buyer.
+async fn full_stack_burst(kafka: &[&str]) {
     let url = redis_url();
     let prefix = unique_name("nexussale-server-test-");
     let stock =
@@ -167,32 +222,20 @@ async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
     let Some((mut admin, database, db_url)) = fresh_database().await else {
         return;
     };
-
-    let kafka = MockHost::start();
-    let topic = unique_name("orders-");
-    kafka.create_topic(&topic, 4);
-    kafka.create_topic(&format!("{topic}.dlq"), 1);
-
-    let stack = [
+    let mut stack = vec![
         "--redis-url",
         &url,
         "--redis-prefix",
         &prefix,
         "--database-url",
         &db_url,
-        "--kafka-brokers",
-        kafka.bootstrap(),
-        "--kafka-topic",
-        &topic,
     ];
-    // Two processes: a worker, and a front end that takes the purchases with --no-worker, so
-    // every order reaches MySQL through Kafka and the other process.
+    stack.extend_from_slice(kafka);
     let (worker, _) = start_server(&stack);
     let front_end: Vec<&str> = stack.iter().copied().chain(["--no-worker"]).collect();
     burst_then_sigterm(&front_end).await;
     stop(worker);
 
-    // After the server stopped: MySQL holds exactly the 100 orders, one per buyer.
     let (orders, buyers): (i64, i64) = sqlx::query_as(&format!(
         "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM `{database}`.orders WHERE sku = 'ps5'"
     ))
