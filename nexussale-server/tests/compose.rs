@@ -9,10 +9,15 @@ use clap::CommandFactory;
 use nexussale_server::Config;
 use serde_yaml::Value;
 
+/// The compose file with its merge keys (`<<: *anchor`) applied, as compose reads it.
 fn compose() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker-compose.yml");
-    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    let mut compose: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    compose.apply_merge().unwrap();
+    compose
 }
+
+const BACKENDS: [&str; 4] = ["redis", "mysql", "kafka", "kafka-ui"];
 
 fn strings(value: &Value) -> Vec<String> {
     value
@@ -33,16 +38,64 @@ fn compose_runs_the_whole_stack_in_order() {
     let names: BTreeSet<&str> = services.keys().filter_map(Value::as_str).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["kafka", "kafka-ui", "mysql", "redis", "server"])
+        BTreeSet::from([
+            "kafka", "kafka-2", "kafka-3", "kafka-ui", "mysql", "redis", "server"
+        ])
     );
+    // Only the server on every interface; the backends on loopback, for an operator.
     assert_eq!(
         strings(&compose["services"]["server"]["ports"]),
         ["3000:3000"]
     );
-    assert_eq!(
-        strings(&compose["services"]["kafka-ui"]["ports"]),
-        ["8080:8080"]
+    for backend in BACKENDS {
+        for port in strings(&compose["services"][backend]["ports"]) {
+            assert!(port.starts_with("127.0.0.1:"), "{backend} publishes {port}");
+        }
+    }
+    // Everything comes back after a crash or a reboot.
+    for name in &names {
+        assert_eq!(
+            compose["services"][*name]["restart"].as_str(),
+            Some("unless-stopped"),
+            "{name}"
+        );
+    }
+    // Every image at a release of its own, never a moving tag.
+    for name in &names {
+        if let Some(image) = compose["services"][*name]["image"].as_str() {
+            let (_, tag) = image.rsplit_once(':').unwrap_or((image, ""));
+            assert!(
+                !tag.is_empty() && !["latest", "main", "master"].contains(&tag),
+                "{name}: {image}"
+            );
+        }
+    }
+    // The maintained Kafka UI, behind a login.
+    let ui = &compose["services"]["kafka-ui"];
+    assert!(
+        ui["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("kafbat/kafka-ui:")
     );
+    assert_eq!(ui["environment"]["AUTH_TYPE"].as_str(), Some("LOGIN_FORM"));
+    // Kafka keeps its log on a volume; `--profile ha` adds two brokers of their own.
+    assert!(
+        strings(&compose["services"]["kafka"]["volumes"])
+            .iter()
+            .any(|volume| volume.ends_with(":/var/lib/kafka/data"))
+    );
+    let mut nodes = BTreeSet::new();
+    for broker in ["kafka", "kafka-2", "kafka-3"] {
+        let node = &compose["services"][broker]["environment"]["KAFKA_NODE_ID"];
+        assert!(
+            nodes.insert(node.as_u64().unwrap()),
+            "{broker}: node id taken"
+        );
+        if broker != "kafka" {
+            assert_eq!(strings(&compose["services"][broker]["profiles"]), ["ha"]);
+        }
+    }
     // Kafka in KRaft mode: no ZooKeeper anywhere.
     let kafka = &compose["services"]["kafka"]["environment"];
     assert_eq!(
@@ -110,6 +163,37 @@ fn the_server_is_configured_only_through_its_own_variables() {
             "compose must require {secret}, not default it: {value}"
         );
     }
+    // So are the backends' passwords, wherever they appear; no password is written out.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docker-compose.yml"
+    ))
+    .unwrap();
+    for secret in [
+        "REDIS_PASSWORD",
+        "MYSQL_PASSWORD",
+        "MYSQL_ROOT_PASSWORD",
+        "KAFKA_UI_PASSWORD",
+    ] {
+        let uses: Vec<&str> = text
+            .match_indices(&format!("${{{secret}"))
+            .map(|(at, _)| &text[at..])
+            .collect();
+        assert!(!uses.is_empty(), "{secret} is not used");
+        for using in uses {
+            assert!(
+                using.starts_with(&format!("${{{secret}:?")),
+                "compose must require {secret}, not default it: {}",
+                using.lines().next().unwrap()
+            );
+        }
+    }
+    for value in [
+        &compose["services"]["mysql"]["environment"]["MYSQL_PASSWORD"],
+        &compose["services"]["kafka-ui"]["environment"]["SPRING_SECURITY_USER_PASSWORD"],
+    ] {
+        assert!(value.as_str().unwrap().starts_with("${"), "{value:?}");
+    }
     // The backends the compose file runs are the ones the server is pointed at.
     assert_eq!(
         environment["NEXUSSALE_KAFKA_BROKERS"].as_str(),
@@ -119,7 +203,7 @@ fn the_server_is_configured_only_through_its_own_variables() {
         environment["NEXUSSALE_REDIS_URL"]
             .as_str()
             .unwrap()
-            .contains("//redis:")
+            .ends_with("@redis:6379")
     );
     assert!(
         environment["NEXUSSALE_DATABASE_URL"]
