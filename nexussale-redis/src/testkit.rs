@@ -212,13 +212,27 @@ impl TlsRedis {
     /// Starts one with `certificate`. Its CA's certificate is at [`ca`](Self::ca); another CA,
     /// which signed nothing here, at [`other_ca`](Self::other_ca).
     pub fn start(certificate: ServerCertificate) -> Result<Self, String> {
+        Self::start_with(certificate, false)
+    }
+
+    /// Starts one with a valid certificate that also requires clients to present a certificate
+    /// signed by [`ca`](Self::ca) (`tls-auth-clients yes`): [`client_certificate`] and
+    /// [`client_key`] are one.
+    ///
+    /// [`client_certificate`]: Self::client_certificate
+    /// [`client_key`]: Self::client_key
+    pub fn start_mutual() -> Result<Self, String> {
+        Self::start_with(ServerCertificate::Valid, true)
+    }
+
+    fn start_with(certificate: ServerCertificate, mutual: bool) -> Result<Self, String> {
         let dir = temp_dir("tls-redis")?;
         make_certificates(&dir, certificate)?;
         let port = nexussale_core::testkit::servers::free_port()?;
         let node = Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--tls-auth-clients", "no"])
+            .args(["--tls-auth-clients", if mutual { "yes" } else { "no" }])
             .args(tls_file_args(&dir))
             .arg("--dir")
             .arg(&dir)
@@ -241,6 +255,16 @@ impl TlsRedis {
     /// The PEM file of the CA that signed the server's certificate.
     pub fn ca(&self) -> PathBuf {
         self.dir.join(files::CA)
+    }
+
+    /// The PEM file of a client certificate signed by [`ca`](Self::ca).
+    pub fn client_certificate(&self) -> PathBuf {
+        self.dir.join(files::CLIENT_CERTIFICATE)
+    }
+
+    /// The PEM file of [`client_certificate`](Self::client_certificate)'s key.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.join(files::CLIENT_KEY)
     }
 
     /// The PEM file of a CA that signed nothing this server presents.

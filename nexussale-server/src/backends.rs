@@ -30,6 +30,8 @@ pub struct BackendConfig {
     /// The CA (PEM file) that signed the Redis server's certificate (`rediss://`); `None`: the
     /// system's roots.
     pub redis_ca: Option<std::path::PathBuf>,
+    /// The client certificate and its key (PEM files) for a Redis that requires one.
+    pub redis_client_certificate: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// The Kafka order queue; `None` keeps the queue in process.
     pub kafka: Option<KafkaConfig>,
     /// The MySQL order repository's URL (migrated at connect); `None` keeps orders in memory.
@@ -62,6 +64,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("redis", &self.redis)
             .field("redis_topology", &self.redis_topology)
             .field("redis_ca", &self.redis_ca)
+            .field("redis_client_certificate", &self.redis_client_certificate)
             .field("kafka", &self.kafka)
             .field("database_url", &self.database_url.as_deref().map(redact))
             .finish()
@@ -162,6 +165,10 @@ impl Config {
                 .prefix(self.redis_prefix.clone())
                 .stock_shards(usize::from(self.redis_shards)),
             redis_ca: self.redis_ca.clone(),
+            redis_client_certificate: self
+                .redis_client_cert
+                .clone()
+                .zip(self.redis_client_key.clone()),
             redis_topology: match (&self.redis_sentinel, self.redis_cluster) {
                 (Some(master), _) => RedisTopology::Sentinel {
                     master: master.clone(),
@@ -216,10 +223,13 @@ async fn stock_store(config: &BackendConfig) -> Result<Built<DynStockStore>> {
     let failed = failed_at("redis", url);
     let mut redis = config.redis.clone();
     if let Some(ca) = &config.redis_ca {
-        let pem = std::fs::read(ca).map_err(|err| {
-            Error::permanent("redis", format!("--redis-ca {}: {err}", ca.display()))
-        })?;
-        redis = redis.root_certificate(pem);
+        redis = redis.root_certificate(read_pem("--redis-ca", ca)?);
+    }
+    if let Some((certificate, key)) = &config.redis_client_certificate {
+        redis = redis.client_certificate(
+            read_pem("--redis-client-cert", certificate)?,
+            read_pem("--redis-client-key", key)?,
+        );
     }
     let store = match &config.redis_topology {
         RedisTopology::Single => RedisStockStore::connect_with(url, redis.clone()).await,
@@ -237,6 +247,12 @@ async fn stock_store(config: &BackendConfig) -> Result<Built<DynStockStore>> {
     info!(url = %redact(url), topology = ?config.redis_topology, prefix = %redis.prefix_str(), shards = redis.stock_shard_count(), "stock: redis");
     let ready = probe(&store, |store| async move { store.ping().await });
     Ok((store, ready))
+}
+
+/// A PEM file a Redis TLS flag names; the error names the flag and the file.
+fn read_pem(flag: &str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|err| Error::permanent("redis", format!("{flag} {}: {err}", path.display())))
 }
 
 /// The URLs of a comma-separated list (`redis://a:7000,redis://b:7000`: a cluster's seeds, the

@@ -48,6 +48,21 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_REDIS_CA", requires = "redis_url")]
     pub redis_ca: Option<std::path::PathBuf>,
 
+    /// The client certificate (a PEM file) the server presents to a Redis that requires one
+    /// (`tls-auth-clients yes`), for `rediss://` URLs; with `--redis-client-key`.
+    #[arg(long, env = "NEXUSSALE_REDIS_CLIENT_CERT", value_name = "FILE",
+          requires_all = ["redis_url", "redis_client_key"])]
+    pub redis_client_cert: Option<std::path::PathBuf>,
+
+    /// The private key (a PEM file) of `--redis-client-cert`.
+    #[arg(
+        long,
+        env = "NEXUSSALE_REDIS_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "redis_client_cert"
+    )]
+    pub redis_client_key: Option<std::path::PathBuf>,
+
     /// Stock shards of each sale this server creates in Redis: one hot sale spreads over this
     /// many hash slots (Redis Cluster nodes).
     #[arg(long, env = "NEXUSSALE_REDIS_SHARDS", default_value_t = 1,
@@ -226,6 +241,8 @@ impl std::fmt::Debug for Config {
             .field("redis_cluster", &self.redis_cluster)
             .field("redis_sentinel", &self.redis_sentinel)
             .field("redis_ca", &self.redis_ca)
+            .field("redis_client_cert", &self.redis_client_cert)
+            .field("redis_client_key", &self.redis_client_key)
             .field("redis_shards", &self.redis_shards)
             .field("redis_prefix", &self.redis_prefix)
             .field("kafka_brokers", &self.kafka_brokers)

@@ -251,6 +251,49 @@ fn a_kafka_certificate_that_does_not_hold_refuses_to_start() {
     });
 }
 
+/// A Redis that requires client certificates (`tls-auth-clients yes`): the server refuses to
+/// start without `--redis-client-cert`/`--redis-client-key`, naming Redis, and starts and sells
+/// with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_requiring_client_certificates_gets_one() {
+    let redis = match TlsRedis::start_mutual() {
+        Ok(redis) => redis,
+        Err(reason) => return unavailable::<()>("redis-server with TLS", reason).unwrap_or(()),
+    };
+    let ca = redis.ca().display().to_string();
+    let said = refused(&["--redis-url", &redis.url(), "--redis-ca", &ca]);
+    assert!(
+        said.contains("redis") && said.contains(&redis.url()),
+        "{said}"
+    );
+    let (certificate, key) = (
+        redis.client_certificate().display().to_string(),
+        redis.client_key().display().to_string(),
+    );
+    let (server, address) = common::start_server(&[
+        "--redis-url",
+        &redis.url(),
+        "--redis-ca",
+        &ca,
+        "--redis-client-cert",
+        &certificate,
+        "--redis-client-key",
+        &key,
+    ]);
+    let (status, body) = common::send(
+        &common::client(),
+        http::Method::POST,
+        &format!("http://{address}/v1/sales/ps5/purchase"),
+        Some(serde_json::json!({ "user": "ann" })),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::ACCEPTED, "{body}");
+    stop(server);
+    // The key without its certificate is refused by the command line.
+    let said = refused(&["--redis-url", &redis.url(), "--redis-client-key", &key]);
+    assert!(said.contains("--redis-client-cert"), "{said}");
+}
+
 /// An unreadable `--redis-ca` is a start-up error that names the flag.
 #[test]
 fn a_missing_redis_ca_file_refuses_to_start() {

@@ -67,6 +67,10 @@ pub mod files {
     pub const CERTIFICATE: &str = "server.pem";
     /// The server's private key.
     pub const KEY: &str = "server.key";
+    /// A client's certificate, signed by [`CA`], for servers that ask for one.
+    pub const CLIENT_CERTIFICATE: &str = "client.pem";
+    /// That client's private key.
+    pub const CLIENT_KEY: &str = "client.key";
 }
 
 /// A new CA: its certificate (PEM) and the issuer that signs with it.
@@ -83,8 +87,9 @@ fn certificate_authority(
     Ok((certificate.pem(), rcgen::Issuer::new(params, key)))
 }
 
-/// Writes the [`files`] into `dir`: a CA, another CA, and the server's certificate of the kind
-/// asked for (signed by the first CA) with its key.
+/// Writes the [`files`] into `dir`: a CA, another CA, the server's certificate of the kind asked
+/// for (signed by the first CA) with its key, and a client's certificate and key (signed by the
+/// first CA too).
 pub fn make_certificates(dir: &Path, certificate: ServerCertificate) -> Result<(), String> {
     let made = |err: rcgen::Error| format!("certificates: {err}");
     let (ca, issuer) = certificate_authority("nexussale test CA").map_err(made)?;
@@ -103,11 +108,20 @@ pub fn make_certificates(dir: &Path, certificate: ServerCertificate) -> Result<(
     }
     let key = rcgen::KeyPair::generate().map_err(made)?;
     let server = params.signed_by(&key, &issuer).map_err(made)?;
+    let mut client = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(made)?;
+    client
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "nexussale test client");
+    client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = rcgen::KeyPair::generate().map_err(made)?;
+    let client = client.signed_by(&client_key, &issuer).map_err(made)?;
     for (name, text) in [
         (files::CA, ca),
         (files::OTHER_CA, other_ca),
         (files::CERTIFICATE, server.pem()),
         (files::KEY, key.serialize_pem()),
+        (files::CLIENT_CERTIFICATE, client.pem()),
+        (files::CLIENT_KEY, client_key.serialize_pem()),
     ] {
         std::fs::write(dir.join(name), text).map_err(|err| format!("{name}: {err}"))?;
     }
