@@ -94,3 +94,53 @@ fn crate_readmes_show_plain_code() {
         }
     }
 }
+
+/// Every `--flag` the README's Production section names is one of the server's, and the section
+/// names each topology flag it is there to explain.
+#[test]
+fn the_production_section_names_only_real_flags() {
+    let readme = workspace_file("README.md");
+    let section = readme
+        .split("\n## Production\n")
+        .nth(1)
+        .expect("a Production section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let command = Config::command();
+    let known: Vec<&str> = command
+        .get_arguments()
+        .filter_map(|arg| arg.get_long())
+        .collect();
+    let named: Vec<&str> = section
+        .match_indices("`--")
+        .map(|(at, _)| {
+            let flag = &section[at + 3..];
+            let end = flag
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(flag.len());
+            &flag[..end]
+        })
+        .collect();
+    for flag in &named {
+        assert!(
+            known.contains(flag),
+            "the Production section names --{flag}, which the server lacks"
+        );
+    }
+    for flag in [
+        "redis-sentinel",
+        "redis-cluster",
+        "redis-ca",
+        "redis-client-cert",
+        "kafka-partitions",
+        "kafka-replication",
+        "kafka-option",
+        "database-url",
+    ] {
+        assert!(
+            named.contains(&flag),
+            "the Production section does not explain --{flag}"
+        );
+    }
+}
