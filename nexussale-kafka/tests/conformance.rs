@@ -1,5 +1,5 @@
 //! The core conformance kit on librdkafka's mock cluster (3 brokers), on a tansu broker the test
-//! starts (topics created through the admin API, plain and over TLS), and on the cluster at
+//! binary starts (topics created through the admin API), and on the cluster at
 //! `NEXUSSALE_KAFKA_BROKERS` when it is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
 
@@ -9,7 +9,7 @@ use nexussale_core::DynOrderQueue;
 use nexussale_core::testkit::services::kafka_brokers;
 use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::{QueueOpener, unique_name};
-use nexussale_kafka::testkit::{MockHost, ServerCertificate, Tansu, test_timings};
+use nexussale_kafka::testkit::{MockHost, Tansu, test_timings};
 use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
 
 /// Every call opens another member of one consumer group on one topic.
@@ -52,15 +52,9 @@ async fn on_broker(config: KafkaConfig) -> QueueOpener {
 }
 
 /// One broker per test binary, for all its cases; the broker stops when the binary exits.
-fn tansu(tls: bool) -> Option<&'static Tansu> {
-    static PLAIN: OnceLock<Result<Tansu, String>> = OnceLock::new();
-    static TLS: OnceLock<Result<Tansu, String>> = OnceLock::new();
-    let broker = if tls {
-        TLS.get_or_init(|| Tansu::start_tls(ServerCertificate::Valid))
-    } else {
-        PLAIN.get_or_init(Tansu::start)
-    };
-    match broker {
+fn tansu() -> Option<&'static Tansu> {
+    static BROKER: OnceLock<Result<Tansu, String>> = OnceLock::new();
+    match BROKER.get_or_init(Tansu::start) {
         Ok(broker) => Some(broker),
         Err(reason) => unavailable("tansu", reason),
     }
@@ -70,22 +64,7 @@ mod tansu {
     use super::*;
 
     async fn setup() -> Option<QueueOpener> {
-        Some(on_broker(KafkaConfig::new(tansu(false)?.bootstrap())).await)
-    }
-
-    nexussale_core::order_queue_tests!(setup);
-}
-
-/// The same over TLS: the broker's certificate checked against the test's CA.
-mod tansu_tls {
-    use super::*;
-
-    async fn setup() -> Option<QueueOpener> {
-        let broker = tansu(true)?;
-        let config = KafkaConfig::new(broker.bootstrap())
-            .set("security.protocol", "SSL")
-            .set("ssl.ca.location", broker.ca().display().to_string());
-        Some(on_broker(config).await)
+        Some(on_broker(KafkaConfig::new(tansu()?.bootstrap())).await)
     }
 
     nexussale_core::order_queue_tests!(setup);

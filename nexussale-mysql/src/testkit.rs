@@ -56,9 +56,14 @@ impl TlsMariaDb {
         let dir = temp_dir("mariadb-tls")?;
         make_certificates(&dir, certificate)?;
         let data = dir.join("data");
+        // Its own temporary directory: mariadbd deletes every `#sql…` file in its tmpdir at
+        // start, which breaks another instance starting or installing in the same /tmp.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|err| format!("{}: {err}", tmp.display()))?;
         let installed = Command::new(program("mariadb-install-db"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .args(["--user", &user()])
             .stdin(Stdio::null())
@@ -76,6 +81,7 @@ impl TlsMariaDb {
         let server = Command::new(program("mariadbd"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", path("mariadb.sock")))

@@ -4,12 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-use nexussale_core::testkit::servers::{
-    ServerCertificate, files, free_port, make_certificates, temp_dir, wait_for,
-};
+use nexussale_core::testkit::servers::{free_port, wait_for};
 
 /// A [tansu](https://crates.io/crates/tansu) 0.6 broker on a free port, keeping its data in
-/// memory, in plain text or over TLS with a certificate made for it.
+/// memory, in plain text. (tansu 0.6.0 cannot serve TLS from its command line: its `--cert` and
+/// `--key` sit in one clap group, which makes them exclusive.)
 ///
 /// It runs under a small shell that stops it when the test process's end of a pipe closes: when
 /// the host is dropped, and also when the test process dies without dropping it (a static
@@ -33,7 +32,6 @@ pub struct Tansu {
     shell: Child,
     stop: Option<ChildStdin>,
     bootstrap: String,
-    dir: PathBuf,
 }
 
 impl Drop for Tansu {
@@ -42,7 +40,6 @@ impl Drop for Tansu {
             let _ = stop.write_all(b"stop\n");
         }
         let _ = self.shell.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -66,19 +63,9 @@ fn binary() -> PathBuf {
 }
 
 impl Tansu {
-    /// Starts a plain-text broker and waits until it accepts connections. The error says what
-    /// failed (no tansu binary, no answer), for the test to skip or fail on.
+    /// Starts a broker and waits until it accepts connections. The error says what failed (no
+    /// tansu binary, no answer), for the test to skip or fail on.
     pub fn start() -> Result<Self, String> {
-        Self::start_with(None)
-    }
-
-    /// Starts a broker that speaks only TLS, presenting `certificate` (signed by
-    /// [`ca`](Self::ca)). Clients need `security.protocol=SSL` and `ssl.ca.location`.
-    pub fn start_tls(certificate: ServerCertificate) -> Result<Self, String> {
-        Self::start_with(Some(certificate))
-    }
-
-    fn start_with(certificate: Option<ServerCertificate>) -> Result<Self, String> {
         let binary = binary();
         if !binary.is_file() {
             return Err(format!(
@@ -86,35 +73,17 @@ impl Tansu {
                 binary.display()
             ));
         }
-        let dir = temp_dir("tansu")?;
         let port = free_port()?;
-        let tls: Vec<PathBuf> = match certificate {
-            Some(certificate) => {
-                make_certificates(&dir, certificate)?;
-                vec![
-                    "--cert".into(),
-                    dir.join(files::CERTIFICATE),
-                    "--key".into(),
-                    dir.join(files::KEY),
-                ]
-            }
-            None => Vec::new(),
-        };
         let listener = format!("tcp://127.0.0.1:{port}");
-        // `$0` is the binary, the rest its arguments; once stdin ends, the broker is stopped and
-        // its directory removed.
+        // `$0` is the binary, the rest its arguments; once stdin ends, the broker is stopped.
         let mut shell = Command::new("sh")
             .arg("-c")
-            .arg(
-                r#""$0" "$@" & broker=$!; read _; kill $broker; wait $broker; rm -rf "$TANSU_DIR""#,
-            )
-            .env("TANSU_DIR", &dir)
+            .arg(r#""$0" "$@" & broker=$!; read _; kill $broker; wait $broker"#)
             .arg(&binary)
             .args(["broker", "--listener-url", &listener])
             .args(["--advertised-listener-url", &listener])
             .args(["--storage-engine", "memory://tansu/"])
             .args(["--cluster-id", &format!("nexussale-test-{port}")])
-            .args(&tls)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -125,7 +94,6 @@ impl Tansu {
             shell,
             stop,
             bootstrap: format!("127.0.0.1:{port}"),
-            dir,
         };
         wait_for("tansu accepting connections", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -136,15 +104,5 @@ impl Tansu {
     /// `127.0.0.1:PORT`, what `bootstrap.servers` takes.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
-    }
-
-    /// The PEM file of the CA that signed a TLS broker's certificate.
-    pub fn ca(&self) -> PathBuf {
-        self.dir.join(files::CA)
-    }
-
-    /// The PEM file of a CA that signed nothing this broker presents.
-    pub fn other_ca(&self) -> PathBuf {
-        self.dir.join(files::OTHER_CA)
     }
 }
