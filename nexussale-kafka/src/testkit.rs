@@ -1,6 +1,6 @@
 //! Kafka for tests (feature `testkit`): librdkafka's in-process mock cluster, three brokers on
 //! loopback ports, on a thread of their own (the cluster is `!Send`), with fault injection; and
-//! [`Tansu`], a standalone broker process.
+//! [`Tansu`], a standalone broker process, plain or behind TLS.
 //!
 //! ```
 //! use nexussale_kafka::testkit::MockHost;
@@ -25,6 +25,7 @@ use crate::KafkaConfig;
 
 mod tansu;
 
+pub use nexussale_core::testkit::servers::ServerCertificate;
 pub use tansu::Tansu;
 
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! The core conformance kit on librdkafka's mock cluster (3 brokers), on a tansu broker the test
-//! binary starts (topics created through the admin API), and on the cluster at
+//! binary starts (topics created through the admin API), plain and behind TLS, and on the cluster at
 //! `NEXUSSALE_KAFKA_BROKERS` when it is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
 
@@ -9,7 +9,7 @@ use nexussale_core::DynOrderQueue;
 use nexussale_core::testkit::services::kafka_brokers;
 use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::{QueueOpener, unique_name};
-use nexussale_kafka::testkit::{MockHost, Tansu, test_timings};
+use nexussale_kafka::testkit::{MockHost, ServerCertificate, Tansu, test_timings};
 use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
 
 /// Every call opens another member of one consumer group on one topic.
@@ -51,10 +51,17 @@ async fn on_broker(config: KafkaConfig) -> QueueOpener {
     opener(config)
 }
 
-/// One broker per test binary, for all its cases; the broker stops when the binary exits.
-fn tansu() -> Option<&'static Tansu> {
-    static BROKER: OnceLock<Result<Tansu, String>> = OnceLock::new();
-    match BROKER.get_or_init(Tansu::start) {
+/// One broker per test binary and kind, for all its cases; the broker stops when the binary
+/// exits.
+fn tansu(tls: bool) -> Option<&'static Tansu> {
+    static PLAIN: OnceLock<Result<Tansu, String>> = OnceLock::new();
+    static TLS: OnceLock<Result<Tansu, String>> = OnceLock::new();
+    let broker = if tls {
+        TLS.get_or_init(|| Tansu::start_tls(ServerCertificate::Valid))
+    } else {
+        PLAIN.get_or_init(Tansu::start)
+    };
+    match broker {
         Ok(broker) => Some(broker),
         Err(reason) => unavailable("tansu", reason),
     }
@@ -64,7 +71,24 @@ mod tansu {
     use super::*;
 
     async fn setup() -> Option<QueueOpener> {
-        Some(on_broker(KafkaConfig::new(tansu()?.bootstrap())).await)
+        Some(on_broker(KafkaConfig::new(tansu(false)?.bootstrap())).await)
+    }
+
+    nexussale_core::order_queue_tests!(setup);
+}
+
+/// The same over TLS (`security.protocol=SSL`), the broker's certificate checked against the
+/// test's CA.
+mod tansu_tls {
+    use super::*;
+
+    async fn setup() -> Option<QueueOpener> {
+        let broker = tansu(true)?;
+        let ca = broker.ca().expect("a TLS broker has a CA");
+        let config = KafkaConfig::new(broker.bootstrap())
+            .set("security.protocol", "SSL")
+            .set("ssl.ca.location", ca.display().to_string());
+        Some(on_broker(config).await)
     }
 
     nexussale_core::order_queue_tests!(setup);

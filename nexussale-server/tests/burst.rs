@@ -170,23 +170,42 @@ async fn a_burst_on_the_full_stack_persists_every_order_in_mysql() {
 }
 
 /// The same on a standalone Kafka-protocol broker (tansu), on which the servers create their
-/// topics themselves.
+/// topics themselves; in plain text and over TLS (`security.protocol=SSL`, the broker's
+/// certificate checked against the test's CA).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_on_the_full_stack_over_a_kafka_broker_persists_every_order() {
-    let broker = match Tansu::start() {
-        Ok(broker) => broker,
-        Err(reason) => return unavailable::<()>("tansu", reason).unwrap_or(()),
-    };
-    let topic = unique_name("orders-");
-    full_stack_burst(&[
-        "--kafka-brokers",
-        broker.bootstrap(),
-        "--kafka-topic",
-        &topic,
-        "--kafka-partitions",
-        "4",
-    ])
-    .await;
+    for tls in [false, true] {
+        let broker = if tls {
+            Tansu::start_tls(ServerCertificate::Valid)
+        } else {
+            Tansu::start()
+        };
+        let broker = match broker {
+            Ok(broker) => broker,
+            Err(reason) => return unavailable::<()>("tansu", reason).unwrap_or(()),
+        };
+        let topic = unique_name("orders-");
+        let ca = broker
+            .ca()
+            .map(|ca| format!("ssl.ca.location={}", ca.display()));
+        let mut kafka = vec![
+            "--kafka-brokers",
+            broker.bootstrap(),
+            "--kafka-topic",
+            &topic,
+            "--kafka-partitions",
+            "4",
+        ];
+        if let Some(ca) = &ca {
+            kafka.extend([
+                "--kafka-option",
+                "security.protocol=SSL",
+                "--kafka-option",
+                ca,
+            ]);
+        }
+        full_stack_burst(&kafka).await;
+    }
 }
 
 /// Redis stock, the Kafka queue `kafka` names, MySQL orders: a worker process, and a front end

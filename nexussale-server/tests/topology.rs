@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{Server, start_server_logged, stop};
 use nexussale_core::testkit::services::{redis_url, unavailable};
-use nexussale_kafka::testkit::MockHost;
+use nexussale_kafka::testkit::{MockHost, Tansu};
 use nexussale_mysql::testkit::TlsMariaDb;
 use nexussale_redis::RedisStockStore;
 use nexussale_redis::testkit::{ServerCertificate, TlsRedis};
@@ -207,26 +207,25 @@ fn a_single_copy_topic_on_several_brokers_is_a_warning() {
     );
 }
 
-/// Kafka over TLS (`security.protocol=SSL`, `ssl.ca.location`) to an endpoint whose
-/// certificate does not hold (signed by another CA, expired, for another host): the server
-/// refuses to start, naming Kafka, the broker and the failed verification (librdkafka says
-/// "certificate verify failed" whatever the fault; OpenSSL's detail is not in its message). The
-/// endpoint is a TLS-only `redis-server`: the handshake, where the certificate is checked, comes
-/// before any Kafka byte, and tansu 0.6.0 cannot serve TLS from its command line. The three
-/// cases run at once: each waits out the 10 s metadata request.
+/// Kafka over TLS (`security.protocol=SSL`, `ssl.ca.location`) to a broker whose certificate
+/// does not hold (signed by another CA, expired, for another host): the server refuses to start,
+/// naming Kafka, the broker and the failed verification (librdkafka says "certificate verify
+/// failed" whatever the fault; OpenSSL's detail is not in its message). The three cases run at
+/// once: each waits out the 10 s metadata request.
 #[test]
 fn a_kafka_certificate_that_does_not_hold_refuses_to_start() {
     let case = |certificate: ServerCertificate, wrong_ca: bool| {
-        let endpoint = match TlsRedis::start(certificate) {
+        let endpoint = match Tansu::start_tls(certificate) {
             Ok(endpoint) => endpoint,
-            Err(reason) => return unavailable::<()>("redis-server with TLS", reason).unwrap_or(()),
+            Err(reason) => return unavailable::<()>("tansu", reason).unwrap_or(()),
         };
-        let broker = endpoint.url().replace("rediss://", "");
+        let broker = endpoint.bootstrap().to_owned();
         let ca = if wrong_ca {
             endpoint.other_ca()
         } else {
             endpoint.ca()
-        };
+        }
+        .expect("a TLS broker has CAs");
         let said = refused(&[
             "--kafka-brokers",
             &broker,

@@ -127,3 +127,102 @@ pub fn make_certificates(dir: &Path, certificate: ServerCertificate) -> Result<(
     }
     Ok(())
 }
+
+/// A TLS front for a plain TCP server: accepts TLS on a free port of its own with the
+/// certificate and key in `dir` (see [`make_certificates`]) and forwards each connection's bytes
+/// to `upstream`, for servers that cannot speak TLS themselves. Runs on a thread of its own
+/// (with its own runtime), so a synchronous test can use it; stops when dropped.
+#[derive(Debug)]
+pub struct TlsProxy {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl TlsProxy {
+    /// Listens on a free port of 127.0.0.1, presenting `dir`'s [`files::CERTIFICATE`] and
+    /// [`files::KEY`], and forwards to `upstream` (`host:port`).
+    pub fn start(dir: &Path, upstream: String) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> String + '_ {
+            move |err| format!("{what}: {err}")
+        }
+        let certificates = CertificateDer::pem_file_iter(dir.join(files::CERTIFICATE))
+            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+            .map_err(|err| failed("the proxy's certificate")(&err))?;
+        let key = PrivateKeyDer::from_pem_file(dir.join(files::KEY))
+            .map_err(|err| failed("the proxy's key")(&err))?;
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|err| failed("TLS versions")(&err))?
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .map_err(|err| failed("the proxy's certificate")(&err))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|err| failed("the proxy's port")(&err))?;
+        let port = listener
+            .local_addr()
+            .map_err(|err| failed("the proxy's port")(&err))?
+            .port();
+        listener
+            .set_nonblocking(true)
+            .map_err(|err| failed("the proxy's port")(&err))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| failed("the proxy's runtime")(&err))?;
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                let serve = async {
+                    while let Ok((client, _)) = listener.accept().await {
+                        let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+                        tokio::spawn(async move {
+                            let Ok(mut client) = acceptor.accept(client).await else {
+                                return;
+                            };
+                            let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await
+                            else {
+                                return;
+                            };
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        Ok(Self {
+            port,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The port it accepts TLS on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}

@@ -4,11 +4,15 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-use nexussale_core::testkit::servers::{free_port, wait_for};
+use nexussale_core::testkit::servers::{
+    ServerCertificate, TlsProxy, files, free_port, make_certificates, temp_dir, wait_for,
+};
 
 /// A [tansu](https://crates.io/crates/tansu) 0.6 broker on a free port, keeping its data in
-/// memory, in plain text. (tansu 0.6.0 cannot serve TLS from its command line: its `--cert` and
-/// `--key` sit in one clap group, which makes them exclusive.)
+/// memory, in plain text or behind TLS. tansu 0.6.0 cannot serve TLS from its command line (its
+/// `--cert` and `--key` sit in one clap group, which makes them exclusive), so a TLS broker is a
+/// [`TlsProxy`] in front of a plain one that advertises the proxy's address: clients speak TLS
+/// for every request, as to a broker with a TLS listener.
 ///
 /// It runs under a small shell that stops it when the test process's end of a pipe closes: when
 /// the host is dropped, and also when the test process dies without dropping it (a static
@@ -32,6 +36,8 @@ pub struct Tansu {
     shell: Child,
     stop: Option<ChildStdin>,
     bootstrap: String,
+    /// A TLS broker's front and certificates.
+    tls: Option<(TlsProxy, PathBuf)>,
 }
 
 impl Drop for Tansu {
@@ -40,6 +46,10 @@ impl Drop for Tansu {
             let _ = stop.write_all(b"stop\n");
         }
         let _ = self.shell.wait();
+        if let Some((proxy, dir)) = self.tls.take() {
+            drop(proxy);
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -63,9 +73,19 @@ fn binary() -> PathBuf {
 }
 
 impl Tansu {
-    /// Starts a broker and waits until it accepts connections. The error says what failed (no
-    /// tansu binary, no answer), for the test to skip or fail on.
+    /// Starts a plain-text broker and waits until it accepts connections. The error says what
+    /// failed (no tansu binary, no answer), for the test to skip or fail on.
     pub fn start() -> Result<Self, String> {
+        Self::start_with(None)
+    }
+
+    /// Starts a broker reached over TLS only, presenting `certificate` (signed by
+    /// [`ca`](Self::ca)). Clients need `security.protocol=SSL` and `ssl.ca.location`.
+    pub fn start_tls(certificate: ServerCertificate) -> Result<Self, String> {
+        Self::start_with(Some(certificate))
+    }
+
+    fn start_with(certificate: Option<ServerCertificate>) -> Result<Self, String> {
         let binary = binary();
         if !binary.is_file() {
             return Err(format!(
@@ -75,13 +95,26 @@ impl Tansu {
         }
         let port = free_port()?;
         let listener = format!("tcp://127.0.0.1:{port}");
+        let tls = match certificate {
+            Some(certificate) => {
+                let dir = temp_dir("tansu-tls")?;
+                make_certificates(&dir, certificate)?;
+                let proxy = TlsProxy::start(&dir, format!("127.0.0.1:{port}"))?;
+                Some((proxy, dir))
+            }
+            None => None,
+        };
+        let advertised = match &tls {
+            Some((proxy, _)) => format!("tcp://127.0.0.1:{}", proxy.port()),
+            None => listener.clone(),
+        };
         // `$0` is the binary, the rest its arguments; once stdin ends, the broker is stopped.
         let mut shell = Command::new("sh")
             .arg("-c")
             .arg(r#""$0" "$@" & broker=$!; read _; kill $broker; wait $broker"#)
             .arg(&binary)
             .args(["broker", "--listener-url", &listener])
-            .args(["--advertised-listener-url", &listener])
+            .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/"])
             .args(["--cluster-id", &format!("nexussale-test-{port}")])
             .stdin(Stdio::piped())
@@ -93,7 +126,8 @@ impl Tansu {
         let broker = Self {
             shell,
             stop,
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: advertised.replace("tcp://", ""),
+            tls,
         };
         wait_for("tansu accepting connections", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -104,5 +138,15 @@ impl Tansu {
     /// `127.0.0.1:PORT`, what `bootstrap.servers` takes.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// The PEM file of the CA that signed a TLS broker's certificate.
+    pub fn ca(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|(_, dir)| dir.join(files::CA))
+    }
+
+    /// The PEM file of a CA that signed nothing a TLS broker presents.
+    pub fn other_ca(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|(_, dir)| dir.join(files::OTHER_CA))
     }
 }
