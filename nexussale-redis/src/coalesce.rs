@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::connection::Connection;
 use crate::error::StoreError;
 use crate::keys::ShardKeys;
+use crate::replicas::{self, ReplicaAcks};
 use crate::scripts::{self, Reply, ReserveArgs};
 
 type Answer = Result<Reply, StoreError>;
@@ -31,6 +32,7 @@ pub(crate) struct Coalescer {
     max_batch: usize,
     in_flight: usize,
     timeout: Duration,
+    acks: ReplicaAcks,
 }
 
 /// Requests one lane queues before callers wait for room.
@@ -42,6 +44,7 @@ impl Coalescer {
         max_batch: usize,
         in_flight: usize,
         timeout: Duration,
+        acks: ReplicaAcks,
     ) -> Self {
         Self {
             lanes: DashMap::new(),
@@ -49,6 +52,7 @@ impl Coalescer {
             max_batch,
             in_flight,
             timeout,
+            acks,
         }
     }
 
@@ -88,6 +92,7 @@ impl Coalescer {
             keys,
             self.max_batch,
             Arc::new(Semaphore::new(self.in_flight)),
+            self.acks,
         ));
         sender
     }
@@ -100,6 +105,7 @@ async fn run_lane(
     keys: ShardKeys,
     max_batch: usize,
     slots: Arc<Semaphore>,
+    acks: ReplicaAcks,
 ) {
     let keys = Arc::new(keys);
     loop {
@@ -118,10 +124,17 @@ async fn run_lane(
                 Err(_) => break,
             }
         }
-        let (conn, keys) = (conn.clone(), Arc::clone(&keys));
+        let (mut conn, keys) = (conn.clone(), Arc::clone(&keys));
         tokio::spawn(async move {
             let requests: Vec<&ReserveArgs> = batch.iter().map(|job| &job.args).collect();
-            let replies = scripts::reserve(conn, &keys, 0, &requests).await;
+            let mut replies = scripts::reserve(conn.clone(), &keys, 0, &requests).await;
+            if let Ok(made) = &replies
+                && scripts::wrote(made)
+                && let Err(err) = acks.wait(&mut conn).await
+            {
+                replicas::abort_unconfirmed(&conn, &keys, &requests, made).await;
+                replies = Err(err);
+            }
             drop(requests);
             match replies {
                 Ok(replies) => {

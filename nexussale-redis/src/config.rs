@@ -33,6 +33,7 @@ pub struct RedisConfig {
     pub(crate) command_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) tls: TlsFiles,
+    pub(crate) replica_acks: usize,
 }
 
 /// The PEM files of a `rediss://` connection: who signed the server's certificate (none: the
@@ -71,6 +72,7 @@ impl Default for RedisConfig {
             command_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
             tls: TlsFiles::default(),
+            replica_acks: 0,
         }
     }
 }
@@ -129,6 +131,25 @@ impl RedisConfig {
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
+    }
+
+    /// Answer a reservation, a confirmation or a release only once `replicas` replicas of the
+    /// primary have it (`WAIT`, one per coalesced batch; default 0: as soon as the primary has
+    /// it). A failover then cannot take back what was answered, unless every acknowledging
+    /// replica fails too. `WAIT` may take half the command timeout; short of `replicas` the call
+    /// fails as retryable, and the reservations it made are released (`Aborted`) at once.
+    /// Single node and Sentinel; connecting to a Cluster with it set is refused.
+    pub fn replica_acks(mut self, replicas: usize) -> Self {
+        self.replica_acks = replicas;
+        self
+    }
+
+    /// The replica acknowledgement each write waits for.
+    pub(crate) fn acks(&self) -> crate::replicas::ReplicaAcks {
+        crate::replicas::ReplicaAcks {
+            replicas: self.replica_acks,
+            timeout: self.command_timeout / 2,
+        }
     }
 
     /// The CA (PEM) that signed the server's certificate, for `rediss://` URLs: the server is

@@ -18,6 +18,14 @@ pub(crate) enum StoreError {
     /// The task that batches reservations stopped (its runtime shut down).
     #[error("the reservation batching task has stopped")]
     CoalescerStopped,
+    /// Fewer replicas than asked acknowledged a write within the time allowed: it may not
+    /// survive a failover, so it is not answered as done.
+    #[error("only {acknowledged} of {wanted} replicas acknowledged the write within {within:?}")]
+    ReplicasBehind {
+        wanted: usize,
+        acknowledged: usize,
+        within: Duration,
+    },
     /// Redis holds no such sale (never created, or lost in a flush or restart).
     #[error("no sale {0}")]
     UnknownSale(nexussale_core::Sku),
@@ -45,7 +53,7 @@ impl StoreError {
                     )
                     || !matches!(err.retry_method(), redis::RetryMethod::NoRetry)
             }
-            Self::Timeout(_) | Self::CoalescerStopped => true,
+            Self::Timeout(_) | Self::CoalescerStopped | Self::ReplicasBehind { .. } => true,
             Self::Corrupt(_) | Self::UnknownSale(_) => false,
         }
     }

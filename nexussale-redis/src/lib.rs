@@ -6,6 +6,7 @@ mod connection;
 mod error;
 mod keys;
 mod record;
+mod replicas;
 mod sale_info;
 mod scripts;
 #[cfg(feature = "sentinel")]

@@ -95,6 +95,13 @@ pub(crate) enum Reply {
     NoSale,
 }
 
+/// Whether any reply of a reservation call changed what Redis holds.
+pub(crate) fn wrote(replies: &[Reply]) -> bool {
+    replies
+        .iter()
+        .any(|reply| matches!(reply, Reply::Reserved { .. }))
+}
+
 fn unexpected(what: &str, value: &Value) -> StoreError {
     StoreError::corrupt(format!("{what}: unexpected reply {value:?}"))
 }

@@ -25,6 +25,7 @@ use crate::connection::Connection;
 use crate::error::StoreError;
 use crate::keys::{ShardKeys, key_field, sales_key};
 use crate::record;
+use crate::replicas;
 use crate::sale_info::SaleInfo;
 use crate::scripts::{self, Reply, ReserveArgs, RestoredShard};
 use crate::transfer;
@@ -89,6 +90,14 @@ impl RedisStockStore {
     /// Connects to a Redis Cluster through any of its `nodes` (feature `cluster`).
     #[cfg(feature = "cluster")]
     pub async fn connect_cluster(nodes: &[&str], config: RedisConfig) -> Result<Self> {
+        if config.replica_acks > 0 {
+            // `WAIT` counts one node's replicas; a cluster needs it per node, which is not done yet.
+            return Err(StoreError::Redis(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "replica acknowledgement (replica_acks) is not supported on Redis Cluster yet",
+            )))
+            .into());
+        }
         let conn = Connection::cluster(nodes, &config).await?;
         Ok(Self::from_connection(conn, config))
     }
@@ -124,6 +133,7 @@ impl RedisStockStore {
                 config.max_batch,
                 config.batches_in_flight,
                 config.command_timeout,
+                config.acks(),
             )
         });
         Self {
@@ -367,10 +377,19 @@ impl Inner {
     async fn reserve_on(&self, keys: &ShardKeys, args: ReserveArgs) -> Outcome<Reply> {
         match &self.coalescer {
             Some(coalescer) => coalescer.reserve(keys, args).await,
-            None => scripts::reserve(self.conn(), keys, 0, &[&args])
-                .await?
-                .pop()
-                .ok_or_else(|| StoreError::corrupt("no reply to a reservation")),
+            None => {
+                let replies = scripts::reserve(self.conn(), keys, 0, &[&args]).await?;
+                if scripts::wrote(&replies)
+                    && let Err(err) = self.config.acks().wait(&mut self.conn()).await
+                {
+                    replicas::abort_unconfirmed(&self.conn(), keys, &[&args], &replies).await;
+                    return Err(err);
+                }
+                replies
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| StoreError::corrupt("no reply to a reservation"))
+            }
         }
     }
 
@@ -498,9 +517,16 @@ impl Inner {
         now: DateTime<Utc>,
     ) -> Outcome<ConfirmOutcome> {
         let id = order_id.to_string();
-        self.on_owning_shard(sku, ConfirmOutcome::NotFound, |keys, conn| {
+        let acks = self.config.acks();
+        self.on_owning_shard(sku, ConfirmOutcome::NotFound, |keys, mut conn| {
             let id = id.clone();
-            async move { scripts::confirm(conn, &keys, &id, now).await }
+            async move {
+                let outcome = scripts::confirm(conn.clone(), &keys, &id, now).await?;
+                if outcome == ConfirmOutcome::Confirmed {
+                    acks.wait(&mut conn).await?;
+                }
+                Ok(outcome)
+            }
         })
         .await
     }
@@ -512,9 +538,16 @@ impl Inner {
         reason: ReleaseReason,
     ) -> Outcome<ReleaseOutcome> {
         let id = order_id.to_string();
-        self.on_owning_shard(sku, ReleaseOutcome::NotFound, |keys, conn| {
+        let acks = self.config.acks();
+        self.on_owning_shard(sku, ReleaseOutcome::NotFound, |keys, mut conn| {
             let id = id.clone();
-            async move { scripts::release(conn, &keys, &id, reason).await }
+            async move {
+                let outcome = scripts::release(conn.clone(), &keys, &id, reason).await?;
+                if matches!(outcome, ReleaseOutcome::Released { .. }) {
+                    acks.wait(&mut conn).await?;
+                }
+                Ok(outcome)
+            }
         })
         .await
     }

@@ -9,7 +9,7 @@ use nexussale_core::testkit::fixtures::now;
 use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::{self, stock::Remaining};
 use nexussale_core::{
-    DynStockStore, OrderId, ReserveOutcome, ReserveRequest, Sale, StockStore, UserId,
+    DynStockStore, OrderId, ReleaseReason, ReserveOutcome, ReserveRequest, Sale, StockStore, UserId,
 };
 use nexussale_redis::testkit::RedisSentinel;
 use nexussale_redis::{RedisConfig, RedisStockStore};
@@ -22,10 +22,14 @@ fn start(master: &str) -> Option<RedisSentinel> {
 }
 
 async fn connect(redis: &RedisSentinel) -> RedisStockStore {
+    let prefix = testkit::unique_name("sentinel-");
+    connect_with(redis, RedisConfig::default().prefix(prefix)).await
+}
+
+async fn connect_with(redis: &RedisSentinel, config: RedisConfig) -> RedisStockStore {
     let urls = redis.urls();
     let sentinels: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let config = RedisConfig::default()
-        .prefix(testkit::unique_name("sentinel-"))
+    let config = config
         .command_timeout(Duration::from_millis(500))
         .connect_timeout(Duration::from_millis(500));
     RedisStockStore::connect_sentinel(&sentinels, redis.master_name(), config)
@@ -101,4 +105,60 @@ async fn the_store_follows_the_master_through_a_failover() {
     assert_eq!(snapshot.reserved, 2, "{snapshot:?}");
     // What the store wrote after the failover is on the new master.
     assert!(!redis.cli(new, &["DBSIZE"]).trim().starts_with('0'));
+}
+
+/// With `replica_acks(1)` a write is answered only once the replica has it. The replica stopped
+/// (SIGSTOP): reservations and releases fail as retryable within the command timeout (never a
+/// hang), while a store without acknowledgement goes on reserving; the replica resumed, they
+/// succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_for_the_replica_when_asked_to() {
+    let Some(redis) = start("acks") else { return };
+    let config = RedisConfig::default().prefix(testkit::unique_name("acks-"));
+    let acked = connect_with(&redis, config.clone().replica_acks(1)).await;
+    let unacked = connect_with(&redis, config).await;
+    let sale = Sale::new(testkit::unique_sku(), 100);
+    acked.create_sale(&sale).await.unwrap();
+    let first = acked.reserve(&request(&sale, "first")).await.unwrap();
+    let ReserveOutcome::Reserved { reservation, .. } = first else {
+        panic!("{first:?}");
+    };
+
+    redis.pause_replica().unwrap();
+    let started = Instant::now();
+    let refused = acked.reserve(&request(&sale, "paused")).await.unwrap_err();
+    assert!(refused.is_retryable(), "{refused}");
+    assert!(
+        refused.to_string().contains("replicas acknowledged"),
+        "{refused}"
+    );
+    // The refused reservation was released at once, not left to its expiry.
+    let snapshot = acked.snapshot(&sale.sku).await.unwrap();
+    assert_eq!(
+        (snapshot.reserved, snapshot.available),
+        (1, 99),
+        "{snapshot:?}"
+    );
+    let release = acked
+        .release(&sale.sku, reservation.order_id, ReleaseReason::Cancelled)
+        .await
+        .unwrap_err();
+    assert!(release.is_retryable(), "{release}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let without = unacked.reserve(&request(&sale, "unacked")).await.unwrap();
+    assert!(
+        matches!(without, ReserveOutcome::Reserved { .. }),
+        "{without:?}"
+    );
+
+    redis.resume_replica().unwrap();
+    let after = acked.reserve(&request(&sale, "after")).await.unwrap();
+    assert!(
+        matches!(after, ReserveOutcome::Reserved { .. }),
+        "{after:?}"
+    );
 }

@@ -163,7 +163,8 @@ impl Config {
             redis_url: self.redis_url.clone(),
             redis: RedisConfig::default()
                 .prefix(self.redis_prefix.clone())
-                .stock_shards(usize::from(self.redis_shards)),
+                .stock_shards(usize::from(self.redis_shards))
+                .replica_acks(usize::from(self.redis_replica_acks)),
             redis_ca: self.redis_ca.clone(),
             redis_client_certificate: self
                 .redis_client_cert

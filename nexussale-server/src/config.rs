@@ -63,6 +63,14 @@ pub struct Config {
     )]
     pub redis_client_key: Option<std::path::PathBuf>,
 
+    /// Answer a reservation, a payment's or a release's stock change only once N replicas of the
+    /// Redis primary have it (`WAIT`, one per batch of reservations): a failover then cannot take
+    /// back what was answered. Short of N within half the command timeout, the purchase gets 503.
+    /// Not on a Redis Cluster yet.
+    #[arg(long, env = "NEXUSSALE_REDIS_REPLICA_ACKS", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=16))]
+    pub redis_replica_acks: u8,
+
     /// Stock shards of each sale this server creates in Redis: one hot sale spreads over this
     /// many hash slots (Redis Cluster nodes).
     #[arg(long, env = "NEXUSSALE_REDIS_SHARDS", default_value_t = 1,
@@ -244,6 +252,7 @@ impl std::fmt::Debug for Config {
             .field("redis_client_cert", &self.redis_client_cert)
             .field("redis_client_key", &self.redis_client_key)
             .field("redis_shards", &self.redis_shards)
+            .field("redis_replica_acks", &self.redis_replica_acks)
             .field("redis_prefix", &self.redis_prefix)
             .field("kafka_brokers", &self.kafka_brokers)
             .field("kafka_topic", &self.kafka_topic)

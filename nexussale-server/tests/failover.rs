@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{client, json_request, start_server};
+use common::{HttpClient, client, json_request, start_server};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use nexussale_core::testkit::services::unavailable;
@@ -24,6 +24,27 @@ struct Answer {
     status: StatusCode,
     retry_after: Option<String>,
     body: Value,
+}
+
+/// One purchase by `user`, answered within 10 s.
+async fn purchase(client: &HttpClient, url: &str, user: &str) -> Answer {
+    let request = json_request(Method::POST, url, Some(json!({ "user": user })));
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .expect("a purchase hung for 10 s")
+        .unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .map(|value| value.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        at: Instant::now(),
+        status,
+        retry_after,
+        body: serde_json::from_slice(&bytes).unwrap(),
+    }
 }
 
 /// Purchases keep coming from 16 buyers at once while the primary is killed: before the kill
@@ -62,26 +83,8 @@ async fn purchases_wait_out_a_sentinel_failover_and_are_served_again() {
                 let mut n = 0;
                 while !done.load(Ordering::Relaxed) {
                     n += 1;
-                    let body = json!({ "user": format!("buyer-{buyer}-{n}") });
-                    let request = json_request(Method::POST, &url, Some(body));
-                    let response = tokio::time::timeout(Duration::from_secs(10), async {
-                        client.request(request).await
-                    })
-                    .await
-                    .expect("a purchase hung for 10 s")
-                    .unwrap();
-                    let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get(http::header::RETRY_AFTER)
-                        .map(|value| value.to_str().unwrap().to_owned());
-                    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-                    answers.lock().push(Answer {
-                        at: Instant::now(),
-                        status,
-                        retry_after,
-                        body: serde_json::from_slice(&bytes).unwrap(),
-                    });
+                    let answer = purchase(&client, &url, &format!("buyer-{buyer}-{n}")).await;
+                    answers.lock().push(answer);
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             })
@@ -148,5 +151,57 @@ async fn purchases_wait_out_a_sentinel_failover_and_are_served_again() {
         }
     }
     assert!(unavailable > 0, "no purchase met the failover");
+    drop((server, redis));
+}
+
+/// `--redis-replica-acks 1`: with the replica stopped (SIGSTOP), a purchase is answered 503
+/// `unavailable` with `Retry-After` within the request's time, never 202, since a failover could
+/// take its reservation back; with the replica resumed, purchases are accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replica_acks_a_purchase_waits_for_the_replica() {
+    let redis = match RedisSentinel::start("acked") {
+        Ok(redis) => redis,
+        Err(reason) => {
+            return unavailable::<()>("redis sentinel (redis-server, redis-cli)", reason)
+                .unwrap_or(());
+        }
+    };
+    let sentinels = redis.urls().join(",");
+    let prefix = unique_name("acks-");
+    let (server, address) = start_server(&[
+        "--redis-url",
+        &sentinels,
+        "--redis-sentinel",
+        redis.master_name(),
+        "--redis-prefix",
+        &prefix,
+        "--redis-replica-acks",
+        "1",
+    ]);
+    let url = format!("http://{address}/v1/sales/ps5/purchase");
+    let client = client();
+    let before = purchase(&client, &url, "before").await;
+    assert_eq!(before.status, StatusCode::ACCEPTED, "{}", before.body);
+
+    redis.pause_replica().unwrap();
+    let started = Instant::now();
+    let paused = purchase(&client, &url, "paused").await;
+    redis.resume_replica().unwrap();
+    assert_eq!(
+        paused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        paused.body
+    );
+    assert_eq!(paused.body["error"], "unavailable", "{}", paused.body);
+    assert!(paused.retry_after.is_some(), "a 503 without Retry-After");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let after = purchase(&client, &url, "after").await;
+    assert_eq!(after.status, StatusCode::ACCEPTED, "{}", after.body);
     drop((server, redis));
 }

@@ -133,6 +133,7 @@ fn the_production_section_names_only_real_flags() {
         "redis-cluster",
         "redis-ca",
         "redis-client-cert",
+        "redis-replica-acks",
         "kafka-partitions",
         "kafka-replication",
         "kafka-option",

@@ -165,6 +165,36 @@ impl RedisSentinel {
         cli(port, args)
     }
 
+    /// Stops the replica's process (SIGSTOP), so that it acknowledges nothing until
+    /// [`resume_replica`](Self::resume_replica); answers its port. The sentinels may count it as
+    /// down meanwhile.
+    pub fn pause_replica(&self) -> Result<u16, String> {
+        self.signal_replica("-STOP")
+    }
+
+    /// Lets a paused replica go on (SIGCONT); answers its port.
+    pub fn resume_replica(&self) -> Result<u16, String> {
+        self.signal_replica("-CONT")
+    }
+
+    fn signal_replica(&self, signal: &str) -> Result<u16, String> {
+        let primary = self.primary_port()?;
+        let (port, child) = self
+            .nodes
+            .iter()
+            .find(|(port, child)| *port != primary && child.is_some())
+            .ok_or("no replica is running")?;
+        let pid = child.as_ref().map(Child::id).unwrap_or_default();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .map_err(|err| format!("kill {signal}: {err}"))?;
+        if !status.success() {
+            return Err(format!("kill {signal} {pid} failed"));
+        }
+        Ok(*port)
+    }
+
     /// SIGKILLs the node that is master now; answers its port.
     pub fn kill_primary(&mut self) -> Result<u16, String> {
         let port = self.primary_port()?;

@@ -1,0 +1,75 @@
+//! Replica acknowledgement ([`RedisConfig::replica_acks`](crate::RedisConfig::replica_acks)): a
+//! write is answered only once `WAIT` confirms that enough replicas have it, so that a failover
+//! right after the answer does not take it away.
+
+use std::time::Duration;
+
+use nexussale_core::ReleaseReason;
+
+use crate::connection::Connection;
+use crate::error::StoreError;
+use crate::keys::ShardKeys;
+use crate::scripts::{self, Reply, ReserveArgs};
+
+/// How many replicas must have a write before it is answered, and how long `WAIT` may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReplicaAcks {
+    pub(crate) replicas: usize,
+    pub(crate) timeout: Duration,
+}
+
+impl ReplicaAcks {
+    /// `WAIT replicas timeout` on `conn`, after the writes it sent: they are on `replicas`
+    /// replicas, or the answer is [`StoreError::ReplicasBehind`] (retryable). Nothing when no
+    /// acknowledgement is asked for.
+    ///
+    /// `WAIT` counts the replicas that acknowledged everything this connection wrote so far: one
+    /// call covers a whole coalesced batch, and every write queued on the connection before it.
+    pub(crate) async fn wait(self, conn: &mut Connection) -> Result<(), StoreError> {
+        if self.replicas == 0 {
+            return Ok(());
+        }
+        // 0 would mean "forever".
+        let millis = self.timeout.as_millis().clamp(1, u128::from(u32::MAX));
+        let acknowledged: i64 = redis::cmd("WAIT")
+            .arg(self.replicas)
+            .arg(millis.to_string())
+            .query_async(conn)
+            .await?;
+        let acknowledged = usize::try_from(acknowledged).unwrap_or(0);
+        if acknowledged < self.replicas {
+            return Err(StoreError::ReplicasBehind {
+                wanted: self.replicas,
+                acknowledged,
+                within: self.timeout,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Releases, as `Aborted`, the reservations among `requests` that `replies` says were made: the
+/// replicas did not confirm them, so they are answered as failed, and their units go back now
+/// instead of at their expiry. Best effort: one this cannot release (Redis failing too) is
+/// returned by the sweeper at its expiry, as a reservation whose answer was lost.
+pub(crate) async fn abort_unconfirmed(
+    conn: &Connection,
+    keys: &ShardKeys,
+    requests: &[&ReserveArgs],
+    replies: &[Reply],
+) {
+    for (request, reply) in requests.iter().zip(replies) {
+        if matches!(reply, Reply::Reserved { .. }) {
+            let released = scripts::release(
+                conn.clone(),
+                keys,
+                &request.order_id,
+                ReleaseReason::Aborted,
+            )
+            .await;
+            if let Err(err) = released {
+                tracing::warn!(order_id = %request.order_id, error = %err, "could not release a reservation the replicas did not confirm; it is returned at its expiry");
+            }
+        }
+    }
+}
