@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{HttpClient, client, json_request, start_server};
+use common::{HttpClient, Server, client, json_request, start_server};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use nexussale_core::testkit::services::unavailable;
@@ -24,6 +24,28 @@ struct Answer {
     status: StatusCode,
     retry_after: Option<String>,
     body: Value,
+}
+
+/// A primary, a replica and three sentinels watching `master`, and a server on them with
+/// `extra` flags (and a key prefix of its own); `None` (skip) without `redis-server`.
+fn on_sentinel(master: &str, extra: &[&str]) -> Option<(RedisSentinel, Server, String)> {
+    let redis = match RedisSentinel::start(master) {
+        Ok(redis) => redis,
+        Err(reason) => return unavailable("redis sentinel (redis-server, redis-cli)", reason),
+    };
+    let sentinels = redis.urls().join(",");
+    let prefix = unique_name("failover-");
+    let mut flags = vec![
+        "--redis-url",
+        &sentinels,
+        "--redis-sentinel",
+        redis.master_name(),
+        "--redis-prefix",
+        &prefix,
+    ];
+    flags.extend_from_slice(extra);
+    let (server, address) = start_server(&flags);
+    Some((redis, server, address))
 }
 
 /// One purchase by `user`, answered within 10 s.
@@ -53,25 +75,10 @@ async fn purchase(client: &HttpClient, url: &str, user: &str) -> Answer {
 /// replica, the same server process (no restart) accepts them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purchases_wait_out_a_sentinel_failover_and_are_served_again() {
-    let mut redis = match RedisSentinel::start("shop") {
-        Ok(redis) => redis,
-        Err(reason) => {
-            return unavailable::<()>("redis sentinel (redis-server, redis-cli)", reason)
-                .unwrap_or(());
-        }
+    let Some((mut redis, server, address)) = on_sentinel("shop", &["--sale", "drop=1000000"])
+    else {
+        return;
     };
-    let sentinels = redis.urls().join(",");
-    let prefix = unique_name("failover-");
-    let (server, address) = start_server(&[
-        "--redis-url",
-        &sentinels,
-        "--redis-sentinel",
-        redis.master_name(),
-        "--redis-prefix",
-        &prefix,
-        "--sale",
-        "drop=1000000",
-    ]);
     let url = format!("http://{address}/v1/sales/drop/purchase");
     let answers = Arc::new(Mutex::new(Vec::<Answer>::new()));
     let done = Arc::new(AtomicBool::new(false));
@@ -159,25 +166,10 @@ async fn purchases_wait_out_a_sentinel_failover_and_are_served_again() {
 /// take its reservation back; with the replica resumed, purchases are accepted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_replica_acks_a_purchase_waits_for_the_replica() {
-    let redis = match RedisSentinel::start("acked") {
-        Ok(redis) => redis,
-        Err(reason) => {
-            return unavailable::<()>("redis sentinel (redis-server, redis-cli)", reason)
-                .unwrap_or(());
-        }
+    let Some((redis, server, address)) = on_sentinel("acked", &["--redis-replica-acks", "1"])
+    else {
+        return;
     };
-    let sentinels = redis.urls().join(",");
-    let prefix = unique_name("acks-");
-    let (server, address) = start_server(&[
-        "--redis-url",
-        &sentinels,
-        "--redis-sentinel",
-        redis.master_name(),
-        "--redis-prefix",
-        &prefix,
-        "--redis-replica-acks",
-        "1",
-    ]);
     let url = format!("http://{address}/v1/sales/ps5/purchase");
     let client = client();
     let before = purchase(&client, &url, "before").await;
