@@ -15,7 +15,7 @@ use crate::connection::Connection;
 use crate::error::StoreError;
 use crate::keys::ShardKeys;
 use crate::replicas::{self, ReplicaAcks};
-use crate::scripts::{self, Reply, ReserveArgs};
+use crate::scripts::{Reply, ReserveArgs};
 
 type Answer = Result<Reply, StoreError>;
 
@@ -124,17 +124,10 @@ async fn run_lane(
                 Err(_) => break,
             }
         }
-        let (mut conn, keys) = (conn.clone(), Arc::clone(&keys));
+        let (conn, keys) = (conn.clone(), Arc::clone(&keys));
         tokio::spawn(async move {
             let requests: Vec<&ReserveArgs> = batch.iter().map(|job| &job.args).collect();
-            let mut replies = scripts::reserve(conn.clone(), &keys, 0, &requests).await;
-            if let Ok(made) = &replies
-                && scripts::wrote(made)
-                && let Err(err) = acks.wait(&mut conn).await
-            {
-                replicas::abort_unconfirmed(&conn, &keys, &requests, made).await;
-                replies = Err(err);
-            }
+            let replies = replicas::reserve(&conn, &keys, &requests, acks).await;
             drop(requests);
             match replies {
                 Ok(replies) => {

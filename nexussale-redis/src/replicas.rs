@@ -48,11 +48,30 @@ impl ReplicaAcks {
     }
 }
 
+/// `reserve.lua` for `requests` on one shard, answered once `acks` replicas have what it wrote.
+/// Short of that the call fails with [`StoreError::ReplicasBehind`] and the reservations it made
+/// are released (see [`abort_unconfirmed`]). The one path of every reservation, batched or not.
+pub(crate) async fn reserve(
+    conn: &Connection,
+    keys: &ShardKeys,
+    requests: &[&ReserveArgs],
+    acks: ReplicaAcks,
+) -> Result<Vec<Reply>, StoreError> {
+    let replies = scripts::reserve(conn.clone(), keys, 0, requests).await?;
+    if scripts::wrote(&replies)
+        && let Err(err) = acks.wait(&mut conn.clone()).await
+    {
+        abort_unconfirmed(conn, keys, requests, &replies).await;
+        return Err(err);
+    }
+    Ok(replies)
+}
+
 /// Releases, as `Aborted`, the reservations among `requests` that `replies` says were made: the
 /// replicas did not confirm them, so they are answered as failed, and their units go back now
 /// instead of at their expiry. Best effort: one this cannot release (Redis failing too) is
 /// returned by the sweeper at its expiry, as a reservation whose answer was lost.
-pub(crate) async fn abort_unconfirmed(
+async fn abort_unconfirmed(
     conn: &Connection,
     keys: &ShardKeys,
     requests: &[&ReserveArgs],

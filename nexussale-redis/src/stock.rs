@@ -377,19 +377,10 @@ impl Inner {
     async fn reserve_on(&self, keys: &ShardKeys, args: ReserveArgs) -> Outcome<Reply> {
         match &self.coalescer {
             Some(coalescer) => coalescer.reserve(keys, args).await,
-            None => {
-                let replies = scripts::reserve(self.conn(), keys, 0, &[&args]).await?;
-                if scripts::wrote(&replies)
-                    && let Err(err) = self.config.acks().wait(&mut self.conn()).await
-                {
-                    replicas::abort_unconfirmed(&self.conn(), keys, &[&args], &replies).await;
-                    return Err(err);
-                }
-                replies
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| StoreError::corrupt("no reply to a reservation"))
-            }
+            None => replicas::reserve(&self.conn, keys, &[&args], self.config.acks())
+                .await?
+                .pop()
+                .ok_or_else(|| StoreError::corrupt("no reply to a reservation")),
         }
     }
 
