@@ -53,6 +53,15 @@ pub enum Error {
         /// The order the key belongs to.
         order: OrderId,
     },
+    /// The stock store's state of this sale may have gone backwards: a failover promoted a
+    /// replica that lacked the last writes, or a sequence the store keeps went back. The store
+    /// changes nothing of the sale until it is rebuilt from the orders
+    /// ([`StockStore::restore`](crate::StockStore::restore)); the engine does that by itself,
+    /// so the error is retryable.
+    #[error(
+        "the stock store's state of sale {0} may have gone backwards; it waits to be rebuilt from the orders"
+    )]
+    StockRegressed(Sku),
     /// A backend failed. `retryable` says whether the same call may succeed later (connection lost,
     /// timeout, queue full) or not (bad configuration, corrupt data).
     #[error("{backend} backend failed: {source}")]
@@ -101,7 +110,7 @@ impl Error {
             Self::Backend {
                 retryable: true,
                 ..
-            }
+            } | Self::StockRegressed(_)
         )
     }
 }

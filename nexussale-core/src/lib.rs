@@ -6,6 +6,7 @@ mod engine;
 mod error;
 mod ident;
 pub mod layers;
+mod lease;
 pub mod memory;
 mod order;
 mod outage;
@@ -26,6 +27,7 @@ pub use engine::{
 };
 pub use error::{BoxError, Error, Result};
 pub use ident::{IdempotencyKey, MAX_IDENT_LEN, Sku, UserId};
+pub use lease::RebuildLeases;
 pub use order::{MAX_REMARK_LEN, Order, OrderEvent, OrderId, OrderStatus, validate_remark};
 pub use outage::OutageLog;
 pub use queue::{Delivery, DeliveryTag, DynOrderQueue, OrderQueue, QueueMark};

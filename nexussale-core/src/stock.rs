@@ -2,6 +2,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -50,10 +51,21 @@ pub type DynStockStore = Arc<dyn StockStore>;
 ///   request, so expiry is deterministic and testable.
 /// - **Conservation.** For every sale, `available + reserved + sold == stock` whenever no call is in
 ///   flight.
+/// - **No silent regression.** A store whose state of a sale may have gone backwards (a failover
+///   to a replica that lacked the last writes) answers [`Error::StockRegressed`] from every call
+///   that would read or change the sale's stock or reservations ([`reserve`](Self::reserve),
+///   [`confirm`](Self::confirm), [`release`](Self::release), [`snapshot`](Self::snapshot)) and
+///   changes nothing, until [`restore`](Self::restore) rebuilds it. A store that cannot regress
+///   (one process's memory) never answers it.
+/// - **One rebuild.** [`lock_rebuild`](Self::lock_rebuild) admits one holder per sale at a time,
+///   across every process that shares the store, until the holder unlocks or lets its lease
+///   lapse; the holder renews by locking again.
 ///
 /// Business answers (sold out, limit exceeded, not active) are `Ok` outcomes. A sale that does not
 /// exist is [`Error::UnknownSale`](crate::Error::UnknownSale); a failed backend is
 /// [`Error::Backend`](crate::Error::Backend).
+///
+/// [`Error::StockRegressed`]: crate::Error::StockRegressed
 ///
 /// # Example
 ///
@@ -141,6 +153,16 @@ pub trait StockStore: Send + Sync + Debug + 'static {
     /// store lost or corrupted its state): pending orders become held reservations, paid orders
     /// sold units, the rest nothing; the sale is created when absent.
     async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()>;
+
+    /// Takes the lock on rebuilding `sku` for `holder`, or renews it when `holder` has it, for
+    /// `lease` from now: answers whether `holder` has it. The engine takes it before it rebuilds
+    /// a lost or regressed sale, so that of several processes one restores and the others find
+    /// the sale rebuilt ([`RebuildLeases`](crate::RebuildLeases) is a ready lock for a store in
+    /// one process).
+    async fn lock_rebuild(&self, sku: &Sku, holder: &str, lease: Duration) -> Result<bool>;
+
+    /// Gives the lock on rebuilding `sku` back, if `holder` has it.
+    async fn unlock_rebuild(&self, sku: &Sku, holder: &str) -> Result<()>;
 }
 
 macro_rules! forward_stock_store {
@@ -179,6 +201,12 @@ macro_rules! forward_stock_store {
             }
             async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
                 (**self).restore(sale, orders).await
+            }
+            async fn lock_rebuild(&self, sku: &Sku, holder: &str, lease: Duration) -> Result<bool> {
+                (**self).lock_rebuild(sku, holder, lease).await
+            }
+            async fn unlock_rebuild(&self, sku: &Sku, holder: &str) -> Result<()> {
+                (**self).unlock_rebuild(sku, holder).await
             }
         }
     )*};

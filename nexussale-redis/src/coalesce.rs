@@ -127,7 +127,7 @@ async fn run_lane(
         let (conn, keys) = (conn.clone(), Arc::clone(&keys));
         tokio::spawn(async move {
             let requests: Vec<&ReserveArgs> = batch.iter().map(|job| &job.args).collect();
-            let replies = replicas::reserve(&conn, &keys, &requests, acks).await;
+            let replies = replicas::reserve(&conn, &keys, 0, &requests, acks).await;
             drop(requests);
             match replies {
                 Ok(replies) => {

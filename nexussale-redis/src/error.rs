@@ -26,6 +26,14 @@ pub(crate) enum StoreError {
         acknowledged: usize,
         within: Duration,
     },
+    /// A shard's state may have gone backwards (a failover, a sequence that went back): it
+    /// waits to be rebuilt. Reported for the whole sale as [`StoreError::SaleRegressed`].
+    #[error("a stock shard may have gone backwards: {0}")]
+    Regressed(&'static str),
+    /// The sale's state in Redis may have gone backwards; every shard is marked so until it is
+    /// rebuilt from the orders.
+    #[error("the state of sale {0} in redis may have gone backwards")]
+    SaleRegressed(nexussale_core::Sku),
     /// Redis holds no such sale (never created, or lost in a flush or restart).
     #[error("no sale {0}")]
     UnknownSale(nexussale_core::Sku),
@@ -53,7 +61,11 @@ impl StoreError {
                     )
                     || !matches!(err.retry_method(), redis::RetryMethod::NoRetry)
             }
-            Self::Timeout(_) | Self::CoalescerStopped | Self::ReplicasBehind { .. } => true,
+            Self::Timeout(_)
+            | Self::CoalescerStopped
+            | Self::ReplicasBehind { .. }
+            | Self::Regressed(_)
+            | Self::SaleRegressed(_) => true,
             Self::Corrupt(_) | Self::UnknownSale(_) => false,
         }
     }
@@ -63,6 +75,8 @@ impl From<StoreError> for nexussale_core::Error {
     fn from(err: StoreError) -> Self {
         if let StoreError::UnknownSale(sku) = err {
             Self::UnknownSale(sku)
+        } else if let StoreError::SaleRegressed(sku) = err {
+            Self::StockRegressed(sku)
         } else if err.is_retryable() {
             Self::retryable("redis", err)
         } else {

@@ -4,7 +4,8 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `{prefix}:sales` | set | every sku with a sale |
-//! | `{prefix}:{{sku}:{n}}:stock` | hash | `available`, `reserved`, `sold`, `transit`, `limit`, `start`, `end` (µs since the epoch, or empty), `shards`; shard 0 also `def`, the sale's definition as JSON |
+//! | `{prefix}:{{sku}:{n}}:stock` | hash | `available`, `reserved`, `sold`, `transit`, `limit`, `start`, `end` (µs since the epoch, or empty), `shards`, `node` (the replication id of the primary that writes it), `seq` (advanced by every script that writes it), `regressed` (while it waits for a rebuild); shard 0 also `def`, the sale's definition as JSON |
+//! | `{prefix}:{{sku}:0}:rebuild` | string | the process rebuilding the sale, with a lease (PX) |
 //! | `{prefix}:{{sku}:{n}}:held` | hash | user → units the user holds (reserved or sold) |
 //! | `{prefix}:{{sku}:{n}}:keys` | hash | user `\n` idempotency key → order id |
 //! | `{prefix}:{{sku}:{n}}:res` | hash | order id → state letter + the reservation's JSON |
@@ -13,21 +14,34 @@
 //! `n` is the stock shard, `0..shards`. In the sku, `%`, `{` and `}` are percent-encoded, so a sku
 //! cannot end the hash tag early or collide with another sku.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use nexussale_core::Sku;
 
 const TAG_UNSAFE: &AsciiSet = &CONTROLS.add(b'%').add(b'{').add(b'}');
 
-/// The keys of one stock shard of one sale.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The keys of one stock shard of one sale, and the highest sequence (`guard.lua`) this process
+/// has seen the shard answer; clones share it.
+#[derive(Debug, Clone)]
 pub(crate) struct ShardKeys {
     pub(crate) stock: String,
     pub(crate) held: String,
     pub(crate) keys: String,
     pub(crate) res: String,
     pub(crate) expiry: String,
+    seen: Arc<AtomicU64>,
 }
+
+impl PartialEq for ShardKeys {
+    fn eq(&self, other: &Self) -> bool {
+        self.stock == other.stock
+    }
+}
+
+impl Eq for ShardKeys {}
 
 impl ShardKeys {
     pub(crate) fn new(prefix: &str, sku: &Sku, shard: usize) -> Self {
@@ -39,7 +53,18 @@ impl ShardKeys {
             keys: format!("{base}:keys"),
             res: format!("{base}:res"),
             expiry: format!("{base}:expiry"),
+            seen: Arc::default(),
         }
+    }
+
+    /// The highest sequence the shard answered this process so far.
+    pub(crate) fn highest_seen(&self) -> u64 {
+        self.seen.load(Ordering::Acquire)
+    }
+
+    /// The shard answered `seq`.
+    pub(crate) fn seen(&self, seq: u64) {
+        self.seen.fetch_max(seq, Ordering::AcqRel);
     }
 
     /// Every key, for deletion.
@@ -47,6 +72,12 @@ impl ShardKeys {
     pub(crate) fn all(&self) -> [&str; 5] {
         [&self.stock, &self.held, &self.keys, &self.res, &self.expiry]
     }
+}
+
+/// The lock one process takes to rebuild a sale (`lock.lua`): beside shard 0, in its slot.
+pub(crate) fn rebuild_lock_key(prefix: &str, sku: &Sku) -> String {
+    let sku = utf8_percent_encode(sku.as_str(), TAG_UNSAFE);
+    format!("{prefix}:{{{sku}:0}}:rebuild")
 }
 
 /// The set of every sku with a sale.

@@ -48,16 +48,18 @@ impl ReplicaAcks {
     }
 }
 
-/// `reserve.lua` for `requests` on one shard, answered once `acks` replicas have what it wrote.
+/// `reserve.lua` for `requests` on one shard (after adding `deposit` units moved from other
+/// shards), answered once `acks` replicas have what it wrote.
 /// Short of that the call fails with [`StoreError::ReplicasBehind`] and the reservations it made
 /// are released (see [`abort_unconfirmed`]). The one path of every reservation, batched or not.
 pub(crate) async fn reserve(
     conn: &Connection,
     keys: &ShardKeys,
+    deposit: u64,
     requests: &[&ReserveArgs],
     acks: ReplicaAcks,
 ) -> Result<Vec<Reply>, StoreError> {
-    let replies = scripts::reserve(conn.clone(), keys, 0, requests).await?;
+    let replies = scripts::reserve(conn.clone(), keys, deposit, requests).await?;
     if scripts::wrote(&replies)
         && let Err(err) = acks.wait(&mut conn.clone()).await
     {

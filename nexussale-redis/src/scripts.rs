@@ -16,22 +16,55 @@ use crate::error::StoreError;
 use crate::keys::{ShardKeys, key_field};
 use crate::record;
 
+/// A script that writes a stock shard, after `guard.lua` (its `guard()` and `origin()`).
+fn guarded(body: &str) -> Script {
+    Script::new(&format!("{}{body}", include_str!("lua/guard.lua")))
+}
+
 pub(crate) static RESERVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/reserve.lua")));
+    LazyLock::new(|| guarded(include_str!("lua/reserve.lua")));
 pub(crate) static CONFIRM: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/confirm.lua")));
+    LazyLock::new(|| guarded(include_str!("lua/confirm.lua")));
 pub(crate) static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
+    LazyLock::new(|| guarded(include_str!("lua/release.lua")));
 pub(crate) static WITHDRAW: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/withdraw.lua")));
+    LazyLock::new(|| guarded(include_str!("lua/withdraw.lua")));
 pub(crate) static SETTLE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/settle.lua")));
+    LazyLock::new(|| guarded(include_str!("lua/settle.lua")));
 pub(crate) static CREATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/create.lua")));
+    LazyLock::new(|| guarded(include_str!("lua/create.lua")));
 pub(crate) static EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/expired.lua")));
 pub(crate) static RESTORE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/restore.lua")));
+    LazyLock::new(|| guarded(include_str!("lua/restore.lua")));
+pub(crate) static MARK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/mark.lua")));
+pub(crate) static LOCK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/lock.lua")));
+pub(crate) static UNLOCK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
+
+/// The reply of a guarded script without its leading sequence (`guard.lua`), once the sequence
+/// says the shard did not go backwards: it is above `before`, the highest this process had seen
+/// of the shard when it sent the call (any call answered before this one was sent ran before
+/// it, and each call advances the sequence). The shard is regressed otherwise.
+fn sequenced(keys: &ShardKeys, before: u64, reply: Value) -> Result<Vec<Value>, StoreError> {
+    let mut reply = items(reply)?;
+    if reply.is_empty() {
+        return Err(StoreError::corrupt("a script answered nothing"));
+    }
+    let seq = int(&reply.remove(0))?;
+    match u64::try_from(seq) {
+        Err(_) => Err(StoreError::Regressed("a failover since its last write")),
+        // No such shard: the script answers that itself.
+        Ok(0) => Ok(reply),
+        Ok(seq) if seq <= before => Err(StoreError::Regressed("its sequence went backwards")),
+        Ok(seq) => {
+            keys.seen(seq);
+            Ok(reply)
+        }
+    }
+}
 
 /// One request's arguments to `reserve.lua`, encoded once.
 #[derive(Debug, Clone)]
@@ -53,6 +86,7 @@ pub(crate) async fn reserve(
     deposit: u64,
     requests: &[&ReserveArgs],
 ) -> Result<Vec<Reply>, StoreError> {
+    let before = keys.highest_seen();
     let mut call = RESERVE.prepare_invoke();
     call.key(&keys.stock)
         .key(&keys.held)
@@ -70,7 +104,7 @@ pub(crate) async fn reserve(
             .arg(&request.body)
             .arg(request.expires_us);
     }
-    let flat = items(call.invoke_async::<Value>(&mut conn).await?)?;
+    let flat = sequenced(keys, before, call.invoke_async::<Value>(&mut conn).await?)?;
     let mut fields = flat.iter();
     let replies = (0..requests.len())
         .map(|_| Reply::next(&mut fields))
@@ -276,11 +310,16 @@ pub(crate) async fn withdraw(
     keys: &ShardKeys,
     wanted: u64,
 ) -> Result<(u64, u64), StoreError> {
-    Ok(WITHDRAW
+    let before = keys.highest_seen();
+    let reply = WITHDRAW
         .key(&keys.stock)
         .arg(wanted)
         .invoke_async(&mut conn)
-        .await?)
+        .await?;
+    match sequenced(keys, before, reply)?.as_slice() {
+        [taken, transit] => Ok((count(taken)?, count(transit)?)),
+        other => Err(StoreError::corrupt(format!("withdraw reply {other:?}"))),
+    }
 }
 
 /// `settle.lua`: the `taken` units withdrawn from the shard have been deposited elsewhere.
@@ -289,11 +328,13 @@ pub(crate) async fn settle(
     keys: &ShardKeys,
     taken: u64,
 ) -> Result<(), StoreError> {
-    let _: i64 = SETTLE
+    let before = keys.highest_seen();
+    let reply = SETTLE
         .key(&keys.stock)
         .arg(taken)
         .invoke_async(&mut conn)
         .await?;
+    sequenced(keys, before, reply)?;
     Ok(())
 }
 
@@ -304,6 +345,7 @@ pub(crate) async fn confirm(
     order_id: &str,
     now: DateTime<Utc>,
 ) -> Result<ConfirmOutcome, StoreError> {
+    let before = keys.highest_seen();
     let reply: Value = CONFIRM
         .key(&keys.stock)
         .key(&keys.res)
@@ -312,7 +354,7 @@ pub(crate) async fn confirm(
         .arg(now.timestamp_micros())
         .invoke_async(&mut conn)
         .await?;
-    confirm_reply(&items(reply)?)
+    confirm_reply(&sequenced(keys, before, reply)?)
 }
 
 fn confirm_reply(reply: &[Value]) -> Result<ConfirmOutcome, StoreError> {
@@ -332,6 +374,7 @@ pub(crate) async fn release(
     order_id: &str,
     reason: ReleaseReason,
 ) -> Result<ReleaseOutcome, StoreError> {
+    let before = keys.highest_seen();
     let reply: Value = RELEASE
         .key(&keys.stock)
         .key(&keys.held)
@@ -341,7 +384,7 @@ pub(crate) async fn release(
         .arg(record::release_letter(reason).to_string())
         .invoke_async(&mut conn)
         .await?;
-    release_reply(&items(reply)?)
+    release_reply(&sequenced(keys, before, reply)?)
 }
 
 fn release_reply(reply: &[Value]) -> Result<ReleaseOutcome, StoreError> {
@@ -398,6 +441,47 @@ pub(crate) async fn expired(
         found.push(record::decode(sku, order_id(&text(id)?)?, &text(record)?)?);
     }
     Ok(found)
+}
+
+/// `mark.lua`: marks the shard regressed (`why`), if it exists.
+pub(crate) async fn mark(
+    mut conn: Connection,
+    keys: &ShardKeys,
+    why: &str,
+) -> Result<(), StoreError> {
+    let _: i64 = MARK
+        .key(&keys.stock)
+        .arg(why)
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// `lock.lua`: takes or renews the rebuild lock at `key` for `holder`; answers whether it has it.
+pub(crate) async fn lock(
+    mut conn: Connection,
+    key: &str,
+    holder: &str,
+    lease: std::time::Duration,
+) -> Result<bool, StoreError> {
+    let millis = lease.as_millis().clamp(1, u128::from(u32::MAX));
+    let held: i64 = LOCK
+        .key(key)
+        .arg(holder)
+        .arg(millis.to_string())
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(held == 1)
+}
+
+/// `unlock.lua`: gives the rebuild lock at `key` back, if `holder` has it.
+pub(crate) async fn unlock(
+    mut conn: Connection,
+    key: &str,
+    holder: &str,
+) -> Result<(), StoreError> {
+    let _: i64 = UNLOCK.key(key).arg(holder).invoke_async(&mut conn).await?;
+    Ok(())
 }
 
 /// An order id as the scripts store it.

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,7 +24,7 @@ use crate::coalesce::Coalescer;
 use crate::config::RedisConfig;
 use crate::connection::Connection;
 use crate::error::StoreError;
-use crate::keys::{ShardKeys, key_field, sales_key};
+use crate::keys::{ShardKeys, key_field, rebuild_lock_key, sales_key};
 use crate::record;
 use crate::replicas;
 use crate::sale_info::SaleInfo;
@@ -191,7 +192,8 @@ impl StockStore for RedisStockStore {
     }
 
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        Ok(self.inner.reserve(request).await?)
+        let reserved = self.inner.reserve(request).await;
+        Ok(self.inner.unless_regressed(&request.sku, reserved).await?)
     }
 
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
@@ -213,7 +215,8 @@ impl StockStore for RedisStockStore {
         order_id: OrderId,
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome> {
-        Ok(self.inner.confirm(sku, order_id, now).await?)
+        let confirmed = self.inner.confirm(sku, order_id, now).await;
+        Ok(self.inner.unless_regressed(sku, confirmed).await?)
     }
 
     async fn release(
@@ -222,7 +225,8 @@ impl StockStore for RedisStockStore {
         order_id: OrderId,
         reason: ReleaseReason,
     ) -> Result<ReleaseOutcome> {
-        Ok(self.inner.release(sku, order_id, reason).await?)
+        let released = self.inner.release(sku, order_id, reason).await;
+        Ok(self.inner.unless_regressed(sku, released).await?)
     }
 
     async fn expired(
@@ -235,11 +239,22 @@ impl StockStore for RedisStockStore {
     }
 
     async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {
-        Ok(self.inner.snapshot(sku).await?)
+        let snapshot = self.inner.snapshot(sku).await;
+        Ok(self.inner.unless_regressed(sku, snapshot).await?)
     }
 
     async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
         Ok(self.inner.restore(sale, orders).await?)
+    }
+
+    async fn lock_rebuild(&self, sku: &Sku, holder: &str, lease: Duration) -> Result<bool> {
+        let key = rebuild_lock_key(self.inner.prefix(), sku);
+        Ok(scripts::lock(self.inner.conn(), &key, holder, lease).await?)
+    }
+
+    async fn unlock_rebuild(&self, sku: &Sku, holder: &str) -> Result<()> {
+        let key = rebuild_lock_key(self.inner.prefix(), sku);
+        Ok(scripts::unlock(self.inner.conn(), &key, holder).await?)
     }
 }
 
@@ -283,7 +298,31 @@ impl Inner {
         Ok(skus.len())
     }
 
-    /// The sale's definition as Redis holds it, refreshing the cache.
+    /// Passes `result` through, unless a shard of the sale said it regressed: then every shard
+    /// is marked, so that every process refuses the sale until it is rebuilt, and the whole
+    /// sale is reported regressed.
+    async fn unless_regressed<T>(&self, sku: &Sku, result: Outcome<T>) -> Outcome<T> {
+        let Err(StoreError::Regressed(why)) = result else {
+            return result;
+        };
+        tracing::warn!(sku = %sku, why, "the sale's state in redis may have gone backwards; it waits to be rebuilt from the orders");
+        if let Some(info) = self.sales.get(sku).map(|info| Arc::clone(&info)) {
+            let marked = try_join_all(
+                info.shards
+                    .iter()
+                    .map(|keys| scripts::mark(self.conn(), keys, why)),
+            )
+            .await;
+            if let Err(err) = marked {
+                // The shard that regressed keeps answering so, and is marked again next call.
+                tracing::warn!(sku = %sku, error = %err, "could not mark every shard of a regressed sale");
+            }
+        }
+        Err(StoreError::SaleRegressed(sku.clone()))
+    }
+
+    /// The sale's definition as Redis holds it, refreshing the cache (a cached sale keeps its
+    /// shards' highest sequences seen: definitions never change).
     async fn load(&self, sku: &Sku) -> Outcome<Option<Arc<SaleInfo>>> {
         let keys = ShardKeys::new(self.prefix(), sku, 0);
         let (def, shards): (Option<String>, Option<usize>) =
@@ -294,7 +333,14 @@ impl Inner {
         };
         let sale: Sale = serde_json::from_str(&def)
             .map_err(|err| StoreError::corrupt(format!("definition of sale {sku}: {err}")))?;
-        let info = Arc::new(SaleInfo::new(self.prefix(), sale, shards.unwrap_or(1)));
+        let shards = shards.unwrap_or(1);
+        if let Some(cached) = self.sales.get(sku)
+            && cached.sale == sale
+            && cached.shards.len() == shards
+        {
+            return Ok(Some(Arc::clone(&cached)));
+        }
+        let info = Arc::new(SaleInfo::new(self.prefix(), sale, shards));
         self.sales.insert(sku.clone(), Arc::clone(&info));
         Ok(Some(info))
     }
@@ -377,7 +423,7 @@ impl Inner {
     async fn reserve_on(&self, keys: &ShardKeys, args: ReserveArgs) -> Outcome<Reply> {
         match &self.coalescer {
             Some(coalescer) => coalescer.reserve(keys, args).await,
-            None => replicas::reserve(&self.conn, keys, &[&args], self.config.acks())
+            None => replicas::reserve(&self.conn, keys, 0, &[&args], self.config.acks())
                 .await?
                 .pop()
                 .ok_or_else(|| StoreError::corrupt("no reply to a reservation")),
@@ -412,7 +458,15 @@ impl Inner {
         let retry = (info.shards.len() > 1).then(|| args.clone());
         let reply = match (self.reserve_on(&info.shards[home], args).await?, retry) {
             (Reply::SoldOut { available }, Some(args)) => {
-                transfer::reserve_with_transfers(&self.conn, &info, home, &args, available).await?
+                transfer::reserve_with_transfers(
+                    &self.conn,
+                    &info,
+                    home,
+                    &args,
+                    available,
+                    self.config.acks(),
+                )
+                .await?
             }
             (reply, _) => reply,
         };
@@ -575,10 +629,18 @@ impl Inner {
         let counts = try_join_all(info.shards.iter().map(|keys| {
             let mut conn = self.conn();
             async move {
-                let counts: (Option<u64>, Option<u64>, Option<u64>) = conn
-                    .hmget(&keys.stock, &["available", "reserved", "sold"])
+                let (available, reserved, sold, regressed): (
+                    Option<u64>,
+                    Option<u64>,
+                    Option<u64>,
+                    Option<String>,
+                ) = conn
+                    .hmget(&keys.stock, &["available", "reserved", "sold", "regressed"])
                     .await?;
-                Ok::<_, StoreError>(counts)
+                if regressed.is_some() {
+                    return Err(StoreError::Regressed("marked to be rebuilt"));
+                }
+                Ok((available, reserved, sold))
             }
         }))
         .await?;

@@ -9,6 +9,7 @@ use redis::AsyncCommands;
 
 use crate::connection::Connection;
 use crate::error::StoreError;
+use crate::replicas::{self, ReplicaAcks};
 use crate::sale_info::SaleInfo;
 use crate::scripts::{self, Reply, ReserveArgs};
 
@@ -24,6 +25,7 @@ pub(crate) async fn reserve_with_transfers(
     home: usize,
     args: &ReserveArgs,
     mut available: u64,
+    acks: ReplicaAcks,
 ) -> Result<Reply, StoreError> {
     let n = info.shards.len();
     let wanted = u64::from(args.quantity);
@@ -57,7 +59,7 @@ pub(crate) async fn reserve_with_transfers(
             continue;
         }
         // The deposit and the reservation are one script call: the units cannot go astray.
-        let replies = scripts::reserve(conn.clone(), &info.shards[home], gathered, &[args]).await;
+        let replies = replicas::reserve(conn, &info.shards[home], gathered, &[args], acks).await;
         for (shard, taken) in sources {
             scripts::settle(conn.clone(), &info.shards[shard], taken).await?;
         }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use futures::future::join_all;
 use nexussale_core::layers::Hooked;
+use nexussale_core::testkit::fixtures::reserve_request;
 use nexussale_core::testkit::services::{redis_url, unavailable};
 use nexussale_core::testkit::{Teardown, TornDown, unique_name, unique_sku};
 use nexussale_core::{
-    DynStockStore, OrderId, ReleaseReason, ReserveOutcome, ReserveRequest, Sale, Sku,
-    StockSnapshot, StockStore, UserId,
+    DynStockStore, OrderId, ReleaseReason, ReserveOutcome, Sale, StockSnapshot, StockStore,
 };
 use nexussale_redis::{RedisConfig, RedisStockStore};
 
@@ -61,18 +61,6 @@ mod sharded {
     nexussale_core::stock_store_tests!(setup, remaining = Bounded);
 }
 
-fn request(sku: &Sku, user: String) -> ReserveRequest {
-    ReserveRequest {
-        order_id: OrderId::new(),
-        sku: sku.clone(),
-        user: UserId::new(user).unwrap(),
-        quantity: 1,
-        idempotency_key: None,
-        remark: None,
-        now: Utc::now(),
-    }
-}
-
 /// The whole engine (in-memory queue and repository) over the Redis stock store, sharded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn purchase_flow_over_redis() {
@@ -98,7 +86,10 @@ async fn sharded_sale_sells_exactly_its_stock() {
     let sale = Sale::new(unique_sku(), 1_000);
     assert!(store.create_sale(&sale).await.unwrap());
     let outcomes = join_all((0..5_000).map(|i| {
-        let (store, request) = (Arc::clone(&store), request(&sale.sku, format!("buyer-{i}")));
+        let (store, request) = (
+            Arc::clone(&store),
+            reserve_request(&sale.sku, &format!("buyer-{i}")),
+        );
         tokio::spawn(async move { store.reserve(&request).await.unwrap() })
     }))
     .await;
@@ -135,7 +126,7 @@ async fn sharded_sale_moves_units_to_an_empty_home_shard() {
     // With the home shard empty after each, `remaining` counts the units left elsewhere.
     for expected_remaining in [3, 2, 1, 0] {
         match store
-            .reserve(&request(&sale.sku, "solo".into()))
+            .reserve(&reserve_request(&sale.sku, "solo"))
             .await
             .unwrap()
         {
@@ -147,7 +138,7 @@ async fn sharded_sale_moves_units_to_an_empty_home_shard() {
     }
     assert_eq!(
         store
-            .reserve(&request(&sale.sku, "solo".into()))
+            .reserve(&reserve_request(&sale.sku, "solo"))
             .await
             .unwrap(),
         ReserveOutcome::SoldOut { available: 0 }
@@ -174,7 +165,7 @@ async fn a_second_store_shares_sales_and_shards() {
     let mut made = Vec::new();
     for i in 0..9 {
         match second
-            .reserve(&request(&sale.sku, format!("u{i}")))
+            .reserve(&reserve_request(&sale.sku, &format!("u{i}")))
             .await
             .unwrap()
         {
@@ -203,7 +194,7 @@ async fn a_lost_sale_is_unknown_not_stale() {
     };
     let sale = Sale::new(unique_sku(), 3);
     store.create_sale(&sale).await.unwrap();
-    let mut keyed = request(&sale.sku, "ann".into());
+    let mut keyed = reserve_request(&sale.sku, "ann");
     keyed.idempotency_key = Some("k".parse().unwrap());
     store.reserve(&keyed).await.unwrap();
     // Lose the sale as a restart without persistence would, behind the store's back (which
@@ -221,7 +212,7 @@ async fn a_lost_sale_is_unknown_not_stale() {
         .await
         .unwrap();
     assert_eq!(deleted, 5, "the layout the crate docs describe");
-    let refused = store.reserve(&request(&sale.sku, "bob".into())).await;
+    let refused = store.reserve(&reserve_request(&sale.sku, "bob")).await;
     assert!(
         matches!(refused, Err(nexussale_core::Error::UnknownSale(_))),
         "{refused:?}"

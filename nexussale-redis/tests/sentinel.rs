@@ -5,12 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nexussale_core::testkit::fixtures::now;
+use nexussale_core::testkit::fixtures::reserve_request;
 use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::{self, stock::Remaining};
-use nexussale_core::{
-    DynStockStore, OrderId, ReleaseReason, ReserveOutcome, ReserveRequest, Sale, StockStore, UserId,
-};
+use nexussale_core::{DynStockStore, Error, ReleaseReason, ReserveOutcome, Sale, StockStore};
 use nexussale_redis::testkit::RedisSentinel;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 
@@ -37,18 +35,6 @@ async fn connect_with(redis: &RedisSentinel, config: RedisConfig) -> RedisStockS
         .unwrap()
 }
 
-fn request(sale: &Sale, user: &str) -> ReserveRequest {
-    ReserveRequest {
-        order_id: OrderId::new(),
-        sku: sale.sku.clone(),
-        user: UserId::new(user).unwrap(),
-        quantity: 1,
-        idempotency_key: None,
-        remark: None,
-        now: now(),
-    }
-}
-
 /// Every stock case of the kit passes on the master the sentinels name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_kit_passes_on_the_sentinels_master() {
@@ -58,35 +44,40 @@ async fn the_kit_passes_on_the_sentinels_master() {
 }
 
 /// The primary killed: reservations fail as retryable (never as permanent, never hanging) until
-/// the sentinels promote the replica, then succeed again on the same store, which finds the new
-/// master by itself; the sale, replicated before the kill, is there.
+/// the sentinels promote the replica; then the same store, which finds the new master by
+/// itself, sees that the sale was last written by another primary: the sale is regressed
+/// (its state may lack the dead primary's last writes) for reservations, snapshots and
+/// releases, in every process, until it is restored from the orders; then it sells again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_store_follows_the_master_through_a_failover() {
+async fn the_store_follows_the_master_through_a_failover_and_holds_the_sale_until_rebuilt() {
     let Some(mut redis) = start("failover") else {
         return;
     };
-    let store = connect(&redis).await;
+    let config = RedisConfig::default().prefix(testkit::unique_name("failover-"));
+    let store = connect_with(&redis, config.clone()).await;
     let sale = Sale::new(testkit::unique_sku(), 100);
     store.create_sale(&sale).await.unwrap();
-    let before = store.reserve(&request(&sale, "before")).await.unwrap();
-    assert!(
-        matches!(before, ReserveOutcome::Reserved { .. }),
-        "{before:?}"
-    );
-    // The replica has what the primary acknowledged (WAIT): what a failover may lose is
-    // another test's business.
+    let first = reserve_request(&sale.sku, "before");
+    let before = store.reserve(&first).await.unwrap();
+    let ReserveOutcome::Reserved { reservation, .. } = before else {
+        panic!("{before:?}")
+    };
     let old = redis.primary_port().unwrap();
     assert_eq!(redis.cli(old, &["WAIT", "1", "5000"]).trim(), "1");
 
     let old = redis.kill_primary().unwrap();
-    let failed = store.reserve(&request(&sale, "during")).await.unwrap_err();
+    let failed = store
+        .reserve(&reserve_request(&sale.sku, "during"))
+        .await
+        .unwrap_err();
     assert!(failed.is_retryable(), "{failed}");
 
     let new = redis.wait_for_failover(old).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let after = loop {
-        match store.reserve(&request(&sale, "after")).await {
-            Ok(outcome) => break outcome,
+    let regressed = loop {
+        match store.reserve(&reserve_request(&sale.sku, "after")).await {
+            Ok(outcome) => panic!("sold on the promoted replica before a rebuild: {outcome:?}"),
+            Err(Error::StockRegressed(sku)) => break sku,
             Err(err) => {
                 assert!(err.is_retryable(), "{err}");
                 assert!(
@@ -97,14 +88,32 @@ async fn the_store_follows_the_master_through_a_failover() {
             }
         }
     };
+    assert_eq!(regressed, sale.sku);
+    // Another process, which never saw the old primary, is refused too: the mark is in Redis.
+    let other = connect_with(&redis, config).await;
+    assert!(matches!(
+        other.snapshot(&sale.sku).await,
+        Err(Error::StockRegressed(_))
+    ));
+    assert!(matches!(
+        other
+            .release(&sale.sku, reservation.order_id, ReleaseReason::Cancelled)
+            .await,
+        Err(Error::StockRegressed(_))
+    ));
+
+    let order = reservation.to_order();
+    store.restore(&sale, &[order]).await.unwrap();
+    let after = store
+        .reserve(&reserve_request(&sale.sku, "after"))
+        .await
+        .unwrap();
     assert!(
         matches!(after, ReserveOutcome::Reserved { .. }),
         "{after:?}"
     );
-    let snapshot = store.snapshot(&sale.sku).await.unwrap();
+    let snapshot = other.snapshot(&sale.sku).await.unwrap();
     assert_eq!(snapshot.reserved, 2, "{snapshot:?}");
-    // What the store wrote after the failover is on the new master.
-    assert!(!redis.cli(new, &["DBSIZE"]).trim().starts_with('0'));
 }
 
 /// With `replica_acks(1)` a write is answered only once the replica has it. The replica stopped
@@ -119,14 +128,20 @@ async fn writes_wait_for_the_replica_when_asked_to() {
     let unacked = connect_with(&redis, config).await;
     let sale = Sale::new(testkit::unique_sku(), 100);
     acked.create_sale(&sale).await.unwrap();
-    let first = acked.reserve(&request(&sale, "first")).await.unwrap();
+    let first = acked
+        .reserve(&reserve_request(&sale.sku, "first"))
+        .await
+        .unwrap();
     let ReserveOutcome::Reserved { reservation, .. } = first else {
         panic!("{first:?}");
     };
 
     redis.pause_replica().unwrap();
     let started = Instant::now();
-    let refused = acked.reserve(&request(&sale, "paused")).await.unwrap_err();
+    let refused = acked
+        .reserve(&reserve_request(&sale.sku, "paused"))
+        .await
+        .unwrap_err();
     assert!(refused.is_retryable(), "{refused}");
     assert!(
         refused.to_string().contains("replicas acknowledged"),
@@ -149,14 +164,20 @@ async fn writes_wait_for_the_replica_when_asked_to() {
         "{:?}",
         started.elapsed()
     );
-    let without = unacked.reserve(&request(&sale, "unacked")).await.unwrap();
+    let without = unacked
+        .reserve(&reserve_request(&sale.sku, "unacked"))
+        .await
+        .unwrap();
     assert!(
         matches!(without, ReserveOutcome::Reserved { .. }),
         "{without:?}"
     );
 
     redis.resume_replica().unwrap();
-    let after = acked.reserve(&request(&sale, "after")).await.unwrap();
+    let after = acked
+        .reserve(&reserve_request(&sale.sku, "after"))
+        .await
+        .unwrap();
     assert!(
         matches!(after, ReserveOutcome::Reserved { .. }),
         "{after:?}"

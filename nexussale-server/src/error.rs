@@ -116,7 +116,8 @@ impl From<Error> for ApiError {
             // Logged once per outage by the engine's `Watched` backends, not per request.
             Error::Backend {
                 retryable: true, ..
-            } => {
+            }
+            | Error::StockRegressed(_) => {
                 tracing::debug!(error = %message, "backend unavailable");
                 Self {
                     retry_after: Some(1),

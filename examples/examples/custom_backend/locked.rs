@@ -7,19 +7,23 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use nexussale_core::{
-    ConfirmOutcome, Error, IdempotencyKey, Order, OrderId, ReleaseOutcome, ReleaseReason,
-    Reservation, ReservationState, ReserveOutcome, ReserveRequest, Result, Sale, SaleState, Sku,
-    StockSnapshot, StockStore, UserId,
+    ConfirmOutcome, Error, IdempotencyKey, Order, OrderId, RebuildLeases, ReleaseOutcome,
+    ReleaseReason, Reservation, ReservationState, ReserveOutcome, ReserveRequest, Result, Sale,
+    SaleState, Sku, StockSnapshot, StockStore, UserId,
 };
 
 /// Stock and reservations of every sale, behind one lock.
 #[derive(Debug, Default)]
 pub struct LockedStockStore {
     books: Mutex<HashMap<Sku, Book>>,
+    /// In one process, the rebuild lock is a lease table; a store shared by several processes
+    /// keeps it where they all see it.
+    leases: RebuildLeases,
 }
 
 /// One sale's live state.
@@ -282,6 +286,15 @@ impl StockStore for LockedStockStore {
     async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
         self.lock()
             .insert(sale.sku.clone(), Book::restored(sale, orders));
+        Ok(())
+    }
+
+    async fn lock_rebuild(&self, sku: &Sku, holder: &str, lease: Duration) -> Result<bool> {
+        Ok(self.leases.lock(sku, holder, lease))
+    }
+
+    async fn unlock_rebuild(&self, sku: &Sku, holder: &str) -> Result<()> {
+        self.leases.unlock(sku, holder);
         Ok(())
     }
 }

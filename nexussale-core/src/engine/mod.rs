@@ -100,6 +100,8 @@ struct Inner {
     unknown: UnknownSkus,
     /// Reservations the sweeper failed to release or record: tried again first next sweep.
     owed_expiries: Mutex<Vec<Reservation>>,
+    /// This engine's name as a holder of the store's rebuild lock: unique per engine.
+    id: String,
 }
 
 impl FlashSale {
@@ -214,6 +216,7 @@ impl FlashSaleBuilder {
                 sales: SaleCache::default(),
                 unknown: UnknownSkus::default(),
                 owed_expiries: Mutex::default(),
+                id: uuid::Uuid::now_v7().to_string(),
             }),
         }
     }

@@ -22,11 +22,13 @@ use crate::sale::Sku;
 
 impl FlashSale {
     /// Passes `result` through, unless it says the stock store does not know a sale this engine
-    /// knows: then the store lost it, a rebuild starts (once), and the answer is a retryable
-    /// error.
+    /// knows (the store lost it) or that its state of the sale went backwards (regressed): then
+    /// a rebuild starts (once), and the answer is a retryable error.
     pub(super) fn unless_lost<T>(&self, sku: &Sku, result: Result<T>) -> Result<T> {
         match result {
-            Err(Error::UnknownSale(_)) if self.inner.sales.contains(sku) => {
+            Err(Error::UnknownSale(_) | Error::StockRegressed(_))
+                if self.inner.sales.contains(sku) =>
+            {
                 Err(self.store_lost(sku))
             }
             other => other,
@@ -39,7 +41,7 @@ impl FlashSale {
         if let Some(entry) = self.inner.sales.get(sku)
             && !entry.rebuilding.swap(true, Ordering::AcqRel)
         {
-            warn!(sku = %sku, "the stock store lost the sale; rebuilding it from the orders");
+            warn!(sku = %sku, "the stock store lost the sale or its state went backwards; rebuilding it from the orders");
             let (engine, sku) = (self.clone(), sku.clone());
             tokio::spawn(async move { engine.rebuild(sku).await });
         }
@@ -74,8 +76,35 @@ impl FlashSale {
         }
     }
 
-    /// One attempt; answers whether this call restored the store (false: it had the sale again).
+    /// One attempt; answers whether this call restored the store (false: the store had the
+    /// sale, live, again: another process rebuilt it).
+    ///
+    /// Under the store's rebuild lock, so that of several processes that met the loss one
+    /// restores: a second restore after the first would wipe the reservations made since,
+    /// whose orders the repository may not have yet.
     async fn rebuild_once(&self, sku: &Sku) -> Result<bool> {
+        let stock = &self.inner.stock;
+        let holder = self.inner.id.as_str();
+        while !stock.lock_rebuild(sku, holder, REBUILD_LEASE).await? {
+            if self.needs_rebuild(sku).await? == Some(false) {
+                return Ok(false);
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        // The lease is renewed while the rebuild runs (a large sale restores in many calls).
+        let renewing = self.renew_rebuild_lease(sku.clone());
+        let rebuilt = self.rebuild_locked(sku).await;
+        renewing.abort();
+        if let Err(err) = stock.unlock_rebuild(sku, holder).await {
+            warn!(sku = %sku, error = %err, "could not give the rebuild lock back; it lapses by itself");
+        }
+        rebuilt
+    }
+
+    async fn rebuild_locked(&self, sku: &Sku) -> Result<bool> {
+        if self.needs_rebuild(sku).await? == Some(false) {
+            return Ok(false);
+        }
         // Purchases that reserved before the loss may still be publishing: they land first.
         // Then every event queued so far (placements, and pays and cancels the repository could
         // not take at once) must be recorded: restoring from a repository that lacks a queued
@@ -91,14 +120,46 @@ impl FlashSale {
             }
             tokio::time::sleep(DRAIN_POLL).await;
         }
-        if self.inner.stock.sale(sku).await?.is_some() {
+        if self.needs_rebuild(sku).await? == Some(false) {
             return Ok(false);
         }
         let report = self.reconcile(sku, true).await?;
         Ok(report.repaired)
     }
+
+    /// Whether the store still lacks the sale or holds it regressed (`Some(true)`), holds it
+    /// live (`Some(false)`), or cannot say now (`None`: it failed retryably).
+    async fn needs_rebuild(&self, sku: &Sku) -> Result<Option<bool>> {
+        match self.inner.stock.snapshot(sku).await {
+            Ok(_) => Ok(Some(false)),
+            Err(Error::UnknownSale(_) | Error::StockRegressed(_)) => Ok(Some(true)),
+            Err(err) if err.is_retryable() => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Renews this engine's rebuild lock of `sku` every third of its lease until aborted.
+    fn renew_rebuild_lease(&self, sku: Sku) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REBUILD_LEASE / 3).await;
+                let holder = engine.inner.id.as_str();
+                if let Err(err) = engine
+                    .inner
+                    .stock
+                    .lock_rebuild(&sku, holder, REBUILD_LEASE)
+                    .await
+                {
+                    warn!(sku = %sku, error = %err, "could not renew the rebuild lock");
+                }
+            }
+        })
+    }
 }
 
+/// How long the rebuild lock outlives a holder that stopped renewing it (crashed).
+const REBUILD_LEASE: Duration = Duration::from_secs(15);
 /// How often a rebuild asks whether the queue drained.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// When a rebuild still waiting on the queue first says so (then after twice as long, …).

@@ -88,7 +88,8 @@ impl FlashSale {
     async fn compare(&self, sku: &Sku) -> Result<ReconcileReport> {
         let store = match self.inner.stock.snapshot(sku).await {
             Ok(snapshot) => Some(snapshot),
-            Err(Error::UnknownSale(_)) => None,
+            // A regressed store's counts are not to be trusted: the repair restores it whole.
+            Err(Error::UnknownSale(_) | Error::StockRegressed(_)) => None,
             Err(err) => return Err(err),
         };
         let repository = self.inner.repository.counts(sku).await?;

@@ -49,6 +49,8 @@ pub enum Method {
     Expired,
     Snapshot,
     Restore,
+    LockRebuild,
+    UnlockRebuild,
     Publish,
     Receive,
     Ack,
@@ -305,6 +307,16 @@ impl<T: StockStore, H: Hook> StockStore for Hooked<T, H> {
     async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
         let call = self.inner.restore(sale, orders);
         Self::call(&self.hook, Backend::Stock, Method::Restore, call).await
+    }
+
+    async fn lock_rebuild(&self, sku: &Sku, holder: &str, lease: Duration) -> Result<bool> {
+        let call = self.inner.lock_rebuild(sku, holder, lease);
+        Self::call(&self.hook, Backend::Stock, Method::LockRebuild, call).await
+    }
+
+    async fn unlock_rebuild(&self, sku: &Sku, holder: &str) -> Result<()> {
+        let call = self.inner.unlock_rebuild(sku, holder);
+        Self::call(&self.hook, Backend::Stock, Method::UnlockRebuild, call).await
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use super::padded::Padded;
 use super::reservations::{Held, ReservationTable};
 use crate::error::{Error, Result};
 use crate::ident::{IdempotencyKey, UserId};
+use crate::lease::RebuildLeases;
 use crate::order::{Order, OrderId};
 use crate::reservation::{
     ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReservationState, ReserveOutcome,
@@ -33,6 +35,7 @@ use crate::stock::StockStore;
 pub struct MemoryStockStore {
     /// Read on every call, written only when a sale is created or restored.
     sales: Arc<SaleCache<SaleSlot>>,
+    leases: RebuildLeases,
 }
 
 /// Concurrent maps keyed by client-chosen text: foldhash is several times faster than SipHash
@@ -474,6 +477,15 @@ impl StockStore for MemoryStockStore {
         let slot = Arc::new(SaleSlot::restored(sale, orders));
         self.sales
             .update(|sales| sales.insert(sale.sku.clone(), slot));
+        Ok(())
+    }
+
+    async fn lock_rebuild(&self, sku: &Sku, holder: &str, lease: Duration) -> Result<bool> {
+        Ok(self.leases.lock(sku, holder, lease))
+    }
+
+    async fn unlock_rebuild(&self, sku: &Sku, holder: &str) -> Result<()> {
+        self.leases.unlock(sku, holder);
         Ok(())
     }
 }

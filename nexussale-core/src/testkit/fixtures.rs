@@ -20,12 +20,27 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::ident::{Sku, UserId};
 use crate::order::{Order, OrderEvent, OrderId, OrderStatus};
+use crate::reservation::ReserveRequest;
 use crate::sale::DEFAULT_RESERVATION_TTL;
 
 /// Now, to the microsecond: what every backend stores (MySQL's `DATETIME(6)`), so an order read
 /// back equals the one written.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// A reservation request for one unit of `sku` by `user` (a valid user id), with a fresh order
+/// id, [`now`]; no key, no remark.
+pub fn reserve_request(sku: &Sku, user: &str) -> ReserveRequest {
+    ReserveRequest {
+        order_id: OrderId::new(),
+        sku: sku.clone(),
+        user: UserId::new(user).expect("fixture user ids are valid"),
+        quantity: 1,
+        idempotency_key: None,
+        remark: None,
+        now: now(),
+    }
 }
 
 /// A pending order of one unit of `sku` by `user` (a valid user id), created [`now`], expiring

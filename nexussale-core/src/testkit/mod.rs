@@ -156,6 +156,7 @@ macro_rules! __stock_cases {
             expiry_is_indexed_by_instant,
             sale_window_is_enforced,
             restore_rebuilds_from_orders,
+            rebuild_lock_admits_one_holder,
             conservation_under_mixed_load,
             store_keeps_sale_windows_exactly,
         );

@@ -661,6 +661,40 @@ fn order(
     }
 }
 
+/// The rebuild lock admits one holder per sale: another is refused until the holder unlocks or
+/// its lease lapses; the holder renews it; sales are locked apart; an unlock by another holder
+/// changes nothing.
+pub async fn rebuild_lock_admits_one_holder(store: DynStockStore) {
+    let (sku, other) = (unique_sku(), unique_sku());
+    let lease = Duration::from_secs(30);
+    assert!(store.lock_rebuild(&sku, "a", lease).await.unwrap());
+    assert!(!store.lock_rebuild(&sku, "b", lease).await.unwrap());
+    assert!(
+        store.lock_rebuild(&sku, "a", lease).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(store.lock_rebuild(&other, "b", lease).await.unwrap());
+    store.unlock_rebuild(&sku, "b").await.unwrap();
+    assert!(
+        !store.lock_rebuild(&sku, "b", lease).await.unwrap(),
+        "b could unlock a's lock"
+    );
+    store.unlock_rebuild(&sku, "a").await.unwrap();
+    assert!(store.lock_rebuild(&sku, "b", lease).await.unwrap());
+
+    // A lease the holder does not renew lapses.
+    let short = Duration::from_millis(300);
+    assert!(store.lock_rebuild(&other, "b", short).await.unwrap());
+    assert!(!store.lock_rebuild(&other, "c", lease).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        store.lock_rebuild(&other, "c", lease).await.unwrap(),
+        "the lease did not lapse"
+    );
+    store.unlock_rebuild(&sku, "b").await.unwrap();
+    store.unlock_rebuild(&other, "c").await.unwrap();
+}
+
 /// `restore` rebuilds counts, reservations, per-user holdings and idempotency keys from orders,
 /// replacing what the store had (or creating the sale when it had none).
 pub async fn restore_rebuilds_from_orders(store: DynStockStore) {

@@ -4,21 +4,24 @@
 -- KEYS[1] stock hash, KEYS[2] reservations hash, KEYS[3] expiry sorted set (see reserve.lua)
 -- ARGV[1] order id, ARGV[2] now (µs since the epoch)
 --
--- Answers {0} confirmed, {1} already confirmed, {2, state letter} refused: released,
--- {3} no such reservation in this shard, {4} refused: past its expiry (still held).
+-- Answers the shard's sequence (guard.lua; {-1} alone: regressed), then 0 confirmed,
+-- 1 already confirmed, 2 and the state letter: refused, released, 3 no such reservation in this
+-- shard, 4 refused: past its expiry (still held).
 local stock, res, expiry = KEYS[1], KEYS[2], KEYS[3]
 local id, now = ARGV[1], tonumber(ARGV[2])
+local seq = guard()
+if seq < 0 then return {-1} end
 local record = redis.call('HGET', res, id)
-if not record then return {3} end
+if not record then return {seq, 3} end
 local state = string.sub(record, 1, 1)
-if state == 'c' then return {1} end
-if state ~= 'r' then return {2, state} end
+if state == 'c' then return {seq, 1} end
+if state ~= 'r' then return {seq, 2, state} end
 -- A held reservation is in the expiry index, scored by its expiry in whole µs.
 local expires = tonumber(redis.call('ZSCORE', expiry, id))
-if expires and now >= expires then return {4} end
+if expires and now >= expires then return {seq, 4} end
 local quantity = cjson.decode(string.sub(record, 2)).q
 redis.call('HSET', res, id, 'c' .. string.sub(record, 2))
 redis.call('ZREM', expiry, id)
 redis.call('HINCRBY', stock, 'reserved', -quantity)
 redis.call('HINCRBY', stock, 'sold', quantity)
-return {0}
+return {seq, 0}

@@ -8,7 +8,8 @@
 -- ARGV[1] units to add to `available` first (taken from another shard), ARGV[2] n, then n
 --   requests of 7 values: now µs, user, quantity, key field or '', order id, record JSON, expiry µs
 --
--- Answers, for each request in turn: 0 remaining (reserved), 1 available (sold out),
+-- Answers the shard's sequence (guard.lua; {-1} alone: regressed), then, for each request in
+-- turn: 0 remaining (reserved), 1 available (sold out),
 -- 2 limit held (limit exceeded), 3 'upcoming' | 'ended' (not active), 4 order id record (the
 -- reservation an idempotency key already made), 5 (no such sale).
 --
@@ -16,10 +17,12 @@
 -- nothing. State letters: r reserved, c confirmed, x cancelled, e expired, a aborted (its key is free).
 local stock, held, keys, res, expiry = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local deposit, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local seq = guard()
+if seq < 0 then return {-1} end
 local meta = redis.call('HMGET', stock, 'available', 'limit', 'start', 'end')
 -- One flat reply: each request's code, then its values (none for 5, two for 2 and 4, else one),
 -- so a large batch builds no table per request.
-local out = {}
+local out = {seq}
 local function push(code, a, b)
   out[#out + 1] = code
   if a then out[#out + 1] = a end

@@ -12,8 +12,11 @@
 local stock, held, keys, res, expiry = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if ARGV[1] == '1' then
   redis.call('DEL', stock, held, keys, res, expiry)
+  -- Wiped: no longer regressed (guard.lua), written by this primary from now on.
+  local node, seq = origin()
   redis.call('HSET', stock, 'available', ARGV[2], 'reserved', ARGV[3], 'sold', ARGV[4],
-    'limit', ARGV[5], 'start', ARGV[6], 'end', ARGV[7], 'shards', ARGV[8])
+    'limit', ARGV[5], 'start', ARGV[6], 'end', ARGV[7], 'shards', ARGV[8], 'node', node,
+    'seq', seq)
   if ARGV[9] ~= '' then redis.call('HSET', stock, 'def', ARGV[9]) end
 end
 for base = 10, #ARGV, 7 do

@@ -7,8 +7,10 @@
 -- it has: moving half spares the next buyers of the empty shard a transfer of their own. The
 -- units taken wait in `transit` until the mover settles them (settle.lua) once they are
 -- deposited, so a shard that looks empty while its units are on their way says so.
--- Answers {units taken, units in transit from this shard now}; {0, 0} when the shard does not
--- exist.
+-- Answers {sequence (guard.lua), units taken, units in transit from this shard now};
+-- {0, 0, 0} when the shard does not exist, {-1} when it is regressed.
+local seq = guard()
+if seq < 0 then return {-1} end
 local available = tonumber(redis.call('HGET', KEYS[1], 'available') or '0')
 local wanted = tonumber(ARGV[1])
 local take = math.min(available, math.max(wanted, math.floor(available / 2)))
@@ -16,4 +18,4 @@ if take > 0 then
   redis.call('HINCRBY', KEYS[1], 'available', -take)
   redis.call('HINCRBY', KEYS[1], 'transit', take)
 end
-return {take, tonumber(redis.call('HGET', KEYS[1], 'transit') or '0')}
+return {seq, take, tonumber(redis.call('HGET', KEYS[1], 'transit') or '0')}

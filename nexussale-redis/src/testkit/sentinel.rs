@@ -78,16 +78,7 @@ impl RedisSentinel {
             } else {
                 primary
             };
-            let mut node = Command::new("redis-server");
-            node.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .args(["--dbfilename", &format!("dump-{port}.rdb")])
-                .arg("--dir")
-                .arg(&redis.dir);
-            if let Some(primary) = replica_of {
-                node.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
-            }
-            let child = spawn(&mut node, "redis-server")?;
+            let child = redis.spawn_node(port, replica_of)?;
             redis.nodes.push((port, Some(child)));
         }
         let replica = redis.nodes[1].0;
@@ -131,6 +122,72 @@ impl RedisSentinel {
             )?;
         }
         Ok(redis)
+    }
+
+    /// A data node on `port`, a replica of `replica_of` when given. Full syncs start at once
+    /// (no diskless-sync delay), so a restarted node is a replica again within a second.
+    fn spawn_node(&self, port: u16, replica_of: Option<u16>) -> Result<Child, String> {
+        let mut node = Command::new("redis-server");
+        node.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(["--dbfilename", &format!("dump-{port}.rdb")])
+            .arg("--dir")
+            .arg(&self.dir);
+        if let Some(primary) = replica_of {
+            node.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
+        spawn(&mut node, "redis-server")
+    }
+
+    /// Starts the node [`kill_primary`](Self::kill_primary) killed again, empty, as a replica
+    /// of the master now, and waits until it is in sync and every sentinel counts it as a
+    /// healthy replica (then the next failover can promote it); answers its port.
+    pub fn restart_killed(&mut self) -> Result<u16, String> {
+        let primary = self.primary_port()?;
+        let port = self
+            .nodes
+            .iter()
+            .find(|(_, child)| child.is_none())
+            .map(|(port, _)| *port)
+            .ok_or("no node was killed")?;
+        let child = self.spawn_node(port, Some(primary))?;
+        if let Some(node) = self.nodes.iter_mut().find(|(node, _)| *node == port) {
+            node.1 = Some(child);
+        }
+        wait_for("the restarted node in sync with the master", || {
+            cli(port, &["INFO", "replication"]).contains("master_link_status:up")
+        })?;
+        for &(sentinel, _) in &self.sentinels {
+            wait_for(
+                "a sentinel that counts the restarted node as a replica",
+                || {
+                    let replicas = cli(sentinel, &["SENTINEL", "REPLICAS", &self.master]);
+                    let mut lines = replicas.lines().map(str::trim);
+                    let mut healthy = false;
+                    while let Some(line) = lines.next() {
+                        if line == "flags" {
+                            healthy = lines.next() == Some("slave");
+                            if !healthy {
+                                return false;
+                            }
+                        }
+                    }
+                    healthy
+                },
+            )?;
+        }
+        Ok(port)
+    }
+
+    /// The port of the running replica.
+    pub fn replica_port(&self) -> Result<u16, String> {
+        let primary = self.primary_port()?;
+        self.nodes
+            .iter()
+            .find(|(port, child)| *port != primary && child.is_some())
+            .map(|(port, _)| *port)
+            .ok_or_else(|| "no replica is running".to_owned())
     }
 
     /// The master's name the sentinels watch.
