@@ -10,7 +10,12 @@
 //! redis-benchmark too), `NEXUSSALE_BENCH_OPS` (reservations per measurement, default 100,000; a
 //! tenth of that at concurrency 1), `NEXUSSALE_BENCH_ROUNDS` (default 3; the median is reported),
 //! `NEXUSSALE_BENCH_CONCURRENCY` (default `1,64,256`), `NEXUSSALE_BENCH_ONLY` (`baseline`,
-//! `direct`, `coalesced` or `pipelined`: run that one alone, for profiling; ratios then read 0).
+//! `direct`, `coalesced` or `pipelined`: run that one alone, for profiling; ratios then read 0;
+//! `acks`: only the second table).
+//!
+//! A second table measures replica acknowledgement: coalesced reservations on a primary with one
+//! replica (both started by the bench on free ports, `redis-server` on PATH) with
+//! `replica_acks = 1` ÷ without, interleaved.
 //!
 //! The client runs on one thread, as redis-benchmark does; Redis has the other core.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a failure ends it
@@ -26,6 +31,7 @@ use nexussale_core::testkit::services::redis_url;
 use nexussale_core::testkit::unique_name;
 use nexussale_core::{OrderId, ReserveOutcome, ReserveRequest, Sale, Sku, StockStore, UserId};
 use nexussale_redis::redis::Script;
+use nexussale_redis::testkit::RedisSentinel;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 
 /// Host and port of a `redis://host:port[/db]` URL.
@@ -82,9 +88,13 @@ async fn ours(store: &RedisStockStore, sku: &Sku, ops: u64, concurrency: u64) ->
 /// per connection (1: unpipelined): a random user and order id per call, a representative record.
 fn baseline(url: &str, prefix: &str, sku: &Sku, ops: u64, concurrency: u64, pipeline: u32) -> f64 {
     let (host, port) = host_port(url);
-    let sha = Script::new(include_str!("../src/lua/reserve.lua"))
-        .get_hash()
-        .to_owned();
+    // The script as the store loads it: the guard (src/lua/guard.lua) first.
+    let script = format!(
+        "{}{}",
+        include_str!("../src/lua/guard.lua"),
+        include_str!("../src/lua/reserve.lua")
+    );
+    let sha = Script::new(&script).get_hash().to_owned();
     let base = format!("{prefix}:{{{sku}:0}}");
     let now = Utc::now();
     // The record the store writes (see src/record.rs), for a typical user.
@@ -148,11 +158,28 @@ async fn main() {
         .collect();
     let only = std::env::var("NEXUSSALE_BENCH_ONLY").ok();
     let prefix = unique_name("nexussale-bench-");
-    let config = RedisConfig::default().prefix(prefix.clone());
-    let coalesced = RedisStockStore::connect_with(&url, config.clone())
+    if only.as_deref() != Some("acks") {
+        against_redis_benchmark(&url, &prefix, ops, rounds, &levels, only.as_deref()).await;
+    }
+    if only.is_none() || only.as_deref() == Some("acks") {
+        replica_acks(ops, rounds, &levels).await;
+    }
+}
+
+/// The store against redis-benchmark on `url`: the first table.
+async fn against_redis_benchmark(
+    url: &str,
+    prefix: &str,
+    ops: u64,
+    rounds: usize,
+    levels: &[u64],
+    only: Option<&str>,
+) {
+    let config = RedisConfig::default().prefix(prefix);
+    let coalesced = RedisStockStore::connect_with(url, config.clone())
         .await
         .expect("redis");
-    let direct = RedisStockStore::connect_with(&url, config.coalesce(false))
+    let direct = RedisStockStore::connect_with(url, config.coalesce(false))
         .await
         .expect("redis");
     // Each measurement gets a sale of its own, as a real one would: its hashes grow from empty
@@ -179,7 +206,7 @@ async fn main() {
         "| concurrency | redis-benchmark EVALSHA /s | RedisStockStore /s | ratio | coalesced /s | ratio | redis-benchmark -P 16 /s | ratio |"
     );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for &concurrency in &levels {
+    for &concurrency in levels {
         let ops = if concurrency == 1 { ops / 10 } else { ops };
         let mut rates: [Vec<f64>; 4] = Default::default();
         for round in 0..rounds {
@@ -191,15 +218,15 @@ async fn main() {
             };
             for which in order {
                 let name = ["baseline", "direct", "coalesced", "pipelined"][which];
-                if only.as_deref().is_some_and(|only| only != name) {
+                if only.is_some_and(|only| only != name) {
                     continue;
                 }
                 let sale = fresh_sale().await;
                 let rate = match which {
-                    0 => baseline(&url, &prefix, &sale.sku, ops, concurrency, 1),
+                    0 => baseline(url, prefix, &sale.sku, ops, concurrency, 1),
                     1 => ours(&direct, &sale.sku, ops, concurrency).await,
                     2 => ours(&coalesced, &sale.sku, ops, concurrency).await,
-                    _ => baseline(&url, &prefix, &sale.sku, ops, concurrency, 16),
+                    _ => baseline(url, prefix, &sale.sku, ops, concurrency, 16),
                 };
                 rates[which].push(rate);
             }
@@ -214,4 +241,56 @@ async fn main() {
         );
     }
     coalesced.purge().await.unwrap();
+}
+
+/// Coalesced reservations on a primary with one replica (started here, on free ports), with
+/// `replica_acks = 1` against without, interleaved in one run: the second table.
+async fn replica_acks(ops: u64, rounds: usize, levels: &[u64]) {
+    let redis = match RedisSentinel::start("bench") {
+        Ok(redis) => redis,
+        Err(reason) => {
+            println!("replica acknowledgement: skipped, no primary and replica ({reason})");
+            return;
+        }
+    };
+    let url = format!("redis://127.0.0.1:{}", redis.primary_port().unwrap());
+    let config = RedisConfig::default().prefix(unique_name("nexussale-bench-acks-"));
+    let unacked = RedisStockStore::connect_with(&url, config.clone())
+        .await
+        .expect("the primary");
+    let acked = RedisStockStore::connect_with(&url, config.replica_acks(1))
+        .await
+        .expect("the primary");
+    println!();
+    println!(
+        "primary {url} with one replica; {ops} coalesced reservations per measurement, median of {rounds}"
+    );
+    println!("| concurrency | replica_acks 0 /s | replica_acks 1 /s | ratio |");
+    println!("| ---: | ---: | ---: | ---: |");
+    let mut sales = 0;
+    for &concurrency in levels {
+        let ops = if concurrency == 1 { ops / 10 } else { ops };
+        let mut rates: [Vec<f64>; 2] = Default::default();
+        for round in 0..rounds {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for which in order {
+                unacked.purge().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                sales += 1;
+                let sale = Sale::new(
+                    Sku::new(format!("acks-{sales}")).unwrap(),
+                    nexussale_core::MAX_STOCK,
+                );
+                unacked.create_sale(&sale).await.unwrap();
+                let store = [&unacked, &acked][which];
+                rates[which].push(ours(store, &sale.sku, ops, concurrency).await);
+            }
+        }
+        let [without, with] = rates.map(median);
+        println!(
+            "| {concurrency} | {without:.0} | {with:.0} | {:.2} |",
+            with / without
+        );
+    }
+    unacked.purge().await.unwrap();
 }

@@ -28,7 +28,8 @@ struct Job {
 #[derive(Debug)]
 pub(crate) struct Coalescer {
     lanes: DashMap<String, mpsc::Sender<Job>>,
-    conn: Connection,
+    /// Calls in flight at once go out on different connections, when there are several.
+    conns: Arc<[Connection]>,
     max_batch: usize,
     in_flight: usize,
     timeout: Duration,
@@ -40,7 +41,7 @@ const LANE_CAPACITY: usize = 8192;
 
 impl Coalescer {
     pub(crate) fn new(
-        conn: Connection,
+        conns: Vec<Connection>,
         max_batch: usize,
         in_flight: usize,
         timeout: Duration,
@@ -48,7 +49,7 @@ impl Coalescer {
     ) -> Self {
         Self {
             lanes: DashMap::new(),
-            conn,
+            conns: conns.into(),
             max_batch,
             in_flight,
             timeout,
@@ -88,7 +89,7 @@ impl Coalescer {
         let (sender, receiver) = mpsc::channel(LANE_CAPACITY);
         tokio::spawn(run_lane(
             receiver,
-            self.conn.clone(),
+            Arc::clone(&self.conns),
             keys,
             self.max_batch,
             Arc::new(Semaphore::new(self.in_flight)),
@@ -101,13 +102,14 @@ impl Coalescer {
 /// Runs until the store (which holds every sender) is dropped.
 async fn run_lane(
     mut jobs: mpsc::Receiver<Job>,
-    conn: Connection,
+    conns: Arc<[Connection]>,
     keys: ShardKeys,
     max_batch: usize,
     slots: Arc<Semaphore>,
     acks: ReplicaAcks,
 ) {
     let keys = Arc::new(keys);
+    let mut sent = 0usize;
     loop {
         // A slot first, then the jobs: while every slot is busy, jobs pile up into one batch.
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -124,7 +126,8 @@ async fn run_lane(
                 Err(_) => break,
             }
         }
-        let (conn, keys) = (conn.clone(), Arc::clone(&keys));
+        sent = sent.wrapping_add(1);
+        let (conn, keys) = (conns[sent % conns.len()].clone(), Arc::clone(&keys));
         tokio::spawn(async move {
             let requests: Vec<&ReserveArgs> = batch.iter().map(|job| &job.args).collect();
             let replies = replicas::reserve(&conn, &keys, 0, &requests, acks).await;

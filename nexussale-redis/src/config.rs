@@ -107,6 +107,26 @@ impl RedisConfig {
         self
     }
 
+    /// Connections the store opens: one, or with [`replica_acks`](Self::replica_acks) one per
+    /// coalesced call in flight, because `WAIT` holds its connection until the replicas answer,
+    /// and a call behind it on the same connection would wait too.
+    pub(crate) fn connections(&self) -> usize {
+        match self.replica_acks {
+            0 => 1,
+            _ if !self.coalesce => 1,
+            _ => self.calls_in_flight(),
+        }
+    }
+
+    /// Coalesced calls in flight per stock shard: with replica acknowledgement each takes a
+    /// replication round trip longer, so twice as many keep Redis as busy.
+    pub(crate) fn calls_in_flight(&self) -> usize {
+        match self.replica_acks {
+            0 => self.batches_in_flight,
+            _ => self.batches_in_flight * 2,
+        }
+    }
+
     /// The most reservations in one coalesced call (default 128, at most 1,024: the script
     /// unpacks a batch's fields as one command's arguments, and Lua caps those).
     pub fn max_batch(mut self, max: usize) -> Self {
@@ -115,7 +135,8 @@ impl RedisConfig {
     }
 
     /// Coalesced calls in flight at once per stock shard (default 2): one executes while the
-    /// next crosses the network.
+    /// next crosses the network. With [`replica_acks`](Self::replica_acks), twice as many, each
+    /// on a connection of its own.
     pub fn batches_in_flight(mut self, calls: usize) -> Self {
         self.batches_in_flight = calls.max(1);
         self
@@ -185,5 +206,20 @@ impl RedisConfig {
             .get(sku)
             .copied()
             .unwrap_or(self.stock_shards)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledged_calls_get_a_connection_each() {
+        let plain = RedisConfig::default();
+        assert_eq!((plain.connections(), plain.calls_in_flight()), (1, 2));
+        let acked = RedisConfig::default().replica_acks(1);
+        assert_eq!((acked.connections(), acked.calls_in_flight()), (4, 4));
+        let direct = acked.coalesce(false);
+        assert_eq!(direct.connections(), 1);
     }
 }

@@ -84,8 +84,11 @@ impl RedisStockStore {
     /// Connects to one Redis node with `config`. The connection multiplexes every call and
     /// reconnects by itself.
     pub async fn connect_with(url: &str, config: RedisConfig) -> Result<Self> {
-        let conn = Connection::single(url, &config).await?;
-        Ok(Self::from_connection(conn, config))
+        let mut conns = Vec::new();
+        for _ in 0..config.connections() {
+            conns.push(Connection::single(url, &config).await?);
+        }
+        Ok(Self::from_connections(conns, config))
     }
 
     /// Connects to a Redis Cluster through any of its `nodes` (feature `cluster`).
@@ -100,7 +103,7 @@ impl RedisStockStore {
             .into());
         }
         let conn = Connection::cluster(nodes, &config).await?;
-        Ok(Self::from_connection(conn, config))
+        Ok(Self::from_connections(vec![conn], config))
     }
 
     /// Connects to the master that the Sentinels at `sentinels` name for `master`, and follows
@@ -123,16 +126,22 @@ impl RedisStockStore {
         master: &str,
         config: RedisConfig,
     ) -> Result<Self> {
-        let conn = Connection::sentinel(sentinels, master, &config).await?;
-        Ok(Self::from_connection(conn, config))
+        let mut conns = Vec::new();
+        for _ in 0..config.connections() {
+            conns.push(Connection::sentinel(sentinels, master, &config).await?);
+        }
+        Ok(Self::from_connections(conns, config))
     }
 
-    fn from_connection(conn: Connection, config: RedisConfig) -> Self {
+    /// `conns`: at least one; the coalescer spreads its calls over all of them (see
+    /// `RedisConfig::connections`), everything else uses the first.
+    fn from_connections(conns: Vec<Connection>, config: RedisConfig) -> Self {
+        let conn = conns[0].clone();
         let coalescer = config.coalesce.then(|| {
             Coalescer::new(
-                conn.clone(),
+                conns,
                 config.max_batch,
-                config.batches_in_flight,
+                config.calls_in_flight(),
                 config.command_timeout,
                 config.acks(),
             )
