@@ -148,11 +148,17 @@ async fn a_sale_whose_state_went_back_is_refused_until_restored() {
     purge(&prefix).await;
 }
 
-/// Counts the restores that reached the store.
+/// Counts the restores that reached the store, and makes each take 300 ms on the way there:
+/// a second engine that decided to restore while the first one's restore is on its way would
+/// restore too, unless the rebuild lock holds it back.
 #[derive(Debug, Default)]
 struct Restores(AtomicU64);
 
 impl Hook for Restores {
+    fn delay(&self, call: Call) -> Option<Duration> {
+        (call.method == Method::Restore).then_some(Duration::from_millis(300))
+    }
+
     fn after(&self, call: Call, _: Instant, answer: Answer<'_>) -> Option<Error> {
         if call.method == Method::Restore && answer.error().is_none() {
             self.0.fetch_add(1, Ordering::Relaxed);
