@@ -159,7 +159,8 @@ impl RedisConfig {
     /// it). A failover then cannot take back what was answered, unless every acknowledging
     /// replica fails too. `WAIT` may take half the command timeout; short of `replicas` the call
     /// fails as retryable, and the reservations it made are released (`Aborted`) at once.
-    /// Single node and Sentinel; connecting to a Cluster with it set is refused.
+    /// On a Cluster, `WAIT` goes to every primary (the cluster client routes it so and keeps the
+    /// lowest count); each counts the replicas that have what this client wrote to it.
     pub fn replica_acks(mut self, replicas: usize) -> Self {
         self.replica_acks = replicas;
         self

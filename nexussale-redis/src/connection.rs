@@ -80,6 +80,29 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// `cmd` (a command without keys, such as `WAIT`) on the node that holds `key`: on a
+    /// Cluster the primary serving its slot (the cluster client would otherwise send it to
+    /// every primary), elsewhere the one node.
+    pub(crate) async fn query_on_node_of<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+        key: &str,
+    ) -> Result<T, StoreError> {
+        match self {
+            #[cfg(feature = "cluster")]
+            Self::Cluster(conn) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::new(crate::keys::cluster_slot(key), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let value = conn.route_command(cmd.clone(), routing).await?;
+                Ok(redis::from_redis_value(value).map_err(redis::RedisError::from)?)
+            }
+            _ => Ok(cmd.query_async(self).await?),
+        }
+    }
+}
+
 /// The certificates `config` sets for `urls`, refusing them for a URL without TLS: a CA or a
 /// client certificate given for `redis://` would otherwise be ignored, and the connection made
 /// in the clear.

@@ -80,6 +80,30 @@ pub(crate) fn rebuild_lock_key(prefix: &str, sku: &Sku) -> String {
     format!("{prefix}:{{{sku}:0}}:rebuild")
 }
 
+/// The Redis Cluster slot of `key`: CRC16 (XMODEM) of its hash tag (the text between the
+/// first `{` and the next `}`, when not empty) or of the whole key, modulo 16384.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) fn cluster_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = key
+        .find('{')
+        .and_then(|open| {
+            let close = open + 1 + key[open + 1..].find('}')?;
+            (close > open + 1).then(|| &bytes[open + 1..close])
+        })
+        .unwrap_or(bytes);
+    let crc = tagged.iter().fold(0u16, |crc, &byte| {
+        (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| {
+            if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            }
+        })
+    });
+    crc % 16384
+}
+
 /// The set of every sku with a sale.
 pub(crate) fn sales_key(prefix: &str) -> String {
     format!("{prefix}:sales")
@@ -127,6 +151,15 @@ mod tests {
         // Distinct skus never share keys, whatever they contain.
         let other = Sku::new("we%7Bir%7Dd%25sku").unwrap();
         assert_ne!(ShardKeys::new("ns", &other, 0), zero);
+    }
+
+    #[test]
+    fn cluster_slots_are_redis_own() {
+        // As `CLUSTER KEYSLOT` answers them.
+        assert_eq!(cluster_slot("foo"), 12182);
+        assert_eq!(cluster_slot("bar"), 5061);
+        assert_eq!(cluster_slot("{foo}.anything"), 12182);
+        assert_ne!(cluster_slot("{}foo"), cluster_slot("foo"));
     }
 
     #[test]

@@ -19,23 +19,22 @@ pub(crate) struct ReplicaAcks {
 }
 
 impl ReplicaAcks {
-    /// `WAIT replicas timeout` on `conn`, after the writes it sent: they are on `replicas`
-    /// replicas, or the answer is [`StoreError::ReplicasBehind`] (retryable). Nothing when no
-    /// acknowledgement is asked for.
+    /// `WAIT replicas timeout` on `conn`, after the writes it sent, on the node that holds `key`
+    /// (the shard's stock hash; on a Cluster, the primary serving its slot): they are on
+    /// `replicas` replicas, or the answer is [`StoreError::ReplicasBehind`] (retryable). Nothing
+    /// when no acknowledgement is asked for.
     ///
     /// `WAIT` counts the replicas that acknowledged everything this connection wrote so far: one
     /// call covers a whole coalesced batch, and every write queued on the connection before it.
-    pub(crate) async fn wait(self, conn: &mut Connection) -> Result<(), StoreError> {
+    pub(crate) async fn wait(self, conn: &mut Connection, key: &str) -> Result<(), StoreError> {
         if self.replicas == 0 {
             return Ok(());
         }
         // 0 would mean "forever".
         let millis = self.timeout.as_millis().clamp(1, u128::from(u32::MAX));
-        let acknowledged: i64 = redis::cmd("WAIT")
-            .arg(self.replicas)
-            .arg(millis.to_string())
-            .query_async(conn)
-            .await?;
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.replicas).arg(millis.to_string());
+        let acknowledged: i64 = conn.query_on_node_of(&wait, key).await?;
         let acknowledged = usize::try_from(acknowledged).unwrap_or(0);
         if acknowledged < self.replicas {
             return Err(StoreError::ReplicasBehind {
@@ -61,7 +60,7 @@ pub(crate) async fn reserve(
 ) -> Result<Vec<Reply>, StoreError> {
     let replies = scripts::reserve(conn.clone(), keys, deposit, requests).await?;
     if scripts::wrote(&replies)
-        && let Err(err) = acks.wait(&mut conn.clone()).await
+        && let Err(err) = acks.wait(&mut conn.clone(), &keys.stock).await
     {
         abort_unconfirmed(conn, keys, requests, &replies).await;
         return Err(err);

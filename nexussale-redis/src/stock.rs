@@ -94,14 +94,6 @@ impl RedisStockStore {
     /// Connects to a Redis Cluster through any of its `nodes` (feature `cluster`).
     #[cfg(feature = "cluster")]
     pub async fn connect_cluster(nodes: &[&str], config: RedisConfig) -> Result<Self> {
-        if config.replica_acks > 0 {
-            // `WAIT` counts one node's replicas; a cluster needs it per node, which is not done yet.
-            return Err(StoreError::Redis(redis::RedisError::from((
-                redis::ErrorKind::InvalidClientConfig,
-                "replica acknowledgement (replica_acks) is not supported on Redis Cluster yet",
-            )))
-            .into());
-        }
         let conn = Connection::cluster(nodes, &config).await?;
         Ok(Self::from_connections(vec![conn], config))
     }
@@ -577,7 +569,7 @@ impl Inner {
             async move {
                 let outcome = scripts::confirm(conn.clone(), &keys, &id, now).await?;
                 if outcome == ConfirmOutcome::Confirmed {
-                    acks.wait(&mut conn).await?;
+                    acks.wait(&mut conn, &keys.stock).await?;
                 }
                 Ok(outcome)
             }
@@ -598,7 +590,7 @@ impl Inner {
             async move {
                 let outcome = scripts::release(conn.clone(), &keys, &id, reason).await?;
                 if matches!(outcome, ReleaseOutcome::Released { .. }) {
-                    acks.wait(&mut conn).await?;
+                    acks.wait(&mut conn, &keys.stock).await?;
                 }
                 Ok(outcome)
             }

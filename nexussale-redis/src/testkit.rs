@@ -13,7 +13,7 @@ mod sentinel;
 pub use nexussale_core::testkit::servers::ServerCertificate;
 pub use sentinel::RedisSentinel;
 
-/// A Redis Cluster of primaries without replicas, in a temporary directory.
+/// A Redis Cluster of primaries, with or without replicas, in a temporary directory.
 ///
 /// ```no_run
 /// # fn demo() -> Result<(), String> {
@@ -55,16 +55,21 @@ impl RedisCluster {
     /// and waits until every node reports `cluster_state:ok`. The error says what failed (no
     /// `redis-server`, a node that did not answer), for the test to skip or fail on.
     pub fn start(primaries: usize) -> Result<Self, String> {
-        Self::start_with(primaries, false)
+        Self::start_with(primaries, 0, false)
+    }
+
+    /// `primaries` primaries with one replica each, every replica in sync before this answers.
+    pub fn start_with_replicas(primaries: usize) -> Result<Self, String> {
+        Self::start_with(primaries, 1, false)
     }
 
     /// The same, every node speaking only TLS, to clients and on the cluster bus, with a
     /// certificate signed by [`ca`](Self::ca) (`rediss://` [`urls`](Self::urls)).
     pub fn start_tls(primaries: usize) -> Result<Self, String> {
-        Self::start_with(primaries, true)
+        Self::start_with(primaries, 0, true)
     }
 
-    fn start_with(primaries: usize, tls: bool) -> Result<Self, String> {
+    fn start_with(primaries: usize, replicas: usize, tls: bool) -> Result<Self, String> {
         let dir = temp_dir("cluster")?;
         let mut cluster = Self {
             nodes: Vec::new(),
@@ -75,7 +80,7 @@ impl RedisCluster {
         if tls {
             make_certificates(&cluster.dir, ServerCertificate::Valid)?;
         }
-        for _ in 0..primaries {
+        for _ in 0..primaries * (1 + replicas) {
             let port = free_port_pair()?;
             let mut node = Command::new("redis-server");
             node.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -110,7 +115,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(cluster.addresses())
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .map_err(|err| format!("redis-cli --cluster create: {err}"))?;
@@ -124,7 +129,74 @@ impl RedisCluster {
                     .is_ok_and(|out| out.contains("cluster_state:ok"))
             })?;
         }
+        for &port in &cluster.ports {
+            wait_for("every replica in sync with its primary", || {
+                cluster
+                    .cli(port, &["INFO", "replication"])
+                    .is_ok_and(|out| {
+                        out.contains("role:master") || out.contains("master_link_status:up")
+                    })
+            })?;
+        }
         Ok(cluster)
+    }
+
+    /// The port of the replica of the primary that holds `key`'s slot.
+    pub fn replica_for(&self, key: &str) -> Result<u16, String> {
+        let port = *self.ports.first().ok_or("no node")?;
+        let nodes = self
+            .cli(port, &["CLUSTER", "NODES"])
+            .map_err(|err| err.to_string())?;
+        let slot: u16 = self
+            .cli(port, &["CLUSTER", "KEYSLOT", key])
+            .map_err(|err| err.to_string())?
+            .trim()
+            .parse()
+            .map_err(|_| "CLUSTER KEYSLOT answered no number".to_owned())?;
+        // Lines: id address flags primary-id ping pong epoch link slot-ranges…
+        let serves = |ranges: &[&str]| {
+            ranges.iter().any(|range| match range.split_once('-') {
+                Some((from, to)) => {
+                    from.parse().is_ok_and(|from: u16| from <= slot)
+                        && to.parse().is_ok_and(|to: u16| slot <= to)
+                }
+                None => range.parse() == Ok(slot),
+            })
+        };
+        let lines: Vec<Vec<&str>> = nodes
+            .lines()
+            .map(|line| line.split(' ').collect())
+            .collect();
+        let primary = lines
+            .iter()
+            .find(|fields| fields.len() > 8 && fields[2].contains("master") && serves(&fields[8..]))
+            .map(|fields| fields[0])
+            .ok_or_else(|| format!("no primary serves slot {slot}"))?;
+        lines
+            .iter()
+            .find(|fields| fields.len() > 3 && fields[3] == primary)
+            .and_then(|fields| fields[1].split('@').next())
+            .and_then(|address| address.rsplit(':').next())
+            .and_then(|port| port.parse().ok())
+            .ok_or_else(|| format!("the primary of slot {slot} has no replica"))
+    }
+
+    /// Stops (SIGSTOP, `pause`) or resumes (SIGCONT) the node on `port`.
+    pub fn pause(&self, port: u16, pause: bool) -> Result<(), String> {
+        let index = self
+            .ports
+            .iter()
+            .position(|&node| node == port)
+            .ok_or_else(|| format!("no node on {port}"))?;
+        let signal = if pause { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &self.nodes[index].id().to_string()])
+            .status()
+            .map_err(|err| format!("kill {signal}: {err}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("kill {signal} failed"))
     }
 
     /// `redis-cli ARGS…` against the node on `port` (over TLS for a TLS cluster).

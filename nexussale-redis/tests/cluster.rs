@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use nexussale_core::testkit::fixtures::reserve_request;
 use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::{self, stock::Remaining};
-use nexussale_core::{DynStockStore, Sale, StockStore};
+use nexussale_core::{DynStockStore, ReserveOutcome, Sale, StockStore};
 use nexussale_redis::testkit::RedisCluster;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 
@@ -49,5 +51,62 @@ async fn the_kit_passes_on_redis_cluster() {
     assert!(
         nodes_with_keys >= 2,
         "the shards of one sale sit on {nodes_with_keys} node(s)"
+    );
+}
+
+/// `replica_acks(1)` on a cluster of three primaries with a replica each: reservations are
+/// answered once the replica of the primary holding the sale has them; with that replica
+/// stopped (SIGSTOP) they fail as retryable within the command timeout, and their reservations
+/// are released; resumed, the sale sells again. The books balance throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_acknowledgement_waits_for_the_replica_of_the_sales_node() {
+    let cluster = match RedisCluster::start_with_replicas(3) {
+        Ok(cluster) => cluster,
+        Err(reason) => {
+            unavailable::<()>("redis cluster (redis-server, redis-cli)", reason);
+            return;
+        }
+    };
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let config = RedisConfig::default()
+        .prefix(testkit::unique_name("acks-"))
+        .replica_acks(1)
+        .command_timeout(Duration::from_secs(1));
+    let store = RedisStockStore::connect_cluster(&nodes, config.clone())
+        .await
+        .unwrap();
+    let sale = Sale::new(testkit::unique_sku(), 10);
+    store.create_sale(&sale).await.unwrap();
+    let reserve = |user: &'static str| {
+        let store = store.clone();
+        let request = reserve_request(&sale.sku, user);
+        async move { store.reserve(&request).await }
+    };
+    assert!(matches!(
+        reserve("before").await,
+        Ok(ReserveOutcome::Reserved { .. })
+    ));
+
+    let stock_key = format!("{}:{{{}:0}}:stock", config.prefix_str(), sale.sku);
+    let replica = cluster.replica_for(&stock_key).unwrap();
+    cluster.pause(replica, true).unwrap();
+    let started = Instant::now();
+    let refused = reserve("paused").await;
+    let waited = started.elapsed();
+    cluster.pause(replica, false).unwrap();
+    let err = refused.expect_err("answered without the replica");
+    assert!(err.is_retryable(), "{err}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+
+    assert!(matches!(
+        reserve("after").await,
+        Ok(ReserveOutcome::Reserved { .. })
+    ));
+    let snapshot = store.snapshot(&sale.sku).await.unwrap();
+    assert_eq!(
+        (snapshot.available, snapshot.reserved),
+        (8, 2),
+        "{snapshot:?}"
     );
 }

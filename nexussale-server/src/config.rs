@@ -66,7 +66,7 @@ pub struct Config {
     /// Answer a reservation, a payment's or a release's stock change only once N replicas of the
     /// Redis primary have it (`WAIT`, one per batch of reservations): a failover then cannot take
     /// back what was answered. Short of N within half the command timeout, the purchase gets 503.
-    /// Not on a Redis Cluster yet.
+    /// On a Redis Cluster, every primary must have N replicas.
     #[arg(long, env = "NEXUSSALE_REDIS_REPLICA_ACKS", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=16))]
     pub redis_replica_acks: u8,
