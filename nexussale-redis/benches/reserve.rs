@@ -88,9 +88,9 @@ async fn ours(store: &RedisStockStore, sku: &Sku, ops: u64, concurrency: u64) ->
 /// per connection (1: unpipelined): a random user and order id per call, a representative record.
 fn baseline(url: &str, prefix: &str, sku: &Sku, ops: u64, concurrency: u64, pipeline: u32) -> f64 {
     let (host, port) = host_port(url);
-    // The script as the store loads it: the guard (src/lua/guard.lua) first.
+    // The script as the store loads it (src/scripts.rs): `#!lua`, the guard, the script.
     let script = format!(
-        "{}{}",
+        "#!lua\n{}{}",
         include_str!("../src/lua/guard.lua"),
         include_str!("../src/lua/reserve.lua")
     );

@@ -55,9 +55,14 @@ impl StoreError {
                     || err.is_connection_refusal()
                     || err.is_cluster_error()
                     // A replica answered: the master moved (a failover), and will be found again.
+                    // Or a node without the script (a promoted replica: scripts are not
+                    // replicated) answered while the call was redirected to it: the next call
+                    // loads it.
                     || matches!(
                         err.kind(),
-                        redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                        redis::ErrorKind::Server(
+                            redis::ServerErrorKind::ReadOnly | redis::ServerErrorKind::NoScript
+                        )
                     )
                     || !matches!(err.retry_method(), redis::RetryMethod::NoRetry)
             }

@@ -16,9 +16,16 @@ use crate::error::StoreError;
 use crate::keys::{ShardKeys, key_field};
 use crate::record;
 
+/// A script that writes: the `#!lua` line declares it so (Redis 7), which makes a Cluster
+/// replica answer `MOVED` to its primary instead of running it and failing on the first write
+/// (`READONLY`), so the cluster client finds a promoted replica by itself.
+fn writing(body: &str) -> Script {
+    Script::new(&format!("#!lua\n{body}"))
+}
+
 /// A script that writes a stock shard, after `guard.lua` (its `guard()` and `origin()`).
 fn guarded(body: &str) -> Script {
-    Script::new(&format!("{}{body}", include_str!("lua/guard.lua")))
+    writing(&format!("{}{body}", include_str!("lua/guard.lua")))
 }
 
 pub(crate) static RESERVE: LazyLock<Script> =
@@ -37,12 +44,10 @@ pub(crate) static EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/expired.lua")));
 pub(crate) static RESTORE: LazyLock<Script> =
     LazyLock::new(|| guarded(include_str!("lua/restore.lua")));
-pub(crate) static MARK: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/mark.lua")));
-pub(crate) static LOCK: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/lock.lua")));
+pub(crate) static MARK: LazyLock<Script> = LazyLock::new(|| writing(include_str!("lua/mark.lua")));
+pub(crate) static LOCK: LazyLock<Script> = LazyLock::new(|| writing(include_str!("lua/lock.lua")));
 pub(crate) static UNLOCK: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
+    LazyLock::new(|| writing(include_str!("lua/unlock.lua")));
 
 /// The reply of a guarded script without its leading sequence (`guard.lua`), once the sequence
 /// says the shard did not go backwards: it is above `before`, the highest this process had seen

@@ -23,15 +23,18 @@ pub use sentinel::RedisSentinel;
 /// ```
 #[derive(Debug)]
 pub struct RedisCluster {
-    nodes: Vec<Child>,
+    /// By port; `None` once killed.
+    nodes: Vec<Option<Child>>,
     ports: Vec<u16>,
     dir: PathBuf,
     tls: bool,
+    /// `cluster-node-timeout` in ms: how long a node may be silent before it counts as failed.
+    node_timeout: u32,
 }
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for node in &mut self.nodes {
+        for node in self.nodes.iter_mut().flatten() {
             let _ = node.kill();
             let _ = node.wait();
         }
@@ -76,31 +79,17 @@ impl RedisCluster {
             ports: Vec::new(),
             dir,
             tls,
+            // With replicas: fail over within seconds, yet not on a loaded machine's hiccup;
+            // without, never mark a node failed.
+            node_timeout: if replicas > 0 { 5000 } else { 15000 },
         };
         if tls {
             make_certificates(&cluster.dir, ServerCertificate::Valid)?;
         }
         for _ in 0..primaries * (1 + replicas) {
             let port = free_port_pair()?;
-            let mut node = Command::new("redis-server");
-            node.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                .arg("--dir")
-                .arg(&cluster.dir);
-            if tls {
-                node.args(["--port", "0", "--tls-port", &port.to_string()])
-                    .args(["--tls-cluster", "yes", "--tls-auth-clients", "no"])
-                    .args(tls_file_args(&cluster.dir));
-            } else {
-                node.args(["--port", &port.to_string()]);
-            }
-            let node = node
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|err| format!("redis-server: {err}"))?;
-            cluster.nodes.push(node);
+            let node = cluster.spawn_node(port)?;
+            cluster.nodes.push(Some(node));
             cluster.ports.push(port);
         }
         for &port in &cluster.ports {
@@ -129,21 +118,130 @@ impl RedisCluster {
                     .is_ok_and(|out| out.contains("cluster_state:ok"))
             })?;
         }
-        for &port in &cluster.ports {
-            wait_for("every replica in sync with its primary", || {
+        // Right after `--cluster create` a replica still says `role:master` until it has
+        // been told whom to follow: count the nodes in sync as replicas.
+        wait_for("every replica in sync with its primary", || {
+            let in_sync = cluster.ports.iter().filter(|&&port| {
                 cluster
                     .cli(port, &["INFO", "replication"])
                     .is_ok_and(|out| {
-                        out.contains("role:master") || out.contains("master_link_status:up")
+                        out.contains("role:slave") && out.contains("master_link_status:up")
                     })
-            })?;
-        }
+            });
+            let replicas_seen = |port: &u16| {
+                cluster
+                    .cli(*port, &["CLUSTER", "NODES"])
+                    .is_ok_and(|nodes| {
+                        let seen = nodes.lines().filter(|line| {
+                            line.split(' ')
+                                .nth(2)
+                                .is_some_and(|flags| flags.split(',').any(|flag| flag == "slave"))
+                        });
+                        seen.count() == primaries * replicas
+                    })
+            };
+            // And every node's view of the cluster (gossip) knows them as replicas.
+            in_sync.count() == primaries * replicas && cluster.ports.iter().all(replicas_seen)
+        })?;
         Ok(cluster)
+    }
+
+    /// One node on `port` of this cluster (its config file kept in the directory, so a node
+    /// started again rejoins as itself).
+    fn spawn_node(&self, port: u16) -> Result<Child, String> {
+        let mut node = Command::new("redis-server");
+        node.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            .args(["--cluster-node-timeout", &self.node_timeout.to_string()])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&self.dir);
+        if self.tls {
+            node.args(["--port", "0", "--tls-port", &port.to_string()])
+                .args(["--tls-cluster", "yes", "--tls-auth-clients", "no"])
+                .args(tls_file_args(&self.dir));
+        } else {
+            node.args(["--port", &port.to_string()]);
+        }
+        node.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("redis-server: {err}"))
+    }
+
+    /// The port of a node still running.
+    fn live_port(&self) -> Result<u16, String> {
+        self.ports
+            .iter()
+            .zip(&self.nodes)
+            .find(|(_, node)| node.is_some())
+            .map(|(port, _)| *port)
+            .ok_or_else(|| "every node was killed".to_owned())
+    }
+
+    /// The port of the primary that serves `key`'s slot now.
+    pub fn primary_for(&self, key: &str) -> Result<u16, String> {
+        Ok(self.serving(key)?.0)
     }
 
     /// The port of the replica of the primary that holds `key`'s slot.
     pub fn replica_for(&self, key: &str) -> Result<u16, String> {
-        let port = *self.ports.first().ok_or("no node")?;
+        self.serving(key)?
+            .1
+            .ok_or_else(|| format!("the primary serving {key} has no replica"))
+    }
+
+    /// SIGKILLs the node on `port`.
+    pub fn kill(&mut self, port: u16) -> Result<(), String> {
+        let index = self.index(port)?;
+        if let Some(mut node) = self.nodes[index].take() {
+            node.kill().map_err(|err| format!("kill: {err}"))?;
+            let _ = node.wait();
+        }
+        Ok(())
+    }
+
+    /// Waits until a node other than `old` serves `key`'s slot as a primary and the cluster is
+    /// ok again; answers its port.
+    pub fn wait_for_failover(&self, key: &str, old: u16) -> Result<u16, String> {
+        let mut new = None;
+        wait_for("a replica promoted in the killed primary's place", || {
+            new = self.primary_for(key).ok().filter(|&port| port != old);
+            new.is_some_and(|port| {
+                self.cli(port, &["CLUSTER", "INFO"])
+                    .is_ok_and(|out| out.contains("cluster_state:ok"))
+                    && self
+                        .cli(port, &["ROLE"])
+                        .is_ok_and(|out| out.starts_with("master"))
+            })
+        })?;
+        new.ok_or_else(|| "no new primary".to_owned())
+    }
+
+    /// Starts the killed node on `port` again, empty: it rejoins as a replica of the primary
+    /// that took its slots; answers once it is in sync.
+    pub fn restart(&mut self, port: u16) -> Result<(), String> {
+        let index = self.index(port)?;
+        let node = self.spawn_node(port)?;
+        self.nodes[index] = Some(node);
+        wait_for("the restarted node in sync as a replica", || {
+            self.cli(port, &["INFO", "replication"]).is_ok_and(|out| {
+                out.contains("role:slave") && out.contains("master_link_status:up")
+            })
+        })
+    }
+
+    fn index(&self, port: u16) -> Result<usize, String> {
+        self.ports
+            .iter()
+            .position(|&node| node == port)
+            .ok_or_else(|| format!("no node on {port}"))
+    }
+
+    /// The primary serving `key`'s slot and its replica, as a live node sees them.
+    fn serving(&self, key: &str) -> Result<(u16, Option<u16>), String> {
+        let port = self.live_port()?;
         let nodes = self
             .cli(port, &["CLUSTER", "NODES"])
             .map_err(|err| err.to_string())?;
@@ -167,30 +265,43 @@ impl RedisCluster {
             .lines()
             .map(|line| line.split(' ').collect())
             .collect();
+        let port_of = |fields: &Vec<&str>| -> Option<u16> {
+            fields[1]
+                .split('@')
+                .next()?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        };
         let primary = lines
             .iter()
-            .find(|fields| fields.len() > 8 && fields[2].contains("master") && serves(&fields[8..]))
-            .map(|fields| fields[0])
+            .find(|fields| {
+                fields.len() > 8
+                    && fields[2].contains("master")
+                    && !fields[2].contains("fail")
+                    && serves(&fields[8..])
+            })
             .ok_or_else(|| format!("no primary serves slot {slot}"))?;
-        lines
+        let replica = lines
             .iter()
-            .find(|fields| fields.len() > 3 && fields[3] == primary)
-            .and_then(|fields| fields[1].split('@').next())
-            .and_then(|address| address.rsplit(':').next())
-            .and_then(|port| port.parse().ok())
-            .ok_or_else(|| format!("the primary of slot {slot} has no replica"))
+            .filter(|fields| fields.len() > 3 && fields[3] == primary[0])
+            .filter(|fields| !fields[2].contains("fail"))
+            .find_map(port_of);
+        let primary = port_of(primary).ok_or("a primary without a port")?;
+        Ok((primary, replica))
     }
 
     /// Stops (SIGSTOP, `pause`) or resumes (SIGCONT) the node on `port`.
     pub fn pause(&self, port: u16, pause: bool) -> Result<(), String> {
-        let index = self
-            .ports
-            .iter()
-            .position(|&node| node == port)
-            .ok_or_else(|| format!("no node on {port}"))?;
+        let index = self.index(port)?;
+        let pid = self.nodes[index]
+            .as_ref()
+            .map(Child::id)
+            .ok_or_else(|| format!("the node on {port} was killed"))?;
         let signal = if pause { "-STOP" } else { "-CONT" };
         let status = Command::new("kill")
-            .args([signal, &self.nodes[index].id().to_string()])
+            .args([signal, &pid.to_string()])
             .status()
             .map_err(|err| format!("kill {signal}: {err}"))?;
         status

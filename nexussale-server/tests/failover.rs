@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::unique_name;
-use nexussale_redis::testkit::RedisSentinel;
+use nexussale_redis::testkit::{RedisCluster, RedisSentinel};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -198,6 +198,105 @@ async fn with_replica_acks_a_purchase_waits_for_the_replica() {
     drop((server, redis));
 }
 
+/// Where [`kill_rounds`] run: Sentinel (a primary, a replica, three sentinels) or a Redis
+/// Cluster of three primaries with a replica each.
+#[derive(Debug, Clone, Copy)]
+enum On {
+    Sentinel(&'static str),
+    Cluster,
+}
+
+/// The Redis of a run of [`kill_rounds`].
+enum Redis {
+    Sentinel(RedisSentinel),
+    Cluster(RedisCluster),
+}
+
+impl On {
+    /// The Redis, and a server on it with `extra` flags; its address and key prefix. `None`
+    /// (skip) without `redis-server`.
+    fn start(self, extra: &[&str]) -> Option<(Redis, Server, String, String)> {
+        let prefix = unique_name("kill-");
+        let (redis, urls, mut flags) = match self {
+            On::Sentinel(master) => {
+                let redis = match RedisSentinel::start(master) {
+                    Ok(redis) => redis,
+                    Err(reason) => return unavailable("redis sentinel", reason),
+                };
+                let urls = redis.urls().join(",");
+                let flags = vec!["--redis-sentinel".to_owned(), master.to_owned()];
+                (Redis::Sentinel(redis), urls, flags)
+            }
+            On::Cluster => {
+                let redis = match RedisCluster::start_with_replicas(3) {
+                    Ok(redis) => redis,
+                    Err(reason) => return unavailable("redis cluster", reason),
+                };
+                let urls = redis.urls().join(",");
+                (
+                    Redis::Cluster(redis),
+                    urls,
+                    vec!["--redis-cluster".to_owned()],
+                )
+            }
+        };
+        flags.extend([
+            "--redis-url".to_owned(),
+            urls,
+            "--redis-prefix".to_owned(),
+            prefix.clone(),
+        ]);
+        flags.extend(extra.iter().map(|flag| (*flag).to_owned()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let (server, address) = start_server(&flags);
+        Some((redis, server, address, prefix))
+    }
+}
+
+impl Redis {
+    /// The port of the replica of the primary holding `key`.
+    fn replica_of(&self, key: &str) -> u16 {
+        match self {
+            Redis::Sentinel(redis) => redis.replica_port().unwrap(),
+            Redis::Cluster(redis) => redis.replica_for(key).unwrap(),
+        }
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        match self {
+            Redis::Sentinel(redis) => redis.cli(port, args),
+            Redis::Cluster(redis) => redis.cli(port, args).unwrap(),
+        }
+    }
+
+    /// SIGKILLs the primary holding `key`; answers its port.
+    fn kill_primary_of(&mut self, key: &str) -> u16 {
+        match self {
+            Redis::Sentinel(redis) => redis.kill_primary().unwrap(),
+            Redis::Cluster(redis) => {
+                let port = redis.primary_for(key).unwrap();
+                redis.kill(port).unwrap();
+                port
+            }
+        }
+    }
+
+    /// Waits for the replica of `old` (the killed primary) to take its place, then starts
+    /// `old` again as its replica.
+    fn fail_over(&mut self, key: &str, old: u16) {
+        match self {
+            Redis::Sentinel(redis) => {
+                redis.wait_for_failover(old).unwrap();
+                redis.restart_killed().unwrap();
+            }
+            Redis::Cluster(redis) => {
+                redis.wait_for_failover(key, old).unwrap();
+                redis.restart(old).unwrap();
+            }
+        }
+    }
+}
+
 /// What one round of [`kill_rounds`] found.
 #[derive(Debug)]
 struct Round {
@@ -214,9 +313,9 @@ struct Round {
 /// the books balance (`available + reserved + sold == stock`) and agree with the orders
 /// (`reserved` = the accepted, all pending). The killed node comes back as a replica right
 /// after the failover, in the middle of the burst.
-async fn kill_rounds(master: &str, acks: &str, rounds: usize, lose_writes: bool) -> Vec<Round> {
+async fn kill_rounds(on: On, acks: &str, rounds: usize, lose_writes: bool) -> Vec<Round> {
     const STOCK: usize = 400;
-    let Some((mut redis, server, address)) = on_sentinel(master, &["--redis-replica-acks", acks])
+    let Some((mut redis, server, address, prefix)) = on.start(&["--redis-replica-acks", acks])
     else {
         return Vec::new();
     };
@@ -226,11 +325,13 @@ async fn kill_rounds(master: &str, acks: &str, rounds: usize, lose_writes: bool)
     let mut last_kill: Option<Instant> = None;
     for round in 0..rounds {
         // The sentinels fail the same master over again only 2 × failover-timeout (6 s) after
-        // the last time.
-        if let Some(at) = last_kill {
+        // the last time (a cluster has no such pause).
+        if let (On::Sentinel(_), Some(at)) = (on, last_kill) {
             tokio::time::sleep(Duration::from_millis(6500).saturating_sub(at.elapsed())).await;
         }
         let sku = format!("round-{round}");
+        // The sale's stock hash: its node is the one killed.
+        let key = format!("{prefix}:{{{sku}:0}}:stock");
         let (status, body) = send(
             &client,
             Method::POST,
@@ -282,7 +383,7 @@ async fn kill_rounds(master: &str, acks: &str, rounds: usize, lose_writes: bool)
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         if lose_writes {
-            let replica = redis.replica_port().unwrap();
+            let replica = redis.replica_of(&key);
             assert_eq!(
                 redis
                     .cli(replica, &["CLIENT", "PAUSE", "1500", "WRITE"])
@@ -292,7 +393,7 @@ async fn kill_rounds(master: &str, acks: &str, rounds: usize, lose_writes: bool)
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
         last_kill = Some(Instant::now());
-        let old = redis.kill_primary().unwrap();
+        let old = redis.kill_primary_of(&key);
         assert!(
             !sold_out.load(Ordering::Relaxed),
             "round {round}: sold out before the kill"
@@ -300,8 +401,7 @@ async fn kill_rounds(master: &str, acks: &str, rounds: usize, lose_writes: bool)
         // The killed node comes back as the new master's replica while the burst goes on:
         // with acknowledgement on, the promoted replica sells only once it has a replica.
         redis = tokio::task::spawn_blocking(move || {
-            redis.wait_for_failover(old).unwrap();
-            redis.restart_killed().unwrap();
+            redis.fail_over(&key, old);
             redis
         })
         .await
@@ -424,7 +524,8 @@ async fn persisted_orders(client: &HttpClient, base: &str, sku: &str, want: usiz
 async fn twenty_primaries_killed_mid_burst_oversell_nothing_with_replica_acks() {
     let mut rounds = Vec::new();
     for (half, lose_writes) in [(0, false), (1, true)] {
-        rounds.extend(kill_rounds(&format!("acked-{half}"), "1", 10, lose_writes).await);
+        let master = ["acked-0", "acked-1"][half];
+        rounds.extend(kill_rounds(On::Sentinel(master), "1", 10, lose_writes).await);
     }
     summarize(&rounds);
 }
@@ -435,6 +536,19 @@ async fn twenty_primaries_killed_mid_burst_oversell_nothing_with_replica_acks() 
 /// server refuses purchases until the sale is rebuilt from the orders, and nothing is oversold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_writes_of_a_killed_primary_are_rebuilt_not_resold_without_acks() {
-    let rounds = kill_rounds("unacked", "0", 8, true).await;
+    let rounds = kill_rounds(On::Sentinel("unacked"), "0", 8, true).await;
+    summarize(&rounds);
+}
+
+/// The same on a Redis Cluster of three primaries with a replica each
+/// (`--redis-cluster --redis-replica-acks 1`): twenty rounds, each killing the primary that
+/// holds the round's sale (the cluster promotes its replica), the replica's writes paused before
+/// the last ten kills. Zero oversold, every accepted order persisted once, the books balanced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_cluster_primaries_killed_mid_burst_oversell_nothing_with_replica_acks() {
+    let mut rounds = Vec::new();
+    for lose_writes in [false, true] {
+        rounds.extend(kill_rounds(On::Cluster, "1", 10, lose_writes).await);
+    }
     summarize(&rounds);
 }
