@@ -12,17 +12,23 @@ use nexussale_core::{DynStockStore, ReserveOutcome, Sale, StockStore};
 use nexussale_redis::testkit::RedisCluster;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 
+/// The cluster a test started, and its nodes' URLs; `None` (skip) without `redis-server`.
+fn started(cluster: Result<RedisCluster, String>) -> Option<(RedisCluster, Vec<String>)> {
+    match cluster {
+        Ok(cluster) => {
+            let urls = cluster.urls();
+            Some((cluster, urls))
+        }
+        Err(reason) => unavailable("redis cluster (redis-server, redis-cli)", reason),
+    }
+}
+
 /// Every stock case of the kit, on a cluster, with sales sharded over the three nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_kit_passes_on_redis_cluster() {
-    let cluster = match RedisCluster::start(3) {
-        Ok(cluster) => cluster,
-        Err(reason) => {
-            unavailable::<()>("redis cluster (redis-server, redis-cli)", reason);
-            return;
-        }
+    let Some((cluster, urls)) = started(RedisCluster::start(3)) else {
+        return;
     };
-    let urls = cluster.urls();
     let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
     let store: DynStockStore = Arc::new(
         // A loaded CI machine with a debug build can take seconds per call when 2,000 race on
@@ -60,14 +66,9 @@ async fn the_kit_passes_on_redis_cluster() {
 /// are released; resumed, the sale sells again. The books balance throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_acknowledgement_waits_for_the_replica_of_the_sales_node() {
-    let cluster = match RedisCluster::start_with_replicas(3) {
-        Ok(cluster) => cluster,
-        Err(reason) => {
-            unavailable::<()>("redis cluster (redis-server, redis-cli)", reason);
-            return;
-        }
+    let Some((cluster, urls)) = started(RedisCluster::start_with_replicas(3)) else {
+        return;
     };
-    let urls = cluster.urls();
     let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
     let config = RedisConfig::default()
         .prefix(testkit::unique_name("acks-"))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nexussale_core::testkit::fixtures::reserve_request;
 use nexussale_core::testkit::services::unavailable;
 use nexussale_core::testkit::{self, stock::Remaining};
-use nexussale_core::{DynStockStore, Error, ReleaseReason, ReserveOutcome, Sale, StockStore};
+use nexussale_core::{DynStockStore, Error, ReleaseReason, ReserveOutcome, Sale, Sku, StockStore};
 use nexussale_redis::testkit::RedisSentinel;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 
@@ -33,6 +33,15 @@ async fn connect_with(redis: &RedisSentinel, config: RedisConfig) -> RedisStockS
     RedisStockStore::connect_sentinel(&sentinels, redis.master_name(), config)
         .await
         .unwrap()
+}
+
+/// Reserves one unit for `user`, which must succeed.
+async fn reserved(store: &RedisStockStore, sku: &Sku, user: &str) {
+    let outcome = store.reserve(&reserve_request(sku, user)).await.unwrap();
+    assert!(
+        matches!(outcome, ReserveOutcome::Reserved { .. }),
+        "{user}: {outcome:?}"
+    );
 }
 
 /// Every stock case of the kit passes on the master the sentinels name.
@@ -104,14 +113,7 @@ async fn the_store_follows_the_master_through_a_failover_and_holds_the_sale_unti
 
     let order = reservation.to_order();
     store.restore(&sale, &[order]).await.unwrap();
-    let after = store
-        .reserve(&reserve_request(&sale.sku, "after"))
-        .await
-        .unwrap();
-    assert!(
-        matches!(after, ReserveOutcome::Reserved { .. }),
-        "{after:?}"
-    );
+    reserved(&store, &sale.sku, "after").await;
     let snapshot = other.snapshot(&sale.sku).await.unwrap();
     assert_eq!(snapshot.reserved, 2, "{snapshot:?}");
 }
@@ -164,22 +166,8 @@ async fn writes_wait_for_the_replica_when_asked_to() {
         "{:?}",
         started.elapsed()
     );
-    let without = unacked
-        .reserve(&reserve_request(&sale.sku, "unacked"))
-        .await
-        .unwrap();
-    assert!(
-        matches!(without, ReserveOutcome::Reserved { .. }),
-        "{without:?}"
-    );
+    reserved(&unacked, &sale.sku, "unacked").await;
 
     redis.resume_replica().unwrap();
-    let after = acked
-        .reserve(&reserve_request(&sale.sku, "after"))
-        .await
-        .unwrap();
-    assert!(
-        matches!(after, ReserveOutcome::Reserved { .. }),
-        "{after:?}"
-    );
+    reserved(&acked, &sale.sku, "after").await;
 }
