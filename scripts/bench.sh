@@ -9,6 +9,9 @@
 #   bash scripts/bench.sh --users 20000   # smaller bursts (a quick check; the tables say so)
 #   bash scripts/bench.sh --soak 120      # also a 120 s soak per scenario (2,000 purchases/s,
 #                                         # orders cancelled to refill the stock; server memory)
+#   bash scripts/bench.sh --observability # only the full stack's open burst, interleaved in each
+#                                         # run: traces off, exported at 1 % and 100 % sampling
+#                                         # (to a local OTLP sink), and the access log off
 #
 # Scenarios (each run on a fresh server process, the load tool on the same machine):
 #   embedded           in-memory stock, queue and orders (the README's first command)
@@ -29,6 +32,7 @@ crates=0
 users=100000
 concurrency=256
 only=""
+observability=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs=$2; shift 2 ;;
@@ -36,6 +40,7 @@ while [ $# -gt 0 ]; do
         --only) only=$2; shift 2 ;;
         --users) users=$2; shift 2 ;;
         --soak) soak=$2; shift 2 ;;
+        --observability) observability=1; shift ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -74,10 +79,13 @@ stop_all() {
 }
 trap stop_all EXIT
 
-# Starts a server for `scenario` on a free port; sets $port.
+# Starts a server for `scenario` on a free port; sets $port. `extra` (an array): more flags, and
+# `extra_env`: more environment, for this server.
+extra=()
+extra_env=()
 start_server() {
     local scenario=$1 tag=$2
-    local flags=()
+    local flags=("${extra[@]}")
     prefix="bench-$tag"
     case "$scenario" in
         embedded) ;;
@@ -108,7 +116,7 @@ start_server() {
     # some other program holds is retried elsewhere.
     for _ in 1 2 3 4 5; do
         port=$((20000 + RANDOM % 12000))
-        RUST_LOG=warn "$server" --listen "127.0.0.1:$port" "${flags[@]}" > "$out/server-$tag.log" 2>&1 &
+        env "${extra_env[@]}" RUST_LOG=warn "$server" --listen "127.0.0.1:$port" "${flags[@]}" > "$out/server-$tag.log" 2>&1 &
         server_pid=$!
         for _ in $(seq 300); do
             if curl -fs "http://127.0.0.1:$port/ready" > /dev/null; then
@@ -126,6 +134,68 @@ start_server() {
     cat "$out/server-$tag.log" >&2
     exit 1
 }
+
+# A sink for OTLP/HTTP: answers every export 200 at once (what a healthy collector costs the
+# server, without a collector's own CPU on this machine).
+if [ "$observability" = 1 ]; then
+    sink_port=$((20000 + RANDOM % 12000))
+    python3 -c '
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+' "$sink_port" &
+    sink_pid=$!
+    trap 'stop_all; kill $sink_pid 2>/dev/null || true' EXIT
+    : > "$out/observability.jsonl"
+    for run in $(seq "$runs"); do
+        for variant in traces-off traces-1pct traces-100pct access-log-off; do
+            extra=()
+            extra_env=()
+            case "$variant" in
+                traces-1pct) extra=(--otlp-endpoint "http://127.0.0.1:$sink_port")
+                    extra_env=(OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01) ;;
+                traces-100pct) extra=(--otlp-endpoint "http://127.0.0.1:$sink_port")
+                    extra_env=(OTEL_TRACES_SAMPLER=parentbased_always_on) ;;
+                access-log-off) extra=(--access-log off) ;;
+            esac
+            tag="obs-$variant-$run-$$"
+            start_server redis-mysql-kafka "$tag"
+            echo "== run $run: full stack, $variant"
+            set +e
+            line=$("$bench" --url "http://127.0.0.1:$port" --sku "$tag" --stock 1000000 \
+                --users "$users" --concurrency "$concurrency" --baseline "$users" \
+                --server-pid "$server_pid" --wait-persisted 300 | tail -n 1)
+            status=$?
+            set -e
+            echo "$line"
+            echo "{\"variant\":\"$variant\",\"run\":$run,\"exit\":$status,\"summary\":$line}" >> "$out/observability.jsonl"
+            stop_all
+        done
+    done
+    python3 - "$out/observability.jsonl" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+runs = sorted({r["run"] for r in rows})
+def rps(variant, run):
+    return next(r["summary"]["rps"] for r in rows if r["variant"] == variant and r["run"] == run)
+print("| variant | purchases/s per run | median | ÷ traces off, same run (median) |")
+print("| --- | --- | --- | --- |")
+for variant in ["traces-off", "traces-1pct", "traces-100pct", "access-log-off"]:
+    values = [rps(variant, run) for run in runs]
+    ratios = [rps(variant, run) / rps("traces-off", run) for run in runs]
+    print(f"| {variant} | {', '.join(f'{v:,.0f}' for v in values)} | {statistics.median(values):,.0f} | {statistics.median(ratios):.3f} |")
+PY
+    exit 0
+fi
 
 scenarios=(embedded redis-mysql redis-mysql-kafka)
 [ -n "$only" ] && scenarios=("$only")

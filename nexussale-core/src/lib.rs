@@ -8,6 +8,7 @@ mod ident;
 pub mod layers;
 mod lease;
 pub mod memory;
+pub mod meter;
 mod order;
 mod outage;
 mod queue;
@@ -19,6 +20,7 @@ mod stock;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod timestamp;
+pub mod trace;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::order::OrderEvent;
+use crate::trace::TraceParent;
 
 /// A shared, type-erased [`OrderQueue`].
 pub type DynOrderQueue = Arc<dyn OrderQueue>;
@@ -22,13 +23,35 @@ pub struct DeliveryTag {
     pub offset: i64,
 }
 
-/// One event handed to a consumer, to acknowledge once processed.
+/// One event handed to a consumer, to acknowledge once processed. Built with
+/// [`Delivery::new`] (more fields may come).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Delivery {
     /// The event.
     pub event: OrderEvent,
     /// What to pass to [`OrderQueue::ack`] or [`OrderQueue::nack`].
     pub tag: DeliveryTag,
+    /// The trace context it was published in ([`trace::current`](crate::trace::current) at
+    /// publish time), where the queue carries one: the worker continues that trace.
+    pub trace: Option<TraceParent>,
+}
+
+impl Delivery {
+    /// `event`, acknowledged with `tag`, carrying no trace context.
+    pub fn new(event: OrderEvent, tag: DeliveryTag) -> Self {
+        Self {
+            event,
+            tag,
+            trace: None,
+        }
+    }
+
+    /// This delivery carrying `trace`, the context its event was published in.
+    pub fn with_trace(mut self, trace: Option<TraceParent>) -> Self {
+        self.trace = trace;
+        self
+    }
 }
 
 /// A point in a queue's history, taken by [`OrderQueue::mark`]: for each partition, the
@@ -62,6 +85,9 @@ impl QueueMark {
 /// - **At-least-once delivery.** [`receive`](Self::receive) hands out events in batches. An event
 ///   stays owed until it is acknowledged: what is [`nack`](Self::nack)ed, or held by a consumer that
 ///   goes away, is delivered again. Consumers must therefore process idempotently.
+/// - **Trace context.** A queue that can carry it keeps [`trace::current`](crate::trace::current)
+///   of the publishing call with the event and hands it back in [`Delivery::trace`] (optional:
+///   `None` only loses the link between a purchase's trace and its worker's).
 /// - **Order.** Events of one sku are delivered in publish order, except for redeliveries.
 /// - Concurrent consumers of one queue (or of one consumer group) each receive different events.
 /// - **Drain barrier.** [`drained`](Self::drained) answers `true` only once every event whose

@@ -3,7 +3,12 @@
 //! unknown fields are ignored, so producers may add fields before consumers know them.
 
 use nexussale_core::OrderEvent;
+use nexussale_core::trace::TraceParent;
+use rdkafka::message::{Headers, Message};
 use serde::{Deserialize, Serialize};
+
+/// The header carrying the publishing call's W3C trace context.
+pub(crate) const TRACEPARENT: &str = "traceparent";
 
 #[derive(Serialize)]
 struct Outgoing<'a> {
@@ -35,6 +40,17 @@ pub(crate) fn decode(payload: Option<&[u8]>) -> Result<OrderEvent, String> {
         return Err("schema_version 0 is not a version".to_owned());
     }
     Ok(incoming.event)
+}
+
+/// The trace context `message` carries, if a well-formed one (a malformed header is ignored:
+/// the event is still processed, outside any trace).
+pub(crate) fn trace(message: &impl Message) -> Option<TraceParent> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|header| header.key == TRACEPARENT)
+        .and_then(|header| std::str::from_utf8(header.value?).ok())
+        .and_then(TraceParent::parse)
 }
 
 #[cfg(test)]

@@ -218,13 +218,12 @@ impl GroupConsumer {
                 match codec::decode(message.payload()) {
                     Ok(event) => {
                         state.outstanding.insert(offset);
-                        deliveries.push(Delivery {
-                            event,
-                            tag: DeliveryTag {
-                                partition: message.partition(),
-                                offset,
-                            },
-                        });
+                        let tag = DeliveryTag {
+                            partition: message.partition(),
+                            offset,
+                        };
+                        deliveries
+                            .push(Delivery::new(event, tag).with_trace(codec::trace(message)));
                     }
                     Err(reason) => {
                         state.outstanding.insert(offset);
@@ -248,6 +247,7 @@ impl GroupConsumer {
     /// headers; processing goes on without it.
     async fn dead_letter(&self, message: &OwnedMessage, reason: &str) -> Result<(), QueueError> {
         warn!(partition = message.partition(), offset = message.offset(), %reason, "undecodable order event sent to the dead-letter topic");
+        metrics::counter!("nexussale_dead_letters_total").increment(1);
         let (partition, offset) = (
             message.partition().to_string(),
             message.offset().to_string(),

@@ -7,6 +7,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
@@ -34,7 +35,9 @@ use crate::topics::{self, ClusterView};
 ///   event is committed only after the worker persisted it; what is nacked is delivered again
 ///   (the consumer seeks back), and so is what a member held when it left or lost its partitions.
 /// - An event that cannot be decoded goes to the dead-letter topic, with the reason in its
-///   headers, and consumption goes on.
+///   headers, and consumption goes on (counted in `nexussale_dead_letters_total`).
+/// - The publishing call's trace context ([`nexussale_core::trace::current`]) travels in the
+///   `traceparent` header and comes back in [`Delivery::trace`].
 ///
 /// ```no_run
 /// use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
@@ -279,9 +282,16 @@ impl WithExtra for ClientConfig {
 impl OrderQueue for KafkaOrderQueue {
     async fn publish(&self, event: &OrderEvent) -> Result<()> {
         let payload = codec::encode(event).map_err(QueueError::from)?;
-        let record = FutureRecord::to(&self.config.topic)
+        let mut record = FutureRecord::to(&self.config.topic)
             .key(event.sku().as_str())
             .payload(&payload);
+        // The purchase's trace, for the worker that persists it (W3C trace context over Kafka).
+        if let Some(trace) = nexussale_core::trace::current() {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: codec::TRACEPARENT,
+                value: Some(trace.as_str()),
+            }));
+        }
         self.producer
             .send(record, self.config.queue_timeout)
             .await

@@ -218,6 +218,19 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_RATE_LIMIT_IP")]
     pub rate_limit_ip: Option<f64>,
 
+    /// OpenTelemetry collector to export traces to, over OTLP/HTTP (protobuf), e.g.
+    /// `http://127.0.0.1:4318` (spans are posted to `/v1/traces` under it). Unset: no traces, at
+    /// no cost. Sampling follows `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, the service
+    /// name `OTEL_SERVICE_NAME` (default `nexussale`).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Seconds between two checks of each live sale's books (the stock store against the
+    /// repository, a reconcile dry run: `nexussale_reconcile_drift_units`), in a process that
+    /// runs the worker; 0: never.
+    #[arg(long, env = "NEXUSSALE_RECONCILE_EVERY_SECS", default_value_t = 60)]
+    pub reconcile_every_secs: u64,
+
     /// A sale to create at start-up if absent: `SKU=STOCK[:LIMIT]` (LIMIT: units per user, default
     /// 1). Repeat the flag for several; the environment twin is comma-separated.
     #[arg(long = "sale", env = "NEXUSSALE_SALES", value_delimiter = ',')]
@@ -279,6 +292,8 @@ impl std::fmt::Debug for Config {
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("rate_limit_user", &self.rate_limit_user)
             .field("rate_limit_ip", &self.rate_limit_ip)
+            .field("otlp_endpoint", &url(&self.otlp_endpoint))
+            .field("reconcile_every_secs", &self.reconcile_every_secs)
             .field("sales", &self.sales)
             .finish()
     }

@@ -10,14 +10,17 @@ use std::fmt::{self, Write as _};
 use chrono::{DateTime, Timelike, Utc};
 use tracing::field::Field;
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::field::delimited::Delimited;
 use tracing_subscriber::fmt::format::{FieldFn, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::log_writer::{BufferedLog, FlushOnDrop};
+use crate::otel::Traces;
 use crate::stack::request_id;
 
 /// Fields as `name=value`, space-separated; the message bare.
@@ -143,25 +146,41 @@ static PLAIN_LINES: std::sync::OnceLock<BufferedLog> = std::sync::OnceLock::new(
 ///
 /// [`run`]: crate::run
 pub fn init_logs() -> FlushOnDrop {
+    init_logs_with(None).map_or_else(|_| BufferedLog::stdout().1, |(flush, _)| flush)
+}
+
+/// [`init_logs`], and with `otlp_endpoint` the spans exported there too ([`Traces`]; keep it
+/// until the process ends, after the log guard). An error only when the exporter cannot be
+/// built (a malformed endpoint); nothing is installed then.
+pub fn init_logs_with(
+    otlp_endpoint: Option<&str>,
+) -> Result<(FlushOnDrop, Option<Traces>), String> {
+    let traces = otlp_endpoint.map(Traces::start).transpose()?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, flush) = BufferedLog::stdout();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer.clone());
-    if std::env::var("NEXUSSALE_LOG_FORMAT").is_ok_and(|format| format == "json") {
-        let _ = logs.json().with_current_span(true).try_init();
-    } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        let _ = logs.with_ansi(true).try_init();
-    } else if logs
-        .with_ansi(false)
-        .fmt_fields(plain_fields())
-        .event_format(PlainFormat)
+    let logs = tracing_subscriber::fmt::layer().with_writer(writer.clone());
+    let json = std::env::var("NEXUSSALE_LOG_FORMAT").is_ok_and(|format| format == "json");
+    let plain = !json && !std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        logs.json().with_current_span(true).boxed()
+    } else if plain {
+        logs.with_ansi(false)
+            .fmt_fields(plain_fields())
+            .event_format(PlainFormat)
+            .boxed()
+    } else {
+        logs.with_ansi(true).boxed()
+    };
+    let (traces, spans) = traces.unzip();
+    let installed = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(spans)
         .try_init()
-        .is_ok()
-    {
+        .is_ok();
+    if installed && plain {
         let _ = PLAIN_LINES.set(writer);
     }
-    flush
+    Ok((flush, traces))
 }
 
 /// The writer [`init_logs`] installed with [`PlainFormat`], if it did.

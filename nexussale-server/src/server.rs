@@ -8,7 +8,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use nexussale_core::layers::Hooked;
-use nexussale_core::{CancellationToken, FlashSale};
+use nexussale_core::{CancellationToken, FlashSale, SaleState};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
@@ -171,6 +171,33 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// Every `every_secs` (0: never), compares each live sale's stock store with its repository (a
+/// reconcile dry run), which sets `nexussale_reconcile_drift_units`: the alert on books that do
+/// not balance reads it. Ended and upcoming sales are left alone (nothing moves there).
+async fn check_books(engine: FlashSale, every_secs: u64, shutdown: CancellationToken) {
+    if every_secs == 0 {
+        return;
+    }
+    let every = Duration::from_secs(every_secs);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let Ok(sales) = engine.sales().await else {
+            continue;
+        };
+        for view in sales {
+            if !matches!(view.state, SaleState::Active | SaleState::SoldOut) {
+                continue;
+            }
+            if let Err(err) = engine.reconcile(&view.sale.sku, false).await {
+                tracing::debug!(sku = %view.sale.sku, error = %err, "books check failed; tried again next round");
+            }
+        }
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 async fn signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -268,6 +295,11 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
                 let (engine, token) = (engine.clone(), background.clone());
                 async move { engine.run_sweeper(token).await }
             }),
+            tokio::spawn(check_books(
+                engine.clone(),
+                config.reconcile_every_secs,
+                background.clone(),
+            )),
         ]
     };
 

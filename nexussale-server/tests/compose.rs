@@ -17,7 +17,15 @@ fn compose() -> Value {
     compose
 }
 
-const BACKENDS: [&str; 4] = ["redis", "mysql", "kafka", "kafka-ui"];
+const BACKENDS: [&str; 7] = [
+    "redis",
+    "mysql",
+    "kafka",
+    "kafka-ui",
+    "prometheus",
+    "grafana",
+    "jaeger",
+];
 
 fn strings(value: &Value) -> Vec<String> {
     value
@@ -39,7 +47,16 @@ fn compose_runs_the_whole_stack_in_order() {
     assert_eq!(
         names,
         BTreeSet::from([
-            "kafka", "kafka-2", "kafka-3", "kafka-ui", "mysql", "redis", "server"
+            "grafana",
+            "jaeger",
+            "kafka",
+            "kafka-2",
+            "kafka-3",
+            "kafka-ui",
+            "mysql",
+            "prometheus",
+            "redis",
+            "server"
         ])
     );
     // Only the server on every interface; the backends on loopback, for an operator.
@@ -147,7 +164,8 @@ fn the_server_is_configured_only_through_its_own_variables() {
         .unwrap();
     for name in environment.keys().filter_map(Value::as_str) {
         assert!(
-            known.contains(name) || name == "RUST_LOG",
+            // RUST_LOG and OpenTelemetry's own are read by the libraries.
+            known.contains(name) || name == "RUST_LOG" || name.starts_with("OTEL_"),
             "compose sets {name}, which the server does not read"
         );
     }
@@ -228,5 +246,73 @@ fn the_dockerfile_builds_and_runs_the_server() {
     assert!(
         dockerfile.contains("USER "),
         "the server does not run as root"
+    );
+}
+
+/// Prometheus and Grafana read their configuration from the repository: every file compose
+/// mounts exists, Prometheus scrapes the server and loads the alert rules, and the dashboard
+/// uses the datasource Grafana is provisioned with.
+#[test]
+fn monitoring_is_provisioned_from_the_repository() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let compose = compose();
+    for service in ["prometheus", "grafana"] {
+        for volume in strings(&compose["services"][service]["volumes"]) {
+            if let Some(path) = volume.strip_prefix("./") {
+                let path = path.split(':').next().unwrap();
+                assert!(
+                    std::path::Path::new(root).join(path).exists(),
+                    "{service} mounts {path}, which is not in the repository"
+                );
+            }
+        }
+    }
+    let read = |path: &str| std::fs::read_to_string(format!("{root}/{path}")).unwrap();
+    let prometheus: Value =
+        serde_yaml::from_str(&read("deploy/prometheus/prometheus.yml")).unwrap();
+    assert_eq!(strings(&prometheus["rule_files"]), ["alerts.yml"]);
+    let job = &prometheus["scrape_configs"][0];
+    assert_eq!(job["job_name"].as_str(), Some("nexussale"));
+    assert_eq!(
+        strings(&job["static_configs"][0]["targets"]),
+        ["server:3000"]
+    );
+    let datasources: Value = serde_yaml::from_str(&read(
+        "deploy/grafana/provisioning/datasources/prometheus.yml",
+    ))
+    .unwrap();
+    let uid = datasources["datasources"][0]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        datasources["datasources"][0]["url"].as_str(),
+        Some("http://prometheus:9090")
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/nexussale.json")).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10);
+    for panel in panels {
+        assert_eq!(
+            panel["datasource"]["uid"].as_str(),
+            Some(uid.as_str()),
+            "{panel}"
+        );
+        assert!(!panel["targets"].as_array().unwrap().is_empty(), "{panel}");
+    }
+    // Anyone may look, nobody unauthenticated may edit.
+    let grafana = &compose["services"]["grafana"]["environment"];
+    assert_eq!(grafana["GF_AUTH_ANONYMOUS_ENABLED"].as_str(), Some("true"));
+    assert_eq!(
+        grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"].as_str(),
+        Some("Viewer")
+    );
+    assert!(
+        grafana["GF_SECURITY_ADMIN_PASSWORD"]
+            .as_str()
+            .unwrap()
+            .contains(":?"),
+        "Grafana's admin password must be required, not defaulted"
     );
 }

@@ -12,11 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{client, send, start_server, stop};
+use common::{Stack, client, send, start_server, stop};
 use http::{Method, StatusCode};
-use nexussale_core::testkit::services::{redis_url, unavailable};
-use nexussale_core::testkit::unique_name;
-use nexussale_kafka::testkit::MockHost;
+use nexussale_core::testkit::services::redis_url;
 use nexussale_mysql::sqlx;
 use nexussale_redis::{RedisConfig, RedisStockStore};
 use parking_lot::Mutex;
@@ -30,42 +28,22 @@ type Outcomes = Arc<Mutex<HashMap<String, Option<String>>>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_burst_then_restart_loses_nothing_and_the_counts_add_up() {
-    let url = redis_url();
-    let prefix = unique_name("nexussale-crash-");
-    let store =
-        match RedisStockStore::connect_with(&url, RedisConfig::default().prefix(prefix.clone()))
-            .await
-        {
-            Ok(store) if store.ping().await.is_ok() => store,
-            _ => return unavailable::<()>("redis", &url).unwrap_or(()),
-        };
-    let Some((mut admin, database, db_url)) = common::fresh_database().await else {
+    let Some(mut services) = Stack::start("crash", 4).await else {
         return;
     };
-    let kafka = MockHost::start();
-    let topic = unique_name("orders-");
-    kafka.create_topic(&topic, 4);
-    kafka.create_topic(&format!("{topic}.dlq"), 1);
-    let group = unique_name("crash-group-");
-    let stack = [
-        "--redis-url",
-        &url,
-        "--redis-prefix",
-        &prefix,
-        "--database-url",
-        &db_url,
-        "--kafka-brokers",
-        kafka.bootstrap(),
-        "--kafka-topic",
-        &topic,
-        "--kafka-group",
-        &group,
-        // The dead process's consumer leaves the group after this, not librdkafka's 45 s.
+    let store = RedisStockStore::connect_with(
+        &redis_url(),
+        RedisConfig::default().prefix(services.prefix.clone()),
+    )
+    .await
+    .unwrap();
+    // The dead process's consumer leaves the group after this, not librdkafka's 45 s.
+    let stack = services.args(&[
         "--kafka-option",
         "session.timeout.ms=6000",
         "--kafka-option",
         "heartbeat.interval.ms=500",
-    ];
+    ]);
 
     let (mut doomed, address) = start_server(&stack);
     let base = format!("http://{address}");
@@ -205,9 +183,10 @@ async fn kill_9_mid_burst_then_restart_loses_nothing_and_the_counts_add_up() {
     assert_eq!(sale["sold"], paid);
     assert_eq!(sale["available"], STOCK - paid);
     let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(&format!(
-        "SELECT user_id, CAST(status AS BINARY) FROM `{database}`.orders WHERE sku = 'crash'"
+        "SELECT user_id, CAST(status AS BINARY) FROM `{}`.orders WHERE sku = 'crash'",
+        services.database
     ))
-    .fetch_all(&mut admin)
+    .fetch_all(&mut services.admin)
     .await
     .unwrap();
     let rows: Vec<(String, String)> = rows
@@ -234,6 +213,6 @@ async fn kill_9_mid_burst_then_restart_loses_nothing_and_the_counts_add_up() {
     );
 
     stop(server);
-    common::drop_database(&mut admin, &database).await;
+    services.drop_database().await;
     assert_eq!(store.purge().await.unwrap(), 2);
 }

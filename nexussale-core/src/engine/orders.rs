@@ -71,7 +71,8 @@ impl FlashSale {
         let order = self.pending_order(id).await?;
         let confirmed = self.inner.stock.confirm(&order.sku, id, self.now()).await;
         match self.unless_lost(&order.sku, confirmed)? {
-            ConfirmOutcome::Confirmed | ConfirmOutcome::AlreadyConfirmed => {}
+            ConfirmOutcome::Confirmed => crate::meter::settled(OrderStatus::Paid),
+            ConfirmOutcome::AlreadyConfirmed => {}
             ConfirmOutcome::Released(reason) => {
                 let status = released_status(reason);
                 self.settle(&order, status).await?;
@@ -95,6 +96,7 @@ impl FlashSale {
         let status = match self.unless_lost(&order.sku, released)? {
             ReleaseOutcome::Released { .. } => {
                 self.units_returned(&order.sku);
+                crate::meter::settled(OrderStatus::Expired);
                 OrderStatus::Expired
             }
             ReleaseOutcome::AlreadyReleased(reason) => released_status(reason),
@@ -115,7 +117,10 @@ impl FlashSale {
             .release(&order.sku, id, ReleaseReason::Cancelled)
             .await;
         match self.unless_lost(&order.sku, released)? {
-            ReleaseOutcome::Released { .. } => self.units_returned(&order.sku),
+            ReleaseOutcome::Released { .. } => {
+                self.units_returned(&order.sku);
+                crate::meter::settled(OrderStatus::Cancelled);
+            }
             ReleaseOutcome::AlreadyReleased(ReleaseReason::Cancelled) => {}
             ReleaseOutcome::AlreadyReleased(reason) => {
                 let status = released_status(reason);

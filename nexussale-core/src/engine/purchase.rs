@@ -1,6 +1,6 @@
 //! The purchase path.
 
-use tracing::{debug, error};
+use tracing::{Instrument, debug, error};
 
 use super::FlashSale;
 use super::finish::FinishOnDrop;
@@ -94,6 +94,7 @@ impl FlashSale {
     /// Once it reaches the stock store, the purchase runs to its end even if this future is
     /// dropped (an HTTP client that hangs up): the rest of it then runs in a task of its own, and
     /// no unit is left reserved without its order event.
+    #[tracing::instrument(level = "trace", name = "purchase", skip_all, fields(otel.name = "purchase", sku = %request.sku, quantity = request.quantity))]
     pub async fn purchase(&self, request: PurchaseRequest) -> Result<PurchaseOutcome> {
         if request.quantity == 0 {
             return Err(Error::invalid("quantity", "must be at least 1"));
@@ -151,7 +152,9 @@ impl FlashSale {
         // units reserved with no order event between the reserve and the publish, held from
         // everyone until the TTL — during a drop, stock nobody can buy.
         let engine = self.clone();
-        FinishOnDrop::new(async move { engine.reserve_and_publish(reserve, now_ms).await }).await
+        // In the purchase's span, also once it runs in a task of its own.
+        let rest = async move { engine.reserve_and_publish(reserve, now_ms).await };
+        FinishOnDrop::new(rest.in_current_span()).await
     }
 
     /// Reserves, then publishes the order event (or returns the units), and answers.

@@ -42,6 +42,7 @@ impl FlashSale {
             && !entry.rebuilding.swap(true, Ordering::AcqRel)
         {
             warn!(sku = %sku, "the stock store lost the sale or its state went backwards; rebuilding it from the orders");
+            crate::meter::rebuilding(sku, true);
             let (engine, sku) = (self.clone(), sku.clone());
             tokio::spawn(async move { engine.rebuild(sku).await });
         }
@@ -56,6 +57,7 @@ impl FlashSale {
             match self.rebuild_once(&sku).await {
                 Ok(restored) => {
                     info!(sku = %sku, restored, "sale stock rebuilt; purchases resume");
+                    crate::meter::rebuilt(if restored { "restored" } else { "skipped" });
                     break;
                 }
                 Err(err) if err.is_retryable() => {
@@ -66,6 +68,8 @@ impl FlashSale {
                 Err(err) => {
                     error!(sku = %sku, error = %err, "sale cannot be rebuilt; forgetting it");
                     self.forget(&sku);
+                    crate::meter::rebuilt("abandoned");
+                    crate::meter::rebuilding(&sku, false);
                     return;
                 }
             }
@@ -74,6 +78,7 @@ impl FlashSale {
             entry.units_returned();
             entry.rebuilding.store(false, Ordering::Release);
         }
+        crate::meter::rebuilding(&sku, false);
     }
 
     /// One attempt; answers whether this call restored the store (false: the store had the

@@ -94,14 +94,16 @@ impl FlashSale {
         };
         let repository = self.inner.repository.counts(sku).await?;
         let (reserved, sold) = store.map_or((0, 0), |s| (s.reserved, s.sold));
-        Ok(ReconcileReport {
+        let report = ReconcileReport {
             sku: sku.clone(),
             store,
             repository,
             reserved_drift: reserved as i64 - repository.pending.units as i64,
             sold_drift: sold as i64 - repository.paid.units as i64,
             repaired: false,
-        })
+        };
+        crate::meter::drift(&report);
+        Ok(report)
     }
 
     /// The sale's definition: the repository's (durable) copy, else the store's.

@@ -161,6 +161,7 @@ impl FlashSale {
         match outcome {
             ReleaseOutcome::Released { quantity } => {
                 self.units_returned(&reservation.sku);
+                crate::meter::settled(OrderStatus::Expired);
                 self.record_expiry(reservation, OrderStatus::Expired, repository_down)
                     .await?;
                 Ok(Some(quantity))

@@ -3,14 +3,15 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{Instrument, debug, error, warn};
 
 use super::FlashSale;
 use super::orders::Recorded;
 use crate::error::Result;
 use crate::order::{Order, OrderEvent, OrderStatus};
 use crate::outage::OutageLog;
-use crate::queue::DeliveryTag;
+use crate::queue::{Delivery, DeliveryTag};
+use crate::trace;
 
 impl FlashSale {
     /// Takes one batch off the queue, persists its placements in one idempotent insert and
@@ -34,10 +35,43 @@ impl FlashSale {
         if deliveries.is_empty() {
             return Ok(0);
         }
+        // The batch continues its purchase's trace, or links to each when it joins several.
+        let span = tracing::trace_span!(
+            "worker batch",
+            otel.name = "worker batch",
+            events = deliveries.len()
+        );
+        if let [one] = deliveries.as_slice()
+            && let Some(parent) = &one.trace
+        {
+            trace::follow(&span, parent);
+        } else if !span.is_disabled() {
+            for linked in deliveries
+                .iter()
+                .filter_map(|delivery| delivery.trace.as_ref())
+            {
+                trace::link(&span, linked);
+            }
+        }
+        self.process_deliveries(deliveries).instrument(span).await
+    }
+
+    async fn process_deliveries(&self, deliveries: Vec<Delivery>) -> Result<usize> {
         let tags: Vec<DeliveryTag> = deliveries.iter().map(|delivery| delivery.tag).collect();
+        // Each order's insert in its purchase's trace (only when spans are recorded).
+        let recorded = !tracing::Span::current().is_disabled();
+        let mut inserts = Vec::new();
         let mut placed: Vec<Order> = Vec::with_capacity(deliveries.len());
         let mut settled = Vec::new();
         for delivery in deliveries {
+            if recorded
+                && let (OrderEvent::Placed { order }, Some(parent)) =
+                    (&delivery.event, &delivery.trace)
+            {
+                let span = tracing::trace_span!("insert order", otel.name = "insert order", order = %order.id, sku = %order.sku);
+                trace::follow(&span, parent);
+                inserts.push(span);
+            }
             let status = match &delivery.event {
                 OrderEvent::Placed { .. } => OrderStatus::Pending,
                 OrderEvent::Paid { .. } => OrderStatus::Paid,
@@ -51,7 +85,9 @@ impl FlashSale {
                 _ => settled.push(order),
             }
         }
-        if let Err(err) = self.persist(&placed, &settled).await {
+        let persisted = self.persist(&placed, &settled).await;
+        drop(inserts);
+        if let Err(err) = persisted {
             if let Err(nack_error) = self.inner.queue.nack(&tags).await {
                 warn!(error = %nack_error, "could not give a failed batch back; it comes back after the queue's redelivery timeout");
             }
@@ -64,9 +100,13 @@ impl FlashSale {
 
     /// Placements first: a transition's order was placed before it (or is inserted settled).
     async fn persist(&self, placed: &[Order], settled: &[Order]) -> Result<()> {
+        let mut insert = None;
         if !placed.is_empty() {
+            let started = std::time::Instant::now();
             self.inner.repository.insert(placed).await?;
+            insert = Some(started.elapsed());
         }
+        crate::meter::batch(placed.len() + settled.len(), insert);
         for order in settled {
             if let Recorded::Conflict(actual) = self.record(order).await? {
                 // The stock store settles each reservation once: a repository that disagrees

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::ident::{IdempotencyKey, UserId};
@@ -74,6 +75,50 @@ pub struct Call {
     pub method: Method,
 }
 
+impl Backend {
+    /// `stock`, `queue` or `repository`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Stock => "stock",
+            Backend::Queue => "queue",
+            Backend::Repository => "repository",
+        }
+    }
+}
+
+impl Method {
+    /// The trait method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::CreateSale => "create_sale",
+            Method::Sale => "sale",
+            Method::Sales => "sales",
+            Method::Reserve => "reserve",
+            Method::Reservation => "reservation",
+            Method::ReservationByKey => "reservation_by_key",
+            Method::Confirm => "confirm",
+            Method::Release => "release",
+            Method::Expired => "expired",
+            Method::Snapshot => "snapshot",
+            Method::Restore => "restore",
+            Method::LockRebuild => "lock_rebuild",
+            Method::UnlockRebuild => "unlock_rebuild",
+            Method::Publish => "publish",
+            Method::Receive => "receive",
+            Method::Ack => "ack",
+            Method::Nack => "nack",
+            Method::Mark => "mark",
+            Method::Drained => "drained",
+            Method::SaveSale => "save_sale",
+            Method::Insert => "insert",
+            Method::Get => "get",
+            Method::List => "list",
+            Method::Transition => "transition",
+            Method::Counts => "counts",
+        }
+    }
+}
+
 /// The backend's answer to a [`Call`], as its [`Hook`] sees it.
 #[derive(Debug, Clone, Copy)]
 pub enum Answer<'a> {
@@ -116,6 +161,8 @@ impl<'a> Answer<'a> {
 ///   called when `before` refused the call.
 /// - Both are synchronous and run on the caller's task: keep them short (a counter, a clock read,
 ///   a log line).
+/// - [`span`](Hook::span), if not disabled, is the span the call runs in (from `before` to
+///   `after`).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -167,6 +214,12 @@ pub trait Hook: Send + Sync + Debug + 'static {
         let _ = (call, started, answer);
         None
     }
+
+    /// The span the call runs in; [`Span::none`](tracing::Span::none) (the default): none.
+    fn span(&self, call: Call) -> tracing::Span {
+        let _ = call;
+        tracing::Span::none()
+    }
 }
 
 impl<H: Hook + ?Sized> Hook for Arc<H> {
@@ -180,6 +233,10 @@ impl<H: Hook + ?Sized> Hook for Arc<H> {
 
     fn after(&self, call: Call, started: Instant, answer: Answer<'_>) -> Option<Error> {
         (**self).after(call, started, answer)
+    }
+
+    fn span(&self, call: Call) -> tracing::Span {
+        (**self).span(call)
     }
 }
 
@@ -215,6 +272,18 @@ impl<T, H: Hook> Hooked<T, H> {
         call: impl Future<Output = Result<R>> + Send,
     ) -> Result<R> {
         let call_of = Call { backend, method };
+        let span = hook.span(call_of);
+        if span.is_disabled() {
+            return Self::call_in(hook, call_of, call).await;
+        }
+        Self::call_in(hook, call_of, call).instrument(span).await
+    }
+
+    async fn call_in<R: Any>(
+        hook: &H,
+        call_of: Call,
+        call: impl Future<Output = Result<R>> + Send,
+    ) -> Result<R> {
         hook.before(call_of)?;
         let started = Instant::now();
         if let Some(delay) = hook.delay(call_of) {

@@ -41,6 +41,22 @@ impl Hook for OutageLog {
         }
         None
     }
+
+    /// The engine's own span of each backend call (`TRACE`, for a trace exporter), inside the
+    /// span of what made it (a purchase, a worker batch): the background loops' polls (the
+    /// worker waiting for events, the sweeper listing sales) would be a trace each, all noise.
+    fn span(&self, call: Call) -> tracing::Span {
+        if !tracing::level_enabled!(tracing::Level::TRACE) || tracing::Span::current().is_none() {
+            return tracing::Span::none();
+        }
+        tracing::trace_span!(
+            "backend call",
+            otel.name = %format_args!("{} {}", call.backend.as_str(), call.method.as_str()),
+            otel.kind = "client",
+            backend = call.backend.as_str(),
+            method = call.method.as_str(),
+        )
+    }
 }
 
 #[cfg(test)]

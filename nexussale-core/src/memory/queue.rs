@@ -15,6 +15,7 @@ use super::padded::Padded;
 use crate::error::{Error, Result};
 use crate::order::OrderEvent;
 use crate::queue::{Delivery, DeliveryTag, OrderQueue, QueueMark};
+use crate::trace::TraceParent;
 
 /// Events held at most, unless configured otherwise.
 pub const DEFAULT_CAPACITY: usize = 1_000_000;
@@ -39,11 +40,13 @@ struct Queued {
     /// False for an event given back (nacked or overdue): it was received before.
     fresh: bool,
     event: OrderEvent,
+    trace: Option<TraceParent>,
 }
 
 struct InFlight {
     seq: u64,
     event: OrderEvent,
+    trace: Option<TraceParent>,
     deadline: Instant,
 }
 
@@ -88,6 +91,7 @@ impl Books {
                     seq: delivery.seq,
                     fresh: false,
                     event: delivery.event,
+                    trace: delivery.trace,
                 }
             })
             .collect()
@@ -200,6 +204,7 @@ impl OrderQueue for MemoryOrderQueue {
             seq,
             fresh: true,
             event: event.clone(),
+            trace: crate::trace::current(),
         }]);
         Ok(())
     }
@@ -239,16 +244,18 @@ impl OrderQueue for MemoryOrderQueue {
                     InFlight {
                         seq: item.seq,
                         event: item.event.clone(),
+                        trace: item.trace.clone(),
                         deadline: redeliver_at,
                     },
                 );
-                Delivery {
-                    event: item.event,
-                    tag: DeliveryTag {
+                Delivery::new(
+                    item.event,
+                    DeliveryTag {
                         partition: 0,
                         offset,
                     },
-                }
+                )
+                .with_trace(item.trace)
             })
             .collect())
     }

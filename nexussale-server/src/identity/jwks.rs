@@ -252,28 +252,15 @@ async fn read(
     }
 }
 
-type HttpsClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Empty<Bytes>,
->;
+type HttpsClient =
+    hyper_util::client::legacy::Client<crate::https_client::HttpsConnector, Empty<Bytes>>;
 
 /// A set's HTTP client, built at its first fetch and kept: the system's trusted roots are read
 /// from disk once, not on every refresh (one per set, not per process: its pooled connections
 /// belong to the runtime that made them).
 async fn client(cell: &tokio::sync::OnceCell<HttpsClient>) -> Result<&HttpsClient, String> {
-    cell.get_or_try_init(|| async {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|err| format!("cannot load the system's trusted roots: {err}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(https),
-        )
-    })
-    .await
+    cell.get_or_try_init(|| async { crate::https_client::build() })
+        .await
 }
 
 /// GETs `url` (http or https, the system's trusted roots).

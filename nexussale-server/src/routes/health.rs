@@ -61,15 +61,7 @@ pub(super) fn health() -> Response {
     )
 )]
 pub(super) async fn ready(state: &AppState) -> Response {
-    let answers = join_all(state.probes.iter().map(|(name, probe)| async move {
-        let answer = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
-            Ok(Ok(())) => "ok".to_owned(),
-            Ok(Err(err)) => format!("failing: {err}"),
-            Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
-        };
-        (*name, answer)
-    }))
-    .await;
+    let answers = probe_all(state).await;
     let ready = answers.iter().all(|(_, answer)| answer == "ok");
     let backends = answers.into_iter().collect();
     if ready {
@@ -91,7 +83,21 @@ pub(super) async fn ready(state: &AppState) -> Response {
     }
 }
 
-/// Prometheus text: what the recorder holds, with each sale's available units read now.
+/// Each backend's probe answer: `ok`, or what went wrong.
+async fn probe_all(state: &AppState) -> Vec<(&'static str, String)> {
+    join_all(state.probes.iter().map(|(name, probe)| async move {
+        let answer = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(err)) => format!("failing: {err}"),
+            Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+        };
+        (*name, answer)
+    }))
+    .await
+}
+
+/// Prometheus text: what the recorder holds, with each sale's units, each backend's readiness
+/// and the process's resources read now.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -110,12 +116,12 @@ pub(super) async fn metrics(state: &AppState) -> Response {
         )
         .into_response();
     };
-    if let Ok(sales) = state.engine.sales().await {
-        for view in sales {
-            metrics::gauge!("nexussale_units_available", "sku" => view.sale.sku.as_str().to_owned())
-                .set(view.snapshot.available as f64);
-        }
+    let (sales, probes) = futures::join!(state.engine.sales(), probe_all(state));
+    if let Ok(sales) = sales {
+        crate::telemetry::units(&sales);
     }
+    crate::telemetry::backends_up(probes.iter().map(|(name, answer)| (*name, answer == "ok")));
+    crate::telemetry::process();
     let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
         handle.render(),
     )));

@@ -42,7 +42,11 @@ pub(crate) struct Add {
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
     )
 )]
-pub(super) async fn add<B>(state: &AppState, scope: &Scope, body: B) -> Result<Response, ApiError>
+pub(super) async fn add<B>(
+    state: &AppState,
+    scope: &Scope,
+    body: B,
+) -> Result<(Response, &'static str), ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,

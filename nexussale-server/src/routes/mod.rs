@@ -9,6 +9,7 @@ mod sales;
 mod table;
 
 pub use docs::openapi;
+pub(crate) use sales::PURCHASE_OUTCOMES;
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -74,15 +75,15 @@ tokio::task_local! {
     static MATCHED: Cell<&'static str>;
 }
 
-/// Runs `answer` (a request through the router) with a slot for the route template it matches;
-/// answers its output and the template (`-` when no route matched).
-pub(crate) async fn recording_route<F: Future>(answer: F) -> (F::Output, &'static str) {
-    MATCHED
-        .scope(Cell::new("-"), async {
-            let output = answer.await;
-            (output, MATCHED.with(Cell::get))
-        })
-        .await
+/// Runs `answer` (a request through the stack) with a slot for the route template the router
+/// matches, which the layers read with [`matched`] once the router answered.
+pub(crate) async fn recording_route<F: Future>(answer: F) -> F::Output {
+    MATCHED.scope(Cell::new("-"), answer).await
+}
+
+/// The route template the router matched for the request being served (`-`: none, or not yet).
+pub(crate) fn matched() -> &'static str {
+    MATCHED.try_with(Cell::get).unwrap_or("-")
 }
 
 async fn dispatch<B>(state: &AppState, request: Request<B>) -> Result<Response, ApiError>
@@ -120,7 +121,7 @@ where
         Err(err) => Err(err),
     };
     let mut response = answer.unwrap_or_else(ApiError::into_response);
-    // Outside `recording_route` (the access log off) there is no slot, and nothing to do.
+    // Outside `recording_route` (the router called on its own) there is no slot.
     let _ = MATCHED.try_with(|matched| matched.set(route.template));
     if head {
         response = without_body(response);
@@ -148,9 +149,12 @@ where
         Handler::CreateSale => sales::create(state, request.into_body()).await,
         Handler::GetSale => sales::get(state, params.first()).await,
         Handler::Purchase => {
-            limit::client(state, &request)?;
-            let (parts, body) = request.into_parts();
-            sales::purchase(state, &scope, params.first(), &parts.headers, body).await
+            sales::counted(async {
+                limit::client(state, &request)?;
+                let (parts, body) = request.into_parts();
+                sales::purchase(state, &scope, params.first(), &parts.headers, body).await
+            })
+            .await
         }
         Handler::ListOrders => orders::list(state, &scope, request.uri().query()).await,
         Handler::GetOrder => orders::get(state, &scope, params.first()).await,
@@ -158,8 +162,11 @@ where
         Handler::Pay => orders::pay(state, params.first()).await,
         Handler::Cancel => orders::cancel(state, &scope, params.first()).await,
         Handler::LegacyAdd => {
-            limit::client(state, &request)?;
-            legacy::add(state, &scope, request.into_body()).await
+            sales::counted(async {
+                limit::client(state, &request)?;
+                legacy::add(state, &scope, request.into_body()).await
+            })
+            .await
         }
         Handler::LegacyAll => legacy::all(state).await,
         Handler::SwaggerUi => docs::swagger_ui(None),

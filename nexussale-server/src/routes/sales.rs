@@ -242,7 +242,7 @@ pub(super) async fn purchase<B>(
     sku: &str,
     headers: &HeaderMap,
     body: B,
-) -> Result<Response, ApiError>
+) -> Result<(Response, &'static str), ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -292,26 +292,55 @@ pub(super) fn buyer(scope: &Scope, user: Option<&str>) -> Result<UserId, ApiErro
     }
 }
 
-/// Runs a purchase and answers it as the contract says (also used by `POST /seckill/add`).
-pub(crate) async fn buy(state: &AppState, request: PurchaseRequest) -> Result<Response, ApiError> {
+/// The purchase outcomes `nexussale_purchases_total` counts: the accepted ones, then the
+/// refusals by their exact reason.
+pub(crate) const PURCHASE_OUTCOMES: [&str; 12] = [
+    "accepted",
+    "duplicate",
+    "sold_out",
+    "limit_exceeded",
+    "not_active",
+    "rate_limited",
+    "unknown_sale",
+    "invalid",
+    "forbidden",
+    "conflict",
+    "unavailable",
+    "failed",
+];
+
+/// Answers a purchase request (`answer`: its handler, from the rate limits on) and counts it by
+/// outcome, with its latency.
+pub(super) async fn counted(
+    answer: impl Future<Output = Result<(Response, &'static str), ApiError>>,
+) -> Result<Response, ApiError> {
     let start = std::time::Instant::now();
-    let answer = purchase_answer(state, request).await;
+    let answer = answer.await;
     let outcome = match &answer {
         Ok((_, outcome)) => *outcome,
-        Err(err) if err.status.is_server_error() => "failed",
-        Err(err) => match err.code {
-            code @ ("sold_out" | "limit_exceeded") => code,
-            "sale_not_active" => "not_active",
-            _ => "rejected",
-        },
+        Err(err) => outcome(err),
     };
     metrics::counter!("nexussale_purchases_total", "outcome" => outcome).increment(1);
     metrics::histogram!("nexussale_purchase_duration_seconds").record(start.elapsed());
     answer.map(|(response, _)| response)
 }
 
-/// The answer to a purchase, with its outcome for the metrics.
-async fn purchase_answer(
+/// The outcome a refused purchase is counted under.
+fn outcome(err: &ApiError) -> &'static str {
+    match err.code {
+        "unavailable" => "unavailable",
+        _ if err.status.is_server_error() => "failed",
+        "sale_not_active" => "not_active",
+        "invalid_request" | "payload_too_large" => "invalid",
+        code @ ("sold_out" | "limit_exceeded" | "rate_limited" | "unknown_sale" | "forbidden"
+        | "conflict") => code,
+        _ => "invalid",
+    }
+}
+
+/// Runs a purchase and answers it as the contract says, with its outcome for the metrics (also
+/// used by `POST /seckill/add`).
+pub(crate) async fn buy(
     state: &AppState,
     request: PurchaseRequest,
 ) -> Result<(Response, &'static str), ApiError> {

@@ -46,6 +46,8 @@ impl Around for AccessLog {
         // Boxed: the rest of the stack's future, held here beside the span or the id's slot,
         // would make this one kilobytes large, and every layer above copies what it wraps.
         let answer = Box::pin(served(enabled, next, request));
+        // The request's span names its trace when one is recorded (JSON lines show it).
+        let trace_fields = crate::otel::enabled();
         async move {
             let id = id.unwrap_or_else(|| http::HeaderValue::from_static(""));
             let latency_us = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -68,7 +70,11 @@ impl Around for AccessLog {
                     let text = request_id::text(&id);
                     // Info level: with the default filter every line the request logs names
                     // its id.
-                    let span = tracing::info_span!("request", request_id = %text);
+                    let span = if trace_fields {
+                        tracing::info_span!("request", request_id = %text, trace_id = tracing::field::Empty, span_id = tracing::field::Empty)
+                    } else {
+                        tracing::info_span!("request", request_id = %text)
+                    };
                     let (response, route) = answer.instrument(span.clone()).await;
                     if let Some(route) = route {
                         let _entered = span.enter();
@@ -100,9 +106,6 @@ where
     N: FnOnce(Request<B>) -> F,
     F: Future<Output = Response>,
 {
-    if !enabled {
-        return (next(request).await, None);
-    }
-    let (response, route) = routes::recording_route(next(request)).await;
-    (response, Some(route))
+    let response = next(request).await;
+    (response, enabled.then(routes::matched))
 }

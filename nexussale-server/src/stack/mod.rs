@@ -12,13 +12,20 @@
 //!    binary's plain format writes) and, unless `--access-log off`, one info line per request:
 //!    method, route template, status, latency.
 //!    No header is ever logged, so neither `authorization` nor cookies can be.
-//! 3. [`CatchPanic`]: a panicking handler answers 500 in the contract's JSON; neither the
+//! 3. [`HttpMetrics`]: requests by method, route template and status class; requests in
+//!    flight.
+//! 4. [`HttpSpans`]: with traces exported, the request's span (a child of the caller's
+//!    `traceparent`), named by its route template, with its status.
+//! 5. [`CatchPanic`]: a panicking handler answers 500 in the contract's JSON; neither the
 //!    connection's task nor the server goes down.
-//! 4. [`Authenticate`]: the `Authorization` header verified once (admin, payment or buyer
+//! 6. [`Authenticate`]: the `Authorization` header verified once (admin, payment or buyer
 //!    token); the router checks the result against the route's access in the route table.
-//! 5. [`Deadline`]: a request past `--request-timeout-secs` answers 503 `unavailable` with
+//! 7. [`Deadline`]: a request past `--request-timeout-secs` answers 503 `unavailable` with
 //!    `Retry-After`.
-//! 6. `router`: the route table's handlers.
+//! 8. `router`: the route table's handlers.
+//!
+//! The route template the router matched is recorded for the whole stack
+//! ([`routes::matched`]), so the layers above the router name it.
 //!
 //! tower-http's catch-panic and timeout layers answer with bodies of their own type, and without
 //! the contract's JSON; these keep every answer a [`Response`]. Adding a concern is one `Around`
@@ -27,8 +34,10 @@
 mod access_log;
 mod authenticate;
 mod deadline;
+mod http_metrics;
 mod panic;
 pub(crate) mod request_id;
+mod spans;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -42,8 +51,10 @@ use hyper::body::Body;
 pub(crate) use access_log::{AccessLog, TARGET as ACCESS_TARGET};
 pub(crate) use authenticate::Authenticate;
 pub(crate) use deadline::Deadline;
+pub(crate) use http_metrics::HttpMetrics;
 pub(crate) use panic::CatchPanic;
 pub(crate) use request_id::RequestIds;
+pub(crate) use spans::HttpSpans;
 
 use crate::body::{Response, TimedBody};
 use crate::routes;
@@ -66,6 +77,8 @@ pub(crate) trait Around: Clone + Send + Sync + 'static {
 pub(crate) struct Stack {
     ids: RequestIds,
     log: AccessLog,
+    meter: HttpMetrics,
+    spans: HttpSpans,
     panics: CatchPanic,
     auth: Authenticate,
     deadline: Deadline,
@@ -80,6 +93,8 @@ pub(crate) fn stack(state: Arc<AppState>) -> Stack {
             enabled: state.access_log,
             lines: state.log_lines.clone(),
         },
+        meter: HttpMetrics,
+        spans: HttpSpans,
         panics: CatchPanic,
         auth: Authenticate {
             identity: Arc::new(state.identity.clone()),
@@ -100,6 +115,8 @@ impl Stack {
     {
         let Self {
             ids,
+            meter,
+            spans,
             panics,
             deadline,
             ..
@@ -110,18 +127,23 @@ impl Stack {
         Box::pin(async move {
             let answer = ids.around(request, move |request| {
                 log.around(request, move |request| {
-                    panics.around(request, move |request| {
-                        auth.around(request, move |request| {
-                            // Boxed: the route table's future is kilobytes, and each layer
-                            // would otherwise copy it as it wraps it (most of a request's
-                            // instructions).
-                            deadline
-                                .around(request, move |request| Box::pin(router(state, request)))
+                    meter.around(request, move |request| {
+                        spans.around(request, move |request| {
+                            panics.around(request, move |request| {
+                                auth.around(request, move |request| {
+                                    // Boxed: the route table's future is kilobytes, and each
+                                    // layer would otherwise copy it as it wraps it (most of a
+                                    // request's instructions).
+                                    deadline.around(request, move |request| {
+                                        Box::pin(router(state, request))
+                                    })
+                                })
+                            })
                         })
                     })
                 })
             });
-            Ok(answer.await)
+            Ok(routes::recording_route(answer).await)
         })
     }
 }

@@ -8,10 +8,12 @@ use hyper::service::Service;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use nexussale_core::testkit::services::{database_url, unavailable};
+use nexussale_core::testkit::services::{database_url, redis_url, unavailable};
 use nexussale_core::testkit::unique_name;
+use nexussale_kafka::testkit::MockHost;
 use nexussale_mysql::MySqlOrderRepository;
 use nexussale_mysql::sqlx::{self, Connection};
+use nexussale_redis::redis;
 use nexussale_server::App;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -185,7 +187,16 @@ pub(crate) fn start_server(extra: &[&str]) -> (Server, String) {
 pub(crate) fn start_server_logged(
     extra: &[&str],
 ) -> (Server, String, std::sync::Arc<parking_lot::Mutex<String>>) {
+    start_server_with_env(extra, &[])
+}
+
+/// [`start_server_logged`] with these environment variables set.
+pub(crate) fn start_server_with_env(
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Server, String, std::sync::Arc<parking_lot::Mutex<String>>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nexussale-server"));
+    command.envs(env.iter().copied());
     if !extra.contains(&"--listen") {
         command.args(["--listen", "127.0.0.1:0"]);
     }
@@ -213,6 +224,11 @@ pub(crate) fn start_server_logged(
                 .next()
                 .unwrap()
                 .to_owned();
+        }
+        // NEXUSSALE_LOG_FORMAT=json
+        if let Some(at) = line.find("\"address\":\"") {
+            let rest = &line[at + "\"address\":\"".len()..];
+            break rest[..rest.find('"').unwrap()].to_owned();
         }
     };
     // Keep draining its output so the server never blocks on a full pipe (and show it when
@@ -294,4 +310,72 @@ where
         .execute(executor)
         .await
         .unwrap();
+}
+
+/// The full stack a test runs servers over: Redis stock (its own prefix), a Kafka mock cluster
+/// (its own topic), a MySQL database of its own (dropped at the end).
+pub(crate) struct Stack {
+    pub(crate) kafka: MockHost,
+    pub(crate) topic: String,
+    /// The Redis key prefix the servers use.
+    pub(crate) prefix: String,
+    pub(crate) admin: sqlx::MySqlConnection,
+    pub(crate) database: String,
+    args: Vec<String>,
+}
+
+impl Stack {
+    /// `None` (after printing why) where Redis or MySQL is absent and not required.
+    pub(crate) async fn start(name: &str, partitions: i32) -> Option<Self> {
+        let url = redis_url();
+        if redis::Client::open(url.as_str())
+            .and_then(|client| client.get_connection())
+            .is_err()
+        {
+            return unavailable("redis", &url);
+        }
+        let (admin, database, db_url) = fresh_database().await?;
+        let kafka = MockHost::start();
+        let topic = unique_name(&format!("{name}-orders-"));
+        let prefix = unique_name(&format!("nexussale-{name}-"));
+        kafka.create_topic(&topic, partitions);
+        kafka.create_topic(&format!("{topic}.dlq"), 1);
+        let args = [
+            "--redis-url",
+            &url,
+            "--redis-prefix",
+            &prefix,
+            "--database-url",
+            &db_url,
+            "--kafka-brokers",
+            kafka.bootstrap(),
+            "--kafka-topic",
+            &topic,
+            "--kafka-group",
+            &unique_name(&format!("{name}-group-")),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        Some(Self {
+            kafka,
+            topic,
+            prefix,
+            args,
+            admin,
+            database,
+        })
+    }
+
+    /// The stack's flags, then `extra`.
+    pub(crate) fn args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        self.args
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+            .collect()
+    }
+
+    pub(crate) async fn drop_database(mut self) {
+        drop_database(&mut self.admin, &self.database).await;
+    }
 }

@@ -1,0 +1,208 @@
+//! Traces over OTLP (HTTP/protobuf): the process's spans that carry an `otel.name` (the HTTP
+//! request, the engine's purchase, each backend call, the worker's batch and each order's
+//! insert) go to an OpenTelemetry collector, and the W3C trace context travels with each order
+//! event ([`nexussale_core::trace`]), so a purchase and the insert of its order, in another
+//! process, are one trace.
+//!
+//! Configured by `--otlp-endpoint` / `OTEL_EXPORTER_OTLP_ENDPOINT` and OpenTelemetry's own
+//! variables (`OTEL_SERVICE_NAME`, default `nexussale`; `OTEL_TRACES_SAMPLER` /
+//! `OTEL_TRACES_SAMPLER_ARG`; `OTEL_EXPORTER_OTLP_HEADERS`; `OTEL_BSP_*`). Off when unset: no
+//! layer, and the spans, at `TRACE` level, are never built.
+//!
+//! Export is batched on its own thread into a bounded queue (2,048 spans; beyond, spans are
+//! dropped): a slow or dead collector never holds up a request.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use nexussale_core::trace::{Propagation, TraceParent};
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider,
+};
+use opentelemetry_http::{HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Subscriber;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::registry::LookupSpan;
+
+/// How long one export may take (OTLP's default).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits to send what is still queued.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The largest collector answer read.
+const MAX_ANSWER: usize = 1 << 20;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports traces.
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The running exporter: flushes what it holds (up to a few seconds) when dropped. Keep it
+/// until the process ends.
+#[derive(Debug)]
+pub struct Traces {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for Traces {
+    fn drop(&mut self) {
+        if let Err(err) = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
+            tracing::debug!(error = %err, "trace exporter shutdown");
+        }
+    }
+}
+
+impl Traces {
+    /// Starts exporting to the collector at `endpoint` (`http(s)://host:port`, spans posted to
+    /// `/v1/traces` under it; an endpoint already ending in `/v1/traces` is taken as it is), and
+    /// installs the trace-context propagation. Answers the exporter and the layer to add to the
+    /// process's subscriber. Needs a tokio runtime (the exports run on it).
+    pub fn start<S>(endpoint: &str) -> Result<(Self, impl Layer<S> + Send + Sync), String>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| "traces need a tokio runtime".to_owned())?;
+        let base = endpoint.trim_end_matches('/');
+        let url = if base.ends_with("/v1/traces") {
+            base.to_owned()
+        } else {
+            format!("{base}/v1/traces")
+        };
+        let url: http::Uri = url
+            .parse()
+            .map_err(|err| format!("--otlp-endpoint {endpoint:?} is not a URL: {err}"))?;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(url.to_string())
+            .with_timeout(EXPORT_TIMEOUT)
+            .with_http_client(Client::new(runtime)?)
+            .build()
+            .map_err(|err| format!("cannot build the OTLP exporter: {err}"))?;
+        let mut resource = Resource::builder();
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+            resource = resource.with_service_name("nexussale");
+        }
+        let resource = resource
+            .with_attribute(opentelemetry::KeyValue::new(
+                "service.version",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .build();
+        // The sampler is read from OTEL_TRACES_SAMPLER / _ARG (default: parent-based, all).
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer("nexussale");
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_threads(false)
+            .with_location(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                metadata.is_span() && metadata.fields().field("otel.name").is_some()
+            }));
+        nexussale_core::trace::install(OtelPropagation);
+        ENABLED.store(true, Ordering::Relaxed);
+        Ok((Self { provider }, layer))
+    }
+}
+
+/// Names `span` (already started: `otel.name` recorded now would be ignored).
+pub(crate) fn rename(span: &tracing::Span, name: String) {
+    span.context().span().update_name(name);
+}
+
+/// The current span's OpenTelemetry context as a `traceparent`, and back.
+#[derive(Debug)]
+struct OtelPropagation;
+
+impl Propagation for OtelPropagation {
+    fn current(&self) -> Option<TraceParent> {
+        let context = tracing::Span::current().context();
+        let span = context.span();
+        let span = span.span_context();
+        if !span.is_valid() {
+            return None;
+        }
+        TraceParent::parse(&format!(
+            "00-{}-{}-{:02x}",
+            span.trace_id(),
+            span.span_id(),
+            span.trace_flags().to_u8()
+        ))
+    }
+
+    fn follow(&self, span: &tracing::Span, parent: &TraceParent) {
+        if let Some(remote) = remote(parent) {
+            let context = opentelemetry::Context::new().with_remote_span_context(remote);
+            let _ = span.set_parent(context);
+        }
+    }
+
+    fn link(&self, span: &tracing::Span, linked: &TraceParent) {
+        if let Some(remote) = remote(linked) {
+            span.add_link(remote);
+        }
+    }
+}
+
+/// The span context a `traceparent` names.
+fn remote(parent: &TraceParent) -> Option<SpanContext> {
+    let trace_id = TraceId::from_hex(parent.trace_id()).ok()?;
+    let span_id = SpanId::from_hex(parent.span_id()).ok()?;
+    let flags = u8::from_str_radix(&parent.as_str()[53..55], 16).ok()?;
+    Some(SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags),
+        true,
+        TraceState::default(),
+    ))
+}
+
+/// The exporter's HTTP client: hyper on the server's runtime. The batch processor calls it from
+/// its own thread, outside any runtime, so each export is spawned onto the runtime and awaited.
+#[derive(Debug, Clone)]
+struct Client {
+    runtime: tokio::runtime::Handle,
+    inner: hyper_util::client::legacy::Client<crate::https_client::HttpsConnector, Full<Bytes>>,
+}
+
+impl Client {
+    fn new(runtime: tokio::runtime::Handle) -> Result<Self, String> {
+        let inner = crate::https_client::build()?;
+        Ok(Self { runtime, inner })
+    }
+}
+
+#[async_trait]
+impl HttpClient for Client {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let inner = self.inner.clone();
+        let export = async move {
+            let answer = inner.request(request.map(Full::new)).await?;
+            let (parts, body) = answer.into_parts();
+            let body = Limited::new(body, MAX_ANSWER).collect().await?.to_bytes();
+            Ok::<_, HttpError>(Response::from_parts(parts, body))
+        };
+        let task = self
+            .runtime
+            .spawn(async move { tokio::time::timeout(EXPORT_TIMEOUT, export).await });
+        match task.await? {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("the collector did not answer within {EXPORT_TIMEOUT:?}").into()),
+        }
+    }
+}
