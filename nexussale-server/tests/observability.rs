@@ -206,7 +206,8 @@ async fn every_metric_the_rules_and_the_dashboard_read_is_served() {
         }
         assert!(
             Instant::now() < deadline,
-            "missing from /metrics: {missing:?}\n{text}"
+            "missing from /metrics: {missing:?}, or an expiry, a dead letter or a rebuild \
+             not counted once\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
@@ -544,13 +545,16 @@ async fn a_dead_collector_holds_up_no_purchase() {
             tokio::spawn(async move {
                 for n in 0..125 {
                     let started = Instant::now();
-                    let (status, body) = send(
+                    let uri = format!("{base}/v1/sales/dark/purchase");
+                    let purchase = send(
                         &http,
                         Method::POST,
-                        &format!("{base}/v1/sales/dark/purchase"),
+                        &uri,
                         Some(json!({ "user": format!("u{task}-{n}") })),
-                    )
-                    .await;
+                    );
+                    let (status, body) = tokio::time::timeout(Duration::from_secs(5), purchase)
+                        .await
+                        .expect("a purchase waited 5 s with the collector black-holed");
                     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
                     let took = started.elapsed();
                     let mut slowest = slowest.lock();

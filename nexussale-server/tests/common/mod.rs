@@ -123,7 +123,8 @@ pub(crate) fn client() -> HttpClient {
         .build_http()
 }
 
-/// One request over the network: status and parsed JSON body.
+/// One request over the network: status and parsed JSON body (a server that hangs fails the
+/// test in 30 s rather than holding it up).
 pub(crate) async fn send(
     client: &HttpClient,
     method: Method,
@@ -131,9 +132,15 @@ pub(crate) async fn send(
     body: Option<Value>,
 ) -> (StatusCode, Value) {
     let request = json_request(method, url, body);
-    let response = client.request(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let answer = async {
+        let response = client.request(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, bytes)
+    };
+    let (status, bytes) = tokio::time::timeout(Duration::from_secs(30), answer)
+        .await
+        .unwrap_or_else(|_| panic!("{url}: no answer within 30 s"));
     (status, serde_json::from_slice(&bytes).unwrap())
 }
 
