@@ -126,33 +126,55 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if matches!(err.downcast_ref::<BodyError>(), Some(BodyError::TimedOut)) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "invalid_request",
-                "the request body did not arrive in time; the connection is closed",
-            ));
-        }
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
-            ));
-        }
-        Err(err) => {
-            return Err(ApiError::invalid(format!(
-                "the request body could not be read: {err}"
-            )));
-        }
-    };
-    serde_json::from_slice(&bytes).map_err(|err| {
+    parse_json(&read_bytes(body).await?)
+}
+
+/// As [`read_json`], where an empty body means `T::default()` (a body of options only).
+pub(crate) async fn read_json_or_default<T, B>(body: B) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + Default,
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let bytes = read_bytes(body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(&bytes)
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|err| {
         ApiError::invalid(format!(
             "the request body is not valid JSON for this route: {err}"
         ))
     })
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`].
+async fn read_bytes<B>(body: B) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if matches!(err.downcast_ref::<BodyError>(), Some(BodyError::TimedOut)) => {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "the request body did not arrive in time; the connection is closed",
+            ))
+        }
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+        )),
+        Err(err) => Err(ApiError::invalid(format!(
+            "the request body could not be read: {err}"
+        ))),
+    }
 }
 
 /// Characters a path segment keeps as they are (RFC 3986 unreserved); the rest are

@@ -17,11 +17,12 @@ use nexussale_server::{App, AppState, Probe, RateLimiter, app, app_with};
 use serde_json::{Value, json};
 
 /// The routes of shared/CONTRACT.md.
-const CONTRACT_ROUTES: [(&str, &str); 16] = [
+const CONTRACT_ROUTES: [(&str, &str); 17] = [
     ("post", "/v1/sales"),
     ("get", "/v1/sales"),
     ("get", "/v1/sales/{sku}"),
     ("post", "/v1/sales/{sku}/purchase"),
+    ("post", "/v1/sales/{sku}/reconcile"),
     ("get", "/v1/orders/{id}"),
     ("get", "/v1/orders"),
     ("post", "/v1/orders/{id}/pay"),
@@ -406,6 +407,27 @@ async fn every_answer_matches_the_document() {
 
     // Orders: read, list, pay, cancel, and their refusals, once the worker has persisted them.
     engine.drain().await.unwrap();
+
+    // The console's reconcile: a dry run, a repair, an unknown sale, a bad body, a big one.
+    let reconcile = "/v1/sales/{sku}/reconcile";
+    for (uri, body, expected) in [
+        ("/v1/sales/ps5/reconcile", None, 200),
+        (
+            "/v1/sales/ps5/reconcile",
+            Some(json!({"repair": true})),
+            200,
+        ),
+        ("/v1/sales/nope/reconcile", None, 404),
+        ("/v1/sales/ps5/reconcile", Some(json!({"repair": 1})), 400),
+        (
+            "/v1/sales/ps5/reconcile",
+            Some(json!({"repair": "x".repeat(70_000)})),
+            413,
+        ),
+    ] {
+        let (status, body) = c.call(&app, Method::POST, reconcile, uri, body).await;
+        assert_eq!(status.as_u16(), expected, "{uri}: {body}");
+    }
     let id = first["order_id"].as_str().unwrap().to_owned();
     let order_uri = format!("/v1/orders/{id}");
     c.call(&app, Method::GET, "/v1/orders/{id}", &order_uri, None)
@@ -544,6 +566,12 @@ async fn every_answer_matches_the_document() {
             None,
         ),
         (Method::GET, "/order/all", "/order/all".to_owned(), None),
+        (
+            Method::POST,
+            "/v1/sales/{sku}/reconcile",
+            "/v1/sales/ps5/reconcile".to_owned(),
+            None,
+        ),
     ];
     for (method, template, uri, body) in forbidden {
         let (status, _) = c.call(&app, method, template, &uri, body).await;

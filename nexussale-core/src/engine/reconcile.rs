@@ -44,6 +44,8 @@ impl FlashSale {
     /// Events still in the queue are not in the repository yet and show as drift: reconcile a
     /// quiet sale, with the worker drained. Repair while purchases flow would drop their
     /// reservations.
+    ///
+    /// [`Error::UnknownSale`] when neither the store nor the repository knows the sale.
     pub async fn reconcile(&self, sku: &Sku, repair: bool) -> Result<ReconcileReport> {
         let report = self.compare(sku).await?;
         if !repair || report.in_sync() {
@@ -92,6 +94,10 @@ impl FlashSale {
             Err(Error::UnknownSale(_) | Error::StockRegressed(_)) => None,
             Err(err) => return Err(err),
         };
+        if store.is_none() {
+            // A sale the store lost is still one the repository knows; else there is none.
+            self.definition(sku).await?;
+        }
         let repository = self.inner.repository.counts(sku).await?;
         let (reserved, sold) = store.map_or((0, 0), |s| (s.reserved, s.sold));
         let report = ReconcileReport {

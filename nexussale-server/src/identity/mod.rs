@@ -47,6 +47,22 @@ pub(crate) enum Credential {
     Refused(&'static str),
 }
 
+impl Credential {
+    /// Who the caller is, for an audit line: a JSON Web Token's subject, the admin or payment
+    /// token (named by role, never shown), or nobody on a server without credentials.
+    pub(crate) fn who(&self) -> String {
+        match self {
+            Self::Verified(Caller {
+                buyer: Some(subject),
+                ..
+            }) => format!("jwt:{subject}"),
+            Self::Verified(Caller { admin: true, .. }) => "admin-token".to_owned(),
+            Self::Verified(Caller { payment: true, .. }) => "payment-token".to_owned(),
+            Self::Verified(_) | Self::Anonymous | Self::Refused(_) => "anonymous".to_owned(),
+        }
+    }
+}
+
 /// The server's credentials. With none ([`Identity::open`], the default) every route is open.
 ///
 /// ```

@@ -14,7 +14,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{Modify, OpenApi};
 
 use super::table::{Handler, ROUTES};
-use super::{health, legacy, orders, sales};
+use super::{console, health, legacy, orders, sales};
 use crate::body::{MAX_BODY_BYTES, Response};
 use crate::error::{ApiError, ERROR_CODES, ErrorBody};
 use crate::identity::Access;
@@ -37,6 +37,7 @@ const DOCUMENT_PATH: &str = "/api-docs/openapi.json";
         sales::list,
         sales::get,
         sales::purchase,
+        console::reconcile,
         orders::list,
         orders::get,
         orders::pay,
@@ -55,6 +56,7 @@ const DOCUMENT_PATH: &str = "/api-docs/openapi.json";
     tags(
         (name = "sales", description = "Create sales, read their stock, buy."),
         (name = "orders", description = "Read, pay and cancel orders."),
+        (name = "console", description = "The operator's view of a sale and actions on it (admin)."),
         (name = "original", description = "The original service's routes, kept for its clients."),
         (name = "operations", description = "Liveness, readiness, metrics and this document."),
     )

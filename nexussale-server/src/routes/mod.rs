@@ -1,5 +1,7 @@
 //! The handlers, one module per resource, and the small router that picks them.
 
+mod audit;
+mod console;
 mod docs;
 mod health;
 mod legacy;
@@ -146,13 +148,26 @@ where
         Handler::Ready => Ok(health::ready(state).await),
         Handler::Metrics => Ok(health::metrics(state).await),
         Handler::ListSales => sales::list(state, request.uri().query()).await,
-        Handler::CreateSale => sales::create(state, request.into_body()).await,
+        Handler::CreateSale => {
+            let who = audit::who(&request);
+            audit::admin_action("create_sale", None, who, async {
+                sales::create(state, request.into_body()).await
+            })
+            .await
+        }
         Handler::GetSale => sales::get(state, params.first()).await,
         Handler::Purchase => {
             sales::counted(async {
                 limit::client(state, &request)?;
                 let (parts, body) = request.into_parts();
                 sales::purchase(state, &scope, params.first(), &parts.headers, body).await
+            })
+            .await
+        }
+        Handler::Reconcile => {
+            let who = audit::who(&request);
+            audit::admin_action("reconcile", Some(params.first()), who, async {
+                console::reconcile(state, params.first(), request.into_body()).await
             })
             .await
         }

@@ -19,6 +19,7 @@ pub(crate) enum Handler {
     CreateSale,
     GetSale,
     Purchase,
+    Reconcile,
     ListOrders,
     GetOrder,
     Pay,
@@ -77,7 +78,7 @@ use Access::{Admin, Anyone, Buyer, Orders, Owner, Payment};
 /// Every route, literal segments before `{name}` ones where both could match.
 // One route a line, as a table reads.
 #[rustfmt::skip]
-pub(crate) static ROUTES: [Route; 17] = [
+pub(crate) static ROUTES: [Route; 18] = [
     route(Method::GET,  "/health",                 Handler::Health,      Anyone),
     route(Method::GET,  "/ready",                  Handler::Ready,       Anyone),
     route(Method::GET,  "/metrics",                Handler::Metrics,     Anyone),
@@ -85,6 +86,7 @@ pub(crate) static ROUTES: [Route; 17] = [
     route(Method::POST, "/v1/sales",               Handler::CreateSale,  Admin),
     route(Method::GET,  "/v1/sales/{sku}",         Handler::GetSale,     Anyone),
     route(Method::POST, "/v1/sales/{sku}/purchase", Handler::Purchase,   Buyer),
+    route(Method::POST, "/v1/sales/{sku}/reconcile", Handler::Reconcile, Admin),
     route(Method::GET,  "/v1/orders",              Handler::ListOrders,  Orders),
     route(Method::GET,  "/v1/orders/{id}",         Handler::GetOrder,    Owner),
     route(Method::POST, "/v1/orders/{id}/pay",     Handler::Pay,         Payment),

@@ -1,0 +1,235 @@
+//! The operator's actions on a sale: reconcile (dry run, then repair), each written to the
+//! audit log with who did it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
+
+mod common;
+
+use common::{call, client, send, send_as, start_server_with_env, stop};
+use http::{Method, StatusCode};
+use nexussale_core::FlashSale;
+use nexussale_server::{AppState, Identity, app, app_with};
+use serde_json::{Value, json};
+
+/// A dry run shows the drift of an order not yet persisted and changes nothing; a repair
+/// rebuilds the stock from the orders; a sale nobody knows is 404; a body with anything but
+/// `repair` is 400.
+#[tokio::test]
+async fn reconcile_reports_the_drift_and_repairs_only_when_asked() {
+    let engine = FlashSale::in_memory();
+    let app = app(engine.clone());
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/v1/sales",
+        Some(json!({"sku": "books", "stock": 10})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for user in ["ann", "bob"] {
+        let (status, _) = call(
+            &app,
+            Method::POST,
+            "/v1/sales/books/purchase",
+            Some(json!({ "user": user })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    assert_eq!(engine.drain().await.unwrap(), 2);
+    // The books balance: an empty body is a dry run.
+    let (status, report) = call(&app, Method::POST, "/v1/sales/books/reconcile", None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report,
+        json!({
+            "sku": "books", "in_sync": true, "repaired": false,
+            "store": {"stock": 10, "available": 8, "reserved": 2, "sold": 0},
+            "repository": {
+                "pending": {"orders": 2, "units": 2}, "paid": {"orders": 0, "units": 0},
+                "cancelled": {"orders": 0, "units": 0}, "expired": {"orders": 0, "units": 0},
+            },
+            "reserved_drift": 0, "sold_drift": 0,
+        })
+    );
+    // A reservation whose order is still in the queue: the store holds one unit more.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/v1/sales/books/purchase",
+        Some(json!({"user": "cy"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    for _ in 0..2 {
+        let (status, report) = call(
+            &app,
+            Method::POST,
+            "/v1/sales/books/reconcile",
+            Some(json!({"repair": false})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(report["in_sync"], false, "{report}");
+        assert_eq!(report["reserved_drift"], 1);
+        assert_eq!(
+            report["store"]["reserved"], 3,
+            "a dry run changed the store"
+        );
+        assert_eq!(report["repaired"], false);
+    }
+    // The repair rebuilds the store from the two persisted orders.
+    let (status, report) = call(
+        &app,
+        Method::POST,
+        "/v1/sales/books/reconcile",
+        Some(json!({"repair": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["repaired"], true, "{report}");
+    assert_eq!(report["in_sync"], true);
+    assert_eq!(report["store"]["reserved"], 2);
+    assert_eq!(report["store"]["available"], 8);
+
+    let (status, body) = call(&app, Method::POST, "/v1/sales/nope/reconcile", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_sale"))
+    );
+    for bad in [json!({"repair": "yes"}), json!({"fix": true}), json!([1])] {
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            "/v1/sales/books/reconcile",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+}
+
+/// Reconcile is an admin action: no credential is 401, a buyer's is 403, and neither changes
+/// anything.
+#[tokio::test]
+async fn reconcile_needs_the_admin() {
+    let secret = b"a-secret-of-at-least-32-bytes-long!!";
+    let mut state = AppState::new(FlashSale::in_memory());
+    state.identity = Identity::open()
+        .with_admin_token("adm-s3cret")
+        .with_buyer_tokens(nexussale_server::BuyerTokens::hs256(secret).unwrap());
+    let app = app_with(state);
+    let admin = |method, uri: &str, body: Option<Value>| {
+        let mut request = common::json_request(method, uri, body);
+        request
+            .headers_mut()
+            .insert("authorization", "Bearer adm-s3cret".parse().unwrap());
+        request
+    };
+    let (status, _) = common::call_raw(
+        &app,
+        admin(
+            Method::POST,
+            "/v1/sales",
+            Some(json!({"sku": "kept", "stock": 3})),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = call(&app, Method::POST, "/v1/sales/kept/reconcile", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mut request = common::json_request(
+        Method::POST,
+        "/v1/sales/kept/reconcile",
+        Some(json!({"repair": true})),
+    );
+    let buyer = common::buyer_token(secret, "ann", None);
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {buyer}").parse().unwrap());
+    let (status, _) = common::call_raw(&app, request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, report) =
+        common::call_raw(&app, admin(Method::POST, "/v1/sales/kept/reconcile", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["repaired"], false);
+}
+
+/// Each admin action is one audit line naming who (the admin token by role, never its value; a
+/// JWT by subject), what, which sale and the answer's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_actions_are_audited_with_who_did_them() {
+    let secret = "a-secret-of-at-least-32-bytes-long!!";
+    let (server, address, log) = start_server_with_env(
+        &["--admin-token", "adm-s3cret", "--jwt-secret", secret],
+        &[("NEXUSSALE_LOG_FORMAT", "json")],
+    );
+    let base = format!("http://{address}");
+    let http = client();
+    let operator = common::buyer_token(secret.as_bytes(), "ops-jane", Some("nexussale:admin"));
+    let (status, _) = send_as(
+        &http,
+        Method::POST,
+        &format!("{base}/v1/sales"),
+        Some("adm-s3cret"),
+        &[],
+        Some(json!({"sku": "audited sku", "stock": 5})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = send_as(
+        &http,
+        Method::POST,
+        &format!("{base}/v1/sales/audited%20sku/reconcile"),
+        Some(&operator),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send_as(
+        &http,
+        Method::POST,
+        &format!("{base}/v1/sales/gone/reconcile"),
+        Some("adm-s3cret"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Refused before the handler: not an action, not audited.
+    let (status, _) = send(
+        &http,
+        Method::POST,
+        &format!("{base}/v1/sales/gone/reconcile"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    stop(server);
+    let log = log.lock().clone();
+    assert!(!log.contains("adm-s3cret"), "the admin token is in the log");
+    let audit: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["target"] == "nexussale::audit")
+        .map(|line| {
+            let fields = &line["fields"];
+            json!([
+                fields["who"],
+                fields["action"],
+                fields["sku"],
+                fields["status"],
+                fields["error"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        audit,
+        vec![
+            json!(["admin-token", "create_sale", "audited sku", 201, ""]),
+            json!(["jwt:ops-jane", "reconcile", "audited sku", 200, ""]),
+            json!(["admin-token", "reconcile", "gone", 404, "unknown_sale"]),
+        ],
+        "{log}"
+    );
+}
