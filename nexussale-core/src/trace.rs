@@ -55,6 +55,11 @@ impl TraceParent {
     pub fn span_id(&self) -> &str {
         &self.0[36..52]
     }
+
+    /// Whether the caller sampled the trace (its `sampled` flag).
+    pub fn sampled(&self) -> bool {
+        u8::from_str_radix(&self.0[53..55], 16).is_ok_and(|flags| flags & 1 == 1)
+    }
 }
 
 impl fmt::Debug for TraceParent {
@@ -129,6 +134,48 @@ pub fn follow(span: &tracing::Span, parent: &TraceParent) {
     }
 }
 
+/// What [`root`] says of the span being made, for a sampler ([`starting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Not made by [`root`]: the span joins the current trace, if any, and starts none.
+    Inside,
+    /// A trace starts here, no remote parent: the sampler decides alone.
+    Fresh,
+    /// A trace continues here from remote parents.
+    Remote {
+        /// Whether any remote parent was sampled.
+        sampled: bool,
+    },
+}
+
+std::thread_local! {
+    static STARTING: std::cell::Cell<Start> = const { std::cell::Cell::new(Start::Inside) };
+}
+
+/// Makes a span that starts (or continues from another process) a trace here: `make`, with
+/// `parents` the trace contexts it will follow or link to. A subscriber that samples as traces
+/// start (the server's exporter) reads [`starting`] while the span is made, so that a trace not
+/// sampled costs no span at all, here or downstream.
+pub fn root<'a>(
+    parents: impl IntoIterator<Item = &'a TraceParent>,
+    make: impl FnOnce() -> tracing::Span,
+) -> tracing::Span {
+    let start = parents
+        .into_iter()
+        .fold(Start::Fresh, |start, parent| Start::Remote {
+            sampled: start == (Start::Remote { sampled: true }) || parent.sampled(),
+        });
+    STARTING.set(start);
+    let span = make();
+    STARTING.set(Start::Inside);
+    span
+}
+
+/// What the span being made on this thread is to its trace (see [`root`]).
+pub fn starting() -> Start {
+    STARTING.get()
+}
+
 /// Links `span` to `linked` (nothing without an installed [`Propagation`]).
 pub fn link(span: &tracing::Span, linked: &TraceParent) {
     if let Some(propagation) = INSTALLED.get()
@@ -161,5 +208,37 @@ mod tests {
         ] {
             assert!(TraceParent::parse(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_root_tells_the_sampler_what_its_parents_decided() {
+        let sampled =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let unsampled =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00").unwrap();
+        assert!(sampled.sampled() && !unsampled.sampled());
+        let seen = |parents: &[&TraceParent]| {
+            let mut start = None;
+            root(parents.iter().copied(), || {
+                start = Some(starting());
+                tracing::Span::none()
+            });
+            start.unwrap()
+        };
+        assert_eq!(seen(&[]), Start::Fresh);
+        assert_eq!(seen(&[&unsampled]), Start::Remote { sampled: false });
+        assert_eq!(
+            seen(&[&sampled, &unsampled]),
+            Start::Remote { sampled: true }
+        );
+        assert_eq!(
+            seen(&[&unsampled, &sampled]),
+            Start::Remote { sampled: true }
+        );
+        assert_eq!(
+            starting(),
+            Start::Inside,
+            "a span made after the root starts nothing"
+        );
     }
 }

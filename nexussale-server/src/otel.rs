@@ -18,14 +18,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use nexussale_core::trace::{Propagation, TraceParent};
+use nexussale_core::trace::{Propagation, Start, TraceParent};
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider,
 };
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
@@ -100,8 +100,11 @@ impl Traces {
                 env!("CARGO_PKG_VERSION"),
             ))
             .build();
-        // The sampler is read from OTEL_TRACES_SAMPLER / _ARG (default: parent-based, all).
+        // Sampled as each trace starts, before any span is built (see `sample`): what reaches
+        // the SDK is to be recorded, unless a remote parent says otherwise.
+        let ratio = ratio_from_env()?;
         let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
             .with_batch_exporter(exporter)
             .with_resource(resource)
             .build();
@@ -110,12 +113,62 @@ impl Traces {
             .with_tracer(tracer)
             .with_threads(false)
             .with_location(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
-                metadata.is_span() && metadata.fields().field("otel.name").is_some()
-            }));
+            .with_filter(
+                tracing_subscriber::filter::dynamic_filter_fn(move |_, context| {
+                    // Inside a recorded span: part of its trace. Else a trace starts here.
+                    context.lookup_current().is_some() || sample(ratio)
+                })
+                // Asked per span only at the callsites of spans with an `otel.name`; every
+                // other callsite (the `TRACE` events of hyper, sqlx, …) is never asked again.
+                .with_callsite_filter(|metadata| {
+                    if metadata.is_span() && metadata.fields().field("otel.name").is_some() {
+                        tracing::subscriber::Interest::sometimes()
+                    } else {
+                        tracing::subscriber::Interest::never()
+                    }
+                }),
+            );
         nexussale_core::trace::install(OtelPropagation);
         ENABLED.store(true, Ordering::Relaxed);
         Ok((Self { provider }, layer))
+    }
+}
+
+/// Whether a span made outside any recorded one is recorded: only where a trace starts
+/// ([`trace::root`](nexussale_core::trace::root)), as its remote parents decided, else with
+/// probability `ratio`.
+fn sample(ratio: f64) -> bool {
+    match nexussale_core::trace::starting() {
+        Start::Inside => false,
+        Start::Remote { sampled } => sampled,
+        Start::Fresh => ratio >= 1.0 || (ratio > 0.0 && fastrand::f64() < ratio),
+    }
+}
+
+/// The share of traces started here that are recorded, from `OTEL_TRACES_SAMPLER` and
+/// `OTEL_TRACES_SAMPLER_ARG` as OpenTelemetry defines them (default: all). The `parentbased_`
+/// forms and their plain ones differ only for a remote parent, which is always followed here.
+fn ratio_from_env() -> Result<f64, String> {
+    let sampler = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
+    let ratio = || -> Result<f64, String> {
+        let Ok(arg) = std::env::var("OTEL_TRACES_SAMPLER_ARG") else {
+            return Ok(1.0);
+        };
+        match arg.trim().parse::<f64>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+            _ => Err(format!(
+                "OTEL_TRACES_SAMPLER_ARG={arg:?} is not a ratio from 0 to 1"
+            )),
+        }
+    };
+    match sampler.trim() {
+        "" | "always_on" | "parentbased_always_on" => Ok(1.0),
+        "always_off" | "parentbased_always_off" => Ok(0.0),
+        "traceidratio" | "parentbased_traceidratio" => ratio(),
+        other => Err(format!(
+            "OTEL_TRACES_SAMPLER={other:?} is not one of always_on, always_off, traceidratio \
+             (or their parentbased_ forms)"
+        )),
     }
 }
 

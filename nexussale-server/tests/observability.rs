@@ -508,6 +508,108 @@ async fn a_purchase_is_one_trace_from_http_to_the_workers_insert() {
     stack.drop_database().await;
 }
 
+/// Sampling is decided as a trace starts, and followed downstream: with a ratio of 0, a caller
+/// that sampled its trace gets every span of its purchase (to the worker's insert, through the
+/// in-process queue), one that did not gets none, nor does a request without a caller's trace;
+/// and nothing else (the sweeper, a backend call outside a request) starts a trace of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_follows_the_callers_decision_and_the_ratio() {
+    let collector = Collector::start().await;
+    let (server, address, _) = start_server_with_env(
+        &["--otlp-endpoint", &collector.address],
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ],
+    );
+    let base = format!("http://{address}");
+    let http = client();
+    let (status, _) = send(
+        &http,
+        Method::POST,
+        &format!("{base}/v1/sales"),
+        Some(json!({"sku": "sampled", "stock": 100})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (mut sampled, mut unsampled) = (BTreeSet::new(), BTreeSet::new());
+    for n in 0..30u32 {
+        let trace_id = format!("{:032x}", 0xdef0_0000_u128 + u128::from(n) + 1);
+        let flags = match n % 3 {
+            0 => Some("01"),
+            1 => Some("00"),
+            _ => None,
+        };
+        let traceparent = flags.map(|flags| format!("00-{trace_id}-{:016x}-{flags}", 0x2000 + n));
+        let headers: Vec<(&str, &str)> = traceparent
+            .iter()
+            .map(|value| ("traceparent", value.as_str()))
+            .collect();
+        let (status, body) = common::send_as(
+            &http,
+            Method::POST,
+            &format!("{base}/v1/sales/sampled/purchase"),
+            None,
+            &headers,
+            Some(json!({ "user": format!("buyer-{n}") })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        match flags {
+            Some("01") => sampled.insert(trace_id),
+            Some(_) => unsampled.insert(trace_id),
+            None => false,
+        };
+    }
+    // Every sampled purchase's insert arrives; then a few export rounds more for stragglers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = collector.spans();
+        let inserted: BTreeSet<&String> = spans
+            .iter()
+            .filter(|span| span.name == "insert order")
+            .map(|span| &span.trace_id)
+            .collect();
+        if inserted.len() >= sampled.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} inserts: {spans:#?}",
+            inserted.len(),
+            sampled.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop(server);
+    let spans = collector.spans();
+    // Outside the sampled traces, only a worker batch that joined several (a trace of its own,
+    // linked to each) and the inserts it made.
+    for span in &spans {
+        assert!(
+            !unsampled.contains(&span.trace_id),
+            "a trace its caller did not sample was recorded: {span:#?}"
+        );
+        assert!(
+            sampled.contains(&span.trace_id)
+                || matches!(span.name.as_str(), "worker batch" | "insert order"),
+            "a trace started that no caller sampled: {span:#?}"
+        );
+    }
+    for trace in &sampled {
+        for name in ["POST /v1/sales/{sku}/purchase", "purchase", "insert order"] {
+            assert!(
+                spans
+                    .iter()
+                    .any(|span| &span.trace_id == trace && span.name == name),
+                "no {name:?} in sampled trace {trace}"
+            );
+        }
+    }
+}
+
 /// With the collector's address black-holed (connections accepted, never answered) every
 /// purchase of a burst is answered at once: the export waits on its own thread, never in the
 /// request; and the server still stops promptly.

@@ -36,20 +36,23 @@ impl FlashSale {
             return Ok(0);
         }
         // The batch continues its purchase's trace, or links to each when it joins several.
-        let span = tracing::trace_span!(
-            "worker batch",
-            otel.name = "worker batch",
-            events = deliveries.len()
-        );
+        let parents: Vec<&trace::TraceParent> = deliveries
+            .iter()
+            .filter_map(|delivery| delivery.trace.as_ref())
+            .collect();
+        let span = trace::root(parents.iter().copied(), || {
+            tracing::trace_span!(
+                "worker batch",
+                otel.name = "worker batch",
+                events = deliveries.len()
+            )
+        });
         if let [one] = deliveries.as_slice()
             && let Some(parent) = &one.trace
         {
             trace::follow(&span, parent);
         } else if !span.is_disabled() {
-            for linked in deliveries
-                .iter()
-                .filter_map(|delivery| delivery.trace.as_ref())
-            {
+            for linked in parents {
                 trace::link(&span, linked);
             }
         }

@@ -30,18 +30,29 @@ impl Around for HttpSpans {
         F: Future<Output = Response> + Send,
     {
         let method = request.method().clone();
+        let parent = crate::otel::enabled()
+            .then(|| {
+                request
+                    .headers()
+                    .get(&TRACEPARENT)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(TraceParent::parse)
+            })
+            .flatten();
         // `otel.name` declared (the exporter's filter looks for it); the name itself is set
-        // once routed.
-        let span = tracing::trace_span!(
-            "HTTP request",
-            otel.name = Empty,
-            otel.kind = "server",
-            otel.status_code = Empty,
-            http.request.method = %method,
-            http.route = Empty,
-            http.response.status_code = Empty,
-            request_id = Empty,
-        );
+        // once routed. Sampled here, as the trace starts: a request left out builds no span.
+        let span = trace::root(parent.as_ref(), || {
+            tracing::trace_span!(
+                "HTTP request",
+                otel.name = Empty,
+                otel.kind = "server",
+                otel.status_code = Empty,
+                http.request.method = %method,
+                http.route = Empty,
+                http.response.status_code = Empty,
+                request_id = Empty,
+            )
+        });
         async move {
             if span.is_disabled() {
                 return next(request).await;
@@ -49,13 +60,8 @@ impl Around for HttpSpans {
             if let Some(id) = request.headers().get(&X_REQUEST_ID) {
                 span.record("request_id", super::request_id::text(id));
             }
-            if let Some(parent) = request
-                .headers()
-                .get(&TRACEPARENT)
-                .and_then(|value| value.to_str().ok())
-                .and_then(TraceParent::parse)
-            {
-                trace::follow(&span, &parent);
+            if let Some(parent) = &parent {
+                trace::follow(&span, parent);
             }
             // The request's log lines (its `request` span, in the JSON format) name the trace.
             if let Some(context) = span.in_scope(trace::current) {
