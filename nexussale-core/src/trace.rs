@@ -56,9 +56,15 @@ impl TraceParent {
         &self.0[36..52]
     }
 
+    /// The trace flags (bit 0: sampled).
+    pub fn flags(&self) -> u8 {
+        // Two hex digits, checked by `parse`.
+        u8::from_str_radix(&self.0[53..55], 16).unwrap_or(0)
+    }
+
     /// Whether the caller sampled the trace (its `sampled` flag).
     pub fn sampled(&self) -> bool {
-        u8::from_str_radix(&self.0[53..55], 16).is_ok_and(|flags| flags & 1 == 1)
+        self.flags() & 1 == 1
     }
 }
 
@@ -217,6 +223,7 @@ mod tests {
         let unsampled =
             TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00").unwrap();
         assert!(sampled.sampled() && !unsampled.sampled());
+        assert_eq!((sampled.flags(), unsampled.flags()), (1, 0));
         let seen = |parents: &[&TraceParent]| {
             let mut start = None;
             root(parents.iter().copied(), || {

@@ -215,11 +215,10 @@ impl Propagation for OtelPropagation {
 fn remote(parent: &TraceParent) -> Option<SpanContext> {
     let trace_id = TraceId::from_hex(parent.trace_id()).ok()?;
     let span_id = SpanId::from_hex(parent.span_id()).ok()?;
-    let flags = u8::from_str_radix(&parent.as_str()[53..55], 16).ok()?;
     Some(SpanContext::new(
         trace_id,
         span_id,
-        TraceFlags::new(flags),
+        TraceFlags::new(parent.flags()),
         true,
         TraceState::default(),
     ))
