@@ -118,6 +118,38 @@ impl ConsumerContext for GroupContext {
     }
 }
 
+/// Polls up to `max` messages, waiting up to `wait` for the first and not at all for the rest.
+///
+/// An error after some messages arrived ends the batch with them (logged): those messages are
+/// this member's to deliver, and dropping them would leave their offsets uncommitted until a
+/// restart or a rebalance. An error before any message is the caller's.
+fn collect<M>(
+    max: usize,
+    wait: Duration,
+    mut poll: impl FnMut(Duration) -> Option<Result<M, KafkaError>>,
+) -> Result<Vec<M>, KafkaError> {
+    let deadline = Instant::now() + wait;
+    let mut messages = Vec::new();
+    while messages.len() < max {
+        let left = if messages.is_empty() {
+            deadline.saturating_duration_since(Instant::now())
+        } else {
+            Duration::ZERO
+        };
+        match poll(left) {
+            Some(Ok(message)) => messages.push(message),
+            Some(Err(err)) if messages.is_empty() => return Err(err),
+            Some(Err(err)) => {
+                warn!(error = %err, collected = messages.len(), "consumer error mid-batch; delivering what arrived before it");
+                break;
+            }
+            None if messages.is_empty() && Instant::now() < deadline => continue,
+            None => break,
+        }
+    }
+    Ok(messages)
+}
+
 /// One member of the consumer group.
 pub(crate) struct GroupConsumer {
     consumer: Arc<BaseConsumer<GroupContext>>,
@@ -180,22 +212,11 @@ impl GroupConsumer {
         // Polling also serves the group's rebalance callbacks.
         let messages = self
             .blocking(move |consumer| {
-                let deadline = Instant::now() + wait;
-                let mut messages = Vec::new();
-                while messages.len() < max {
-                    let left = if messages.is_empty() {
-                        deadline.saturating_duration_since(Instant::now())
-                    } else {
-                        Duration::ZERO
-                    };
-                    match consumer.poll(left) {
-                        Some(Ok(message)) => messages.push(message.detach()),
-                        Some(Err(err)) => return Err(err),
-                        None if messages.is_empty() && Instant::now() < deadline => continue,
-                        None => break,
-                    }
-                }
-                Ok(messages)
+                collect(max, wait, |left| {
+                    consumer
+                        .poll(left)
+                        .map(|polled| polled.map(|message| message.detach()))
+                })
             })
             .await??;
 
@@ -400,6 +421,46 @@ impl Drop for GroupConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn transport() -> KafkaError {
+        KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure)
+    }
+
+    #[test]
+    fn an_error_mid_batch_keeps_what_arrived_before_it() {
+        let mut script = vec![
+            Some(Ok(1)),
+            Some(Ok(2)),
+            Some(Err(transport())),
+            Some(Ok(3)),
+        ]
+        .into_iter();
+        let got = collect(10, Duration::from_millis(50), |_| script.next().flatten());
+        assert_eq!(got.ok(), Some(vec![1, 2]));
+        // The message after the error is still there for the next batch.
+        assert!(matches!(script.next(), Some(Some(Ok(3)))));
+    }
+
+    #[test]
+    fn an_error_before_any_message_is_returned() {
+        let mut script = vec![Some(Err(transport())), Some(Ok(1))].into_iter();
+        let got: Result<Vec<i32>, _> =
+            collect(10, Duration::from_millis(50), |_| script.next().flatten());
+        assert!(got.is_err());
+    }
+
+    #[test]
+    fn a_batch_stops_at_max_and_when_nothing_more_is_ready() {
+        let mut next = 0;
+        let full = collect(3, Duration::from_millis(50), |_| {
+            next += 1;
+            Some(Ok(next))
+        });
+        assert_eq!(full.ok(), Some(vec![1, 2, 3]));
+        let mut script = vec![Some(Ok(7)), None, Some(Ok(8))].into_iter();
+        let partial = collect(3, Duration::from_millis(50), |_| script.next().flatten());
+        assert_eq!(partial.ok(), Some(vec![7]));
+    }
 
     #[test]
     fn commits_only_the_acknowledged_prefix() {
