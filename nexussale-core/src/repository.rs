@@ -139,6 +139,9 @@ impl StatusCounts {
 /// - **Stable pagination.** [`list`](Self::list) returns orders by id, newest first; following
 ///   `next` cursors visits every matching order exactly once, with no gap or repeat, even while
 ///   orders are inserted.
+/// - **Ending.** [`end_sale`](Self::end_sale) stores the definition [`Sale::ended`] at `at` (an
+///   end only moves earlier): [`sale`](Self::sale) and [`sales`](Self::sales) answer it from then
+///   on, so a stock store rebuilt from the repository keeps the sale ended.
 /// - **Durability.** `Ok` means the write is committed.
 ///
 /// # Example
@@ -164,6 +167,10 @@ pub trait OrderRepository: Send + Sync + Debug + 'static {
 
     /// Every stored sale definition.
     async fn sales(&self) -> Result<Vec<Sale>>;
+
+    /// Ends the stored sale at `at` unless it ended earlier (see the contract); answers the
+    /// definition stored now, `None` when there is none.
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>>;
 
     /// Stores the orders whose ids are new; answers how many were (see the contract).
     async fn insert(&self, orders: &[Order]) -> Result<u64>;
@@ -199,6 +206,9 @@ macro_rules! forward_order_repository {
             }
             async fn sales(&self) -> Result<Vec<Sale>> {
                 (**self).sales().await
+            }
+            async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
+                (**self).end_sale(sku, at).await
             }
             async fn insert(&self, orders: &[Order]) -> Result<u64> {
                 (**self).insert(orders).await

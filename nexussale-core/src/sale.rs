@@ -1,5 +1,6 @@
 //! Sales: the definition of one flash sale, its state, and a snapshot of its stock.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +18,8 @@ pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(900);
 /// The longest reservation TTL: 7 days.
 pub const MAX_RESERVATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// The definition of a flash sale. Immutable once created.
+/// The definition of a flash sale. Fixed once created, except that it may end early
+/// ([`Sale::ended`]).
 ///
 /// ```
 /// use nexussale_core::{Sale, Sku};
@@ -77,6 +79,35 @@ impl Sale {
     /// Sets the reservation TTL.
     pub fn with_reservation_ttl(mut self, ttl: Duration) -> Self {
         self.reservation_ttl = ttl;
+        self
+    }
+
+    /// The sale ended at `at`: its end moves there when that is earlier (an end never moves
+    /// later), and the start of a sale that had not opened by `at` moves there too, so it never
+    /// opens (a window `[at, at)` is empty). What [`StockStore::end_sale`] and
+    /// [`OrderRepository::end_sale`] store.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use nexussale_core::{Sale, SaleState, Sku};
+    /// let now = Utc::now();
+    /// let upcoming = Sale::new(Sku::new("ps5")?, 10).with_window(Some(now + Duration::hours(1)), None);
+    /// let ended = upcoming.ended(now);
+    /// assert_eq!((ended.starts_at, ended.ends_at), (Some(now), Some(now)));
+    /// assert_eq!(ended.window_state(now), SaleState::Ended);
+    /// # Ok::<(), nexussale_core::Error>(())
+    /// ```
+    ///
+    /// [`StockStore::end_sale`]: crate::StockStore::end_sale
+    /// [`OrderRepository::end_sale`]: crate::OrderRepository::end_sale
+    #[must_use]
+    pub fn ended(mut self, at: DateTime<Utc>) -> Self {
+        self.ends_at = Some(self.ends_at.map_or(at, |end| end.min(at)));
+        if let Some(start) = self.starts_at
+            && start > at
+        {
+            self.starts_at = Some(at);
+        }
         self
     }
 
@@ -227,6 +258,47 @@ mod ttl_secs {
 /// a leap second. Anything else is refused rather than stored as something else (a 32-bit
 /// TIMESTAMP turned 2040 into NULL: an open sale after a restart; nanoseconds were cut, making a
 /// short window empty).
+/// An early end beside a definition that is otherwise fixed: read on every purchase without a
+/// lock, moved only earlier ([`Sale::ended`]).
+#[derive(Debug)]
+pub(crate) struct EarlyEnd {
+    /// µs since the epoch; `i64::MAX` while the sale was not ended early.
+    at: AtomicI64,
+}
+
+impl Default for EarlyEnd {
+    fn default() -> Self {
+        Self {
+            at: AtomicI64::new(i64::MAX),
+        }
+    }
+}
+
+impl EarlyEnd {
+    /// Ends at `at` unless it ended earlier.
+    pub(crate) fn end(&self, at: DateTime<Utc>) {
+        self.at.fetch_min(at.timestamp_micros(), Ordering::AcqRel);
+    }
+
+    /// `sale` with this end.
+    pub(crate) fn apply(&self, sale: &Sale) -> Sale {
+        match self.at.load(Ordering::Acquire) {
+            i64::MAX => sale.clone(),
+            micros => sale
+                .clone()
+                .ended(DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MIN_UTC)),
+        }
+    }
+
+    /// [`Sale::window_state`] of `sale` with this end.
+    pub(crate) fn window_state(&self, sale: &Sale, now: DateTime<Utc>) -> SaleState {
+        if now.timestamp_micros() >= self.at.load(Ordering::Acquire) {
+            return SaleState::Ended;
+        }
+        sale.window_state(now)
+    }
+}
+
 fn validate_instant(field: &'static str, at: Option<DateTime<Utc>>) -> Result<()> {
     let Some(at) = at else { return Ok(()) };
     let nanos = at.timestamp_subsec_nanos();

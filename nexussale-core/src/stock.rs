@@ -57,6 +57,11 @@ pub type DynStockStore = Arc<dyn StockStore>;
 ///   [`confirm`](Self::confirm), [`release`](Self::release), [`snapshot`](Self::snapshot)) and
 ///   changes nothing, until [`restore`](Self::restore) rebuilds it. A store that cannot regress
 ///   (one process's memory) never answers it.
+/// - **Ending.** [`end_sale`](Self::end_sale) stores the definition [`Sale::ended`] at `at`
+///   (an end only moves earlier) and from then on [`reserve`](Self::reserve) refuses every
+///   request at or after `at` as [`SaleState::Ended`], in every place the store keeps the sale;
+///   [`sale`](Self::sale) and [`sales`](Self::sales) answer the ended definition. It holds no
+///   unit and releases none: reservations made before go on to be paid or to expire.
 /// - **One rebuild.** [`lock_rebuild`](Self::lock_rebuild) admits one holder per sale at a time,
 ///   across every process that shares the store, until the holder unlocks or lets its lease
 ///   lapse; the holder renews by locking again.
@@ -66,6 +71,7 @@ pub type DynStockStore = Arc<dyn StockStore>;
 /// [`Error::Backend`](crate::Error::Backend).
 ///
 /// [`Error::StockRegressed`]: crate::Error::StockRegressed
+/// [`SaleState::Ended`]: crate::SaleState::Ended
 ///
 /// # Example
 ///
@@ -101,6 +107,10 @@ pub trait StockStore: Send + Sync + Debug + 'static {
 
     /// Every sale's definition.
     async fn sales(&self) -> Result<Vec<Sale>>;
+
+    /// Ends the sale at `at` unless it ended earlier (see the contract); answers the definition
+    /// it has now, `None` for a sale the store does not hold.
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>>;
 
     /// Holds `request.quantity` units for `request.order_id`, atomically (see the contract).
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome>;
@@ -177,6 +187,9 @@ macro_rules! forward_stock_store {
             }
             async fn sales(&self) -> Result<Vec<Sale>> {
                 (**self).sales().await
+            }
+            async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
+                (**self).end_sale(sku, at).await
             }
             async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
                 (**self).reserve(request).await

@@ -899,3 +899,73 @@ fn over_a_faulty_store(
     }
     (builder.build(), store)
 }
+
+#[tokio::test]
+async fn an_ended_sale_refuses_purchases_everywhere_and_stays_ended_after_a_rebuild() {
+    let stock = Arc::new(Faulty::faulty(MemoryStockStore::new()));
+    let queue = Arc::new(MemoryOrderQueue::new());
+    let repository = Arc::new(MemoryOrderRepository::new());
+    let mut config = EngineConfig::default();
+    config.store_rebuild_settle = Duration::from_millis(20);
+    let engine = |config: EngineConfig| {
+        FlashSale::builder(stock.clone(), queue.clone(), repository.clone())
+            .config(config)
+            .build()
+    };
+    // Two front ends over one store, as two servers over one Redis.
+    let (here, there) = (engine(config.clone()), engine(config));
+    let drop = sku("ended-early");
+    here.create_sale(Sale::new(drop.clone(), 10)).await.unwrap();
+    let PurchaseOutcome::Accepted(before) = there.purchase(buy(&drop, "ann")).await.unwrap() else {
+        panic!("the open sale refused a purchase")
+    };
+
+    let view = here.end_sale(&drop).await.unwrap();
+    assert_eq!(view.state, SaleState::Ended);
+    assert!(view.sale.ends_at.is_some());
+    assert_eq!((view.snapshot.available, view.snapshot.reserved), (9, 1));
+    for engine in [&here, &there] {
+        assert_eq!(
+            engine.purchase(buy(&drop, "bob")).await.unwrap(),
+            PurchaseOutcome::NotActive(SaleState::Ended)
+        );
+        assert_eq!(engine.sale(&drop).await.unwrap().state, SaleState::Ended);
+    }
+    // The order made before the end is paid as usual.
+    here.drain().await.unwrap();
+    here.pay(before.order.id).await.unwrap();
+    here.drain().await.unwrap();
+    // Ending again changes nothing.
+    assert_eq!(here.end_sale(&drop).await.unwrap().sale, view.sale);
+
+    // A store that loses the sale rebuilds it from the repository's copy: still ended.
+    stock.inner().clear();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let rebuilt = loop {
+        match here.sale(&drop).await {
+            Ok(view) => break view,
+            Err(err) => assert!(err.is_retryable(), "{err:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "never rebuilt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(rebuilt.state, SaleState::Ended);
+    assert_eq!(
+        (rebuilt.snapshot.reserved, rebuilt.snapshot.sold),
+        (0, 1),
+        "the paid order sold"
+    );
+    assert_eq!(
+        stock
+            .inner()
+            .sale(&drop)
+            .await
+            .unwrap()
+            .map(|sale| sale.ends_at),
+        Some(view.sale.ends_at)
+    );
+    assert!(matches!(
+        here.end_sale(&sku("never-made")).await,
+        Err(Error::UnknownSale(_))
+    ));
+}

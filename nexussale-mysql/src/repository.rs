@@ -333,6 +333,27 @@ impl OrderRepository for MySqlOrderRepository {
             .collect::<std::result::Result<_, _>>()?)
     }
 
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
+        // What `Sale::ended` does, in one statement: the row lock makes concurrent ends meet at
+        // the earliest.
+        let at = at.naive_utc();
+        sqlx::query(
+            "UPDATE sales SET \
+             ends_at = CASE WHEN ends_at IS NULL OR ends_at > ? THEN ? ELSE ends_at END, \
+             starts_at = CASE WHEN starts_at > ? THEN ? ELSE starts_at END \
+             WHERE sku = ?",
+        )
+        .bind(at)
+        .bind(at)
+        .bind(at)
+        .bind(at)
+        .bind(sku.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(RepoError::from)?;
+        self.sale(sku).await
+    }
+
     async fn insert(&self, orders: &[Order]) -> Result<u64> {
         if orders.is_empty() {
             return Ok(0);

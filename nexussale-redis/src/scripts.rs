@@ -40,6 +40,7 @@ pub(crate) static SETTLE: LazyLock<Script> =
     LazyLock::new(|| guarded(include_str!("lua/settle.lua")));
 pub(crate) static CREATE: LazyLock<Script> =
     LazyLock::new(|| guarded(include_str!("lua/create.lua")));
+pub(crate) static END: LazyLock<Script> = LazyLock::new(|| guarded(include_str!("lua/end.lua")));
 pub(crate) static EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/expired.lua")));
 pub(crate) static RESTORE: LazyLock<Script> =
@@ -248,6 +249,25 @@ pub(crate) async fn create(
         .invoke_async(&mut conn)
         .await?;
     Ok(created == 1)
+}
+
+/// `end.lua` on one shard: it refuses reservations from `at` on; shard 0 also stores the
+/// `definition` ended there (empty on the others). Answers whether the shard exists.
+pub(crate) async fn end(
+    mut conn: Connection,
+    keys: &ShardKeys,
+    at: DateTime<Utc>,
+    definition: &str,
+) -> Result<bool, StoreError> {
+    let before = keys.highest_seen();
+    let reply = END
+        .key(&keys.stock)
+        .arg(at.timestamp_micros())
+        .arg(definition)
+        .invoke_async(&mut conn)
+        .await?;
+    // {sequence, 1}; {0} alone when the shard does not exist.
+    Ok(!sequenced(keys, before, reply)?.is_empty())
 }
 
 /// One shard as `restore.lua` rebuilds it: its setup and the units its orders hold.

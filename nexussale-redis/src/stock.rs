@@ -69,7 +69,8 @@ pub struct RedisStockStore {
 struct Inner {
     conn: Connection,
     config: RedisConfig,
-    /// Sale definitions and shard keys; definitions never change, so this only ever misses.
+    /// Sale definitions and shard keys. A definition changes only by an end, which `load` picks
+    /// up (`end_sale` and every read of the definition call it); shard keys never change.
     sales: DashMap<Sku, Arc<SaleInfo>>,
     coalescer: Option<Coalescer>,
 }
@@ -190,6 +191,11 @@ impl StockStore for RedisStockStore {
 
     async fn sales(&self) -> Result<Vec<Sale>> {
         Ok(self.inner.sales().await?)
+    }
+
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
+        let ended = self.inner.end_sale(sku, at).await;
+        Ok(self.inner.unless_regressed(sku, ended).await?)
     }
 
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
@@ -323,7 +329,7 @@ impl Inner {
     }
 
     /// The sale's definition as Redis holds it, refreshing the cache (a cached sale keeps its
-    /// shards' highest sequences seen: definitions never change).
+    /// shards' highest sequences seen, also when its definition changed by an end).
     async fn load(&self, sku: &Sku) -> Outcome<Option<Arc<SaleInfo>>> {
         let keys = ShardKeys::new(self.prefix(), sku, 0);
         let (def, shards): (Option<String>, Option<usize>) =
@@ -335,13 +341,19 @@ impl Inner {
         let sale: Sale = serde_json::from_str(&def)
             .map_err(|err| StoreError::corrupt(format!("definition of sale {sku}: {err}")))?;
         let shards = shards.unwrap_or(1);
-        if let Some(cached) = self.sales.get(sku)
-            && cached.sale == sale
-            && cached.shards.len() == shards
-        {
-            return Ok(Some(Arc::clone(&cached)));
-        }
-        let info = Arc::new(SaleInfo::new(self.prefix(), sale, shards));
+        let cached = self
+            .sales
+            .get(sku)
+            .filter(|cached| cached.shards.len() == shards)
+            .map(|cached| Arc::clone(&cached));
+        let info = match cached {
+            Some(cached) if cached.sale == sale => return Ok(Some(cached)),
+            Some(cached) => Arc::new(SaleInfo {
+                sale,
+                shards: cached.shards.clone(),
+            }),
+            None => Arc::new(SaleInfo::new(self.prefix(), sale, shards)),
+        };
         self.sales.insert(sku.clone(), Arc::clone(&info));
         Ok(Some(info))
     }
@@ -403,6 +415,26 @@ impl Inner {
             .await?;
         self.sales.insert(sale.sku.clone(), info);
         Ok(created)
+    }
+
+    /// Ends every shard (see `end.lua`), shard 0 last: once its definition reads ended, every
+    /// shard refuses. A call that fails half-way is completed by the next (an end is idempotent).
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Outcome<Option<Sale>> {
+        let Some(info) = self.load(sku).await? else {
+            return Ok(None);
+        };
+        try_join_all(
+            info.shards[1..]
+                .iter()
+                .map(|keys| scripts::end(self.conn(), keys, at, "")),
+        )
+        .await?;
+        let def = definition(&info.sale.clone().ended(at))?;
+        if !scripts::end(self.conn(), &info.shards[0], at, &def).await? {
+            self.sales.remove(sku);
+            return Ok(None);
+        }
+        Ok(self.load(sku).await?.map(|info| info.sale.clone()))
     }
 
     async fn sales(&self) -> Outcome<Vec<Sale>> {

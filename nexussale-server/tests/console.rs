@@ -154,6 +154,78 @@ async fn reconcile_needs_the_admin() {
     assert_eq!(report["repaired"], false);
 }
 
+/// Ending a sale: purchases from then on are 409 `sale_not_active` and the sale reads `ended`;
+/// an order made before is paid as usual; ending again answers the same sale; an unknown sale
+/// is 404; only the admin may (401 without a credential, and nothing changes).
+#[tokio::test]
+async fn end_closes_the_sale_now_and_keeps_what_was_sold() {
+    let mut state = AppState::new(FlashSale::in_memory());
+    state.identity = Identity::open().with_admin_token("adm-s3cret");
+    let engine = state.engine.clone();
+    let app = app_with(state);
+    let admin = |uri: &str, body: Option<Value>| {
+        let mut request = common::json_request(Method::POST, uri, body);
+        request
+            .headers_mut()
+            .insert("authorization", "Bearer adm-s3cret".parse().unwrap());
+        request
+    };
+    let (status, _) = common::call_raw(
+        &app,
+        admin("/v1/sales", Some(json!({"sku": "drop", "stock": 5}))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let buy = |user: &str| {
+        common::json_request(
+            Method::POST,
+            "/v1/sales/drop/purchase",
+            Some(json!({ "user": user })),
+        )
+    };
+    let (status, receipt) = common::call_raw(&app, buy("ann")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+
+    let (status, _) = call(&app, Method::POST, "/v1/sales/drop/end", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = common::call_raw(&app, buy("bob")).await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "a refused end changed the sale"
+    );
+
+    let (status, ended) = common::call_raw(&app, admin("/v1/sales/drop/end", None)).await;
+    assert_eq!(status, StatusCode::OK, "{ended}");
+    assert_eq!(ended["state"], "ended");
+    assert_eq!(ended["available"], 3, "{ended}");
+    assert!(ended["ends_at"].is_string(), "{ended}");
+    let (status, refused) = common::call_raw(&app, buy("cy")).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (StatusCode::CONFLICT, Some("sale_not_active")),
+        "{refused}"
+    );
+    let (_, read) = call(&app, Method::GET, "/v1/sales/drop", None).await;
+    assert_eq!(read["state"], "ended");
+    let (status, again) = common::call_raw(&app, admin("/v1/sales/drop/end", None)).await;
+    assert_eq!(
+        (status, &again["ends_at"]),
+        (StatusCode::OK, &ended["ends_at"])
+    );
+
+    // The order made before the end is paid as usual.
+    engine.drain().await.unwrap();
+    let id = receipt["order_id"].as_str().unwrap();
+    engine.pay(id.parse().unwrap()).await.unwrap();
+
+    let (status, body) = common::call_raw(&app, admin("/v1/sales/nope/end", None)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_sale"))
+    );
+}
+
 /// Each admin action is one audit line naming who (the admin token by role, never its value; a
 /// JWT by subject), what, which sale and the answer's status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,6 +268,16 @@ async fn admin_actions_are_audited_with_who_did_them() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send_as(
+        &http,
+        Method::POST,
+        &format!("{base}/v1/sales/audited%20sku/end"),
+        Some(&operator),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
     // Refused before the handler: not an action, not audited.
     let (status, _) = send(
         &http,
@@ -229,6 +311,7 @@ async fn admin_actions_are_audited_with_who_did_them() {
             json!(["admin-token", "create_sale", "audited sku", 201, ""]),
             json!(["jwt:ops-jane", "reconcile", "audited sku", 200, ""]),
             json!(["admin-token", "reconcile", "gone", 404, "unknown_sale"]),
+            json!(["jwt:ops-jane", "end_sale", "audited sku", 200, ""]),
         ],
         "{log}"
     );

@@ -17,12 +17,13 @@ use nexussale_server::{App, AppState, Probe, RateLimiter, app, app_with};
 use serde_json::{Value, json};
 
 /// The routes of shared/CONTRACT.md.
-const CONTRACT_ROUTES: [(&str, &str); 17] = [
+const CONTRACT_ROUTES: [(&str, &str); 18] = [
     ("post", "/v1/sales"),
     ("get", "/v1/sales"),
     ("get", "/v1/sales/{sku}"),
     ("post", "/v1/sales/{sku}/purchase"),
     ("post", "/v1/sales/{sku}/reconcile"),
+    ("post", "/v1/sales/{sku}/end"),
     ("get", "/v1/orders/{id}"),
     ("get", "/v1/orders"),
     ("post", "/v1/orders/{id}/pay"),
@@ -516,6 +517,24 @@ async fn every_answer_matches_the_document() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
+    // The console's end: the sale, now ended (purchases refused); an unknown sale.
+    let end = "/v1/sales/{sku}/end";
+    let (status, ended) = c
+        .call(&app, Method::POST, end, "/v1/sales/ps5/end", None)
+        .await;
+    assert_eq!(
+        (status, ended["state"].as_str()),
+        (StatusCode::OK, Some("ended")),
+        "{ended}"
+    );
+    let (status, _) = c
+        .call(&app, Method::POST, end, "/v1/sales/nope/end", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let too_long = format!("/v1/sales/{}/end", "x".repeat(200));
+    let (status, _) = c.call(&app, Method::POST, end, &too_long, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     // Operations.
     c.call(&app, Method::GET, "/health", "/health", None).await;
     c.call(&app, Method::GET, "/ready", "/ready", None).await;
@@ -570,6 +589,12 @@ async fn every_answer_matches_the_document() {
             Method::POST,
             "/v1/sales/{sku}/reconcile",
             "/v1/sales/ps5/reconcile".to_owned(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/sales/{sku}/end",
+            "/v1/sales/ps5/end".to_owned(),
             None,
         ),
     ];

@@ -223,6 +223,14 @@ impl StockStore for LockedStockStore {
         Ok(self.lock().values().map(|book| book.sale.clone()).collect())
     }
 
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
+        // Under the lock, like every reservation: none is made after the end once it returns.
+        Ok(self.lock().get_mut(sku).map(|book| {
+            book.sale = book.sale.clone().ended(at);
+            book.sale.clone()
+        }))
+    }
+
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
         self.with_book(&request.sku, |book| book.reserve(request))
     }

@@ -191,6 +191,21 @@ impl OrderRepository for PgOrderRepository {
         row.as_ref().map(sale_from).transpose()
     }
 
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
+        // `Sale::ended` in one statement (LEAST ignores NULL: an open end becomes `at`).
+        let row = sqlx::query(
+            "UPDATE sales SET ends_at = LEAST(ends_at, $2), \
+             starts_at = CASE WHEN starts_at > $2 THEN $2 ELSE starts_at END \
+             WHERE sku = $1 RETURNING *",
+        )
+        .bind(sku.as_str())
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(sale_from).transpose()
+    }
+
     async fn insert(&self, orders: &[Order]) -> Result<u64> {
         if orders.is_empty() {
             return Ok(0);

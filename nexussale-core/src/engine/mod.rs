@@ -94,8 +94,8 @@ struct Inner {
     repository: DynOrderRepository,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    /// Sale definitions (immutable once created) and their sold-out flags. Read on every
-    /// purchase, written once per sale: copy-on-write, so readers take no lock.
+    /// Sale definitions (fixed once created, but for an early end) and their sold-out flags.
+    /// Read on every purchase, written once per sale: copy-on-write, so readers take no lock.
     sales: SaleCache<SaleEntry>,
     unknown: UnknownSkus,
     /// Reservations the sweeper failed to release or record: tried again first next sweep.

@@ -36,8 +36,8 @@ impl FlashSale {
             .iter()
             .filter(|entry| entry.tag == tag)
         {
-            let found = self.inner.stock.reservation(&entry.sale.sku, id).await;
-            match self.unless_lost(&entry.sale.sku, found)? {
+            let found = self.inner.stock.reservation(entry.sku(), id).await;
+            match self.unless_lost(entry.sku(), found)? {
                 Some(reservation)
                     if reservation.state != ReservationState::Released(ReleaseReason::Aborted) =>
                 {

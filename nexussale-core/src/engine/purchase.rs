@@ -194,7 +194,11 @@ impl FlashSale {
             ReserveOutcome::LimitExceeded { limit, .. } => {
                 Ok(PurchaseOutcome::LimitExceeded { limit })
             }
-            ReserveOutcome::NotActive { state } => Ok(PurchaseOutcome::NotActive(state)),
+            ReserveOutcome::NotActive { state } => {
+                // Checked here first: this process's copy of the sale is behind the store's.
+                self.refresh_end(&reserve.sku).await;
+                Ok(PurchaseOutcome::NotActive(state))
+            }
         }
     }
 

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
+use tracing::debug;
 
 use super::FlashSale;
 use crate::error::{Error, Result};
 use crate::repository::page_size;
-use crate::sale::{Sale, SaleState, Sku, StockSnapshot};
+use crate::sale::{EarlyEnd, Sale, SaleState, Sku, StockSnapshot};
 
 /// What [`FlashSale::sale_check`] answers.
 pub(super) struct SaleCheck {
@@ -25,7 +26,9 @@ pub(super) struct SaleCheck {
 
 /// A cached sale definition and its sold-out flag.
 pub(super) struct SaleEntry {
-    pub(super) sale: Sale,
+    /// The definition as created; [`definition`](Self::definition) adds an early end.
+    sale: Sale,
+    early_end: EarlyEnd,
     /// The tag its order ids carry ([`OrderId::sale_tag`](crate::OrderId::sale_tag)).
     pub(super) tag: u16,
     /// Until this instant (Unix milliseconds), purchases are answered sold out without asking the
@@ -40,9 +43,29 @@ impl SaleEntry {
         Self {
             tag: crate::order::OrderId::sale_tag(&sale.sku),
             sale,
+            early_end: EarlyEnd::default(),
             sold_out_until: AtomicI64::new(0),
             rebuilding: AtomicBool::new(false),
         }
+    }
+
+    /// The definition, ended early if it was.
+    pub(super) fn definition(&self) -> Sale {
+        self.early_end.apply(&self.sale)
+    }
+
+    /// Takes the early end of `sale` (the store's or the repository's definition), if it has
+    /// one before this entry's.
+    fn learn_end(&self, sale: &Sale) {
+        if let Some(end) = sale.ends_at
+            && self.sale.ends_at.is_none_or(|created| end < created)
+        {
+            self.early_end.end(end);
+        }
+    }
+
+    pub(super) fn sku(&self) -> &Sku {
+        &self.sale.sku
     }
 
     fn is_sold_out(&self, now_ms: i64) -> bool {
@@ -138,7 +161,7 @@ impl FlashSale {
         }
         let snapshot = self.inner.stock.snapshot(&sale.sku).await?;
         let entry = self.cache(sale);
-        Ok(self.view(&entry.sale, snapshot))
+        Ok(self.view(&entry.definition(), snapshot))
     }
 
     /// Creates the sale unless one with its sku exists; answers whether it did.
@@ -150,12 +173,60 @@ impl FlashSale {
         }
     }
 
-    /// One sale with its stock.
+    /// One sale with its stock. The definition is the stock store's, so an end made through
+    /// another process shows at once.
     pub async fn sale(&self, sku: &Sku) -> Result<SaleView> {
         let entry = self.sale_entry(sku).await?;
+        let stored = self.inner.stock.sale(sku).await;
+        if let Some(stored) = self.unless_lost(sku, stored)? {
+            entry.learn_end(&stored);
+        }
         let snapshot = self.inner.stock.snapshot(sku).await;
         let snapshot = self.unless_lost(sku, snapshot)?;
-        Ok(self.view(&entry.sale, snapshot))
+        Ok(self.view(&entry.definition(), snapshot))
+    }
+
+    /// Ends the sale now: purchases from this instant on are refused as
+    /// [`SaleState::Ended`](crate::SaleState::Ended), in every process sharing the stock store.
+    /// Reservations made before stay: they are paid or expire as usual. The end is written to
+    /// the repository first (durable: a stock store rebuilt from it keeps the sale ended), then
+    /// to the store. Ending an ended sale changes nothing (an end never moves later).
+    pub async fn end_sale(&self, sku: &Sku) -> Result<SaleView> {
+        let now = self.now();
+        // Stores keep instants to the microsecond.
+        let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+        let durable = self.inner.repository.end_sale(sku, at).await?;
+        let ended = self.inner.stock.end_sale(sku, at).await;
+        let ended = match (self.unless_lost(sku, ended)?, durable) {
+            (Some(sale), _) => sale,
+            // The repository has the sale and the store lost it: the rebuild restores it ended.
+            (None, Some(sale)) => {
+                self.cache(sale);
+                return Err(self.store_lost(sku));
+            }
+            (None, None) => return Err(Error::UnknownSale(sku.clone())),
+        };
+        let entry = self.cache(ended.clone());
+        entry.learn_end(&ended);
+        let snapshot = self.inner.stock.snapshot(sku).await;
+        let snapshot = self.unless_lost(sku, snapshot)?;
+        Ok(self.view(&entry.definition(), snapshot))
+    }
+
+    /// The stock store refused a purchase as not active while this process's copy of the
+    /// definition said active: the sale was ended through another process. Learn its end, so
+    /// later purchases are answered here.
+    pub(super) async fn refresh_end(&self, sku: &Sku) {
+        let Some(entry) = self.inner.sales.get(sku) else {
+            return;
+        };
+        match self.inner.stock.sale(sku).await {
+            Ok(Some(stored)) => entry.learn_end(&stored),
+            Ok(None) => {}
+            Err(err) => {
+                debug!(sku = %sku, error = %err, "could not read an ended sale's definition")
+            }
+        }
     }
 
     /// Every sale with its stock, by sku.
@@ -228,7 +299,7 @@ impl FlashSale {
         let check = |entry: &SaleEntry| SaleCheck {
             per_user_limit: entry.sale.per_user_limit,
             tag: entry.tag,
-            window: entry.sale.window_state(now),
+            window: entry.early_end.window_state(&entry.sale, now),
             sold_out: entry.is_sold_out(now_ms),
             rebuilding: entry.rebuilding.load(Ordering::Acquire),
         };

@@ -42,6 +42,7 @@ pub enum Method {
     CreateSale,
     Sale,
     Sales,
+    EndSale,
     Reserve,
     Reservation,
     ReservationByKey,
@@ -93,6 +94,7 @@ impl Method {
             Method::CreateSale => "create_sale",
             Method::Sale => "sale",
             Method::Sales => "sales",
+            Method::EndSale => "end_sale",
             Method::Reserve => "reserve",
             Method::Reservation => "reservation",
             Method::ReservationByKey => "reservation_by_key",
@@ -318,6 +320,11 @@ impl<T: StockStore, H: Hook> StockStore for Hooked<T, H> {
         Self::call(&self.hook, Backend::Stock, Method::Sales, call).await
     }
 
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
+        let call = self.inner.end_sale(sku, at);
+        Self::call(&self.hook, Backend::Stock, Method::EndSale, call).await
+    }
+
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
         let call = self.inner.reserve(request);
         Self::call(&self.hook, Backend::Stock, Method::Reserve, call).await
@@ -437,6 +444,11 @@ impl<T: OrderRepository, H: Hook> OrderRepository for Hooked<T, H> {
     async fn sales(&self) -> Result<Vec<Sale>> {
         let call = self.inner.sales();
         Self::call(&self.hook, Backend::Repository, Method::Sales, call).await
+    }
+
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
+        let call = self.inner.end_sale(sku, at);
+        Self::call(&self.hook, Backend::Repository, Method::EndSale, call).await
     }
 
     async fn insert(&self, orders: &[Order]) -> Result<u64> {

@@ -136,6 +136,14 @@ impl OrderRepository for MemoryOrderRepository {
         Ok(self.inner.read().sales.values().cloned().collect())
     }
 
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
+        let mut inner = self.inner.write();
+        Ok(inner.sales.get_mut(sku).map(|sale| {
+            *sale = sale.clone().ended(at);
+            sale.clone()
+        }))
+    }
+
     async fn insert(&self, orders: &[Order]) -> Result<u64> {
         let mut inner = self.inner.write();
         Ok(orders.iter().filter(|order| inner.insert(order)).count() as u64)

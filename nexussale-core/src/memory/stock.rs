@@ -21,7 +21,7 @@ use crate::reservation::{
     ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReservationState, ReserveOutcome,
     ReserveRequest,
 };
-use crate::sale::{Sale, SaleState, Sku, StockSnapshot};
+use crate::sale::{EarlyEnd, Sale, SaleState, Sku, StockSnapshot};
 use crate::sale_cache::{SaleCache, SaleMap};
 use crate::stock::StockStore;
 
@@ -144,6 +144,8 @@ impl fmt::Debug for MemoryStockStore {
 /// The live state of one sale.
 struct SaleSlot {
     sale: Sale,
+    /// Set by [`StockStore::end_sale`].
+    early_end: EarlyEnd,
     /// The one word every purchase of the sale writes.
     counts: Padded<Counts>,
     sold: AtomicU64,
@@ -180,8 +182,19 @@ impl SaleSlot {
             reservations: ReservationTable::with_capacity(capacity),
             keys: map(0),
             expiry: ExpiryIndex::new(),
+            early_end: EarlyEnd::default(),
             sale,
         }
+    }
+
+    /// The definition, with its early end if it was ended.
+    fn definition(&self) -> Sale {
+        self.early_end.apply(&self.sale)
+    }
+
+    fn end(&self, at: DateTime<Utc>) -> Sale {
+        self.early_end.end(at);
+        self.definition()
     }
 
     /// Takes `quantity` units if that many are available; answers what remains, or what was
@@ -232,7 +245,7 @@ impl SaleSlot {
                 return ReserveOutcome::Existing { reservation };
             }
         }
-        match self.sale.window_state(request.now) {
+        match self.early_end.window_state(&self.sale, request.now) {
             SaleState::Active | SaleState::SoldOut => {}
             state => return ReserveOutcome::NotActive { state },
         }
@@ -399,7 +412,7 @@ impl StockStore for MemoryStockStore {
     }
 
     async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
-        Ok(self.sales.read(sku, |slot| slot.sale.clone()))
+        Ok(self.sales.read(sku, SaleSlot::definition))
     }
 
     async fn sales(&self) -> Result<Vec<Sale>> {
@@ -407,10 +420,14 @@ impl StockStore for MemoryStockStore {
             .sales
             .values()
             .iter()
-            .map(|slot| slot.sale.clone())
+            .map(|slot| slot.definition())
             .collect();
         sales.sort_by(|a, b| a.sku.cmp(&b.sku));
         Ok(sales)
+    }
+
+    async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
+        Ok(self.sales.read(sku, |slot| slot.end(at)))
     }
 
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {

@@ -155,6 +155,7 @@ macro_rules! __stock_cases {
             confirm_after_expiry_is_refused,
             expiry_is_indexed_by_instant,
             sale_window_is_enforced,
+            end_sale_refuses_from_then_on,
             restore_rebuilds_from_orders,
             rebuild_lock_admits_one_holder,
             conservation_under_mixed_load,
@@ -186,6 +187,7 @@ macro_rules! order_repository_tests {
     ($setup:path) => {
         $crate::__testkit_cases!(repository, $setup;
             saves_a_sale_once,
+            end_sale_moves_the_end_earlier_only,
             insert_is_idempotent,
             concurrent_inserts_store_each_order_once,
             pagination_has_no_gap_or_repeat,

@@ -62,6 +62,51 @@ pub async fn saves_a_sale_once(repository: DynOrderRepository) {
     assert_eq!(repository.sale(&unique_sku()).await.unwrap(), None);
 }
 
+/// Ending a stored sale moves its end earlier, never later, and closes an upcoming sale before
+/// it opens; the ended definition reads back. An unknown sale answers `None`.
+pub async fn end_sale_moves_the_end_earlier_only(repository: DynOrderRepository) {
+    let start = now();
+    let hour = Duration::hours(1);
+    let sale = Sale::new(unique_sku(), 40).with_window(Some(start), Some(start + hour * 2));
+    assert!(repository.save_sale(&sale).await.unwrap());
+    let ended = sale.clone().ended(start + hour);
+    assert_eq!(
+        repository.end_sale(&sale.sku, start + hour).await.unwrap(),
+        Some(ended.clone())
+    );
+    assert_eq!(
+        repository
+            .end_sale(&sale.sku, start + hour * 3)
+            .await
+            .unwrap(),
+        Some(ended.clone())
+    );
+    assert_eq!(
+        repository.sale(&sale.sku).await.unwrap(),
+        Some(ended.clone())
+    );
+    assert!(repository.sales().await.unwrap().contains(&ended));
+
+    let open = Sale::new(unique_sku(), 1);
+    assert!(repository.save_sale(&open).await.unwrap());
+    assert_eq!(
+        repository.end_sale(&open.sku, start).await.unwrap(),
+        Some(open.clone().with_window(None, Some(start)))
+    );
+
+    let upcoming = Sale::new(unique_sku(), 3).with_window(Some(start + hour), None);
+    assert!(repository.save_sale(&upcoming).await.unwrap());
+    let closed = repository.end_sale(&upcoming.sku, start).await.unwrap();
+    assert_eq!(
+        closed.map(|sale| (sale.starts_at, sale.ends_at)),
+        Some((Some(start), Some(start)))
+    );
+    assert_eq!(
+        repository.end_sale(&unique_sku(), start).await.unwrap(),
+        None
+    );
+}
+
 /// Inserting a batch stores each order; inserting it again changes nothing, whatever the
 /// statuses given the second time.
 pub async fn insert_is_idempotent(repository: DynOrderRepository) {

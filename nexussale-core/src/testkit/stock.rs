@@ -644,6 +644,82 @@ pub async fn sale_window_is_enforced(store: DynStockStore) {
     );
 }
 
+/// Ending a sale refuses every reservation from that instant on (for every buyer, wherever the
+/// store keeps them) and none before it; it keeps the reservations made, moves the end only
+/// earlier, and closes an upcoming sale before it opens. A retry's key still answers.
+pub async fn end_sale_refuses_from_then_on(store: DynStockStore) {
+    let now = fixtures::now();
+    let second = chrono::Duration::seconds(1);
+    let sale = new_sale(&*store, 50, 1).await;
+    let mut keyed = request(&sale.sku, user("early"), now);
+    keyed.idempotency_key = Some(IdempotencyKey::new("before-the-end").unwrap());
+    let made = reserved(&*store, &keyed).await;
+    let end = now + second * 10;
+    let ended = store.end_sale(&sale.sku, end).await.unwrap();
+    assert_eq!(ended, Some(sale.clone().ended(end)));
+    assert_eq!(store.sale(&sale.sku).await.unwrap(), ended);
+    assert!(
+        store
+            .sales()
+            .await
+            .unwrap()
+            .contains(&sale.clone().ended(end))
+    );
+    // Before the end, reservations go on; from it on, every buyer is refused.
+    reserved(
+        &*store,
+        &request(&sale.sku, user("just-in-time"), end - second),
+    )
+    .await;
+    for buyer in 0..20 {
+        assert_eq!(
+            store
+                .reserve(&request(&sale.sku, user(buyer), end))
+                .await
+                .unwrap(),
+            ReserveOutcome::NotActive {
+                state: SaleState::Ended
+            },
+            "buyer {buyer} at the end"
+        );
+    }
+    keyed.order_id = OrderId::new();
+    keyed.now = end + second;
+    assert!(matches!(
+        store.reserve(&keyed).await.unwrap(),
+        ReserveOutcome::Existing { reservation } if reservation.order_id == made.order_id
+    ));
+    // An end never moves later; it moves earlier.
+    let later = store.end_sale(&sale.sku, end + second * 60).await.unwrap();
+    assert_eq!(later, Some(sale.clone().ended(end)));
+    let earlier = store.end_sale(&sale.sku, end - second * 5).await.unwrap();
+    assert_eq!(earlier, Some(sale.clone().ended(end - second * 5)));
+    // The reservations made stay held.
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(50, 48, 2, 0)
+    );
+    assert_eq!(store.end_sale(&unique_sku(), end).await.unwrap(), None);
+
+    let hour = chrono::Duration::hours(1);
+    let upcoming = Sale::new(unique_sku(), 5).with_window(Some(now + hour), Some(now + hour * 2));
+    store.create_sale(&upcoming).await.unwrap();
+    let closed = store.end_sale(&upcoming.sku, now).await.unwrap();
+    assert_eq!(
+        closed.as_ref().map(|sale| (sale.starts_at, sale.ends_at)),
+        Some((Some(now), Some(now)))
+    );
+    assert_eq!(
+        store
+            .reserve(&request(&upcoming.sku, user("ann"), now + hour))
+            .await
+            .unwrap(),
+        ReserveOutcome::NotActive {
+            state: SaleState::Ended
+        }
+    );
+}
+
 fn order(
     sale: &Sale,
     user: UserId,

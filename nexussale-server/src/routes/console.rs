@@ -1,4 +1,4 @@
-//! The operator's actions on a sale (admin): reconcile its stock with its orders.
+//! The operator's actions on a sale (admin): reconcile its stock with its orders, end it now.
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -7,6 +7,7 @@ use nexussale_core::{ReconcileReport, Sku, StatusCounts, StockSnapshot, Tally};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::sales::SaleBody;
 use crate::body::{Response, json, read_json_or_default};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -136,4 +137,22 @@ where
     let request: ReconcileRequest = read_json_or_default(body).await?;
     let report = state.engine.reconcile(&sku, request.repair).await?;
     Ok(json(StatusCode::OK, &ReconcileBody::from(report)))
+}
+
+/// Ends the sale now (admin): from this instant purchases are refused with 409
+/// `sale_not_active`, on every server sharing the stock store. Orders made before stay, to be
+/// paid or to expire. An upcoming sale never opens. Ending an ended sale changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/sales/{sku}/end",
+    tag = "console",
+    params(("sku" = Sku, Path, description = "The sale.")),
+    responses(
+        (status = 200, description = "The sale, now `ended`.", body = SaleBody),
+        (status = 404, description = "`unknown_sale`: no sale has this sku.", body = ErrorBody),
+    )
+)]
+pub(super) async fn end(state: &AppState, sku: &str) -> Result<Response, ApiError> {
+    let view = state.engine.end_sale(&Sku::new(sku)?).await?;
+    Ok(json(StatusCode::OK, &SaleBody::from(view)))
 }

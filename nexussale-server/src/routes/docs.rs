@@ -38,6 +38,7 @@ const DOCUMENT_PATH: &str = "/api-docs/openapi.json";
         sales::get,
         sales::purchase,
         console::reconcile,
+        console::end,
         orders::list,
         orders::get,
         orders::pay,

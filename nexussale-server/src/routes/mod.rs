@@ -171,6 +171,13 @@ where
             })
             .await
         }
+        Handler::EndSale => {
+            let who = audit::who(&request);
+            audit::admin_action("end_sale", Some(params.first()), who, async {
+                console::end(state, params.first()).await
+            })
+            .await
+        }
         Handler::ListOrders => orders::list(state, &scope, request.uri().query()).await,
         Handler::GetOrder => orders::get(state, &scope, params.first()).await,
         Handler::LegacyOne => legacy::one(state, &scope, params.first()).await,
