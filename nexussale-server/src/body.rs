@@ -1,4 +1,4 @@
-//! Reading JSON requests (bounded) and writing JSON answers.
+//! Reading JSON requests (bounded), writing JSON answers, and the body every answer has.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,80 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 
 /// The answer type of every route.
-pub type Response = http::Response<Full<Bytes>>;
+pub type Response = http::Response<ResponseBody>;
+
+/// The body of an answer: whole (every route but one), or a stream of server-sent events that
+/// ends when its sale's feed closes (`GET /v1/sales/{sku}/events`).
+pub struct ResponseBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Full(Full<Bytes>),
+    Events(Pin<Box<dyn futures::Stream<Item = Bytes> + Send>>),
+}
+
+impl ResponseBody {
+    /// A whole body.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Self {
+            kind: Kind::Full(Full::new(bytes.into())),
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::full(Bytes::new())
+    }
+
+    /// A body of the frames `events` yields, until it ends.
+    pub(crate) fn events(events: impl futures::Stream<Item = Bytes> + Send + 'static) -> Self {
+        Self {
+            kind: Kind::Events(Box::pin(events)),
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Full(full) => f.debug_tuple("Full").field(&full.size_hint()).finish(),
+            Kind::Events(_) => f.write_str("Events"),
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(full) => Pin::new(full).poll_frame(cx),
+            Kind::Events(events) => events
+                .as_mut()
+                .poll_next(cx)
+                .map(|frame| frame.map(|bytes| Ok(Frame::data(bytes)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(full) => full.is_end_stream(),
+            Kind::Events(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match &self.kind {
+            Kind::Full(full) => full.size_hint(),
+            Kind::Events(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
 
 /// The largest request body accepted: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -110,7 +183,7 @@ pub(crate) fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Resp
             br#"{"error":"unavailable","message":"the answer could not be encoded"}"#.to_vec(),
         ),
     };
-    let mut response = http::Response::new(Full::new(Bytes::from(bytes)));
+    let mut response = http::Response::new(ResponseBody::full(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -164,6 +164,8 @@ pub async fn serve_with(
         });
     }
     drop(listener);
+    // Live feeds never end by themselves: end them, so their connections close now.
+    app.state.feeds.close();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}"),
@@ -262,7 +264,6 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         }
     }
     let state = AppState {
-        engine: engine.clone(),
         identity: identity.clone(),
         proxies: TrustedProxies::new(config.trusted_proxies.iter().copied()),
         request_timeout: Some(Duration::from_secs(config.request_timeout_secs)),
@@ -276,6 +277,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         access_log: config.access_log.is_on(),
         log_lines: crate::log_format::plain_lines(),
         probes: backends.probes,
+        ..AppState::new(engine.clone())
     };
 
     let background = CancellationToken::new();

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use nexussale_core::{FlashSale, UserId};
 
+use crate::feeds::Feeds;
 use crate::forwarded::TrustedProxies;
 use crate::identity::Identity;
 use crate::log_writer::BufferedLog;
@@ -53,12 +54,15 @@ pub struct AppState {
     /// One probe per backend (`stock`, `queue`, `orders`), asked by `GET /ready`. A backend
     /// without a probe (in process) is always ready.
     pub probes: Vec<(&'static str, Probe)>,
+    /// The live stock feeds (`GET /v1/sales/{sku}/events`); see [`feed_tick`](Self::feed_tick).
+    pub(crate) feeds: Feeds,
 }
 
 impl AppState {
     /// State for `engine`: every route open, no probes.
     pub fn new(engine: FlashSale) -> Self {
         Self {
+            feeds: Feeds::new(engine.clone(), crate::feeds::DEFAULT_FEED_TICK),
             engine,
             identity: Identity::open(),
             proxies: TrustedProxies::default(),
@@ -70,6 +74,14 @@ impl AppState {
             log_lines: None,
             probes: Vec::new(),
         }
+    }
+
+    /// How often a sale's live feed reads the sale (default
+    /// [`DEFAULT_FEED_TICK`](crate::DEFAULT_FEED_TICK)): at most one event a tick reaches a
+    /// listener, and one read a tick serves every listener of the sale.
+    pub fn feed_tick(mut self, tick: Duration) -> Self {
+        self.feeds = Feeds::new(self.engine.clone(), tick);
+        self
     }
 }
 
@@ -85,6 +97,7 @@ impl fmt::Debug for AppState {
             .field("ip_limit", &self.ip_limit.is_some())
             .field("access_log", &self.access_log)
             .field("log_lines", &self.log_lines.is_some())
+            .field("feeds", &self.feeds)
             .field(
                 "probes",
                 &self

@@ -17,13 +17,14 @@ use nexussale_server::{App, AppState, Probe, RateLimiter, app, app_with};
 use serde_json::{Value, json};
 
 /// The routes of shared/CONTRACT.md.
-const CONTRACT_ROUTES: [(&str, &str); 18] = [
+const CONTRACT_ROUTES: [(&str, &str); 19] = [
     ("post", "/v1/sales"),
     ("get", "/v1/sales"),
     ("get", "/v1/sales/{sku}"),
     ("post", "/v1/sales/{sku}/purchase"),
     ("post", "/v1/sales/{sku}/reconcile"),
     ("post", "/v1/sales/{sku}/end"),
+    ("get", "/v1/sales/{sku}/events"),
     ("get", "/v1/orders/{id}"),
     ("get", "/v1/orders"),
     ("post", "/v1/orders/{id}/pay"),
@@ -64,11 +65,27 @@ async fn send(app: &App, request: Request<Full<Bytes>>) -> (StatusCode, Bytes, S
         .map(|value| value.to_str().unwrap().to_owned())
         .unwrap_or_default();
     let status = response.status();
-    (
-        status,
-        response.into_body().collect().await.unwrap().to_bytes(),
-        content_type,
-    )
+    let mut body = response.into_body();
+    if content_type != "text/event-stream" {
+        return (
+            status,
+            body.collect().await.unwrap().to_bytes(),
+            content_type,
+        );
+    }
+    // A stream never ends by itself: read it up to its first event.
+    let mut bytes = Vec::new();
+    while !String::from_utf8_lossy(&bytes).contains("event: stock\ndata: ")
+        || !bytes.ends_with(b"\n\n")
+    {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+            .await
+            .expect("no event within 5 s")
+            .expect("the stream ended")
+            .unwrap();
+        bytes.extend_from_slice(&frame.into_data().unwrap());
+    }
+    (status, Bytes::from(bytes), content_type)
 }
 
 /// Checks one answer against the document: its status is documented for the operation, and its
@@ -106,25 +123,46 @@ impl Checker {
         let media = content
             .get(ct)
             .unwrap_or_else(|| panic!("{method} {template} {status}: {ct} not documented"));
-        if ct != "application/json" {
-            return;
-        }
-        let mut schema = media["schema"].clone();
+        let (schema, instances) =
+            match ct {
+                "application/json" => (
+                    media["schema"].clone(),
+                    vec![serde_json::from_slice::<Value>(body).unwrap()],
+                ),
+                // Each event's data is the sale as `GET /v1/sales/{sku}` answers it.
+                "text/event-stream" => (
+                    self.document["paths"]["/v1/sales/{sku}"]["get"]["responses"]["200"]["content"]
+                        ["application/json"]["schema"]
+                        .clone(),
+                    String::from_utf8_lossy(body)
+                        .lines()
+                        .filter_map(|line| line.strip_prefix("data: "))
+                        .map(|data| serde_json::from_str(data).unwrap())
+                        .collect(),
+                ),
+                _ => return,
+            };
+        let mut schema = schema;
         schema["components"] = self.document["components"].clone();
         let validator = jsonschema::options()
             .with_draft(jsonschema::Draft::Draft202012)
             .should_validate_formats(true)
             .build(&schema)
             .unwrap_or_else(|err| panic!("{method} {template}: bad schema: {err}"));
-        let instance: Value = serde_json::from_slice(body).unwrap();
-        let errors: Vec<String> = validator
-            .iter_errors(&instance)
-            .map(|err| format!("{err} at {}", err.instance_path()))
-            .collect();
         assert!(
-            errors.is_empty(),
-            "{method} {template} {status}: the body does not match the document: {errors:?}\n{instance}"
+            !instances.is_empty(),
+            "{method} {template} {status}: nothing to check"
         );
+        for instance in instances {
+            let errors: Vec<String> = validator
+                .iter_errors(&instance)
+                .map(|err| format!("{err} at {}", err.instance_path()))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{method} {template} {status}: the body does not match the document: {errors:?}\n{instance}"
+            );
+        }
     }
 
     /// Whether repeating a purchase soon meets the user rate limit (429).
@@ -516,6 +554,17 @@ async fn every_answer_matches_the_document() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+
+    // The live stock: a stream whose events are the sale; an unknown sale; a bad sku.
+    let events = "/v1/sales/{sku}/events";
+    for (uri, expected) in [
+        ("/v1/sales/ps5/events".to_owned(), 200),
+        ("/v1/sales/nope/events".to_owned(), 404),
+        (format!("/v1/sales/{}/events", "x".repeat(200)), 400),
+    ] {
+        let (status, _) = c.call(&app, Method::GET, events, &uri, None).await;
+        assert_eq!(status.as_u16(), expected, "{uri}");
+    }
 
     // The console's end: the sale, now ended (purchases refused); an unknown sale.
     let end = "/v1/sales/{sku}/end";

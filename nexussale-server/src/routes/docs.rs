@@ -5,7 +5,6 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::Full;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::schema::{Schema, SchemaType, Type};
@@ -14,8 +13,8 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{Modify, OpenApi};
 
 use super::table::{Handler, ROUTES};
-use super::{console, health, legacy, orders, sales};
-use crate::body::{MAX_BODY_BYTES, Response};
+use super::{console, events, health, legacy, orders, sales};
+use crate::body::{MAX_BODY_BYTES, Response, ResponseBody};
 use crate::error::{ApiError, ERROR_CODES, ErrorBody};
 use crate::identity::Access;
 
@@ -36,6 +35,7 @@ const DOCUMENT_PATH: &str = "/api-docs/openapi.json";
         sales::create,
         sales::list,
         sales::get,
+        events::sale,
         sales::purchase,
         console::reconcile,
         console::end,
@@ -339,7 +339,7 @@ pub(super) fn document() -> Response {
 )]
 pub(super) fn swagger_ui(tail: Option<&str>) -> Result<Response, ApiError> {
     let Some(tail) = tail else {
-        let mut response = http::Response::new(Full::new(Bytes::new()));
+        let mut response = http::Response::new(ResponseBody::empty());
         *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
         response
             .headers_mut()
@@ -367,7 +367,7 @@ pub(super) fn swagger_ui(tail: Option<&str>) -> Result<Response, ApiError> {
 }
 
 fn with_type(bytes: Bytes, content_type: &'static str) -> Response {
-    let mut response = http::Response::new(Full::new(bytes));
+    let mut response = http::Response::new(ResponseBody::full(bytes));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

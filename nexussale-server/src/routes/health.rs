@@ -8,7 +8,7 @@ use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::body::{Response, json};
+use crate::body::{Response, ResponseBody, json};
 use crate::error::ErrorBody;
 use crate::state::AppState;
 
@@ -122,9 +122,7 @@ pub(super) async fn metrics(state: &AppState) -> Response {
     }
     crate::telemetry::backends_up(probes.iter().map(|(name, answer)| (*name, answer == "ok")));
     crate::telemetry::process();
-    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
-        handle.render(),
-    )));
+    let mut response = http::Response::new(ResponseBody::full(handle.render()));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; version=0.0.4"),

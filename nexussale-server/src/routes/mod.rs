@@ -3,6 +3,7 @@
 mod audit;
 mod console;
 mod docs;
+mod events;
 mod health;
 mod legacy;
 mod limit;
@@ -11,18 +12,17 @@ mod sales;
 mod table;
 
 pub use docs::openapi;
-pub(crate) use sales::PURCHASE_OUTCOMES;
+pub(crate) use sales::{PURCHASE_OUTCOMES, SaleBody};
 
 use std::borrow::Cow;
 use std::cell::Cell;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
-use http_body_util::Full;
 use hyper::body::Body;
 use percent_encoding::percent_decode_str;
 
-use crate::body::Response;
+use crate::body::{Response, ResponseBody};
 use crate::error::ApiError;
 use crate::identity::{self, Credential};
 use crate::state::AppState;
@@ -156,6 +156,7 @@ where
             .await
         }
         Handler::GetSale => sales::get(state, params.first()).await,
+        Handler::SaleEvents => events::sale(state, params.first()).await,
         Handler::Purchase => {
             sales::counted(async {
                 limit::client(state, &request)?;
@@ -205,5 +206,5 @@ fn without_body(response: Response) -> Response {
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
-    Response::from_parts(parts, Full::new(Bytes::new()))
+    Response::from_parts(parts, ResponseBody::empty())
 }

@@ -18,6 +18,7 @@ pub(crate) enum Handler {
     ListSales,
     CreateSale,
     GetSale,
+    SaleEvents,
     Purchase,
     Reconcile,
     EndSale,
@@ -79,13 +80,14 @@ use Access::{Admin, Anyone, Buyer, Orders, Owner, Payment};
 /// Every route, literal segments before `{name}` ones where both could match.
 // One route a line, as a table reads.
 #[rustfmt::skip]
-pub(crate) static ROUTES: [Route; 19] = [
+pub(crate) static ROUTES: [Route; 20] = [
     route(Method::GET,  "/health",                 Handler::Health,      Anyone),
     route(Method::GET,  "/ready",                  Handler::Ready,       Anyone),
     route(Method::GET,  "/metrics",                Handler::Metrics,     Anyone),
     route(Method::GET,  "/v1/sales",               Handler::ListSales,   Anyone),
     route(Method::POST, "/v1/sales",               Handler::CreateSale,  Admin),
     route(Method::GET,  "/v1/sales/{sku}",         Handler::GetSale,     Anyone),
+    route(Method::GET,  "/v1/sales/{sku}/events",  Handler::SaleEvents,  Anyone),
     route(Method::POST, "/v1/sales/{sku}/purchase", Handler::Purchase,   Buyer),
     route(Method::POST, "/v1/sales/{sku}/reconcile", Handler::Reconcile, Admin),
     route(Method::POST, "/v1/sales/{sku}/end",     Handler::EndSale,     Admin),
