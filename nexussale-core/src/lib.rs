@@ -24,8 +24,9 @@ pub mod trace;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
-    EngineConfig, FlashSale, FlashSaleBuilder, PurchaseOutcome, PurchaseRequest, Receipt,
-    ReconcileReport, SalePage, SaleQuery, SaleView, SweepReport,
+    EngineConfig, FlashSale, FlashSaleBuilder, MAX_REPORT_BUCKETS, PurchaseOutcome,
+    PurchaseRequest, Receipt, ReconcileReport, SalePage, SaleQuery, SaleReport, SaleView,
+    SweepReport,
 };
 pub use error::{BoxError, Error, Result};
 pub use ident::{IdempotencyKey, MAX_IDENT_LEN, Sku, UserId};
@@ -34,8 +35,8 @@ pub use order::{MAX_REMARK_LEN, Order, OrderEvent, OrderId, OrderStatus, validat
 pub use outage::OutageLog;
 pub use queue::{Delivery, DeliveryTag, DynOrderQueue, OrderQueue, QueueMark};
 pub use repository::{
-    DEFAULT_PAGE_SIZE, DynOrderRepository, MAX_PAGE_SIZE, OrderPage, OrderQuery, OrderRepository,
-    StatusCounts, Tally, TransitionOutcome,
+    DEFAULT_PAGE_SIZE, DynOrderRepository, MAX_PAGE_SIZE, MAX_TIMELINE_BUCKETS, OrderPage,
+    OrderQuery, OrderRepository, StatusCounts, Tally, Timeline, TransitionOutcome,
 };
 pub use reservation::{
     ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReservationState, ReserveOutcome,

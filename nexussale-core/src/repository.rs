@@ -1,7 +1,9 @@
 //! [`OrderRepository`]: the system of record for orders and sale definitions.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -91,6 +93,76 @@ pub struct Tally {
     pub units: u64,
 }
 
+/// How a sale's orders spread over time: what its report is made of
+/// ([`OrderRepository::timeline`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// When its first order was placed (`created_at`); `None`: no order.
+    pub first: Option<DateTime<Utc>>,
+    /// When its last order was placed.
+    pub last: Option<DateTime<Utc>>,
+    /// When the orders placed so far first held the units asked about, in all statuses (for a
+    /// sale's stock: when it sold out, units coming back later aside); `None`: never.
+    pub reached: Option<DateTime<Utc>>,
+    /// Orders and units placed in each bucket of time from `first` on (bucket `i` covers
+    /// `first + i × bucket` up to the next), the empty ones included, up to the one of `last`.
+    pub buckets: Vec<Tally>,
+}
+
+/// The most buckets a [`Timeline`] may be asked for: a caller widens its buckets to stay under.
+pub const MAX_TIMELINE_BUCKETS: u64 = 10_000;
+
+impl Timeline {
+    /// The timeline of orders placed at the given instants with the given quantities, in any
+    /// order: for a repository that reads them from an index of its own.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use chrono::{TimeZone, Utc};
+    /// use nexussale_core::{Tally, Timeline};
+    /// let at = |ms| Utc.timestamp_millis_opt(ms).unwrap();
+    /// let timeline = Timeline::of(vec![(at(2_500), 2), (at(0), 1), (at(900), 1)], Duration::from_secs(1), 3);
+    /// assert_eq!(timeline.first, Some(at(0)));
+    /// assert_eq!(timeline.reached, Some(at(2_500)));
+    /// let orders: Vec<u64> = timeline.buckets.iter().map(|tally| tally.orders).collect();
+    /// assert_eq!(orders, [2, 0, 1]);
+    /// ```
+    pub fn of(mut placed: Vec<(DateTime<Utc>, u32)>, bucket: Duration, units: u64) -> Self {
+        placed.sort_unstable();
+        let (Some(&(first, _)), Some(&(last, _))) = (placed.first(), placed.last()) else {
+            return Self::default();
+        };
+        let width = bucket_micros(bucket);
+        let mut buckets = vec![Tally::default(); (bucket_of(first, last, width) + 1) as usize];
+        let (mut held, mut reached) = (0u64, None);
+        for (at, quantity) in placed {
+            let tally = &mut buckets[bucket_of(first, at, width) as usize];
+            tally.orders += 1;
+            tally.units += u64::from(quantity);
+            held += u64::from(quantity);
+            if reached.is_none() && held >= units {
+                reached = Some(at);
+            }
+        }
+        Self {
+            first: Some(first),
+            last: Some(last),
+            reached,
+            buckets,
+        }
+    }
+}
+
+/// A bucket's width in µs: at least one.
+pub(crate) fn bucket_micros(bucket: Duration) -> i64 {
+    i64::try_from(bucket.as_micros()).unwrap_or(i64::MAX).max(1)
+}
+
+/// The bucket `at` falls in, counted from `first`.
+fn bucket_of(first: DateTime<Utc>, at: DateTime<Utc>, width: i64) -> i64 {
+    (at - first).num_microseconds().unwrap_or(i64::MAX).max(0) / width
+}
+
 /// Orders of one sale, per status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusCounts {
@@ -142,6 +214,11 @@ impl StatusCounts {
 /// - **Ending.** [`end_sale`](Self::end_sale) stores the definition [`Sale::ended`] at `at` (an
 ///   end only moves earlier): [`sale`](Self::sale) and [`sales`](Self::sales) answer it from then
 ///   on, so a stock store rebuilt from the repository keeps the sale ended.
+/// - **Timeline.** [`timeline`](Self::timeline) reads one sale's orders through an index on the
+///   sale and the creation instant, never the whole table.
+/// - **Refusals.** [`add_refusals`](Self::add_refusals) adds to a sale's counts of refused
+///   purchases by reason (concurrent additions all count) and ignores a sale it does not store;
+///   [`refusals`](Self::refusals) answers the totals.
 /// - **Durability.** `Ok` means the write is committed.
 ///
 /// # Example
@@ -192,6 +269,17 @@ pub trait OrderRepository: Send + Sync + Debug + 'static {
 
     /// The sale's orders and units per status.
     async fn counts(&self, sku: &Sku) -> Result<StatusCounts>;
+
+    /// How the sale's orders spread over time, in buckets of `bucket` (at least a microsecond;
+    /// the caller keeps their number under [`MAX_TIMELINE_BUCKETS`]), and when they first held
+    /// `units` units in all (see the contract).
+    async fn timeline(&self, sku: &Sku, bucket: Duration, units: u64) -> Result<Timeline>;
+
+    /// Adds `counts` (reason, purchases refused) to the sale's refusals, if the sale is stored.
+    async fn add_refusals(&self, sku: &Sku, counts: &[(&'static str, u64)]) -> Result<()>;
+
+    /// The sale's purchases refused, by reason (reasons never refused are absent).
+    async fn refusals(&self, sku: &Sku) -> Result<BTreeMap<String, u64>>;
 }
 
 macro_rules! forward_order_repository {
@@ -230,6 +318,15 @@ macro_rules! forward_order_repository {
             }
             async fn counts(&self, sku: &Sku) -> Result<StatusCounts> {
                 (**self).counts(sku).await
+            }
+            async fn timeline(&self, sku: &Sku, bucket: Duration, units: u64) -> Result<Timeline> {
+                (**self).timeline(sku, bucket, units).await
+            }
+            async fn add_refusals(&self, sku: &Sku, counts: &[(&'static str, u64)]) -> Result<()> {
+                (**self).add_refusals(sku, counts).await
+            }
+            async fn refusals(&self, sku: &Sku) -> Result<BTreeMap<String, u64>> {
+                (**self).refusals(sku).await
             }
         }
     )*};

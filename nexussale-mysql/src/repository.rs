@@ -1,16 +1,17 @@
 //! [`MySqlOrderRepository`]: orders and sale definitions in MySQL 8 or MariaDB 10.11+.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{Connection, MySql, QueryBuilder};
+use sqlx::{Connection, MySql, QueryBuilder, Row};
 use uuid::Uuid;
 
 use nexussale_core::{
     IdempotencyKey, Order, OrderId, OrderPage, OrderQuery, OrderRepository, OrderStatus, Result,
-    Sale, Sku, StatusCounts, Tally, TransitionOutcome, UserId,
+    Sale, Sku, StatusCounts, Tally, Timeline, TransitionOutcome, UserId,
 };
 
 use crate::config::MySqlConfig;
@@ -470,4 +471,157 @@ impl OrderRepository for MySqlOrderRepository {
         }
         Ok(counts)
     }
+
+    async fn timeline(&self, sku: &Sku, bucket: Duration, units: u64) -> Result<Timeline> {
+        let (first, last): (Option<NaiveDateTime>, Option<NaiveDateTime>) =
+            sqlx::query_as(TIMELINE_ENDS)
+                .bind(sku.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(RepoError::from)?;
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(Timeline::default());
+        };
+        let width = i64::try_from(bucket.as_micros()).unwrap_or(i64::MAX).max(1);
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(TIMELINE_BUCKETS)
+            .bind(first)
+            .bind(width)
+            .bind(sku.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(RepoError::from)?;
+        let reached: Option<NaiveDateTime> = sqlx::query_scalar(TIMELINE_REACHED)
+            .bind(sku.as_str())
+            .bind(units)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(RepoError::from)?;
+        let count = |n: i64| {
+            u64::try_from(n).map_err(|_| RepoError::corrupt(format!("negative count {n}")))
+        };
+        let span = (last - first).num_microseconds().unwrap_or(i64::MAX) / width;
+        let mut buckets = vec![Tally::default(); usize::try_from(span + 1).unwrap_or(0)];
+        for (index, orders, units) in rows {
+            let slot = usize::try_from(index)
+                .ok()
+                .and_then(|index| buckets.get_mut(index))
+                .ok_or_else(|| RepoError::corrupt(format!("timeline bucket {index}")))?;
+            *slot = Tally {
+                orders: count(orders)?,
+                units: count(units)?,
+            };
+        }
+        Ok(Timeline {
+            first: Some(first.and_utc()),
+            last: Some(last.and_utc()),
+            reached: reached.map(|at| at.and_utc()),
+            buckets,
+        })
+    }
+
+    async fn add_refusals(&self, sku: &Sku, counts: &[(&'static str, u64)]) -> Result<()> {
+        let mut transaction = self.pool.begin().await.map_err(RepoError::from)?;
+        for (reason, refused) in counts.iter().filter(|(_, refused)| *refused > 0) {
+            // Through `sales`: a sale that is not stored gets no row.
+            sqlx::query(
+                "INSERT INTO sale_refusals (sku, reason, refused) \
+                 SELECT sku, ?, ? FROM sales WHERE sku = ? \
+                 ON DUPLICATE KEY UPDATE refused = refused + ?",
+            )
+            .bind(*reason)
+            .bind(*refused)
+            .bind(sku.as_str())
+            .bind(*refused)
+            .execute(&mut *transaction)
+            .await
+            .map_err(RepoError::from)?;
+        }
+        transaction.commit().await.map_err(RepoError::from)?;
+        Ok(())
+    }
+
+    async fn refusals(&self, sku: &Sku) -> Result<BTreeMap<String, u64>> {
+        let rows: Vec<(Vec<u8>, u64)> =
+            sqlx::query_as("SELECT reason, refused FROM sale_refusals WHERE sku = ?")
+                .bind(sku.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(RepoError::from)?;
+        rows.into_iter()
+            .map(|(reason, refused)| Ok((text("reason", reason)?, refused)))
+            .collect::<std::result::Result<_, RepoError>>()
+            .map_err(Into::into)
+    }
+}
+
+/// The report's queries, each served by the index `orders_by_sku_created` alone (see
+/// [`MySqlOrderRepository::report_plans`]).
+const TIMELINE_ENDS: &str = "SELECT MIN(created_at), MAX(created_at) FROM orders WHERE sku = ?";
+const TIMELINE_BUCKETS: &str = "SELECT CAST(FLOOR(TIMESTAMPDIFF(MICROSECOND, ?, created_at) / ?) AS SIGNED) AS bucket, \
+     COUNT(*), CAST(SUM(quantity) AS SIGNED) FROM orders WHERE sku = ? GROUP BY bucket ORDER BY bucket";
+const TIMELINE_REACHED: &str = "SELECT created_at FROM (SELECT created_at, \
+     SUM(quantity) OVER (ORDER BY created_at, id ROWS UNBOUNDED PRECEDING) AS held \
+     FROM orders WHERE sku = ?) placed WHERE held >= ? ORDER BY created_at LIMIT 1";
+
+impl MySqlOrderRepository {
+    /// How the database runs the queries of a sale's report (its timeline): for each, the
+    /// rows of `EXPLAIN` as (table, access type, key, extra). Shows that each reads one sale's
+    /// range of an index, never the whole table.
+    pub async fn report_plans(&self, sku: &Sku) -> Result<Vec<(String, Vec<ReportPlan>)>> {
+        let epoch = chrono::DateTime::UNIX_EPOCH.naive_utc();
+        let mut plans = Vec::new();
+        for (name, sql, binds) in [
+            ("first and last", TIMELINE_ENDS, 0),
+            ("buckets", TIMELINE_BUCKETS, 2),
+            ("sold out at", TIMELINE_REACHED, 1),
+        ] {
+            let explain = format!("EXPLAIN {sql}");
+            let mut query = sqlx::query(&explain);
+            if binds == 2 {
+                query = query.bind(epoch).bind(1_000_000i64);
+            }
+            query = query.bind(sku.as_str());
+            if binds == 1 {
+                query = query.bind(1u64);
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(RepoError::from)?;
+            let column = |row: &sqlx::mysql::MySqlRow, name: &str| -> String {
+                row.try_get::<Option<String>, _>(name)
+                    .ok()
+                    .flatten()
+                    .or_else(|| {
+                        row.try_get::<Option<Vec<u8>>, _>(name)
+                            .ok()
+                            .flatten()
+                            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                    })
+                    .unwrap_or_default()
+            };
+            plans.push((
+                name.to_owned(),
+                rows.iter()
+                    .map(|row| ReportPlan {
+                        table: column(row, "table"),
+                        access: column(row, "type"),
+                        key: column(row, "key"),
+                        extra: column(row, "Extra"),
+                    })
+                    .collect(),
+            ));
+        }
+        Ok(plans)
+    }
+}
+
+/// One row of a query's `EXPLAIN` ([`MySqlOrderRepository::report_plans`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportPlan {
+    /// The table (or derived table) read.
+    pub table: String,
+    /// How: `ref` / `range` (an index range), `index` (a whole index), `ALL` (every row), ….
+    pub access: String,
+    /// The index used, if any.
+    pub key: String,
+    /// MySQL's notes (`Using index`: read from the index alone).
+    pub extra: String,
 }

@@ -148,6 +148,7 @@ async fn migrations_run_again_harmlessly() {
 /// ends up applied once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_migrations_take_turns() {
+    const MIGRATIONS: i64 = 2;
     let database = unique_name("nexussale_test_");
     let mut admin = match sqlx::MySqlConnection::connect(&database_url()).await {
         Ok(admin) => admin,
@@ -174,7 +175,8 @@ async fn concurrent_migrations_take_turns() {
     .fetch_one(&mut admin)
     .await
     .unwrap();
-    assert_eq!(applied, 1);
+    // Each migration once, however many processes started together.
+    assert_eq!(applied, MIGRATIONS);
     sqlx::query(&format!("DROP DATABASE `{database}`"))
         .execute(&mut admin)
         .await
@@ -193,4 +195,53 @@ async fn purchase_flow_over_mysql() {
         Arc::new(repository),
     )
     .await;
+}
+
+/// The report's queries read one sale's range of `orders_by_sku_created` and nothing else (no
+/// scan of the table, no lookup of its rows), with 2,000 orders of other sales around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_reads_one_sales_range_of_an_index() {
+    let Some(repository) = connect().await else {
+        return;
+    };
+    let sku = unique_sku();
+    let mut orders: Vec<Order> = (0..2_000)
+        .map(|n| fixtures::order(&unique_sku(), &format!("user-{n}")))
+        .collect();
+    orders.extend((0..50).map(|n| fixtures::order(&sku, &format!("buyer-{n}"))));
+    for chunk in orders.chunks(500) {
+        repository.insert(chunk).await.unwrap();
+    }
+    sqlx::query("ANALYZE TABLE orders")
+        .execute(repository.inner().pool())
+        .await
+        .unwrap();
+    let plans = repository.inner().report_plans(&sku).await.unwrap();
+    for (query, rows) in &plans {
+        // MIN and MAX over an index's range are read from its two ends: nothing to scan.
+        if rows
+            .iter()
+            .all(|row| row.extra.contains("Select tables optimized away"))
+        {
+            continue;
+        }
+        let orders_rows: Vec<_> = rows.iter().filter(|row| row.table == "orders").collect();
+        assert!(!orders_rows.is_empty(), "{query}: {rows:?}");
+        for row in orders_rows {
+            assert_eq!(row.key, "orders_by_sku_created", "{query}: {rows:?}");
+            assert_ne!(row.access, "ALL", "{query} scans the table: {rows:?}");
+            assert_ne!(
+                row.access, "index",
+                "{query} reads the whole index: {rows:?}"
+            );
+            assert!(
+                row.extra.contains("Using index"),
+                "{query} reads the table's rows: {rows:?}"
+            );
+        }
+    }
+    // What EXPLAIN showed, for the record (`cargo test … -- --nocapture`).
+    for (query, rows) in plans {
+        println!("{query}: {rows:?}");
+    }
 }

@@ -29,6 +29,7 @@ mod log_writer;
 mod metered;
 mod otel;
 mod ratelimit;
+mod refusals;
 mod routes;
 mod server;
 mod stack;

@@ -305,6 +305,9 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         ]
     };
 
+    let refusals =
+        tokio::spawn(Arc::clone(&state.refusals).run(engine.clone(), background.clone()));
+
     let listener = TcpListener::bind(config.listen).await?;
     info!(address = %listener.local_addr()?, "listening");
     let stop = CancellationToken::new();
@@ -327,6 +330,8 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     for worker in workers {
         let _ = worker.await;
     }
+    // Its last write, of what was refused until the end.
+    let _ = refusals.await;
     if config.kafka_brokers.is_some() {
         info!("stopped; events not yet persisted wait in kafka for the next worker");
     } else {

@@ -14,6 +14,7 @@ use crate::forwarded::TrustedProxies;
 use crate::identity::Identity;
 use crate::log_writer::BufferedLog;
 use crate::ratelimit::RateLimiter;
+use crate::refusals::Refusals;
 
 /// Checks that one backend answers, for `GET /ready`.
 pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, nexussale_core::Result<()>> + Send + Sync>;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub probes: Vec<(&'static str, Probe)>,
     /// The live stock feeds (`GET /v1/sales/{sku}/events`); see [`feed_tick`](Self::feed_tick).
     pub(crate) feeds: Feeds,
+    /// Purchases refused and not yet added to the repository (the sale report's refusals).
+    pub(crate) refusals: Arc<Refusals>,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
     pub fn new(engine: FlashSale) -> Self {
         Self {
             feeds: Feeds::new(engine.clone(), crate::feeds::DEFAULT_FEED_TICK),
+            refusals: Arc::default(),
             engine,
             identity: Identity::open(),
             proxies: TrustedProxies::default(),

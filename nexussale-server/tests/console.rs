@@ -1,11 +1,13 @@
-//! The operator's actions on a sale: reconcile (dry run, then repair), each written to the
-//! audit log with who did it.
+//! The operator's view of a sale and actions on it: reconcile (dry run, then repair), end, the
+//! report; each action written to the audit log with who did it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed expectation is a failed test
 
 mod common;
 
 use common::{call, client, send, send_as, start_server_with_env, stop};
 use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::service::Service;
 use nexussale_core::FlashSale;
 use nexussale_server::{AppState, Identity, app, app_with};
 use serde_json::{Value, json};
@@ -315,4 +317,124 @@ async fn admin_actions_are_audited_with_who_did_them() {
         ],
         "{log}"
     );
+}
+
+/// The report counts what was accepted (whatever became of it), when the sale sold out, the
+/// refusals by reason, the orders by status and the conversion; as JSON and as CSV; admin only.
+#[tokio::test]
+async fn the_report_tells_how_a_sale_sold() {
+    let mut state = AppState::new(FlashSale::in_memory());
+    state.identity = Identity::open().with_admin_token("adm-s3cret");
+    let engine = state.engine.clone();
+    let app = app_with(state);
+    let admin = |method, uri: &str, body: Option<Value>| {
+        let mut request = common::json_request(method, uri, body);
+        request
+            .headers_mut()
+            .insert("authorization", "Bearer adm-s3cret".parse().unwrap());
+        request
+    };
+    let (status, _) = common::call_raw(
+        &app,
+        admin(
+            Method::POST,
+            "/v1/sales",
+            Some(json!({"sku": "reported", "stock": 3})),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut orders = Vec::new();
+    for user in ["ann", "bob", "cy", "dan", "eve"] {
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            "/v1/sales/reported/purchase",
+            Some(json!({ "user": user })),
+        )
+        .await;
+        match orders.len() {
+            0..=2 => {
+                assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+                orders.push(body["order_id"].as_str().unwrap().to_owned());
+            }
+            _ => assert_eq!(body["error"], "sold_out", "{body}"),
+        }
+    }
+    engine.drain().await.unwrap();
+    engine.pay(orders[0].parse().unwrap()).await.unwrap();
+    engine.cancel(orders[1].parse().unwrap()).await.unwrap();
+    engine.drain().await.unwrap();
+
+    let (status, report) =
+        common::call_raw(&app, admin(Method::GET, "/v1/sales/reported/report", None)).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["accepted"], json!({"orders": 3, "units": 3}));
+    assert_eq!(report["statuses"]["paid"], json!({"orders": 1, "units": 1}));
+    assert_eq!(report["statuses"]["cancelled"]["orders"], 1);
+    assert_eq!(report["statuses"]["pending"]["orders"], 1);
+    assert_eq!(report["refused"]["sold_out"], 2, "{report}");
+    assert_eq!(report["refused"]["rate_limited"], 0);
+    assert!((report["conversion"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert!(
+        report["sold_out_after_secs"].as_f64().unwrap() >= 0.0,
+        "{report}"
+    );
+    assert_eq!(report["opened_at"], report["first_purchase"]);
+    assert!(report["last_purchase"].is_string());
+    let per_second = &report["accepted_per_second"];
+    assert_eq!(per_second["bucket_secs"], 1);
+    let placed: u64 = per_second["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bucket| bucket["orders"].as_u64().unwrap())
+        .sum();
+    assert_eq!(placed, 3);
+
+    let response = app
+        .call(admin(
+            Method::GET,
+            "/v1/sales/reported/report?format=csv",
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let csv = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "section,key,value");
+    for row in [
+        "summary,sku,reported",
+        "accepted,orders,3",
+        "status,paid_orders,1",
+        "refused,sold_out,2",
+    ] {
+        assert!(rows.contains(&row), "{row} missing from\n{csv}");
+    }
+
+    for (uri, expected) in [
+        (
+            "/v1/sales/reported/report?format=xml",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/v1/sales/nope/report", StatusCode::NOT_FOUND),
+    ] {
+        let (status, _) = common::call_raw(&app, admin(Method::GET, uri, None)).await;
+        assert_eq!(status, expected, "{uri}");
+    }
+    let (status, _) = call(&app, Method::GET, "/v1/sales/reported/report", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

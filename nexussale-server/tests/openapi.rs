@@ -17,7 +17,7 @@ use nexussale_server::{App, AppState, Probe, RateLimiter, app, app_with};
 use serde_json::{Value, json};
 
 /// The routes of shared/CONTRACT.md.
-const CONTRACT_ROUTES: [(&str, &str); 19] = [
+const CONTRACT_ROUTES: [(&str, &str); 20] = [
     ("post", "/v1/sales"),
     ("get", "/v1/sales"),
     ("get", "/v1/sales/{sku}"),
@@ -25,6 +25,7 @@ const CONTRACT_ROUTES: [(&str, &str); 19] = [
     ("post", "/v1/sales/{sku}/reconcile"),
     ("post", "/v1/sales/{sku}/end"),
     ("get", "/v1/sales/{sku}/events"),
+    ("get", "/v1/sales/{sku}/report"),
     ("get", "/v1/orders/{id}"),
     ("get", "/v1/orders"),
     ("post", "/v1/orders/{id}/pay"),
@@ -566,6 +567,18 @@ async fn every_answer_matches_the_document() {
         assert_eq!(status.as_u16(), expected, "{uri}");
     }
 
+    // The console's report, as JSON and as CSV; an unknown sale; a bad format.
+    let report = "/v1/sales/{sku}/report";
+    for (uri, expected) in [
+        ("/v1/sales/ps5/report", 200),
+        ("/v1/sales/ps5/report?format=csv", 200),
+        ("/v1/sales/nope/report", 404),
+        ("/v1/sales/ps5/report?format=pdf", 400),
+    ] {
+        let (status, body) = c.call(&app, Method::GET, report, uri, None).await;
+        assert_eq!(status.as_u16(), expected, "{uri}: {body}");
+    }
+
     // The console's end: the sale, now ended (purchases refused); an unknown sale.
     let end = "/v1/sales/{sku}/end";
     let (status, ended) = c
@@ -644,6 +657,12 @@ async fn every_answer_matches_the_document() {
             Method::POST,
             "/v1/sales/{sku}/end",
             "/v1/sales/ps5/end".to_owned(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/v1/sales/{sku}/report",
+            "/v1/sales/ps5/report".to_owned(),
             None,
         ),
     ];

@@ -8,13 +8,14 @@
 //!   ids sort by creation and compare byte by byte in PostgreSQL as in Rust;
 //! - durability: autocommit — `Ok` comes after the commit.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use nexussale_core::{
     Error, Order, OrderId, OrderPage, OrderQuery, OrderRepository, OrderStatus, Result, Sale, Sku,
-    StatusCounts, Tally, TransitionOutcome,
+    StatusCounts, Tally, Timeline, TransitionOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row, postgres::PgDatabaseError};
@@ -45,6 +46,13 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_by_sku ON orders (sku, id);
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id);
 CREATE INDEX IF NOT EXISTS orders_by_sku_status ON orders (sku, status) INCLUDE (quantity);
+CREATE INDEX IF NOT EXISTS orders_by_sku_created ON orders (sku, created_at) INCLUDE (quantity);
+CREATE TABLE IF NOT EXISTS sale_refusals (
+    sku     TEXT   NOT NULL,
+    reason  TEXT   NOT NULL,
+    refused BIGINT NOT NULL,
+    PRIMARY KEY (sku, reason)
+);
 ";
 
 /// Orders and sales in PostgreSQL.
@@ -332,6 +340,65 @@ impl OrderRepository for PgOrderRepository {
             };
         }
         Ok(counts)
+    }
+
+    async fn timeline(&self, sku: &Sku, bucket: Duration, units: u64) -> Result<Timeline> {
+        // One index-only range read of the sale; the core buckets it (a repository could as
+        // well group in SQL, as the MySQL one does).
+        let rows = sqlx::query("SELECT created_at, quantity FROM orders WHERE sku = $1")
+            .bind(sku.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let placed = rows
+            .iter()
+            .map(|row| {
+                let quantity: i32 = row.try_get("quantity").map_err(backend)?;
+                Ok((
+                    row.try_get("created_at").map_err(backend)?,
+                    u32::try_from(quantity).map_err(corrupt)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Timeline::of(placed, bucket, units))
+    }
+
+    async fn add_refusals(&self, sku: &Sku, counts: &[(&'static str, u64)]) -> Result<()> {
+        let (reasons, refused): (Vec<&str>, Vec<i64>) = counts
+            .iter()
+            .map(|(reason, n)| (*reason, i64::try_from(*n).unwrap_or(i64::MAX)))
+            .unzip();
+        // Through `sales`: a sale that is not stored gets no row.
+        sqlx::query(
+            "INSERT INTO sale_refusals (sku, reason, refused)
+             SELECT s.sku, r.reason, r.refused FROM sales s, UNNEST($2::text[], $3::bigint[]) AS r(reason, refused)
+             WHERE s.sku = $1
+             ON CONFLICT (sku, reason) DO UPDATE SET refused = sale_refusals.refused + EXCLUDED.refused",
+        )
+        .bind(sku.as_str())
+        .bind(reasons)
+        .bind(refused)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn refusals(&self, sku: &Sku) -> Result<BTreeMap<String, u64>> {
+        let rows = sqlx::query("SELECT reason, refused FROM sale_refusals WHERE sku = $1")
+            .bind(sku.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let refused: i64 = row.try_get("refused").map_err(backend)?;
+                Ok((
+                    row.try_get("reason").map_err(backend)?,
+                    u64::try_from(refused).map_err(corrupt)?,
+                ))
+            })
+            .collect()
     }
 }
 

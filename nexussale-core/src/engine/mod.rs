@@ -5,6 +5,7 @@ mod orders;
 mod purchase;
 mod rebuild;
 mod reconcile;
+mod report;
 mod sales;
 mod sweeper;
 mod unknown;
@@ -27,6 +28,7 @@ use crate::stock::DynStockStore;
 
 pub use purchase::{PurchaseOutcome, PurchaseRequest, Receipt};
 pub use reconcile::ReconcileReport;
+pub use report::{MAX_REPORT_BUCKETS, SaleReport};
 pub use sales::{SalePage, SaleQuery, SaleView};
 pub use sweeper::SweepReport;
 

@@ -2,6 +2,7 @@
 //! says what it adds.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use crate::error::{Error, Result};
 use crate::ident::{IdempotencyKey, UserId};
 use crate::order::{Order, OrderEvent, OrderId, OrderStatus};
 use crate::queue::{Delivery, DeliveryTag, OrderQueue, QueueMark};
-use crate::repository::{OrderPage, OrderQuery, OrderRepository, StatusCounts, TransitionOutcome};
+use crate::repository::{
+    OrderPage, OrderQuery, OrderRepository, StatusCounts, Timeline, TransitionOutcome,
+};
 use crate::reservation::{
     ConfirmOutcome, ReleaseOutcome, ReleaseReason, Reservation, ReserveOutcome, ReserveRequest,
 };
@@ -65,6 +68,9 @@ pub enum Method {
     List,
     Transition,
     Counts,
+    Timeline,
+    AddRefusals,
+    Refusals,
 }
 
 /// One call through a [`Hooked`] backend, as its [`Hook`] sees it.
@@ -117,6 +123,9 @@ impl Method {
             Method::List => "list",
             Method::Transition => "transition",
             Method::Counts => "counts",
+            Method::Timeline => "timeline",
+            Method::AddRefusals => "add_refusals",
+            Method::Refusals => "refusals",
         }
     }
 }
@@ -480,5 +489,20 @@ impl<T: OrderRepository, H: Hook> OrderRepository for Hooked<T, H> {
     async fn counts(&self, sku: &Sku) -> Result<StatusCounts> {
         let call = self.inner.counts(sku);
         Self::call(&self.hook, Backend::Repository, Method::Counts, call).await
+    }
+
+    async fn timeline(&self, sku: &Sku, bucket: Duration, units: u64) -> Result<Timeline> {
+        let call = self.inner.timeline(sku, bucket, units);
+        Self::call(&self.hook, Backend::Repository, Method::Timeline, call).await
+    }
+
+    async fn add_refusals(&self, sku: &Sku, counts: &[(&'static str, u64)]) -> Result<()> {
+        let call = self.inner.add_refusals(sku, counts);
+        Self::call(&self.hook, Backend::Repository, Method::AddRefusals, call).await
+    }
+
+    async fn refusals(&self, sku: &Sku) -> Result<BTreeMap<String, u64>> {
+        let call = self.inner.refusals(sku);
+        Self::call(&self.hook, Backend::Repository, Method::Refusals, call).await
     }
 }

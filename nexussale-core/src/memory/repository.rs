@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,7 +13,9 @@ use parking_lot::RwLock;
 use crate::error::Result;
 use crate::ident::{Sku, UserId};
 use crate::order::{Order, OrderId, OrderStatus};
-use crate::repository::{OrderPage, OrderQuery, OrderRepository, StatusCounts, TransitionOutcome};
+use crate::repository::{
+    OrderPage, OrderQuery, OrderRepository, StatusCounts, Timeline, TransitionOutcome,
+};
 use crate::sale::Sale;
 
 /// An [`OrderRepository`] in process memory: the embedded default.
@@ -33,6 +36,7 @@ struct Inner {
     by_sku: HashMap<Sku, BTreeSet<OrderId>>,
     counts: HashMap<Sku, StatusCounts>,
     sales: BTreeMap<Sku, Sale>,
+    refusals: HashMap<Sku, BTreeMap<String, u64>>,
 }
 
 impl MemoryOrderRepository {
@@ -187,6 +191,41 @@ impl OrderRepository for MemoryOrderRepository {
             .counts
             .get(sku)
             .copied()
+            .unwrap_or_default())
+    }
+
+    async fn timeline(&self, sku: &Sku, bucket: Duration, units: u64) -> Result<Timeline> {
+        let placed = {
+            let inner = self.inner.read();
+            inner.by_sku.get(sku).map_or_else(Vec::new, |ids| {
+                ids.iter()
+                    .filter_map(|id| inner.orders.get(id))
+                    .map(|order| (order.created_at, order.quantity))
+                    .collect()
+            })
+        };
+        Ok(Timeline::of(placed, bucket, units))
+    }
+
+    async fn add_refusals(&self, sku: &Sku, counts: &[(&'static str, u64)]) -> Result<()> {
+        let mut inner = self.inner.write();
+        if !inner.sales.contains_key(sku) {
+            return Ok(());
+        }
+        let refusals = inner.refusals.entry(sku.clone()).or_default();
+        for (reason, count) in counts {
+            *refusals.entry((*reason).to_owned()).or_default() += count;
+        }
+        Ok(())
+    }
+
+    async fn refusals(&self, sku: &Sku) -> Result<BTreeMap<String, u64>> {
+        Ok(self
+            .inner
+            .read()
+            .refusals
+            .get(sku)
+            .cloned()
             .unwrap_or_default())
     }
 }

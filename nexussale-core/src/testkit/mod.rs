@@ -194,6 +194,8 @@ macro_rules! order_repository_tests {
             page_size_is_capped,
             transition_is_compare_and_set,
             counts_follow_statuses,
+            timeline_spreads_a_sales_orders_over_time,
+            refusals_add_up_by_reason,
             repository_keeps_sale_windows_exactly,
         );
     };

@@ -107,6 +107,76 @@ pub async fn end_sale_moves_the_end_earlier_only(repository: DynOrderRepository)
     );
 }
 
+/// A sale's timeline: its first and last orders, when its orders first held the units asked
+/// about, and orders and units per bucket of time (empty ones included); other sales' orders
+/// and statuses do not count. A sale without orders has an empty timeline.
+pub async fn timeline_spreads_a_sales_orders_over_time(repository: DynOrderRepository) {
+    let (sku, other) = (unique_sku(), unique_sku());
+    let start = now();
+    let placed = |ms: i64, quantity: u32, status: OrderStatus| Order {
+        created_at: start + Duration::milliseconds(ms),
+        status,
+        ..order(&sku, &format!("user-{ms}"), quantity)
+    };
+    let orders = vec![
+        placed(0, 1, OrderStatus::Pending),
+        placed(500, 2, OrderStatus::Paid),
+        placed(1_200, 1, OrderStatus::Cancelled),
+        placed(3_900, 3, OrderStatus::Expired),
+        order(&other, "elsewhere", 5),
+    ];
+    repository.insert(&orders).await.unwrap();
+    let second = std::time::Duration::from_secs(1);
+    let timeline = repository.timeline(&sku, second, 4).await.unwrap();
+    assert_eq!(timeline.first, Some(start));
+    assert_eq!(timeline.last, Some(start + Duration::milliseconds(3_900)));
+    assert_eq!(
+        timeline.reached,
+        Some(start + Duration::milliseconds(1_200))
+    );
+    let tally = |orders, units| Tally { orders, units };
+    assert_eq!(
+        timeline.buckets,
+        [tally(2, 3), tally(1, 1), tally(0, 0), tally(1, 3)]
+    );
+    let never = repository.timeline(&sku, second * 10, 8).await.unwrap();
+    assert_eq!((never.reached, never.buckets), (None, vec![tally(4, 7)]));
+    assert_eq!(
+        repository.timeline(&unique_sku(), second, 1).await.unwrap(),
+        crate::repository::Timeline::default()
+    );
+}
+
+/// Refusals add up by reason, also when added concurrently; a sale not stored keeps none.
+pub async fn refusals_add_up_by_reason(repository: DynOrderRepository) {
+    let sale = Sale::new(unique_sku(), 10);
+    assert!(repository.save_sale(&sale).await.unwrap());
+    join_all((0..10).map(|n| {
+        let repository = Arc::clone(&repository);
+        let sku = sale.sku.clone();
+        async move {
+            let counts: &[(&'static str, u64)] = if n % 2 == 0 {
+                &[("sold_out", 3), ("rate_limited", 1)]
+            } else {
+                &[("sold_out", 1)]
+            };
+            repository.add_refusals(&sku, counts).await.unwrap();
+        }
+    }))
+    .await;
+    let refusals = repository.refusals(&sale.sku).await.unwrap();
+    assert_eq!(
+        refusals.into_iter().collect::<Vec<_>>(),
+        [("rate_limited".to_owned(), 5), ("sold_out".to_owned(), 20)]
+    );
+    let ghost = unique_sku();
+    repository
+        .add_refusals(&ghost, &[("sold_out", 1)])
+        .await
+        .unwrap();
+    assert!(repository.refusals(&ghost).await.unwrap().is_empty());
+}
+
 /// Inserting a batch stores each order; inserting it again changes nothing, whatever the
 /// statuses given the second time.
 pub async fn insert_is_idempotent(repository: DynOrderRepository) {

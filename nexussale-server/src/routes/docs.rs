@@ -39,6 +39,7 @@ const DOCUMENT_PATH: &str = "/api-docs/openapi.json";
         sales::purchase,
         console::reconcile,
         console::end,
+        console::report,
         orders::list,
         orders::get,
         orders::pay,

@@ -158,7 +158,7 @@ where
         Handler::GetSale => sales::get(state, params.first()).await,
         Handler::SaleEvents => events::sale(state, params.first()).await,
         Handler::Purchase => {
-            sales::counted(async {
+            sales::counted(state, Some(params.first()), async {
                 limit::client(state, &request)?;
                 let (parts, body) = request.into_parts();
                 sales::purchase(state, &scope, params.first(), &parts.headers, body).await
@@ -179,13 +179,14 @@ where
             })
             .await
         }
+        Handler::Report => console::report(state, params.first(), request.uri().query()).await,
         Handler::ListOrders => orders::list(state, &scope, request.uri().query()).await,
         Handler::GetOrder => orders::get(state, &scope, params.first()).await,
         Handler::LegacyOne => legacy::one(state, &scope, params.first()).await,
         Handler::Pay => orders::pay(state, params.first()).await,
         Handler::Cancel => orders::cancel(state, &scope, params.first()).await,
         Handler::LegacyAdd => {
-            sales::counted(async {
+            sales::counted(state, None, async {
                 limit::client(state, &request)?;
                 legacy::add(state, &scope, request.into_body()).await
             })

@@ -310,8 +310,10 @@ pub(crate) const PURCHASE_OUTCOMES: [&str; 12] = [
 ];
 
 /// Answers a purchase request (`answer`: its handler, from the rate limits on) and counts it by
-/// outcome, with its latency.
+/// outcome, with its latency; a refusal of a purchase of `sku` also for the sale's report.
 pub(super) async fn counted(
+    state: &AppState,
+    sku: Option<&str>,
     answer: impl Future<Output = Result<(Response, &'static str), ApiError>>,
 ) -> Result<Response, ApiError> {
     let start = std::time::Instant::now();
@@ -321,6 +323,9 @@ pub(super) async fn counted(
         Err(err) => outcome(err),
     };
     metrics::counter!("nexussale_purchases_total", "outcome" => outcome).increment(1);
+    if let Some(sku) = sku {
+        state.refusals.count(sku, outcome);
+    }
     metrics::histogram!("nexussale_purchase_duration_seconds").record(start.elapsed());
     answer.map(|(response, _)| response)
 }

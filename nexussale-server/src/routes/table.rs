@@ -22,6 +22,7 @@ pub(crate) enum Handler {
     Purchase,
     Reconcile,
     EndSale,
+    Report,
     ListOrders,
     GetOrder,
     Pay,
@@ -80,7 +81,7 @@ use Access::{Admin, Anyone, Buyer, Orders, Owner, Payment};
 /// Every route, literal segments before `{name}` ones where both could match.
 // One route a line, as a table reads.
 #[rustfmt::skip]
-pub(crate) static ROUTES: [Route; 20] = [
+pub(crate) static ROUTES: [Route; 21] = [
     route(Method::GET,  "/health",                 Handler::Health,      Anyone),
     route(Method::GET,  "/ready",                  Handler::Ready,       Anyone),
     route(Method::GET,  "/metrics",                Handler::Metrics,     Anyone),
@@ -91,6 +92,7 @@ pub(crate) static ROUTES: [Route; 20] = [
     route(Method::POST, "/v1/sales/{sku}/purchase", Handler::Purchase,   Buyer),
     route(Method::POST, "/v1/sales/{sku}/reconcile", Handler::Reconcile, Admin),
     route(Method::POST, "/v1/sales/{sku}/end",     Handler::EndSale,     Admin),
+    route(Method::GET,  "/v1/sales/{sku}/report",  Handler::Report,      Admin),
     route(Method::GET,  "/v1/orders",              Handler::ListOrders,  Orders),
     route(Method::GET,  "/v1/orders/{id}",         Handler::GetOrder,    Owner),
     route(Method::POST, "/v1/orders/{id}/pay",     Handler::Pay,         Payment),
