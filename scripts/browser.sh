@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Browser tests: headless Chromium driven by playwright-core against a real server. Installs what
+# Browser tests: headless Chromium driven by playwright-core against real servers (Swagger UI's
+# Authorize; the operator console, scripts/browser/console.mjs). Installs what
 # a fresh machine lacks, once: Debian's chromium (apt-get; `npx playwright install` cannot
 # download here) and playwright-core (pinned, from npm) into target/browser.
 #
@@ -32,3 +33,14 @@ start_server "$out/server.log" --sale ps5=100 --admin-token "admin-$RANDOM$RANDO
 
 echo "== Swagger UI's Authorize with a pasted buyer token"
 NEXUSSALE_NODE_MODULES=$modules timeout 180 node scripts/browser/swagger_authorize.mjs "http://$address" "$secret"
+kill "$server" 2> /dev/null || true
+wait "$server" 2> /dev/null || true
+
+echo "== the operator console (GET /dashboard)"
+# Admin token only: the script's burst buys as named users, as a shop's back end would.
+admin="admin-$RANDOM$RANDOM"
+start_server "$out/console.log" --sale ps5=100 --admin-token "$admin"
+mkdir -p "$out/screenshots"
+NEXUSSALE_NODE_MODULES=$modules timeout 180 node scripts/browser/console.mjs "http://$address" "$admin" "$out/screenshots" \
+    || { cat "$out/console.log" >&2; exit 1; }
+echo "screenshots in $out/screenshots (docs/img/ holds copies for the README)"

@@ -17,7 +17,7 @@ use nexussale_server::{App, AppState, Probe, RateLimiter, app, app_with};
 use serde_json::{Value, json};
 
 /// The routes of shared/CONTRACT.md.
-const CONTRACT_ROUTES: [(&str, &str); 20] = [
+const CONTRACT_ROUTES: [(&str, &str); 21] = [
     ("post", "/v1/sales"),
     ("get", "/v1/sales"),
     ("get", "/v1/sales/{sku}"),
@@ -26,6 +26,7 @@ const CONTRACT_ROUTES: [(&str, &str); 20] = [
     ("post", "/v1/sales/{sku}/end"),
     ("get", "/v1/sales/{sku}/events"),
     ("get", "/v1/sales/{sku}/report"),
+    ("get", "/dashboard"),
     ("get", "/v1/orders/{id}"),
     ("get", "/v1/orders"),
     ("post", "/v1/orders/{id}/pay"),
@@ -578,6 +579,12 @@ async fn every_answer_matches_the_document() {
         let (status, body) = c.call(&app, Method::GET, report, uri, None).await;
         assert_eq!(status.as_u16(), expected, "{uri}: {body}");
     }
+
+    // The console's page.
+    let (status, _) = c
+        .call(&app, Method::GET, "/dashboard", "/dashboard", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
 
     // The console's end: the sale, now ended (purchases refused); an unknown sale.
     let end = "/v1/sales/{sku}/end";

@@ -13,7 +13,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{Modify, OpenApi};
 
 use super::table::{Handler, ROUTES};
-use super::{console, events, health, legacy, orders, sales};
+use super::{console, dashboard, events, health, legacy, orders, sales};
 use crate::body::{MAX_BODY_BYTES, Response, ResponseBody};
 use crate::error::{ApiError, ERROR_CODES, ErrorBody};
 use crate::identity::Access;
@@ -40,6 +40,7 @@ const DOCUMENT_PATH: &str = "/api-docs/openapi.json";
         console::reconcile,
         console::end,
         console::report,
+        dashboard::page,
         orders::list,
         orders::get,
         orders::pay,

@@ -2,6 +2,7 @@
 
 mod audit;
 mod console;
+mod dashboard;
 mod docs;
 mod events;
 mod health;
@@ -193,6 +194,8 @@ where
             .await
         }
         Handler::LegacyAll => legacy::all(state).await,
+        Handler::Dashboard => Ok(dashboard::page(state)),
+        Handler::DashboardAsset => dashboard::asset(params.first()),
         Handler::SwaggerUi => docs::swagger_ui(None),
         Handler::Document => Ok(docs::document()),
         Handler::SwaggerAsset => docs::swagger_ui(Some(params.first())),

@@ -30,6 +30,8 @@ pub(crate) enum Handler {
     LegacyAdd,
     LegacyAll,
     LegacyOne,
+    Dashboard,
+    DashboardAsset,
     SwaggerUi,
     Document,
     SwaggerAsset,
@@ -81,7 +83,7 @@ use Access::{Admin, Anyone, Buyer, Orders, Owner, Payment};
 /// Every route, literal segments before `{name}` ones where both could match.
 // One route a line, as a table reads.
 #[rustfmt::skip]
-pub(crate) static ROUTES: [Route; 21] = [
+pub(crate) static ROUTES: [Route; 23] = [
     route(Method::GET,  "/health",                 Handler::Health,      Anyone),
     route(Method::GET,  "/ready",                  Handler::Ready,       Anyone),
     route(Method::GET,  "/metrics",                Handler::Metrics,     Anyone),
@@ -100,6 +102,8 @@ pub(crate) static ROUTES: [Route; 21] = [
     route(Method::POST, "/seckill/add",            Handler::LegacyAdd,   Buyer),
     route(Method::GET,  "/order/all",              Handler::LegacyAll,   Admin),
     route(Method::GET,  "/order/{id}",             Handler::LegacyOne,   Owner),
+    route(Method::GET,  "/dashboard",              Handler::Dashboard,   Anyone),
+    undocumented(Method::GET, "/dashboard/{file}", Handler::DashboardAsset),
     route(Method::GET,  "/api-docs",               Handler::SwaggerUi,   Anyone),
     route(Method::GET,  "/api-docs/openapi.json",  Handler::Document,    Anyone),
     undocumented(Method::GET, "/api-docs/{file}",  Handler::SwaggerAsset),
