@@ -12,6 +12,10 @@
 #   bash scripts/bench.sh --observability # only the full stack's open burst, interleaved in each
 #                                         # run: traces off, exported at 1 % and 100 % sampling
 #                                         # (to a local OTLP sink), and the access log off
+#   bash scripts/bench.sh --console       # only the embedded open burst, interleaved in each run:
+#                                         # alone, and with 1,000 live-stock listeners and the
+#                                         # console's polling (metrics, sales, readiness,
+#                                         # reconcile) during it
 #
 # Scenarios (each run on a fresh server process, the load tool on the same machine):
 #   embedded           in-memory stock, queue and orders (the README's first command)
@@ -33,6 +37,7 @@ users=100000
 concurrency=256
 only=""
 observability=0
+console=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs=$2; shift 2 ;;
@@ -41,6 +46,7 @@ while [ $# -gt 0 ]; do
         --users) users=$2; shift 2 ;;
         --soak) soak=$2; shift 2 ;;
         --observability) observability=1; shift ;;
+        --console) console=1; shift ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -200,6 +206,74 @@ for variant in ["traces-off", "traces-1pct", "traces-100pct", "access-log-off"]:
 PY
     if grep -q '"exit":[^0]' "$out/observability.jsonl"; then
         echo "an audit failed or a request errored: see $out/observability.jsonl" >&2
+        exit 1
+    fi
+    exit 0
+fi
+
+# What the console page asks of a server while it is open (scripts: every 2.5 s /metrics; every
+# 5 s the sales and readiness; every 10 s a reconcile dry run of the sale shown).
+console_polling() {
+    local base=$1 sku=$2 tick=0
+    while true; do
+        curl -fs "$base/metrics" > /dev/null || true
+        if [ $((tick % 2)) = 0 ]; then
+            curl -fs "$base/v1/sales?limit=1000" > /dev/null || true
+            curl -fs "$base/ready" > /dev/null || true
+        fi
+        if [ $((tick % 4)) = 0 ]; then
+            curl -fs -X POST -H 'content-type: application/json' -d '{"repair":false}' \
+                "$base/v1/sales/$sku/reconcile" > /dev/null || true
+        fi
+        tick=$((tick + 1))
+        sleep 2.5
+    done
+}
+
+if [ "$console" = 1 ]; then
+    : > "$out/console.jsonl"
+    variants=(alone console)
+    for run in $(seq "$runs"); do
+        for i in 0 1; do
+            variant=${variants[$(((i + run - 1) % 2))]}
+            tag="console-$variant-$run-$$"
+            extra=()
+            extra_env=()
+            start_server embedded "$tag"
+            listeners=()
+            if [ "$variant" = console ]; then
+                listeners=(--listeners 1000)
+                console_polling "http://127.0.0.1:$port" "$tag" &
+                pids+=("$!")
+            fi
+            echo "== run $run: embedded, $variant"
+            set +e
+            line=$("$bench" --url "http://127.0.0.1:$port" --sku "$tag" --stock 1000000 \
+                --users "$users" --concurrency "$concurrency" --baseline "$users" \
+                --server-pid "$server_pid" --wait-persisted 300 "${listeners[@]}" | tail -n 1)
+            status=$?
+            set -e
+            echo "$line"
+            echo "{\"variant\":\"$variant\",\"run\":$run,\"exit\":$status,\"summary\":$line}" >> "$out/console.jsonl"
+            stop_all
+        done
+    done
+    python3 - "$out/console.jsonl" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+runs = sorted({r["run"] for r in rows})
+def summary(variant, run):
+    return next(r["summary"] for r in rows if r["variant"] == variant and r["run"] == run)
+print("| variant | purchases/s per run | median | ÷ alone, same run (median) | events to listeners |")
+print("| --- | --- | --- | --- | --- |")
+for variant in ["alone", "console"]:
+    values = [summary(variant, run)["rps"] for run in runs]
+    ratios = [summary(variant, run)["rps"] / summary("alone", run)["rps"] for run in runs]
+    events = [summary(variant, run).get("listener_events") or 0 for run in runs]
+    print(f"| {variant} | {', '.join(f'{v:,.0f}' for v in values)} | {statistics.median(values):,.0f} | {statistics.median(ratios):.3f} | {', '.join(f'{e:,}' for e in events)} |")
+PY
+    if grep -q '"exit":[^0]' "$out/console.jsonl"; then
+        echo "an audit failed or a request errored: see $out/console.jsonl" >&2
         exit 1
     fi
     exit 0

@@ -49,6 +49,11 @@ pub(crate) struct Args {
     /// `health_rps` and `ratio` (purchase rps / health rps) compare the two in one run.
     #[arg(long, default_value_t = 0)]
     pub(crate) baseline: u64,
+    /// Before the burst, open this many live-stock streams of the sale
+    /// (`GET /v1/sales/{sku}/events`), one connection each, read until the burst ends: the
+    /// summary's `listener_events` counts what they received.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) listeners: usize,
     /// Soak mode: instead of one burst, buy at --rate purchases per second for this many
     /// seconds, cancelling accepted orders once persisted so the stock never runs out, and
     /// sample the server's memory (RSS) every second.

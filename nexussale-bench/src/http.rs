@@ -43,6 +43,11 @@ impl Target {
     }
 
     /// Whether the server runs on this machine (so its memory can be read from /proc).
+    /// `host:port`.
+    pub(crate) fn authority(&self) -> &str {
+        &self.authority
+    }
+
     pub(crate) fn is_local(&self) -> bool {
         let host = self.authority.rsplit_once(':').map_or("", |(host, _)| host);
         matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "0.0.0.0")

@@ -5,6 +5,7 @@
 mod args;
 mod audit;
 mod http;
+mod listeners;
 mod load;
 mod rss;
 mod soak;
@@ -76,6 +77,10 @@ struct Summary {
     sold_out_phase_rps: Option<f64>,
     /// The server's largest resident memory seen during the burst, if it runs on this machine.
     server_rss_max_mb: Option<f64>,
+    /// Live-stock streams open during the burst (`--listeners`), and the `stock` events they
+    /// received in all; null without.
+    listeners: Option<u64>,
+    listener_events: Option<u64>,
     /// Why the audit could not finish; absent when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -136,8 +141,13 @@ pub(crate) async fn create_sale(
 
 /// The purchase request of one user.
 pub(crate) fn purchase_path(sku: &str) -> String {
+    format!("{}/purchase", sale_path(sku))
+}
+
+/// `/v1/sales/{sku}`, the sku percent-encoded.
+pub(crate) fn sale_path(sku: &str) -> String {
     format!(
-        "/v1/sales/{}/purchase",
+        "/v1/sales/{}",
         percent_encoding::utf8_percent_encode(sku, percent_encoding::NON_ALPHANUMERIC)
     )
 }
@@ -207,6 +217,10 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
     let stop_sampling = CancellationToken::new();
     let rss = server_pid(args, &target)
         .map(|pid| rss::sample_max(pid, Duration::from_millis(100), stop_sampling.clone()));
+    let listeners = match args.listeners {
+        0 => None,
+        count => Some(listeners::open(&target, &args.sku, count).await?),
+    };
     let buyers = target.clone();
     let job_users = users.clone();
     let run = load::fire(
@@ -225,6 +239,10 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
     )
     .await?;
     stop_sampling.cancel();
+    let listener_events = match listeners {
+        Some(listeners) => Some(listeners.close().await),
+        None => None,
+    };
 
     let accepted = run.accepted_ids();
     let audited = async {
@@ -277,6 +295,8 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
         buy_phase_rps: round(buy_phase_rps, 1),
         sold_out_phase_rps: sold_out_phase_rps.map(|rps| round(rps, 1)),
         server_rss_max_mb: rss.map(|max| round(max.load(Ordering::Relaxed) as f64 / 1024.0, 1)),
+        listeners: (args.listeners > 0).then_some(args.listeners as u64),
+        listener_events,
         error: audit_error,
     };
     let (Some(findings), Some(sale)) = (findings, sale) else {

@@ -318,3 +318,164 @@ fn the_audit_waits_out_a_rebuild() {
         assert_eq!(store.purge().await.unwrap(), 1);
     });
 }
+
+/// `GET /v1/sales/{sku}/report` after a burst says what the bench's audit saw: as many orders
+/// accepted and persisted, as many refused as sold out; on the embedded default and on MySQL.
+#[test]
+fn the_report_matches_a_bursts_audit() {
+    let database = MySqlScratch::new();
+    let mut backends = vec![("embedded", BackendConfig::default())];
+    match &database {
+        Some(database) => {
+            let mut mysql = BackendConfig::default();
+            mysql.database_url = Some(database.url.clone());
+            backends.push(("mysql", mysql));
+        }
+        None => {
+            nexussale_core::testkit::services::unavailable::<()>("mysql", "no database");
+        }
+    }
+    for (name, backends) in backends {
+        let server = serve(backends, Vec::new(), true);
+        let (code, summary) = bench(
+            &server.address,
+            &[
+                "--sku",
+                "reported",
+                "--stock",
+                "300",
+                "--users",
+                "1000",
+                "--concurrency",
+                "32",
+            ],
+        );
+        assert_eq!(code, 0, "{name}: {summary}");
+        let report = get_json(&server.address, "/v1/sales/reported/report");
+        assert_eq!(
+            report["accepted"]["orders"], summary["accepted"],
+            "{name}: {report}\n{summary}"
+        );
+        assert_eq!(report["accepted"]["orders"], summary["persisted"], "{name}");
+        assert_eq!(
+            report["refused"]["sold_out"], summary["sold_out"],
+            "{name}: {report}\n{summary}"
+        );
+        assert_eq!(report["statuses"]["pending"]["orders"], 300, "{name}");
+        assert!(
+            report["sold_out_after_secs"].is_number(),
+            "{name}: {report}"
+        );
+        let bucketed: u64 = report["accepted_per_second"]["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|bucket| bucket["orders"].as_u64().unwrap())
+            .sum();
+        assert_eq!(bucketed, 300, "{name}: {report}");
+        drop(server);
+    }
+}
+
+/// One `GET` over a plain connection: the body as JSON.
+fn get_json(address: &str, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    serde_json::from_str(body).unwrap()
+}
+
+/// A MySQL database of its own, dropped with this (`None`: MySQL is unavailable).
+struct MySqlScratch {
+    url: String,
+    name: String,
+}
+
+impl MySqlScratch {
+    fn new() -> Option<Self> {
+        use nexussale_mysql::sqlx::{self, Connection};
+        let admin_url = nexussale_core::testkit::services::database_url();
+        let name = nexussale_core::testkit::unique_name("nexussale_bench_");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let mut admin = sqlx::MySqlConnection::connect(&admin_url).await.ok()?;
+            sqlx::query(&format!("CREATE DATABASE `{name}`"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            Some(())
+        })?;
+        let (base, query) = admin_url
+            .split_once('?')
+            .map_or((admin_url.as_str(), None), |(base, query)| {
+                (base, Some(query))
+            });
+        let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
+        let url = match query {
+            Some(query) => format!("{root}/{name}?{query}"),
+            None => format!("{root}/{name}"),
+        };
+        Some(Self { url, name })
+    }
+}
+
+impl Drop for MySqlScratch {
+    fn drop(&mut self) {
+        use nexussale_mysql::sqlx::{self, Connection};
+        let admin_url = nexussale_core::testkit::services::database_url();
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async move {
+                    let mut admin = sqlx::MySqlConnection::connect(&admin_url).await.ok()?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .execute(&mut admin)
+                        .await
+                        .ok()
+                })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop the scratch database {}", self.name);
+        }
+    }
+}
+
+/// `--listeners`: the streams open before the burst, each gets the stock at once and the
+/// changes during the burst, and the burst's audit is as clean as without them.
+#[test]
+fn listeners_stay_open_through_a_burst() {
+    let server = in_memory(true);
+    let (code, summary) = bench(
+        &server.address,
+        &[
+            "--sku",
+            "listened",
+            "--stock",
+            "200",
+            "--users",
+            "2000",
+            "--concurrency",
+            "16",
+            "--listeners",
+            "100",
+        ],
+    );
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["listeners"], 100);
+    assert_eq!(summary["accepted"], 200, "{summary}");
+    assert!(
+        summary["listener_events"].as_u64().unwrap() >= 100,
+        "{summary}"
+    );
+    drop(server);
+}
