@@ -21,8 +21,9 @@ use nexussale_core::{CancellationToken, Error, FlashSale, SaleView, Sku};
 
 use crate::routes::SaleBody;
 
-/// How often a feed reads its sale: at most this many frames a second reach a listener.
-pub const DEFAULT_FEED_TICK: Duration = Duration::from_millis(250);
+/// How often a feed reads its sale: at most two frames a second reach a listener (each frame
+/// is a write to every listener's connection; docs/BENCHMARKS.md, "Live stock listeners").
+pub const DEFAULT_FEED_TICK: Duration = Duration::from_millis(500);
 
 /// A comment line sent when nothing changed for this long, so that proxies and load balancers
 /// do not close an idle stream (many close after 60 s).
@@ -107,6 +108,8 @@ fn unseen(receiver: &watch::Receiver<Bytes>) -> watch::Receiver<Bytes> {
 /// One listener's end of a feed; counted in `nexussale_sse_listeners` while it lives.
 struct Listener {
     receiver: watch::Receiver<Bytes>,
+    /// When to send a keep-alive: one timer, moved on after each frame (not one a frame).
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
     /// The stream's first bytes: how long a client waits before reconnecting.
     retry: Option<Bytes>,
 }
@@ -116,6 +119,7 @@ impl Listener {
         metrics::gauge!("nexussale_sse_listeners").increment(1);
         Self {
             receiver,
+            idle: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
             retry: Some(Bytes::from_static(b"retry: 2000\n\n")),
         }
     }
@@ -124,13 +128,17 @@ impl Listener {
         if let Some(retry) = self.retry.take() {
             return Some(retry);
         }
-        tokio::select! {
+        let frame = tokio::select! {
             changed = self.receiver.changed() => {
                 changed.ok()?;
-                Some(self.receiver.borrow_and_update().clone())
+                self.receiver.borrow_and_update().clone()
             }
-            () = tokio::time::sleep(KEEP_ALIVE) => Some(Bytes::from_static(b": keep-alive\n\n")),
-        }
+            () = self.idle.as_mut() => Bytes::from_static(b": keep-alive\n\n"),
+        };
+        self.idle
+            .as_mut()
+            .reset(tokio::time::Instant::now() + KEEP_ALIVE);
+        Some(frame)
     }
 }
 
