@@ -12,6 +12,22 @@ use nexussale_core::FlashSale;
 use nexussale_server::{AppState, Identity, app, app_with};
 use serde_json::{Value, json};
 
+const ADMIN_TOKEN: &str = "adm-s3cret";
+
+/// A JSON request carrying the admin token.
+fn admin(
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let mut request = common::json_request(method, uri, body);
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    request
+}
+
 /// A dry run shows the drift of an order not yet persisted and changes nothing; a repair
 /// rebuilds the stock from the orders; a sale nobody knows is 404; a body with anything but
 /// `repair` is 400.
@@ -117,16 +133,9 @@ async fn reconcile_needs_the_admin() {
     let secret = b"a-secret-of-at-least-32-bytes-long!!";
     let mut state = AppState::new(FlashSale::in_memory());
     state.identity = Identity::open()
-        .with_admin_token("adm-s3cret")
+        .with_admin_token(ADMIN_TOKEN)
         .with_buyer_tokens(nexussale_server::BuyerTokens::hs256(secret).unwrap());
     let app = app_with(state);
-    let admin = |method, uri: &str, body: Option<Value>| {
-        let mut request = common::json_request(method, uri, body);
-        request
-            .headers_mut()
-            .insert("authorization", "Bearer adm-s3cret".parse().unwrap());
-        request
-    };
     let (status, _) = common::call_raw(
         &app,
         admin(
@@ -162,19 +171,16 @@ async fn reconcile_needs_the_admin() {
 #[tokio::test]
 async fn end_closes_the_sale_now_and_keeps_what_was_sold() {
     let mut state = AppState::new(FlashSale::in_memory());
-    state.identity = Identity::open().with_admin_token("adm-s3cret");
+    state.identity = Identity::open().with_admin_token(ADMIN_TOKEN);
     let engine = state.engine.clone();
     let app = app_with(state);
-    let admin = |uri: &str, body: Option<Value>| {
-        let mut request = common::json_request(Method::POST, uri, body);
-        request
-            .headers_mut()
-            .insert("authorization", "Bearer adm-s3cret".parse().unwrap());
-        request
-    };
     let (status, _) = common::call_raw(
         &app,
-        admin("/v1/sales", Some(json!({"sku": "drop", "stock": 5}))),
+        admin(
+            Method::POST,
+            "/v1/sales",
+            Some(json!({"sku": "drop", "stock": 5})),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -197,7 +203,8 @@ async fn end_closes_the_sale_now_and_keeps_what_was_sold() {
         "a refused end changed the sale"
     );
 
-    let (status, ended) = common::call_raw(&app, admin("/v1/sales/drop/end", None)).await;
+    let (status, ended) =
+        common::call_raw(&app, admin(Method::POST, "/v1/sales/drop/end", None)).await;
     assert_eq!(status, StatusCode::OK, "{ended}");
     assert_eq!(ended["state"], "ended");
     assert_eq!(ended["available"], 3, "{ended}");
@@ -210,7 +217,8 @@ async fn end_closes_the_sale_now_and_keeps_what_was_sold() {
     );
     let (_, read) = call(&app, Method::GET, "/v1/sales/drop", None).await;
     assert_eq!(read["state"], "ended");
-    let (status, again) = common::call_raw(&app, admin("/v1/sales/drop/end", None)).await;
+    let (status, again) =
+        common::call_raw(&app, admin(Method::POST, "/v1/sales/drop/end", None)).await;
     assert_eq!(
         (status, &again["ends_at"]),
         (StatusCode::OK, &ended["ends_at"])
@@ -221,7 +229,8 @@ async fn end_closes_the_sale_now_and_keeps_what_was_sold() {
     let id = receipt["order_id"].as_str().unwrap();
     engine.pay(id.parse().unwrap()).await.unwrap();
 
-    let (status, body) = common::call_raw(&app, admin("/v1/sales/nope/end", None)).await;
+    let (status, body) =
+        common::call_raw(&app, admin(Method::POST, "/v1/sales/nope/end", None)).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("unknown_sale"))
@@ -324,16 +333,9 @@ async fn admin_actions_are_audited_with_who_did_them() {
 #[tokio::test]
 async fn the_report_tells_how_a_sale_sold() {
     let mut state = AppState::new(FlashSale::in_memory());
-    state.identity = Identity::open().with_admin_token("adm-s3cret");
+    state.identity = Identity::open().with_admin_token(ADMIN_TOKEN);
     let engine = state.engine.clone();
     let app = app_with(state);
-    let admin = |method, uri: &str, body: Option<Value>| {
-        let mut request = common::json_request(method, uri, body);
-        request
-            .headers_mut()
-            .insert("authorization", "Bearer adm-s3cret".parse().unwrap());
-        request
-    };
     let (status, _) = common::call_raw(
         &app,
         admin(
