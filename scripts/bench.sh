@@ -16,6 +16,9 @@
 #                                         # alone, and with 1,000 live-stock listeners and the
 #                                         # console's polling (metrics, sales, readiness,
 #                                         # reconcile) during it
+#   bash scripts/bench.sh --waiting-room  # only the waiting-room drop (embedded, and Redis +
+#                                         # MySQL), interleaved in each run with the plain sale
+#                                         # of the same stock and buyers
 #
 # Scenarios (each run on a fresh server process, the load tool on the same machine):
 #   embedded           in-memory stock, queue and orders (the README's first command)
@@ -38,6 +41,7 @@ concurrency=256
 only=""
 observability=0
 console=0
+waiting_room=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs=$2; shift 2 ;;
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
         --soak) soak=$2; shift 2 ;;
         --observability) observability=1; shift ;;
         --console) console=1; shift ;;
+        --waiting-room) waiting_room=1; shift ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -229,6 +234,65 @@ console_polling() {
         sleep 2.5
     done
 }
+
+# A 10,000-unit drop for $users buyers, plain and through a waiting room, on fresh servers.
+if [ "$waiting_room" = 1 ]; then
+    : > "$out/waiting-room.jsonl"
+    variants=(plain room)
+    for run in $(seq "$runs"); do
+        for scenario in embedded redis-mysql; do
+            for i in 0 1; do
+                variant=${variants[$(((i + run - 1) % 2))]}
+                tag="wr-$scenario-$variant-$run-$$"
+                start_server "$scenario" "$tag"
+                echo "== run $run: $scenario, $variant"
+                mode=()
+                [ "$variant" = room ] && mode=(--waiting-room)
+                set +e
+                line=$("$bench" --url "http://127.0.0.1:$port" --sku "$tag" --stock 10000 \
+                    --users "$users" --concurrency "$concurrency" \
+                    --server-pid "$server_pid" --wait-persisted 300 "${mode[@]}" | tail -n 1)
+                status=$?
+                set -e
+                echo "$line"
+                echo "{\"scenario\":\"$scenario\",\"variant\":\"$variant\",\"run\":$run,\"exit\":$status,\"summary\":$line}" >> "$out/waiting-room.jsonl"
+                stop_all
+            done
+        done
+    done
+    python3 - "$out/waiting-room.jsonl" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+runs = sorted({r["run"] for r in rows})
+def get(scenario, variant, run):
+    return next(r["summary"] for r in rows if r["scenario"] == scenario and r["variant"] == variant and r["run"] == run)
+print("| scenario | joins/s | admitted | purchases/s: room (plain) | ÷ plain, same run (median) | last unit → last listener told sold out | polling p99 | rank correlation | without pass | passes over the ceiling (samples) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for scenario in ["embedded", "redis-mysql"]:
+    room = [get(scenario, "room", run) for run in runs]
+    plain = [get(scenario, "plain", run) for run in runs]
+    # The plain sale's units sold per second: its attempts before the first sold-out answer.
+    ratios = [r["purchase_rps"] / p["buy_phase_rps"] for r, p in zip(room, plain)]
+    cells = [
+        scenario,
+        ", ".join(f"{r['joins_per_s']:,.0f}" for r in room),
+        ", ".join(f"{r['admitted']:,}" for r in room),
+        ", ".join(f"{r['purchase_rps']:,.0f} ({p['buy_phase_rps']:,.0f})" for r, p in zip(room, plain)),
+        f"{statistics.median(ratios):.3f}",
+        ", ".join(f"{r['sold_out_notice_s']} s" for r in room),
+        ", ".join(f"{r['sold_out_notice_polling_p99_s']} s" for r in room),
+        ", ".join(f"{r['admission_rank_correlation']}" for r in room),
+        ", ".join(f"{r['without_pass']}" for r in room),
+        ", ".join(f"{r['passes_over_ceiling']} ({r['passes_samples']})" for r in room),
+    ]
+    print("| " + " | ".join(cells) + " |")
+PY
+    if grep -q '"exit":[^0]' "$out/waiting-room.jsonl"; then
+        echo "an audit failed or a request errored: see $out/waiting-room.jsonl" >&2
+        exit 1
+    fi
+    exit 0
+fi
 
 if [ "$console" = 1 ]; then
     : > "$out/console.jsonl"

@@ -11,8 +11,9 @@
 # Schemathesis is installed once, pinned, into target/schemathesis-venv (PyPI is the only
 # network it needs; the server itself fetches nothing). The server runs on the embedded default
 # with an admin token, so the admin routes are exercised with and without it. The live stock
-# stream (`GET /v1/sales/{sku}/events`) is left out: it never ends, so no answer would be whole
-# (tests/events.rs and the OpenAPI test check it).
+# streams (`GET /v1/sales/{sku}/events`, `…/queue/{ticket}/events`) are left out: they never
+# end, so no answer would be whole (tests/events.rs, tests/waiting_room.rs and the OpenAPI test
+# check them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,7 @@ status=0
 "$venv/bin/st" --config-file scripts/schemathesis.toml run "http://$address/api-docs/openapi.json" \
     --header "Authorization: Bearer $token" \
     --exclude-path '/v1/sales/{sku}/events' \
+    --exclude-path '/v1/sales/{sku}/queue/{ticket}/events' \
     --request-timeout 20 \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-time "$budget" \

@@ -54,6 +54,22 @@ pub(crate) struct Args {
     /// summary's `listener_events` counts what they received.
     #[arg(long, default_value_t = 0)]
     pub(crate) listeners: usize,
+    /// Waiting-room mode: the sale gets a waiting room opening once every buyer has joined
+    /// (--opens-in); buyers poll their tickets, buy with their passes, the bench pays each
+    /// order; the summary adds the waiting room's audit (docs/BENCHMARKS.md).
+    #[arg(long)]
+    pub(crate) waiting_room: bool,
+    /// Waiting-room mode: buyers who listen to their tickets' events (the sold-out notice is
+    /// timed on them) rather than only polling.
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) waiting_room_listeners: usize,
+    /// Waiting-room mode: seconds from creating the sale to its opening (default: 3 + one per
+    /// 4,000 buyers).
+    #[arg(long)]
+    pub(crate) opens_in: Option<u64>,
+    /// Waiting-room mode: the passes' TTL in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) pass_ttl: u64,
     /// Soak mode: instead of one burst, buy at --rate purchases per second for this many
     /// seconds, cancelling accepted orders once persisted so the stock never runs out, and
     /// sample the server's memory (RSS) every second.

@@ -10,6 +10,7 @@ mod load;
 mod rss;
 mod soak;
 mod tokens;
+mod waiting_room;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -86,7 +87,7 @@ struct Summary {
     error: Option<String>,
 }
 
-fn round(value: f64, places: i32) -> f64 {
+pub(crate) fn round(value: f64, places: i32) -> f64 {
     let scale = 10f64.powi(places);
     (value * scale).round() / scale
 }
@@ -96,6 +97,8 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let outcome = if args.duration.is_some() {
         soak::run(&args).await
+    } else if args.waiting_room {
+        waiting_room::run(&args).await
     } else {
         burst(&args).await
     };

@@ -32,6 +32,9 @@ pub enum Error {
     /// A sale with this sku already exists.
     #[error("a sale already exists for sku {0}")]
     SaleExists(Sku),
+    /// The sale has no waiting room (its queue routes do not exist).
+    #[error("sale {0} has no waiting room")]
+    NoWaitingRoom(Sku),
     /// No order exists with this id.
     #[error("no order exists with id {0}")]
     OrderNotFound(OrderId),

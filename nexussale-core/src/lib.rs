@@ -21,12 +21,13 @@ mod stock;
 pub mod testkit;
 pub mod timestamp;
 pub mod trace;
+mod waiting_room;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
-    EngineConfig, FlashSale, FlashSaleBuilder, MAX_REPORT_BUCKETS, PurchaseOutcome,
-    PurchaseRequest, Receipt, ReconcileReport, SalePage, SaleQuery, SaleReport, SaleView,
-    SweepReport,
+    AdmissionReport, EngineConfig, FlashSale, FlashSaleBuilder, MAX_REPORT_BUCKETS,
+    PurchaseOutcome, PurchaseRequest, Receipt, ReconcileReport, SalePage, SaleQuery, SaleReport,
+    SaleView, SweepReport, TicketState, TicketUpdates, TicketView,
 };
 pub use error::{BoxError, Error, Result};
 pub use ident::{IdempotencyKey, MAX_IDENT_LEN, Sku, UserId};
@@ -47,6 +48,12 @@ pub use sale::{
     StockSnapshot,
 };
 pub use stock::{DynStockStore, StockStore};
+pub use waiting_room::{
+    Admission, AdmitRequest, DEFAULT_PASS_TTL, DynWaitingRoomStore, MAX_NONCE_LEN, MAX_OVERBOOK,
+    MAX_PASS_TTL, MAX_PROOF_OF_WORK_BITS, MIN_PASS_KEY_LEN, Overbook, PassGrant, PassRefusal,
+    PassSigner, PassUse, RoomStatus, Standing, Ticket, TicketId, VerifiedPass, WaitingRoom,
+    WaitingRoomStore, proof_of_work_holds,
+};
 
 #[cfg(any(test, feature = "mock"))]
 pub use queue::MockOrderQueue;
@@ -54,6 +61,8 @@ pub use queue::MockOrderQueue;
 pub use repository::MockOrderRepository;
 #[cfg(any(test, feature = "mock"))]
 pub use stock::MockStockStore;
+#[cfg(any(test, feature = "mock"))]
+pub use waiting_room::MockWaitingRoomStore;
 
 /// The tokio-util token the worker and sweeper stop on.
 pub use tokio_util::sync::CancellationToken;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 pub(crate) use crate::ident::Sku;
+use crate::waiting_room::WaitingRoom;
 
 /// The most units one sale may hold.
 pub const MAX_STOCK: u64 = 1_000_000_000;
@@ -44,6 +45,9 @@ pub struct Sale {
     /// How long a reservation holds its units before the sweeper returns them unless paid.
     #[serde(with = "ttl_secs", rename = "reservation_ttl_secs")]
     pub reservation_ttl: Duration,
+    /// The sale's waiting room, if it has one: purchases then need a pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoom>,
 }
 
 impl Sale {
@@ -56,6 +60,7 @@ impl Sale {
             starts_at: None,
             ends_at: None,
             reservation_ttl: DEFAULT_RESERVATION_TTL,
+            waiting_room: None,
         }
     }
 
@@ -73,6 +78,12 @@ impl Sale {
     ) -> Self {
         self.starts_at = starts_at;
         self.ends_at = ends_at;
+        self
+    }
+
+    /// Gives the sale a waiting room.
+    pub fn with_waiting_room(mut self, room: WaitingRoom) -> Self {
+        self.waiting_room = Some(room);
         self
     }
 
@@ -139,6 +150,9 @@ impl Sale {
                 "reservation_ttl_secs",
                 format!("must be between 1 and {}", MAX_RESERVATION_TTL.as_secs()),
             ));
+        }
+        if let Some(room) = &self.waiting_room {
+            room.validate()?;
         }
         Ok(())
     }
@@ -240,16 +254,16 @@ pub struct StockSnapshot {
     pub sold: u64,
 }
 
-mod ttl_secs {
+pub(crate) mod ttl_secs {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(ttl: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(ttl: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(ttl.as_secs())
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_secs)
     }
 }

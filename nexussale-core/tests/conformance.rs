@@ -5,10 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
+use nexussale_core::memory::{
+    MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore, MemoryWaitingRoomStore,
+};
 use nexussale_core::testkit::{self, QueueOpener};
 use nexussale_core::{
-    DynOrderQueue, DynOrderRepository, DynStockStore, OrderQueue, OrderRepository, StockStore,
+    DynOrderQueue, DynOrderRepository, DynStockStore, DynWaitingRoomStore, OrderQueue,
+    OrderRepository, StockStore, WaitingRoomStore,
 };
 
 /// Unacknowledged deliveries come back after this long (the kit's consumer-loss case waits on it).
@@ -43,9 +46,14 @@ mod direct {
         Some(Arc::new(MemoryOrderRepository::new()))
     }
 
+    async fn waiting_room() -> Option<DynWaitingRoomStore> {
+        Some(Arc::new(MemoryWaitingRoomStore::new()))
+    }
+
     nexussale_core::stock_store_tests!(stock);
     nexussale_core::order_queue_tests!(queue);
     nexussale_core::order_repository_tests!(repository);
+    nexussale_core::waiting_room_store_tests!(waiting_room);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn purchase_flow() {
@@ -53,6 +61,17 @@ mod direct {
             Arc::new(MemoryStockStore::new()),
             Arc::new(MemoryOrderQueue::new()),
             Arc::new(MemoryOrderRepository::new()),
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn waiting_room_flow() {
+        testkit::engine::waiting_room_flow(
+            Arc::new(MemoryStockStore::new()),
+            Arc::new(MemoryOrderQueue::new()),
+            Arc::new(MemoryOrderRepository::new()),
+            Arc::new(MemoryWaitingRoomStore::new()),
         )
         .await;
     }
@@ -78,9 +97,16 @@ mod boxed {
         ))
     }
 
+    async fn waiting_room() -> Option<DynWaitingRoomStore> {
+        Some(Arc::new(
+            Box::new(MemoryWaitingRoomStore::new()) as Box<dyn WaitingRoomStore>
+        ))
+    }
+
     nexussale_core::stock_store_tests!(stock);
     nexussale_core::order_queue_tests!(queue);
     nexussale_core::order_repository_tests!(repository);
+    nexussale_core::waiting_room_store_tests!(waiting_room);
 }
 
 #[test]

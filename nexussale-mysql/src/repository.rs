@@ -109,6 +109,8 @@ struct SaleRow {
     starts_at: Option<NaiveDateTime>,
     ends_at: Option<NaiveDateTime>,
     reservation_ttl_ns: u64,
+    /// JSON; bytes, as the table's binary collation makes text.
+    waiting_room: Option<Vec<u8>>,
 }
 
 impl SaleRow {
@@ -116,13 +118,19 @@ impl SaleRow {
         let sku = text("sku", self.sku)?;
         let sku =
             Sku::new(&sku).map_err(|err| RepoError::corrupt(format!("sale `{sku}`: {err}")))?;
-        Ok(Sale::new(sku, self.stock)
+        let sale = Sale::new(sku, self.stock)
             .with_per_user_limit(self.per_user_limit)
             .with_window(
                 self.starts_at.map(|at| at.and_utc()),
                 self.ends_at.map(|at| at.and_utc()),
             )
-            .with_reservation_ttl(Duration::from_nanos(self.reservation_ttl_ns)))
+            .with_reservation_ttl(Duration::from_nanos(self.reservation_ttl_ns));
+        match self.waiting_room {
+            None => Ok(sale),
+            Some(json) => serde_json::from_slice(&json)
+                .map(|room| sale.with_waiting_room(room))
+                .map_err(|err| RepoError::corrupt(format!("a sale's waiting room: {err}"))),
+        }
     }
 }
 
@@ -287,9 +295,16 @@ impl OrderRepository for MySqlOrderRepository {
         let ttl = u64::try_from(sale.reservation_ttl.as_nanos()).map_err(|_| {
             nexussale_core::Error::invalid("reservation_ttl_secs", "is too long to store")
         })?;
+        let room =
+            match &sale.waiting_room {
+                Some(room) => Some(serde_json::to_string(room).map_err(|err| {
+                    nexussale_core::Error::invalid("waiting_room", err.to_string())
+                })?),
+                None => None,
+            };
         let inserted = sqlx::query(
-            "INSERT INTO sales (sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sales (sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns, \
+             waiting_room) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(sale.sku.as_str())
         .bind(sale.stock)
@@ -299,6 +314,7 @@ impl OrderRepository for MySqlOrderRepository {
         .bind(sale.starts_at.map(|at| at.naive_utc()))
         .bind(sale.ends_at.map(|at| at.naive_utc()))
         .bind(ttl)
+        .bind(room)
         .execute(&self.pool)
         .await;
         match inserted {
@@ -310,8 +326,8 @@ impl OrderRepository for MySqlOrderRepository {
 
     async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
         let row: Option<SaleRow> = sqlx::query_as(
-            "SELECT sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns \
-             FROM sales WHERE sku = ?",
+            "SELECT sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns, \
+             waiting_room FROM sales WHERE sku = ?",
         )
         .bind(sku.as_str())
         .fetch_optional(&self.pool)
@@ -322,8 +338,8 @@ impl OrderRepository for MySqlOrderRepository {
 
     async fn sales(&self) -> Result<Vec<Sale>> {
         let rows: Vec<SaleRow> = sqlx::query_as(
-            "SELECT sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns \
-             FROM sales ORDER BY sku",
+            "SELECT sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns, \
+             waiting_room FROM sales ORDER BY sku",
         )
         .fetch_all(&self.pool)
         .await

@@ -21,7 +21,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use nexussale_core::Sku;
 
-const TAG_UNSAFE: &AsciiSet = &CONTROLS.add(b'%').add(b'{').add(b'}');
+pub(crate) const TAG_UNSAFE: &AsciiSet = &CONTROLS.add(b'%').add(b'{').add(b'}');
 
 /// The keys of one stock shard of one sale, and the highest sequence (`guard.lua`) this process
 /// has seen the shard answer; clones share it.

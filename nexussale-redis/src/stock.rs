@@ -154,6 +154,12 @@ impl RedisStockStore {
         &self.inner.config
     }
 
+    /// The waiting rooms of this store's sales, in the same Redis, on the same connection and
+    /// under the same prefix: each room's keys beside its sale's first shard.
+    pub fn waiting_rooms(&self) -> crate::RedisWaitingRoomStore {
+        crate::RedisWaitingRoomStore::new(self.inner.conn(), self.inner.config.prefix.clone())
+    }
+
     /// Whether Redis answers (`PING`), for readiness probes.
     pub async fn ping(&self) -> Result<()> {
         Ok(self.inner.ping().await?)

@@ -61,6 +61,42 @@ mod sharded {
     nexussale_core::stock_store_tests!(setup, remaining = Bounded);
 }
 
+/// A waiting-room store under a prefix of its own, whose rooms are deleted when the test drops
+/// it.
+async fn rooms() -> Option<nexussale_core::DynWaitingRoomStore> {
+    let store = connect(RedisConfig::default()).await?;
+    let rooms = store.inner().waiting_rooms();
+    let purge = rooms.clone();
+    Some(Arc::new(Hooked::new(
+        rooms,
+        Teardown::new("the test's rooms", move || async move {
+            purge.purge().await.map(drop)
+        }),
+    )))
+}
+
+mod waiting_room {
+    nexussale_core::waiting_room_store_tests!(super::rooms);
+}
+
+/// A waiting-room drop through the whole engine, stock and rooms in Redis (two stock shards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_room_flow_over_redis() {
+    let Some(store) = connect(RedisConfig::default().stock_shards(2)).await else {
+        return;
+    };
+    let rooms = store.inner().waiting_rooms();
+    let purge = rooms.clone();
+    nexussale_core::testkit::engine::waiting_room_flow(
+        Arc::new(store),
+        Arc::new(nexussale_core::memory::MemoryOrderQueue::new()),
+        Arc::new(nexussale_core::memory::MemoryOrderRepository::new()),
+        Arc::new(rooms),
+    )
+    .await;
+    purge.purge().await.unwrap();
+}
+
 /// The whole engine (in-memory queue and repository) over the Redis stock store, sharded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn purchase_flow_over_redis() {

@@ -6,8 +6,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
-use nexussale_core::{DynOrderQueue, DynOrderRepository, DynStockStore, Error, FlashSale, Result};
+use nexussale_core::memory::{
+    MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore, MemoryWaitingRoomStore,
+};
+use nexussale_core::{
+    DynOrderQueue, DynOrderRepository, DynStockStore, DynWaitingRoomStore, Error, FlashSale, Result,
+};
 use nexussale_kafka::{KafkaConfig, KafkaOrderQueue};
 use nexussale_mysql::MySqlOrderRepository;
 use nexussale_redis::{RedisConfig, RedisStockStore};
@@ -80,6 +84,9 @@ pub struct Backends {
     pub queue: DynOrderQueue,
     /// The order repository.
     pub repository: DynOrderRepository,
+    /// The waiting rooms: beside the stock in Redis (shared by every front end), else in
+    /// process memory.
+    pub waiting_rooms: DynWaitingRoomStore,
     /// `("stock" | "queue" | "orders", probe)` for the backends outside the process, as
     /// [`AppState::probes`](crate::AppState::probes) takes them.
     pub probes: Vec<(&'static str, Probe)>,
@@ -92,6 +99,7 @@ impl std::fmt::Debug for Backends {
             .field("stock", &self.stock)
             .field("queue", &self.queue)
             .field("repository", &self.repository)
+            .field("waiting_rooms", &self.waiting_rooms)
             .field("probes", &probed)
             .finish()
     }
@@ -111,7 +119,7 @@ impl Backends {
     /// # Ok(()) }
     /// ```
     pub async fn connect(config: &BackendConfig) -> Result<Self> {
-        let (stock, stock_probe) = stock_store(config).await?;
+        let ((stock, stock_probe), waiting_rooms) = stock_store(config).await?;
         let (queue, queue_probe) = order_queue(config).await?;
         let (repository, orders_probe) = order_repository(config).await?;
         let probes = [
@@ -126,17 +134,20 @@ impl Backends {
             stock,
             queue,
             repository,
+            waiting_rooms,
             probes,
         })
     }
 
-    /// An engine over the three.
+    /// An engine over the four.
     pub fn engine(&self) -> FlashSale {
-        FlashSale::new(
+        FlashSale::builder(
             Arc::clone(&self.stock),
             Arc::clone(&self.queue),
             Arc::clone(&self.repository),
         )
+        .waiting_rooms(Arc::clone(&self.waiting_rooms))
+        .build()
     }
 }
 
@@ -216,10 +227,14 @@ fn failed_at(backend: &'static str, url: &str) -> impl Fn(Error) -> Error {
     move |err| Error::permanent(backend, format!("{url}: {err}"))
 }
 
-async fn stock_store(config: &BackendConfig) -> Result<Built<DynStockStore>> {
+/// The stock store, and the waiting-room store beside it.
+async fn stock_store(
+    config: &BackendConfig,
+) -> Result<(Built<DynStockStore>, DynWaitingRoomStore)> {
     let Some(url) = &config.redis_url else {
         info!("stock: in-memory");
-        return Ok((Arc::new(MemoryStockStore::new()), None));
+        let rooms = Arc::new(MemoryWaitingRoomStore::new());
+        return Ok(((Arc::new(MemoryStockStore::new()), None), rooms));
     };
     let failed = failed_at("redis", url);
     let mut redis = config.redis.clone();
@@ -247,7 +262,8 @@ async fn stock_store(config: &BackendConfig) -> Result<Built<DynStockStore>> {
     store.ping().await.map_err(&failed)?;
     info!(url = %redact(url), topology = ?config.redis_topology, prefix = %redis.prefix_str(), shards = redis.stock_shard_count(), "stock: redis");
     let ready = probe(&store, |store| async move { store.ping().await });
-    Ok((store, ready))
+    let rooms = Arc::new(store.waiting_rooms());
+    Ok(((store, ready), rooms))
 }
 
 /// A PEM file a Redis TLS flag names; the error names the flag and the file.

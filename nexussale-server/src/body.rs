@@ -18,8 +18,27 @@ use crate::error::ApiError;
 /// The answer type of every route.
 pub type Response = http::Response<ResponseBody>;
 
-/// The body of an answer: whole (every route but one), or a stream of server-sent events that
-/// ends when its sale's feed closes (`GET /v1/sales/{sku}/events`).
+/// A 200 `text/event-stream` answer of `events`' frames, never cached, nor buffered by a proxy
+/// (nginx buffers a proxied answer unless told not to: the events would arrive in lumps).
+pub(crate) fn event_stream(
+    events: impl futures::Stream<Item = Bytes> + Send + 'static,
+) -> Response {
+    let mut response = http::Response::new(ResponseBody::events(events));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    response
+}
+
+/// The body of an answer: whole (most routes), or a stream of server-sent events
+/// (`GET /v1/sales/{sku}/events`, `…/queue/{ticket}/events`).
 pub struct ResponseBody {
     kind: Kind,
 }

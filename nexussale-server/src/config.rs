@@ -141,6 +141,11 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_PAYMENT_TOKEN", hide_env_values = true)]
     pub payment_token: Option<String>,
 
+    /// The key waiting-room passes are signed with (at least 16 bytes). Unset: a random key,
+    /// drawn by the first server and shared through the waiting-room store.
+    #[arg(long, env = "NEXUSSALE_WAITING_ROOM_SECRET", hide_env_values = true)]
+    pub waiting_room_secret: Option<String>,
+
     /// HS256 key of buyers' JSON Web Tokens: buyer authentication on (the token's `sub` is the
     /// buyer).
     #[arg(long, env = "NEXUSSALE_JWT_SECRET", hide_env_values = true,
@@ -276,6 +281,10 @@ impl std::fmt::Debug for Config {
             .field("database_url", &url(&self.database_url))
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("payment_token", &self.payment_token.as_ref().map(|_| "***"))
+            .field(
+                "waiting_room_secret",
+                &self.waiting_room_secret.as_ref().map(|_| "***"),
+            )
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("jwt_public_key", &self.jwt_public_key)
             .field("jwks", &url(&self.jwks))

@@ -20,7 +20,7 @@ pub struct ApiError {
 }
 
 /// The contract's error codes: the values `error` may take in an error answer.
-pub const ERROR_CODES: [&str; 13] = [
+pub const ERROR_CODES: [&str; 14] = [
     "invalid_request",
     "payload_too_large",
     "unknown_sale",
@@ -33,6 +33,7 @@ pub const ERROR_CODES: [&str; 13] = [
     "rate_limited",
     "unauthorized",
     "forbidden",
+    "not_admitted",
     "unavailable",
 ];
 
@@ -109,7 +110,7 @@ impl From<Error> for ApiError {
             Error::InvalidInput { .. } => Self::invalid(message),
             Error::UnknownSale(_) => Self::new(StatusCode::NOT_FOUND, "unknown_sale", message),
             Error::SaleExists(_) => Self::new(StatusCode::CONFLICT, "sale_exists", message),
-            Error::OrderNotFound(_) => Self::not_found(message),
+            Error::OrderNotFound(_) | Error::NoWaitingRoom(_) => Self::not_found(message),
             Error::Conflict { .. } | Error::IdempotencyKeyReused { .. } => {
                 Self::new(StatusCode::CONFLICT, "conflict", message)
             }

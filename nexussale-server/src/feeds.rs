@@ -65,6 +65,16 @@ impl Feeds {
         }
     }
 
+    /// Cancelled at shutdown: other streams (a ticket's) end with it too.
+    pub(crate) fn closing(&self) -> CancellationToken {
+        self.inner.closing.clone()
+    }
+
+    /// How often a feed reads: no stream sends two frames closer than this.
+    pub(crate) fn tick(&self) -> Duration {
+        self.inner.tick
+    }
+
     /// Ends every feed and every listener's stream (server shutdown).
     pub(crate) fn close(&self) {
         self.inner.closing.cancel();

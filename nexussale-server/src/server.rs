@@ -249,11 +249,18 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         );
     }
     let backends = Backends::connect(&config.backends()).await?;
-    let engine = FlashSale::new(
+    let mut engine = FlashSale::builder(
         backends.stock,
         Arc::new(Hooked::new(backends.queue, Meter)),
         Arc::new(Hooked::new(backends.repository, Meter)),
-    );
+    )
+    .waiting_rooms(backends.waiting_rooms);
+    if let Some(secret) = &config.waiting_room_secret {
+        // Refused here, at start, rather than at the first admission.
+        nexussale_core::PassSigner::new(secret.as_bytes())?;
+        engine = engine.pass_secret(secret.as_bytes());
+    }
+    let engine = engine.build();
     for spec in &config.sales {
         let sale = spec.0.clone();
         let (sku, stock, limit) = (sale.sku.clone(), sale.stock, sale.per_user_limit);
@@ -307,6 +314,11 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
 
     let refusals =
         tokio::spawn(Arc::clone(&state.refusals).run(engine.clone(), background.clone()));
+    // Every front end admits: each step is atomic in the store and counts conservatively.
+    let admission = tokio::spawn({
+        let (engine, token) = (engine.clone(), background.clone());
+        async move { engine.run_admission(token).await }
+    });
 
     let listener = TcpListener::bind(config.listen).await?;
     info!(address = %listener.local_addr()?, "listening");
@@ -330,6 +342,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     for worker in workers {
         let _ = worker.await;
     }
+    let _ = admission.await;
     // Its last write, of what was refused until the end.
     let _ = refusals.await;
     if config.kafka_brokers.is_some() {

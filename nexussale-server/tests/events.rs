@@ -4,12 +4,14 @@
 
 mod common;
 
+use common::Events;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::BodyExt;
+
 use hyper::body::Body;
 use hyper::service::Service;
 use nexussale_core::layers::{Faulty, Method as Call};
@@ -20,51 +22,16 @@ use serde_json::Value;
 
 const TICK: Duration = Duration::from_millis(50);
 
-/// Reads a stream's `stock` events as they come.
-struct Events<B> {
-    body: B,
-    buffer: String,
+/// Reads events until one shows `available`.
+trait UntilAvailable {
+    async fn until_available(&mut self, available: u64) -> Value;
 }
 
-impl<B> Events<B>
+impl<B> UntilAvailable for Events<B>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Debug,
 {
-    fn new(body: B) -> Self {
-        Self {
-            body,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next `stock` event's data; `None` when the stream ended. Fails the test when none
-    /// comes within 5 s.
-    async fn next(&mut self) -> Option<Value> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                if let Some(data) = block
-                    .lines()
-                    .skip_while(|line| *line != "event: stock")
-                    .find_map(|line| line.strip_prefix("data: "))
-                {
-                    return Some(serde_json::from_str(data).unwrap());
-                }
-                continue;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let frame = tokio::time::timeout(left, self.body.frame())
-                .await
-                .expect("no event within 5 s")?;
-            if let Ok(data) = frame.unwrap().into_data() {
-                self.buffer.push_str(std::str::from_utf8(&data).unwrap());
-            }
-        }
-    }
-
-    /// Reads events until one shows `available`.
     async fn until_available(&mut self, available: u64) -> Value {
         loop {
             let event = self.next().await.expect("the stream ended");
@@ -122,7 +89,7 @@ async fn listeners_share_one_read_a_tick_and_see_each_change() {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         assert_eq!(response.headers()["cache-control"], "no-cache");
-        listeners.push(Events::new(response.into_body()));
+        listeners.push(Events::new(response.into_body(), "stock"));
     }
     for listener in &mut listeners {
         let first = listener.next().await.unwrap();
@@ -168,7 +135,7 @@ async fn listeners_share_one_read_a_tick_and_see_each_change() {
 
     // A listener who comes back starts it again, with the stock as it is.
     let response = listen(&app).await;
-    let mut again = Events::new(response.into_body());
+    let mut again = Events::new(response.into_body(), "stock");
     assert_eq!(again.next().await.unwrap()["available"], 97);
     buy(&engine, &sku, "dee").await;
     again.until_available(96).await;
@@ -215,7 +182,7 @@ async fn shutdown_ends_the_streams() {
         ))
         .await
         .unwrap();
-    let mut events = Events::new(response.into_body());
+    let mut events = Events::new(response.into_body(), "stock");
     assert_eq!(events.next().await.unwrap()["available"], 5);
 
     let stopping = Instant::now();

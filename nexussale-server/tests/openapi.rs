@@ -17,7 +17,7 @@ use nexussale_server::{App, AppState, Probe, RateLimiter, app, app_with};
 use serde_json::{Value, json};
 
 /// The routes of shared/CONTRACT.md.
-const CONTRACT_ROUTES: [(&str, &str); 21] = [
+const CONTRACT_ROUTES: [(&str, &str); 24] = [
     ("post", "/v1/sales"),
     ("get", "/v1/sales"),
     ("get", "/v1/sales/{sku}"),
@@ -26,6 +26,9 @@ const CONTRACT_ROUTES: [(&str, &str); 21] = [
     ("post", "/v1/sales/{sku}/end"),
     ("get", "/v1/sales/{sku}/events"),
     ("get", "/v1/sales/{sku}/report"),
+    ("post", "/v1/sales/{sku}/queue"),
+    ("get", "/v1/sales/{sku}/queue/{ticket}"),
+    ("get", "/v1/sales/{sku}/queue/{ticket}/events"),
     ("get", "/dashboard"),
     ("get", "/v1/orders/{id}"),
     ("get", "/v1/orders"),
@@ -77,9 +80,7 @@ async fn send(app: &App, request: Request<Full<Bytes>>) -> (StatusCode, Bytes, S
     }
     // A stream never ends by itself: read it up to its first event.
     let mut bytes = Vec::new();
-    while !String::from_utf8_lossy(&bytes).contains("event: stock\ndata: ")
-        || !bytes.ends_with(b"\n\n")
-    {
+    while !String::from_utf8_lossy(&bytes).contains("\ndata: ") || !bytes.ends_with(b"\n\n") {
         let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
             .await
             .expect("no event within 5 s")
@@ -131,10 +132,11 @@ impl Checker {
                     media["schema"].clone(),
                     vec![serde_json::from_slice::<Value>(body).unwrap()],
                 ),
-                // Each event's data is the sale as `GET /v1/sales/{sku}` answers it.
+                // Each event's data is the resource as its `GET` answers it: the sale, or the
+                // ticket.
                 "text/event-stream" => (
-                    self.document["paths"]["/v1/sales/{sku}"]["get"]["responses"]["200"]["content"]
-                        ["application/json"]["schema"]
+                    self.document["paths"][template.trim_end_matches("/events")]["get"]
+                        ["responses"]["200"]["content"]["application/json"]["schema"]
                         .clone(),
                     String::from_utf8_lossy(body)
                         .lines()
@@ -580,6 +582,57 @@ async fn every_answer_matches_the_document() {
         assert_eq!(status.as_u16(), expected, "{uri}: {body}");
     }
 
+    // The waiting room: join (as the admin: any buyer), read and follow a ticket; a sale without
+    // a room, an unknown ticket, a bad sku, a bad body, a body too large.
+    let (status, _, _) = send(
+        &app,
+        create(
+            "s3cret",
+            json!({"sku": "queued", "stock": 3, "waiting_room": {"pass_ttl_secs": 60}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let join = "/v1/sales/{sku}/queue";
+    let long_sku = format!("/v1/sales/{}/queue", "x".repeat(200));
+    let mut ticket = String::new();
+    for (uri, body, expected) in [
+        ("/v1/sales/queued/queue", json!({"user": "ann"}), 200),
+        ("/v1/sales/ps5/queue", json!({"user": "ann"}), 404),
+        ("/v1/sales/queued/queue", json!({"user": 7}), 400),
+        (long_sku.as_str(), json!({"user": "ann"}), 400),
+        (
+            "/v1/sales/queued/queue",
+            json!({"user": "x".repeat(70_000)}),
+            413,
+        ),
+    ] {
+        let (status, body) = c.call(&app, Method::POST, join, uri, Some(body)).await;
+        assert_eq!(status.as_u16(), expected, "{uri}: {body}");
+        if status == StatusCode::OK {
+            ticket = body["ticket"].as_str().unwrap().to_owned();
+        }
+    }
+    for (template, suffix) in [
+        ("/v1/sales/{sku}/queue/{ticket}", ""),
+        ("/v1/sales/{sku}/queue/{ticket}/events", "/events"),
+    ] {
+        for (uri, expected) in [
+            (format!("/v1/sales/queued/queue/{ticket}{suffix}"), 200),
+            (
+                format!("/v1/sales/queued/queue/{}{suffix}", "0".repeat(32)),
+                404,
+            ),
+            (
+                format!("/v1/sales/{}/queue/{ticket}{suffix}", "x".repeat(200)),
+                400,
+            ),
+        ] {
+            let (status, _) = c.call(&app, Method::GET, template, &uri, None).await;
+            assert_eq!(status.as_u16(), expected, "{uri}");
+        }
+    }
+
     // The console's page.
     let (status, _) = c
         .call(&app, Method::GET, "/dashboard", "/dashboard", None)
@@ -621,7 +674,10 @@ async fn every_answer_matches_the_document() {
     // admin, pay, buy for another, or list another's orders.
     c.bearer = Some("not-a-token".into());
     for (method, path) in &operations(&c.document) {
-        let uri = path.replace("{sku}", "ps5").replace("{id}", &id);
+        let uri = path
+            .replace("{sku}", "ps5")
+            .replace("{id}", &id)
+            .replace("{ticket}", &"0".repeat(32));
         let method: Method = method.to_uppercase().parse().unwrap();
         let (status, _) = c.call(&app, method, path, &uri, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
@@ -677,6 +733,39 @@ async fn every_answer_matches_the_document() {
         let (status, _) = c.call(&app, method, template, &uri, body).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{template}");
     }
+    // A buyer joins as itself only; the payment service is no buyer: it holds no ticket.
+    let (status, _) = c
+        .call(
+            &app,
+            Method::POST,
+            join,
+            "/v1/sales/queued/queue",
+            Some(json!({"user": "bob"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    c.bearer = Some("p4y".into());
+    for (template, suffix) in [
+        ("/v1/sales/{sku}/queue/{ticket}", ""),
+        ("/v1/sales/{sku}/queue/{ticket}/events", "/events"),
+    ] {
+        let uri = format!("/v1/sales/queued/queue/{ticket}{suffix}");
+        let (status, _) = c.call(&app, Method::GET, template, &uri, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{template}");
+    }
+    // Another buyer's ticket is no ticket of theirs.
+    c.bearer = Some(common::buyer_token(b"jwt-k3y", "bob", None));
+    let uri = format!("/v1/sales/queued/queue/{ticket}");
+    let (status, _) = c
+        .call(
+            &app,
+            Method::GET,
+            "/v1/sales/{sku}/queue/{ticket}",
+            &uri,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Everything the document promises as a success or a business answer was reached.
     let mut missing = Vec::new();

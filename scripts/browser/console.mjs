@@ -1,7 +1,7 @@
 // The console in a real browser (Debian's chromium driven by playwright-core): it loads without
 // console errors, asks for the token (and refuses a wrong one), shows a sale created through the
 // API, its burn-down moves during a burst this script runs, its numbers equal the API's, and
-// reconcile, repair and end work from the page. Screenshots (for docs/img/) go to SHOTS_DIR.
+// reconcile, repair and end work from the page, and a waiting room's line shows. Screenshots (for docs/img/) go to SHOTS_DIR.
 //
 //   NEXUSSALE_NODE_MODULES=DIR node scripts/browser/console.mjs http://127.0.0.1:PORT ADMIN_TOKEN SHOTS_DIR
 // (scripts/browser.sh installs playwright-core into DIR and runs this against a server with
@@ -135,6 +135,18 @@ try {
   check(ended.data.state === 'ended', `the API's state: ${JSON.stringify(ended.data)}`);
   const refused = await api('POST', `/v1/sales/${sku}/purchase`, { user: 'late' }, null);
   check(refused.status === 409 && refused.data.error === 'sale_not_active', `a purchase after the end: ${JSON.stringify(refused)}`);
+
+  // A sale with a waiting room: the page shows its line as the server admits from it (one
+  // unit, three buyers: one pass out, two waiting).
+  const room = await api('POST', '/v1/sales', { sku: 'console-queue', stock: 1, waiting_room: {} });
+  check(room.status === 201, `create a sale with a waiting room: ${JSON.stringify(room)}`);
+  for (const user of ['q1', 'q2', 'q3']) {
+    const joined = await api('POST', '/v1/sales/console-queue/queue', { user }, null);
+    check(joined.status === 200, `join ${user}: ${JSON.stringify(joined)}`);
+  }
+  await eventually('the page shows the waiting room', async () =>
+    (await page.textContent('tr[data-sku="console-queue"] td[data-field="waiting"]'))?.startsWith('2 waiting, 1 passes out') ||
+    (await page.textContent('tr[data-sku="console-queue"]')));
 
   check(errors.length === 0, `console errors: ${errors.join(' | ')}`);
   console.log('console: ok');

@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS sales (
     ends_at            TIMESTAMPTZ,
     reservation_ttl_ns BIGINT      NOT NULL
 );
+-- The sale's waiting room as JSON (NULL: none); added to tables made before it existed.
+ALTER TABLE sales ADD COLUMN IF NOT EXISTS waiting_room TEXT;
 CREATE TABLE IF NOT EXISTS orders (
     id              UUID        PRIMARY KEY,
     sku             TEXT        NOT NULL,
@@ -149,15 +151,18 @@ fn sale_from(row: &PgRow) -> Result<Sale> {
     let stock: i64 = row.try_get("stock").map_err(backend)?;
     let limit: i32 = row.try_get("per_user_limit").map_err(backend)?;
     let ttl: i64 = row.try_get("reservation_ttl_ns").map_err(backend)?;
-    Ok(
-        Sale::new(sku.parse()?, u64::try_from(stock).map_err(corrupt)?)
-            .with_per_user_limit(u32::try_from(limit).map_err(corrupt)?)
-            .with_window(
-                row.try_get("starts_at").map_err(backend)?,
-                row.try_get("ends_at").map_err(backend)?,
-            )
-            .with_reservation_ttl(Duration::from_nanos(u64::try_from(ttl).map_err(corrupt)?)),
-    )
+    let room: Option<String> = row.try_get("waiting_room").map_err(backend)?;
+    let sale = Sale::new(sku.parse()?, u64::try_from(stock).map_err(corrupt)?)
+        .with_per_user_limit(u32::try_from(limit).map_err(corrupt)?)
+        .with_window(
+            row.try_get("starts_at").map_err(backend)?,
+            row.try_get("ends_at").map_err(backend)?,
+        )
+        .with_reservation_ttl(Duration::from_nanos(u64::try_from(ttl).map_err(corrupt)?));
+    Ok(match room {
+        Some(json) => sale.with_waiting_room(serde_json::from_str(&json).map_err(corrupt)?),
+        None => sale,
+    })
 }
 
 const ORDER_COLUMNS: &str = "id, sku, user_id, quantity, status, created_at, updated_at, \
@@ -167,8 +172,8 @@ const ORDER_COLUMNS: &str = "id, sku, user_id, quantity, status, created_at, upd
 impl OrderRepository for PgOrderRepository {
     async fn save_sale(&self, sale: &Sale) -> Result<bool> {
         let inserted = sqlx::query(
-            "INSERT INTO sales (sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sku) DO NOTHING",
+            "INSERT INTO sales (sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns,
+             waiting_room) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sku) DO NOTHING",
         )
         .bind(sale.sku.as_str())
         .bind(i64::try_from(sale.stock).map_err(corrupt)?)
@@ -176,6 +181,13 @@ impl OrderRepository for PgOrderRepository {
         .bind(sale.starts_at)
         .bind(sale.ends_at)
         .bind(i64::try_from(sale.reservation_ttl.as_nanos()).map_err(corrupt)?)
+        .bind(
+            sale.waiting_room
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(corrupt)?,
+        )
         .execute(&self.pool)
         .await
         .map_err(backend)?;

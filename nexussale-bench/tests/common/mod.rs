@@ -52,6 +52,11 @@ pub(crate) fn serve_as(
                     let (engine, stop) = (engine.clone(), stop.clone());
                     tokio::spawn(async move { engine.run_worker(stop).await })
                 });
+                // Waiting rooms admit as in a server.
+                tokio::spawn({
+                    let (engine, stop) = (engine.clone(), stop.clone());
+                    async move { engine.run_admission(stop).await }
+                });
                 let mut state = AppState::new(engine.clone());
                 state.identity = identity;
                 nexussale_server::serve(listener, nexussale_server::app_with(state), stop)

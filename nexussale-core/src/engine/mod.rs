@@ -1,5 +1,6 @@
 //! [`FlashSale`]: the reservation algorithm that composes the three backends.
 
+mod admission;
 mod finish;
 mod orders;
 mod purchase;
@@ -17,15 +18,24 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+
+use dashmap::DashMap;
+
 use crate::clock::{Clock, SystemClock};
+use crate::ident::Sku;
 use crate::layers::Watched;
+use crate::memory::MemoryWaitingRoomStore;
 use crate::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
 use crate::queue::DynOrderQueue;
 use crate::repository::DynOrderRepository;
 use crate::reservation::Reservation;
 use crate::sale_cache::SaleCache;
 use crate::stock::DynStockStore;
+use crate::waiting_room::{DynWaitingRoomStore, PassSigner};
 
+pub use admission::{AdmissionReport, TicketState, TicketUpdates, TicketView};
 pub use purchase::{PurchaseOutcome, PurchaseRequest, Receipt};
 pub use reconcile::ReconcileReport;
 pub use report::{MAX_REPORT_BUCKETS, SaleReport};
@@ -57,6 +67,11 @@ pub struct EngineConfig {
     /// reserved before the loss finish publishing), then until the order worker has recorded
     /// every event queued by then ([`OrderQueue::drained`](crate::OrderQueue::drained)).
     pub store_rebuild_settle: Duration,
+    /// How often [`FlashSale::run_admission`] admits buyers from waiting rooms (and notices a
+    /// sale sold out, closing its room).
+    pub admission_interval: Duration,
+    /// The most tickets one admission step admits per sale.
+    pub admission_batch: u64,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +84,8 @@ impl Default for EngineConfig {
             sweep_batch: 500,
             sweep_interval: Duration::from_secs(1),
             store_rebuild_settle: Duration::from_secs(1),
+            admission_interval: admission::DEFAULT_ADMISSION_INTERVAL,
+            admission_batch: 1_000,
         }
     }
 }
@@ -104,6 +121,15 @@ struct Inner {
     owed_expiries: Mutex<Vec<Reservation>>,
     /// This engine's name as a holder of the store's rebuild lock: unique per engine.
     id: String,
+    /// Waiting rooms.
+    rooms: DynWaitingRoomStore,
+    /// The pass-signing key when configured; else the store's.
+    pass_secret: Option<Vec<u8>>,
+    signer: tokio::sync::OnceCell<PassSigner>,
+    /// Sales with a waiting room this engine admits for.
+    room_sales: Mutex<HashSet<Sku>>,
+    room_watch: DashMap<Sku, admission::RoomWatch>,
+    admission_steps: AtomicU64,
 }
 
 impl FlashSale {
@@ -146,6 +172,8 @@ impl FlashSale {
             repository,
             clock: Arc::new(SystemClock),
             config: EngineConfig::default(),
+            rooms: Arc::new(MemoryWaitingRoomStore::new()),
+            pass_secret: None,
         }
     }
 
@@ -173,6 +201,11 @@ impl FlashSale {
         &self.inner.repository
     }
 
+    /// The waiting-room store.
+    pub fn waiting_rooms(&self) -> &DynWaitingRoomStore {
+        &self.inner.rooms
+    }
+
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
@@ -191,9 +224,26 @@ pub struct FlashSaleBuilder {
     repository: DynOrderRepository,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
+    rooms: DynWaitingRoomStore,
+    pass_secret: Option<Vec<u8>>,
 }
 
 impl FlashSaleBuilder {
+    /// Keeps waiting rooms in `store` (default: in this process's memory). Front ends that
+    /// serve one sale share one store, such as Redis.
+    pub fn waiting_rooms(mut self, store: DynWaitingRoomStore) -> Self {
+        self.rooms = store;
+        self
+    }
+
+    /// Signs admission passes with `secret` (at least
+    /// [`MIN_PASS_KEY_LEN`](crate::MIN_PASS_KEY_LEN) bytes) instead of the key the waiting-room
+    /// store holds.
+    pub fn pass_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.pass_secret = Some(secret.into());
+        self
+    }
+
     /// Uses `clock` for every instant (tests move time with [`ManualClock`](crate::ManualClock)).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -219,6 +269,12 @@ impl FlashSaleBuilder {
                 unknown: UnknownSkus::default(),
                 owed_expiries: Mutex::default(),
                 id: uuid::Uuid::now_v7().to_string(),
+                rooms: Arc::new(Watched::watch("waiting-room store", self.rooms)),
+                pass_secret: self.pass_secret,
+                signer: tokio::sync::OnceCell::new(),
+                room_sales: Mutex::default(),
+                room_watch: DashMap::default(),
+                admission_steps: AtomicU64::new(0),
             }),
         }
     }
@@ -231,6 +287,7 @@ impl fmt::Debug for FlashSaleBuilder {
             .field("queue", &self.queue)
             .field("repository", &self.repository)
             .field("config", &self.config)
+            .field("waiting_rooms", &self.rooms)
             .finish_non_exhaustive()
     }
 }

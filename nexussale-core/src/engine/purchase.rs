@@ -11,6 +11,7 @@ use crate::reservation::{
     ReleaseReason, Reservation, ReservationState, ReserveOutcome, ReserveRequest,
 };
 use crate::sale::SaleState;
+use crate::waiting_room::PassRefusal;
 
 /// A buyer's purchase.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub struct PurchaseRequest {
     pub idempotency_key: Option<IdempotencyKey>,
     /// Free text kept on the order.
     pub remark: Option<String>,
+    /// The admission pass, for a sale with a waiting room (which refuses a purchase without a
+    /// valid one as [`PurchaseOutcome::NotAdmitted`]).
+    pub pass: Option<String>,
 }
 
 impl PurchaseRequest {
@@ -37,12 +41,19 @@ impl PurchaseRequest {
             quantity: 1,
             idempotency_key: None,
             remark: None,
+            pass: None,
         }
     }
 
     /// Sets the quantity.
     pub fn with_quantity(mut self, quantity: u32) -> Self {
         self.quantity = quantity;
+        self
+    }
+
+    /// Sets the admission pass.
+    pub fn with_pass(mut self, pass: impl Into<String>) -> Self {
+        self.pass = Some(pass.into());
         self
     }
 
@@ -80,6 +91,8 @@ pub enum PurchaseOutcome {
     },
     /// The sale is upcoming or ended.
     NotActive(SaleState),
+    /// The sale has a waiting room and the purchase came without a pass this buyer may use.
+    NotAdmitted(PassRefusal),
 }
 
 impl FlashSale {
@@ -118,6 +131,23 @@ impl FlashSale {
             SaleState::Active | SaleState::SoldOut => None,
             state => Some(PurchaseOutcome::NotActive(state)),
         };
+        // A waiting-room sale takes a purchase only with a pass, used here once.
+        let mut pass = None;
+        let refusal = match refusal {
+            None if sale.waiting_room => {
+                match self
+                    .use_pass(&request.sku, &request.user, request.pass.as_deref(), now)
+                    .await?
+                {
+                    Ok(verified) => {
+                        pass = Some(verified);
+                        None
+                    }
+                    Err(refused) => Some(PurchaseOutcome::NotAdmitted(refused)),
+                }
+            }
+            refusal => refusal,
+        };
         if let Some(refusal) = refusal {
             let Some(key) = &request.idempotency_key else {
                 return Ok(refusal);
@@ -153,7 +183,14 @@ impl FlashSale {
         // everyone until the TTL — during a drop, stock nobody can buy.
         let engine = self.clone();
         // In the purchase's span, also once it runs in a task of its own.
-        let rest = async move { engine.reserve_and_publish(reserve, now_ms).await };
+        let rest = async move {
+            let sku = reserve.sku.clone();
+            let outcome = engine.reserve_and_publish(reserve, now_ms).await;
+            if let Some(pass) = pass {
+                engine.after_pass(&sku, &pass, outcome.is_err()).await;
+            }
+            outcome
+        };
         FinishOnDrop::new(rest.in_current_span()).await
     }
 

@@ -10,6 +10,7 @@ use super::FlashSale;
 use crate::error::{Error, Result};
 use crate::repository::page_size;
 use crate::sale::{EarlyEnd, Sale, SaleState, Sku, StockSnapshot};
+use crate::waiting_room::RoomStatus;
 
 /// What [`FlashSale::sale_check`] answers.
 pub(super) struct SaleCheck {
@@ -22,6 +23,8 @@ pub(super) struct SaleCheck {
     pub(super) sold_out: bool,
     /// Whether the stock store lost the sale and it is being rebuilt.
     pub(super) rebuilding: bool,
+    /// Whether purchases need a waiting-room pass.
+    pub(super) waiting_room: bool,
 }
 
 /// A cached sale definition and its sold-out flag.
@@ -91,6 +94,9 @@ pub struct SaleView {
     pub snapshot: StockSnapshot,
     /// Where the sale stands now.
     pub state: SaleState,
+    /// The counts of its waiting room, read right after the stock (so the passes outstanding
+    /// never exceed what the rule allows for the units shown); `None` without one.
+    pub room: Option<RoomStatus>,
 }
 
 /// Which sales [`FlashSale::sales_page`] lists: in sku order, a page at a time.
@@ -131,7 +137,9 @@ impl FlashSale {
                 more = true;
                 break;
             }
-            let view = self.view(sale, self.inner.stock.snapshot(&sale.sku).await?);
+            let snapshot = self.inner.stock.snapshot(&sale.sku).await?;
+            let mut view = self.view(sale, snapshot);
+            view.room = self.room_of(sale).await?;
             if query.state.is_none_or(|state| state == view.state) {
                 page.push(view);
             }
@@ -183,7 +191,18 @@ impl FlashSale {
         }
         let snapshot = self.inner.stock.snapshot(sku).await;
         let snapshot = self.unless_lost(sku, snapshot)?;
-        Ok(self.view(&entry.definition(), snapshot))
+        let sale = entry.definition();
+        let mut view = self.view(&sale, snapshot);
+        view.room = self.room_of(&sale).await?;
+        Ok(view)
+    }
+
+    /// The counts of `sale`'s waiting room, if it has one.
+    async fn room_of(&self, sale: &Sale) -> Result<Option<RoomStatus>> {
+        match sale.waiting_room {
+            Some(_) => Ok(Some(self.inner.rooms.status(&sale.sku).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Ends the sale now: purchases from this instant on are refused as
@@ -235,7 +254,9 @@ impl FlashSale {
         let mut views = Vec::with_capacity(sales.len());
         for sale in sales {
             let snapshot = self.inner.stock.snapshot(&sale.sku).await?;
-            views.push(self.view(&sale, snapshot));
+            let mut view = self.view(&sale, snapshot);
+            view.room = self.room_of(&sale).await?;
+            views.push(view);
         }
         Ok(views)
     }
@@ -245,6 +266,7 @@ impl FlashSale {
             state: sale.state(self.now(), &snapshot),
             sale: sale.clone(),
             snapshot,
+            room: None,
         }
     }
 
@@ -302,6 +324,7 @@ impl FlashSale {
             window: entry.early_end.window_state(&entry.sale, now),
             sold_out: entry.is_sold_out(now_ms),
             rebuilding: entry.rebuilding.load(Ordering::Acquire),
+            waiting_room: entry.sale.waiting_room.is_some(),
         };
         if let Some(check) = self.inner.sales.read(sku, check) {
             return Ok(check);

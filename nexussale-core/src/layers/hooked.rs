@@ -24,6 +24,9 @@ use crate::reservation::{
 };
 use crate::sale::{Sale, Sku, StockSnapshot};
 use crate::stock::StockStore;
+use crate::waiting_room::{
+    Admission, AdmitRequest, PassUse, RoomStatus, Ticket, TicketId, WaitingRoomStore,
+};
 
 /// Which backend trait a [`Call`] is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +37,8 @@ pub enum Backend {
     Queue,
     /// [`OrderRepository`].
     Repository,
+    /// [`WaitingRoomStore`].
+    WaitingRoom,
 }
 
 /// A backend trait method, by name (`sales` is on the stock store and the repository both: the
@@ -71,6 +76,15 @@ pub enum Method {
     Timeline,
     AddRefusals,
     Refusals,
+    Join,
+    Ticket,
+    Admit,
+    UsePass,
+    GiveBack,
+    Settle,
+    Close,
+    Status,
+    PassKey,
 }
 
 /// One call through a [`Hooked`] backend, as its [`Hook`] sees it.
@@ -83,12 +97,13 @@ pub struct Call {
 }
 
 impl Backend {
-    /// `stock`, `queue` or `repository`.
+    /// `stock`, `queue`, `repository` or `waiting_room`.
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Stock => "stock",
             Backend::Queue => "queue",
             Backend::Repository => "repository",
+            Backend::WaitingRoom => "waiting_room",
         }
     }
 }
@@ -126,6 +141,15 @@ impl Method {
             Method::Timeline => "timeline",
             Method::AddRefusals => "add_refusals",
             Method::Refusals => "refusals",
+            Method::Join => "join",
+            Method::Ticket => "ticket",
+            Method::Admit => "admit",
+            Method::UsePass => "use_pass",
+            Method::GiveBack => "give_back",
+            Method::Settle => "settle",
+            Method::Close => "close",
+            Method::Status => "status",
+            Method::PassKey => "pass_key",
         }
     }
 }
@@ -504,5 +528,59 @@ impl<T: OrderRepository, H: Hook> OrderRepository for Hooked<T, H> {
     async fn refusals(&self, sku: &Sku) -> Result<BTreeMap<String, u64>> {
         let call = self.inner.refusals(sku);
         Self::call(&self.hook, Backend::Repository, Method::Refusals, call).await
+    }
+}
+
+#[async_trait]
+impl<T: WaitingRoomStore, H: Hook> WaitingRoomStore for Hooked<T, H> {
+    async fn join(&self, sale: &Sale, user: &UserId, now: DateTime<Utc>) -> Result<Ticket> {
+        let call = self.inner.join(sale, user, now);
+        Self::call(&self.hook, Backend::WaitingRoom, Method::Join, call).await
+    }
+
+    async fn ticket(&self, sku: &Sku, id: &TicketId, now: DateTime<Utc>) -> Result<Option<Ticket>> {
+        let call = self.inner.ticket(sku, id, now);
+        Self::call(&self.hook, Backend::WaitingRoom, Method::Ticket, call).await
+    }
+
+    async fn admit(&self, sale: &Sale, request: &AdmitRequest) -> Result<Admission> {
+        let call = self.inner.admit(sale, request);
+        Self::call(&self.hook, Backend::WaitingRoom, Method::Admit, call).await
+    }
+
+    async fn use_pass(
+        &self,
+        sku: &Sku,
+        id: &TicketId,
+        nonce: u64,
+        now: DateTime<Utc>,
+    ) -> Result<PassUse> {
+        let call = self.inner.use_pass(sku, id, nonce, now);
+        Self::call(&self.hook, Backend::WaitingRoom, Method::UsePass, call).await
+    }
+
+    async fn give_back(&self, sku: &Sku, id: &TicketId, nonce: u64) -> Result<bool> {
+        let call = self.inner.give_back(sku, id, nonce);
+        Self::call(&self.hook, Backend::WaitingRoom, Method::GiveBack, call).await
+    }
+
+    async fn settle(&self, sku: &Sku) -> Result<()> {
+        let call = self.inner.settle(sku);
+        Self::call(&self.hook, Backend::WaitingRoom, Method::Settle, call).await
+    }
+
+    async fn close(&self, sku: &Sku) -> Result<bool> {
+        let call = self.inner.close(sku);
+        Self::call(&self.hook, Backend::WaitingRoom, Method::Close, call).await
+    }
+
+    async fn status(&self, sku: &Sku) -> Result<RoomStatus> {
+        let call = self.inner.status(sku);
+        Self::call(&self.hook, Backend::WaitingRoom, Method::Status, call).await
+    }
+
+    async fn pass_key(&self, candidate: &[u8]) -> Result<Vec<u8>> {
+        let call = self.inner.pass_key(candidate);
+        Self::call(&self.hook, Backend::WaitingRoom, Method::PassKey, call).await
     }
 }

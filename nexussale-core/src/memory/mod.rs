@@ -9,7 +9,9 @@ mod queue;
 mod repository;
 mod reservations;
 mod stock;
+mod waiting_room;
 
 pub use queue::{DEFAULT_CAPACITY, DEFAULT_REDELIVERY_TIMEOUT, MemoryOrderQueue};
 pub use repository::MemoryOrderRepository;
 pub use stock::MemoryStockStore;
+pub use waiting_room::MemoryWaitingRoomStore;

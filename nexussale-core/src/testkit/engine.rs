@@ -161,3 +161,181 @@ pub async fn purchase_flow(
     let report = engine.reconcile(&sku, false).await.expect("reconcile");
     assert!(report.in_sync(), "{report:?}");
 }
+
+/// A waiting-room drop through the whole engine: 3 units, 8 buyers joined before the opening.
+/// Before it no place shows; at it admission gives 3 passes in the drawn order; a purchase
+/// without a pass, with another buyer's, or with a used one is refused `NotAdmitted` (a keyed
+/// retry still answers its order); a cancelled unit admits the next buyer; once the units are
+/// paid, the room closes and every waiting ticket reads `sold_out`, and so does a late join.
+pub async fn waiting_room_flow(
+    stock: DynStockStore,
+    queue: DynOrderQueue,
+    repository: DynOrderRepository,
+    rooms: crate::DynWaitingRoomStore,
+) {
+    use crate::engine::TicketState;
+    use crate::waiting_room::{PassRefusal, WaitingRoom};
+
+    let opens_at = Utc::now() + chrono::Duration::minutes(5);
+    let opens_at =
+        chrono::DateTime::from_timestamp_micros(opens_at.timestamp_micros()).expect("in range");
+    let clock = ManualClock::new(opens_at - chrono::Duration::minutes(1));
+    let engine = FlashSale::builder(stock, queue, repository)
+        .clock(Arc::new(clock.clone()))
+        .waiting_rooms(rooms)
+        .build();
+    let sku = unique_sku();
+    let sale = Sale::new(sku.clone(), 3)
+        .with_window(Some(opens_at), None)
+        .with_waiting_room(WaitingRoom::default());
+    engine.create_sale(sale).await.expect("create sale");
+    let user = |n: usize| UserId::new(format!("buyer-{n}")).expect("valid");
+    let mut tickets = Vec::new();
+    for n in 0..8 {
+        let ticket = engine.join(&sku, &user(n), None).await.expect("join");
+        assert_eq!(ticket.state, TicketState::Waiting);
+        assert_eq!(ticket.position, None, "no place before the draw");
+        tickets.push(ticket);
+    }
+    assert_eq!(
+        engine
+            .join(&sku, &user(0), None)
+            .await
+            .expect("join")
+            .ticket,
+        tickets[0].ticket
+    );
+    let early = engine
+        .purchase(PurchaseRequest::new(sku.clone(), user(0)))
+        .await;
+    assert!(matches!(
+        early.expect("purchase"),
+        PurchaseOutcome::NotActive(_)
+    ));
+
+    clock.set(opens_at);
+    let report = engine.admit().await.expect("admit");
+    assert_eq!(report.admitted, 3);
+    let mut admitted = Vec::new();
+    let mut positions = Vec::new();
+    for (n, ticket) in tickets.iter().enumerate() {
+        let view = engine
+            .ticket(&sku, &ticket.ticket)
+            .await
+            .expect("ticket")
+            .expect("exists");
+        match view.state {
+            TicketState::Admitted => admitted.push((n, view.pass.expect("a pass"))),
+            TicketState::Waiting => positions.push(view.position.expect("drawn")),
+            other => panic!("{other:?}"),
+        }
+    }
+    positions.sort_unstable();
+    assert_eq!(positions, [1, 2, 3, 4, 5]);
+    assert_eq!(admitted.len(), 3);
+
+    let waiting = (0..8)
+        .find(|n| admitted.iter().all(|(a, _)| a != n))
+        .expect("someone waits");
+    let no_pass = engine
+        .purchase(PurchaseRequest::new(sku.clone(), user(waiting)))
+        .await
+        .expect("purchase");
+    assert_eq!(no_pass, PurchaseOutcome::NotAdmitted(PassRefusal::Missing));
+    let (holder, pass) = admitted[0].clone();
+    let borrowed = engine
+        .purchase(PurchaseRequest::new(sku.clone(), user(waiting)).with_pass(pass.clone()))
+        .await
+        .expect("purchase");
+    assert_eq!(borrowed, PurchaseOutcome::NotAdmitted(PassRefusal::Invalid));
+
+    let key = IdempotencyKey::new("wr-retry").expect("valid");
+    let buy = PurchaseRequest::new(sku.clone(), user(holder))
+        .with_pass(pass.clone())
+        .with_idempotency_key(key.clone());
+    let PurchaseOutcome::Accepted(first) = engine.purchase(buy.clone()).await.expect("purchase")
+    else {
+        panic!("an admitted buyer buys");
+    };
+    let PurchaseOutcome::Duplicate(again) = engine.purchase(buy).await.expect("purchase") else {
+        panic!("a keyed retry answers its order");
+    };
+    assert_eq!(again.order.id, first.order.id);
+    let replay = engine
+        .purchase(PurchaseRequest::new(sku.clone(), user(holder)).with_pass(pass))
+        .await
+        .expect("purchase");
+    assert_eq!(replay, PurchaseOutcome::NotAdmitted(PassRefusal::Used));
+    let mut orders = vec![first.order.id];
+    for (n, pass) in &admitted[1..] {
+        let outcome = engine
+            .purchase(PurchaseRequest::new(sku.clone(), user(*n)).with_pass(pass.clone()))
+            .await
+            .expect("purchase");
+        let PurchaseOutcome::Accepted(receipt) = outcome else {
+            panic!("{outcome:?}");
+        };
+        orders.push(receipt.order.id);
+    }
+    engine.drain().await.expect("worker");
+
+    // All sold but reserved: the line waits and sees the reserved units.
+    engine.admit().await.expect("admit");
+    let view = engine
+        .ticket(&sku, &tickets[waiting].ticket)
+        .await
+        .expect("ticket")
+        .expect("exists");
+    assert_eq!(view.state, TicketState::Waiting);
+    assert_eq!(view.units_reserved, Some(3));
+
+    // A cancel gives a unit back: the next in line is admitted.
+    engine.cancel(orders[2]).await.expect("cancel");
+    assert_eq!(engine.admit().await.expect("admit").admitted, 1);
+    let next = tickets
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| admitted.iter().all(|(a, _)| a != n))
+        .map(|(n, t)| (n, t.ticket))
+        .collect::<Vec<_>>();
+    let mut newly = None;
+    for (n, id) in &next {
+        let view = engine
+            .ticket(&sku, id)
+            .await
+            .expect("ticket")
+            .expect("exists");
+        if view.state == TicketState::Admitted {
+            newly = Some((*n, view.pass.expect("a pass")));
+        }
+    }
+    let (n, pass) = newly.expect("one admitted");
+    let PurchaseOutcome::Accepted(last) = engine
+        .purchase(PurchaseRequest::new(sku.clone(), user(n)).with_pass(pass))
+        .await
+        .expect("purchase")
+    else {
+        panic!("the returned unit sells");
+    };
+    engine.drain().await.expect("worker");
+    for id in [orders[0], orders[1], last.order.id] {
+        engine.pay(id).await.expect("pay");
+    }
+    let closed = engine.admit().await.expect("admit");
+    assert_eq!(closed.closed, 1);
+    for (m, id) in &next {
+        if *m == n {
+            continue;
+        }
+        let view = engine
+            .ticket(&sku, id)
+            .await
+            .expect("ticket")
+            .expect("exists");
+        assert_eq!(view.state, TicketState::SoldOut, "buyer {m}");
+    }
+    let late = engine.join(&sku, &user(99), None).await.expect("join");
+    assert_eq!(late.state, TicketState::SoldOut);
+    let status = engine.room_status(&sku).await.expect("status");
+    assert_eq!((status.used, status.settled, status.admitted), (4, 4, 4));
+}

@@ -59,6 +59,7 @@ pub mod servers;
 pub mod services;
 pub mod stock;
 mod teardown;
+pub mod waiting_room;
 
 use std::sync::Arc;
 
@@ -197,6 +198,24 @@ macro_rules! order_repository_tests {
             timeline_spreads_a_sales_orders_over_time,
             refusals_add_up_by_reason,
             repository_keeps_sale_windows_exactly,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`waiting_room`] case, each on a backend from `$setup`
+/// (`async fn() -> Option<DynWaitingRoomStore>`).
+#[macro_export]
+macro_rules! waiting_room_store_tests {
+    ($setup:path) => {
+        $crate::__testkit_cases!(waiting_room, $setup;
+            one_ticket_per_buyer,
+            the_draw_at_the_opening_is_random,
+            passes_never_exceed_the_ceiling_under_concurrency,
+            a_pass_is_used_exactly_once,
+            a_lapsed_pass_admits_the_next_buyer,
+            passes_in_flight_are_kept_off_the_ceiling,
+            closing_turns_the_line_sold_out,
+            the_pass_key_is_shared,
         );
     };
 }

@@ -35,7 +35,7 @@ fn orders(sku: &Sku, count: usize) -> Vec<Order> {
         .collect()
 }
 
-/// A sale's definition is stored once and reads back unchanged.
+/// A sale's definition, waiting room included, is stored once and reads back unchanged.
 pub async fn saves_a_sale_once(repository: DynOrderRepository) {
     let start = now();
     let sale = Sale::new(unique_sku(), 40)
@@ -60,6 +60,16 @@ pub async fn saves_a_sale_once(repository: DynOrderRepository) {
     // Looked up by its sku, as stored; another sku is not there.
     assert_eq!(repository.sale(&sale.sku).await.unwrap(), Some(sale));
     assert_eq!(repository.sale(&unique_sku()).await.unwrap(), None);
+    // A waiting room is part of the definition: a store rebuilt from it keeps asking for passes.
+    let room = crate::WaitingRoom {
+        pass_ttl: std::time::Duration::from_secs(45),
+        overbook: crate::Overbook::new(1.25).unwrap(),
+        proof_of_work_bits: 9,
+        ..crate::WaitingRoom::default()
+    };
+    let queued = Sale::new(unique_sku(), 5).with_waiting_room(room);
+    assert!(repository.save_sale(&queued).await.unwrap());
+    assert_eq!(repository.sale(&queued.sku).await.unwrap(), Some(queued));
 }
 
 /// Ending a stored sale moves its end earlier, never later, and closes an upcoming sale before

@@ -56,7 +56,8 @@ fn snapshot(stock: u64, available: u64, reserved: u64, sold: u64) -> StockSnapsh
     }
 }
 
-/// Creating a sale twice creates it once; its definition and full stock read back.
+/// Creating a sale twice creates it once; its definition (waiting room included) and full stock
+/// read back.
 pub async fn creates_a_sale_once(store: DynStockStore) {
     let sale = Sale::new(unique_sku(), 7)
         .with_per_user_limit(2)
@@ -74,6 +75,14 @@ pub async fn creates_a_sale_once(store: DynStockStore) {
         snapshot(7, 7, 0, 0)
     );
     assert_eq!(store.sale(&unique_sku()).await.unwrap(), None);
+    // A waiting room is part of the definition.
+    let room = crate::WaitingRoom {
+        proof_of_work_bits: 9,
+        ..crate::WaitingRoom::default()
+    };
+    let queued = Sale::new(unique_sku(), 5).with_waiting_room(room);
+    assert!(store.create_sale(&queued).await.unwrap());
+    assert_eq!(store.sale(&queued.sku).await.unwrap(), Some(queued));
 }
 
 /// Reserving, reading and snapshotting a sale that does not exist is `Error::UnknownSale`.

@@ -11,7 +11,7 @@ const TOKEN_KEY = 'nexussale-admin-token';
 const MAX_FEEDS = 50;
 const HISTORY = 600;
 const WINDOW_MS = 5000;
-const OUTCOMES = ['accepted', 'sold_out', 'limit_exceeded', 'not_active', 'rate_limited', 'unavailable'];
+const OUTCOMES = ['accepted', 'sold_out', 'limit_exceeded', 'not_active', 'not_admitted', 'rate_limited', 'unavailable'];
 
 const $ = (id) => document.getElementById(id);
 const adminRequired = document.querySelector('meta[name="nexussale-admin"]').content === 'required';
@@ -103,10 +103,11 @@ async function loadSales() {
 function newRow(sku) {
   const row = document.createElement('tr');
   row.dataset.sku = sku;
-  for (const name of ['sku', 'state', 'stock', 'available', 'reserved', 'sold', 'books']) {
+  for (const name of ['sku', 'state', 'stock', 'available', 'reserved', 'sold', 'books', 'waiting']) {
     const cell = document.createElement('td');
     cell.dataset.field = name;
     if (['stock', 'available', 'reserved', 'sold'].includes(name)) cell.className = 'n';
+    if (name === 'waiting') cell.textContent = '–';
     row.append(cell);
   }
   const view = document.createElement('td');
@@ -343,6 +344,22 @@ async function loadMetrics() {
   $('dead-letters').textContent = dead;
   $('dead-letters').className = `figure ${dead > 0 ? 'bad' : ''}`;
   $('listeners').textContent = value(now.metrics, 'nexussale_sse_listeners');
+  showWaitingRooms(now.metrics);
+}
+
+// The waiting room of each sale that has one, as the sale view counts it (from the store: the
+// line every server shares), with this server's estimate of the wait from /metrics.
+function showWaitingRooms(metrics) {
+  for (const [sku, sale] of sales) {
+    const room = sale.view.waiting_room;
+    if (!room) continue;
+    const label = `{sku="${sku.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"}`;
+    const wait = value(metrics, `nexussale_waiting_room_estimated_wait_seconds${label}`);
+    const cell = sale.row.querySelector('[data-field="waiting"]');
+    cell.textContent = room.closed
+      ? `closed: sold out (${room.admitted} admitted)`
+      : `${room.waiting} waiting, ${room.passes_outstanding} passes out${wait > 0 ? `, ~${wait} s` : ''}`;
+  }
 }
 
 async function loadReadiness() {

@@ -13,7 +13,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{Modify, OpenApi};
 
 use super::table::{Handler, ROUTES};
-use super::{console, dashboard, events, health, legacy, orders, sales};
+use super::{console, dashboard, events, health, legacy, orders, queue, sales};
 use crate::body::{MAX_BODY_BYTES, Response, ResponseBody};
 use crate::error::{ApiError, ERROR_CODES, ErrorBody};
 use crate::identity::Access;
@@ -40,6 +40,9 @@ const DOCUMENT_PATH: &str = "/api-docs/openapi.json";
         console::reconcile,
         console::end,
         console::report,
+        queue::join,
+        queue::get,
+        queue::events,
         dashboard::page,
         orders::list,
         orders::get,
@@ -58,6 +61,7 @@ const DOCUMENT_PATH: &str = "/api-docs/openapi.json";
     modifiers(&CommonAnswers),
     tags(
         (name = "sales", description = "Create sales, read their stock, buy."),
+        (name = "waiting room", description = "Join a sale's line, follow a ticket, get the pass to buy with."),
         (name = "orders", description = "Read, pay and cancel orders."),
         (name = "console", description = "The operator's view of a sale and actions on it (admin)."),
         (name = "original", description = "The original service's routes, kept for its clients."),

@@ -1,10 +1,9 @@
 //! Live stock by server-sent events: what shop fronts show as "N left" without polling, and
 //! what the dashboard draws.
 
-use http::{HeaderValue, StatusCode, header};
 use nexussale_core::Sku;
 
-use crate::body::{Response, ResponseBody};
+use crate::body::{Response, event_stream};
 use crate::error::{ApiError, ErrorBody};
 use crate::feeds::Feeds;
 use crate::state::AppState;
@@ -29,15 +28,5 @@ use crate::state::AppState;
 )]
 pub(super) async fn sale(state: &AppState, sku: &str) -> Result<Response, ApiError> {
     let receiver = state.feeds.subscribe(&Sku::new(sku)?).await?;
-    let mut response = http::Response::new(ResponseBody::events(Feeds::stream(receiver)));
-    *response.status_mut() = StatusCode::OK;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // nginx buffers a proxied answer unless told not to: the events would arrive in lumps.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(event_stream(Feeds::stream(receiver)))
 }

@@ -9,6 +9,7 @@ mod health;
 mod legacy;
 mod limit;
 mod orders;
+mod queue;
 mod sales;
 mod table;
 
@@ -181,6 +182,14 @@ where
             .await
         }
         Handler::Report => console::report(state, params.first(), request.uri().query()).await,
+        Handler::Join => {
+            limit::client(state, &request)?;
+            queue::join(state, &scope, params.first(), request.into_body()).await
+        }
+        Handler::GetTicket => queue::get(state, &scope, params.first(), params.second()).await,
+        Handler::TicketEvents => {
+            queue::events(state, &scope, params.first(), params.second()).await
+        }
         Handler::ListOrders => orders::list(state, &scope, request.uri().query()).await,
         Handler::GetOrder => orders::get(state, &scope, params.first()).await,
         Handler::LegacyOne => legacy::one(state, &scope, params.first()).await,

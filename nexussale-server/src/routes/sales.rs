@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use hyper::body::Body;
 use nexussale_core::{
-    DEFAULT_RESERVATION_TTL, IdempotencyKey, OrderId, OrderStatus, PurchaseOutcome,
-    PurchaseRequest, Receipt, Sale, SaleQuery, SaleState, SaleView, Sku, UserId,
+    DEFAULT_RESERVATION_TTL, IdempotencyKey, OrderId, OrderStatus, Overbook, PurchaseOutcome,
+    PurchaseRequest, Receipt, RoomStatus, Sale, SaleQuery, SaleState, SaleView, Sku, UserId,
+    WaitingRoom,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -37,6 +38,78 @@ pub(crate) struct CreateSale {
     /// How long an unpaid order holds its units; default 900.
     #[schema(minimum = 1)]
     reservation_ttl_secs: Option<u64>,
+    /// A waiting room (`{}` for the defaults); absent: none. Purchases then need a pass.
+    waiting_room: Option<WaitingRoomSettings>,
+}
+
+/// A sale's waiting room, as it is asked for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WaitingRoomSettings {
+    /// How long a pass stays valid; default 120, at most 3600.
+    #[schema(minimum = 1, maximum = 3600)]
+    pass_ttl_secs: Option<u64>,
+    /// Passes outstanding may reach the units available times this; default 1.0, up to 10.
+    #[schema(minimum = 1.0, maximum = 10.0)]
+    overbook: Option<f64>,
+    /// Leading zero bits a join's proof of work must have; default 0 (none), at most 24.
+    #[schema(minimum = 0, maximum = 24)]
+    proof_of_work_bits: Option<u8>,
+}
+
+impl WaitingRoomSettings {
+    fn room(&self) -> Result<WaitingRoom, ApiError> {
+        let mut room = WaitingRoom::default();
+        if let Some(secs) = self.pass_ttl_secs {
+            room.pass_ttl = Duration::from_secs(secs);
+        }
+        if let Some(factor) = self.overbook {
+            room.overbook = Overbook::new(factor)?;
+        }
+        if let Some(bits) = self.proof_of_work_bits {
+            room.proof_of_work_bits = bits;
+        }
+        Ok(room)
+    }
+}
+
+/// A sale's waiting room, as the sale shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WaitingRoom)]
+pub(crate) struct WaitingRoomBody {
+    /// How long a pass stays valid.
+    pass_ttl_secs: u64,
+    /// Passes outstanding may reach the units available times this.
+    overbook: f64,
+    /// Leading zero bits a join's proof of work must have (0: none asked).
+    proof_of_work_bits: u8,
+    /// The proof-of-work challenge: a join's `nonce` makes SHA-256 of
+    /// `<challenge>:<user>:<nonce>` start with `proof_of_work_bits` zero bits.
+    challenge: String,
+    /// Tickets in line now.
+    waiting: u64,
+    /// Passes admitted and not yet used or lapsed, read right after the stock counts: never
+    /// more than `available × overbook ÷ per_user_limit`.
+    passes_outstanding: u64,
+    /// Tickets admitted so far.
+    admitted: u64,
+    /// Whether the line closed sold out.
+    closed: bool,
+}
+
+impl WaitingRoomBody {
+    fn new(room: WaitingRoom, status: RoomStatus) -> Self {
+        Self {
+            pass_ttl_secs: room.pass_ttl.as_secs(),
+            overbook: room.overbook.factor(),
+            proof_of_work_bits: room.proof_of_work_bits,
+            challenge: room.challenge,
+            waiting: status.waiting,
+            passes_outstanding: status.outstanding,
+            admitted: status.admitted,
+            closed: status.closed,
+        }
+    }
 }
 
 /// A sale as the API shows it.
@@ -64,6 +137,9 @@ pub(crate) struct SaleBody {
     reservation_ttl_secs: u64,
     #[schema(value_type = SaleState)]
     state: &'static str,
+    /// Its waiting room; absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_room: Option<WaitingRoomBody>,
 }
 
 impl From<SaleView> for SaleBody {
@@ -78,6 +154,10 @@ impl From<SaleView> for SaleBody {
             ends_at: view.sale.ends_at,
             reservation_ttl_secs: view.sale.reservation_ttl.as_secs(),
             state: view.state.as_str(),
+            waiting_room: view
+                .sale
+                .waiting_room
+                .map(|room| WaitingRoomBody::new(room, view.room.unwrap_or_default())),
             sku: view.sale.sku,
         }
     }
@@ -105,10 +185,13 @@ where
     let ttl = request
         .reservation_ttl_secs
         .map_or(DEFAULT_RESERVATION_TTL, Duration::from_secs);
-    let sale = Sale::new(Sku::new(&request.sku)?, request.stock)
+    let mut sale = Sale::new(Sku::new(&request.sku)?, request.stock)
         .with_per_user_limit(request.per_user_limit.unwrap_or(1))
         .with_window(request.starts_at, request.ends_at)
         .with_reservation_ttl(ttl);
+    if let Some(settings) = &request.waiting_room {
+        sale = sale.with_waiting_room(settings.room()?);
+    }
     let view = state.engine.create_sale(sale).await?;
     let sku = view.sale.sku.clone();
     Ok(with_location(
@@ -267,12 +350,22 @@ where
         (Some(key), _) | (None, Some(key)) => Some(IdempotencyKey::new(key)?),
         (None, None) => None,
     };
+    let pass = match headers.get("admission-pass") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::invalid("the Admission-Pass header must be visible ASCII"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
     let request = PurchaseRequest {
         sku,
         user: buyer(scope, body.user.as_deref())?,
         quantity: body.quantity,
         idempotency_key: key,
         remark: body.remark,
+        pass,
     };
     buy(state, request).await
 }
@@ -294,12 +387,13 @@ pub(super) fn buyer(scope: &Scope, user: Option<&str>) -> Result<UserId, ApiErro
 
 /// The purchase outcomes `nexussale_purchases_total` counts: the accepted ones, then the
 /// refusals by their exact reason.
-pub(crate) const PURCHASE_OUTCOMES: [&str; 12] = [
+pub(crate) const PURCHASE_OUTCOMES: [&str; 13] = [
     "accepted",
     "duplicate",
     "sold_out",
     "limit_exceeded",
     "not_active",
+    "not_admitted",
     "rate_limited",
     "unknown_sale",
     "invalid",
@@ -338,7 +432,7 @@ fn outcome(err: &ApiError) -> &'static str {
         "sale_not_active" => "not_active",
         "invalid_request" | "payload_too_large" => "invalid",
         code @ ("sold_out" | "limit_exceeded" | "rate_limited" | "unknown_sale" | "forbidden"
-        | "conflict") => code,
+        | "conflict" | "not_admitted") => code,
         _ => "invalid",
     }
 }
@@ -368,6 +462,11 @@ pub(crate) async fn buy(
         PurchaseOutcome::NotActive(sale_state) => Err(ApiError::refused(
             "sale_not_active",
             format!("sale {sku} is {sale_state}, not active"),
+        )),
+        PurchaseOutcome::NotAdmitted(refusal) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_admitted",
+            refusal.message(),
         )),
     }
 }

@@ -23,6 +23,9 @@ pub(crate) enum Handler {
     Reconcile,
     EndSale,
     Report,
+    Join,
+    GetTicket,
+    TicketEvents,
     ListOrders,
     GetOrder,
     Pay,
@@ -83,7 +86,7 @@ use Access::{Admin, Anyone, Buyer, Orders, Owner, Payment};
 /// Every route, literal segments before `{name}` ones where both could match.
 // One route a line, as a table reads.
 #[rustfmt::skip]
-pub(crate) static ROUTES: [Route; 23] = [
+pub(crate) static ROUTES: [Route; 26] = [
     route(Method::GET,  "/health",                 Handler::Health,      Anyone),
     route(Method::GET,  "/ready",                  Handler::Ready,       Anyone),
     route(Method::GET,  "/metrics",                Handler::Metrics,     Anyone),
@@ -95,6 +98,9 @@ pub(crate) static ROUTES: [Route; 23] = [
     route(Method::POST, "/v1/sales/{sku}/reconcile", Handler::Reconcile, Admin),
     route(Method::POST, "/v1/sales/{sku}/end",     Handler::EndSale,     Admin),
     route(Method::GET,  "/v1/sales/{sku}/report",  Handler::Report,      Admin),
+    route(Method::POST, "/v1/sales/{sku}/queue",   Handler::Join,        Buyer),
+    route(Method::GET,  "/v1/sales/{sku}/queue/{ticket}", Handler::GetTicket, Buyer),
+    route(Method::GET,  "/v1/sales/{sku}/queue/{ticket}/events", Handler::TicketEvents, Buyer),
     route(Method::GET,  "/v1/orders",              Handler::ListOrders,  Orders),
     route(Method::GET,  "/v1/orders/{id}",         Handler::GetOrder,    Owner),
     route(Method::POST, "/v1/orders/{id}/pay",     Handler::Pay,         Payment),
@@ -134,6 +140,11 @@ impl<'p> Params<'p> {
     /// The first `{name}` segment.
     pub(crate) fn first(&self) -> &'p str {
         self.values[0]
+    }
+
+    /// The second `{name}` segment (empty when the template has one).
+    pub(crate) fn second(&self) -> &'p str {
+        self.values[1]
     }
 }
 

@@ -386,3 +386,52 @@ impl Stack {
         drop_database(&mut self.admin, &self.database).await;
     }
 }
+
+/// Reads a `text/event-stream` body's events of one name as they come.
+pub(crate) struct Events<B> {
+    body: B,
+    event: &'static str,
+    buffer: String,
+}
+
+impl<B> Events<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Debug,
+{
+    /// Reads `event` events (`stock`, `ticket`) from `body`.
+    pub(crate) fn new(body: B, event: &'static str) -> Self {
+        Self {
+            body,
+            event,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next such event's data; `None` when the stream ended. Fails the test when none
+    /// comes within 5 s.
+    pub(crate) async fn next(&mut self) -> Option<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let name = format!("event: {}", self.event);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(data) = block
+                    .lines()
+                    .skip_while(|line| *line != name)
+                    .find_map(|line| line.strip_prefix("data: "))
+                {
+                    return Some(serde_json::from_str(data).unwrap());
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let frame = tokio::time::timeout(left, self.body.frame())
+                .await
+                .expect("no event within 5 s")?;
+            if let Ok(data) = frame.unwrap().into_data() {
+                self.buffer.push_str(std::str::from_utf8(&data).unwrap());
+            }
+        }
+    }
+}

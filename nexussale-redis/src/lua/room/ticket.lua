@@ -1,0 +1,2 @@
+-- ARGV: ticket.
+return reply(ARGV[1])
