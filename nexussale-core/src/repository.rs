@@ -207,7 +207,8 @@ impl StatusCounts {
 ///   or by two tasks at once, yields each order once. It answers how many orders were new. A batch
 ///   is all or nothing.
 /// - **Compare-and-set.** [`transition`](Self::transition) changes an order's status only if it is
-///   `from`, atomically, and says whether it did.
+///   `from`, atomically, and says whether it did: a `Mismatch` names a status other than `from`
+///   (an order inserted while the transition looked answers `Applied` or `NotFound`).
 /// - **Stable pagination.** [`list`](Self::list) returns orders by id, newest first; following
 ///   `next` cursors visits every matching order exactly once, with no gap or repeat, even while
 ///   orders are inserted.

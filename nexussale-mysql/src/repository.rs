@@ -441,28 +441,38 @@ impl OrderRepository for MySqlOrderRepository {
         to: OrderStatus,
         at: DateTime<Utc>,
     ) -> Result<TransitionOutcome> {
-        let updated =
-            sqlx::query("UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
-                .bind(to.as_str())
-                .bind(at.naive_utc())
-                .bind(id.as_uuid())
-                .bind(from.as_str())
-                .execute(&self.pool)
-                .await
-                .map_err(RepoError::from)?;
-        // The driver counts matched rows, so a match is 1 even when `from == to`.
-        if updated.rows_affected() == 1 {
-            return Ok(TransitionOutcome::Applied);
-        }
-        let status: Option<Vec<u8>> = sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
+        loop {
+            let updated = sqlx::query(
+                "UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+            )
+            .bind(to.as_str())
+            .bind(at.naive_utc())
             .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
+            .bind(from.as_str())
+            .execute(&self.pool)
             .await
             .map_err(RepoError::from)?;
-        Ok(match status {
-            None => TransitionOutcome::NotFound,
-            Some(status) => TransitionOutcome::Mismatch(status_of(&text("status", status)?)?),
-        })
+            // The driver counts matched rows, so a match is 1 even when `from == to`.
+            if updated.rows_affected() == 1 {
+                return Ok(TransitionOutcome::Applied);
+            }
+            let status: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
+                    .bind(id.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(RepoError::from)?;
+            let status = match status {
+                None => return Ok(TransitionOutcome::NotFound),
+                Some(status) => status_of(&text("status", status)?)?,
+            };
+            // Found as `from`: the order was inserted between the two statements (a payment
+            // racing the worker's insert), so the update runs again. A row leaves `from` only
+            // by an update that matched it, so this repeats at most once per such insert.
+            if status != from {
+                return Ok(TransitionOutcome::Mismatch(status));
+            }
+        }
     }
 
     async fn counts(&self, sku: &Sku) -> Result<StatusCounts> {

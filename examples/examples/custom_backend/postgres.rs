@@ -308,27 +308,35 @@ impl OrderRepository for PgOrderRepository {
         to: OrderStatus,
         at: DateTime<Utc>,
     ) -> Result<TransitionOutcome> {
-        let changed = sqlx::query(
-            "UPDATE orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2",
-        )
-        .bind(id.as_uuid())
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        if changed.rows_affected() == 1 {
-            return Ok(TransitionOutcome::Applied);
-        }
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+        loop {
+            let changed = sqlx::query(
+                "UPDATE orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2",
+            )
             .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(at)
+            .execute(&self.pool)
             .await
             .map_err(backend)?;
-        match status {
-            Some(status) => Ok(TransitionOutcome::Mismatch(status.parse()?)),
-            None => Ok(TransitionOutcome::NotFound),
+            if changed.rows_affected() == 1 {
+                return Ok(TransitionOutcome::Applied);
+            }
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+                    .bind(id.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(backend)?;
+            let status: OrderStatus = match status {
+                Some(status) => status.parse()?,
+                None => return Ok(TransitionOutcome::NotFound),
+            };
+            // Found as `from`: inserted between the two statements (a payment racing the
+            // worker's insert); the update runs again.
+            if status != from {
+                return Ok(TransitionOutcome::Mismatch(status));
+            }
         }
     }
 

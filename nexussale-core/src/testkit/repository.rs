@@ -359,6 +359,40 @@ pub async fn page_size_is_capped(repository: DynOrderRepository) {
     }
 }
 
+/// A transition racing the order's insert (a payment before the worker persisted the order)
+/// answers `Applied` or `NotFound`, never a mismatch with the very status it asked for: 200
+/// orders, each inserted pending while it is moved pending → paid.
+pub async fn transition_racing_the_insert_never_mismatches_its_own_from(
+    repository: DynOrderRepository,
+) {
+    let sku = unique_sku();
+    let at = now() + Duration::seconds(5);
+    let tasks = (0..200).map(|n| {
+        let repository = Arc::clone(&repository);
+        let order = order(&sku, &format!("racer-{n}"), 1);
+        tokio::spawn(async move {
+            let insert = repository.insert(std::slice::from_ref(&order));
+            let transition =
+                repository.transition(order.id, OrderStatus::Pending, OrderStatus::Paid, at);
+            let (inserted, transitioned) = futures::join!(insert, transition);
+            inserted.expect("insert");
+            transitioned.expect("transition")
+        })
+    });
+    for outcome in join_all(tasks).await {
+        match outcome.expect("task") {
+            TransitionOutcome::Applied | TransitionOutcome::NotFound => {}
+            TransitionOutcome::Mismatch(actual) => {
+                assert_ne!(
+                    actual,
+                    OrderStatus::Pending,
+                    "a mismatch with its own `from`"
+                );
+            }
+        }
+    }
+}
+
 /// Of twenty concurrent pending → paid transitions of one order, exactly one applies.
 pub async fn transition_is_compare_and_set(repository: DynOrderRepository) {
     let sku = unique_sku();
