@@ -47,6 +47,8 @@ pub(crate) struct Run {
     /// Latency of every request, in microseconds.
     pub(crate) latency: Histogram<u64>,
     pub(crate) elapsed: Duration,
+    /// When the clock started (every worker connected): `Answer::at` counts from here.
+    pub(crate) started: Instant,
     /// The first few failures, to show what went wrong.
     pub(crate) sample_errors: Vec<String>,
 }
@@ -147,14 +149,21 @@ where
     let classify = Arc::new(classify);
     let next = Arc::new(AtomicU64::new(0));
     let bar = progress(jobs, label);
-    let start = Instant::now();
-    let workers: Vec<_> = (0..concurrency.max(1))
+    // Every worker connects first; the clock starts once all have (see `Connection::warm`).
+    let workers_count = concurrency.max(1);
+    let ready = Arc::new(tokio::sync::Barrier::new(workers_count + 1));
+    let started: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+    let workers: Vec<_> = (0..workers_count)
         .map(|_| {
+            let (ready, started) = (ready.clone(), started.clone());
             let (request, classify, next, bar) =
                 (request.clone(), classify.clone(), next.clone(), bar.clone());
             let (rate, successes) = (pacing.rate, pacing.successes.clone());
             let mut connection = Connection::new(target.clone());
             tokio::spawn(async move {
+                connection.warm().await;
+                ready.wait().await;
+                let start = *started.get_or_init(Instant::now);
                 let mut answers = Vec::new();
                 let mut errors = Vec::new();
                 // 1 µs to 60 s, 3 significant digits: these bounds are valid constants.
@@ -205,11 +214,14 @@ where
             })
         })
         .collect();
+    ready.wait().await;
+    let start = *started.get_or_init(Instant::now);
     let mut run = Run {
         answers: Vec::with_capacity(jobs as usize),
         latency: Histogram::new_with_bounds(1, 60_000_000, 3)
             .map_err(|err| BenchError::Usage(err.to_string()))?,
         elapsed: Duration::ZERO,
+        started: start,
         sample_errors: Vec::new(),
     };
     for worker in workers {

@@ -1,8 +1,9 @@
-//! `--waiting-room`: a drop through a waiting room. Every buyer joins before the opening; at
-//! the opening buyers poll their tickets (politely: less often the further back they stand),
-//! buy with their pass once admitted, and the bench pays each order at once (as a payment
-//! service would), so the stock sells out and the line must close. A sample of waiting buyers
-//! listen to their tickets' events instead, to time the sold-out notice.
+//! `--waiting-room`: a drop through a waiting room. Every buyer joins before the opening. At the
+//! opening everyone looks at their ticket once; the admitted buy in one burst (measured as the
+//! plain sale's burst is) and the bench pays each order (as a payment service would), so the
+//! stock sells out and the line must close; the rest poll on (politely: less often the further
+//! back they stand), buying if admitted later. A sample of waiting buyers also listen to their
+//! tickets' events, to time the sold-out notice.
 //!
 //! The audit adds to the burst's (nothing oversold, duplicated or lost): no purchase accepted
 //! without a pass (the bench also tries some), the passes outstanding never above the rule (the
@@ -89,7 +90,8 @@ struct Summary {
     /// Buyers neither sold a unit nor told `sold_out` when the bench gave up waiting (the line
     /// never closed): must be 0.
     unresolved: u64,
-    /// Purchases with a pass per second, first to last.
+    /// The opening's purchases by the admitted, fired as one burst (as the plain sale's):
+    /// answers per second, and their 99th percentile latency.
     purchase_rps: f64,
     purchase_p99_ms: f64,
     polls: u64,
@@ -112,8 +114,6 @@ struct Seen {
     accepted: HashSet<String>,
     accepted_users: HashSet<String>,
     paid_at: Vec<Instant>,
-    purchase_at: Vec<Instant>,
-    purchase_ms: Vec<f64>,
     /// When each polling buyer read `sold_out`.
     told_at: Vec<Instant>,
     errors: u64,
@@ -221,11 +221,7 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
         else {
             continue;
         };
-        let user: u64 = ticket
-            .user
-            .strip_prefix("user-")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(u64::MAX);
+        let user = user_number(&ticket.user);
         // Joined before the opening: no place yet.
         if ticket.position.is_none() {
             join_rank.insert(ticket.user.clone(), join_rank.len() as u64);
@@ -268,9 +264,158 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
         }
     }
 
-    // The buyers: polled soonest-due first by `concurrency` workers.
+    // The opening: admission hands out the first passes within a few steps.
+    settle_admissions(&mut control, &args.sku, args.stock.min(args.users)).await?;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+
+    // Everyone looks at once (the opening's poll storm): the admitted buy in one burst, as a
+    // plain sale's buyers do, and pay; the rest poll on.
+    let ticket_path = {
+        let sku = args.sku.clone();
+        let tickets = tickets.clone();
+        move |user: u64| format!("{}/queue/{}", sale_path(&sku), tickets[&user])
+    };
+    let looks = {
+        let (target, users, tokens, path) = (
+            target.clone(),
+            users.clone(),
+            tokens.clone(),
+            ticket_path.clone(),
+        );
+        load::fire(
+            &target.clone(),
+            args.users,
+            args.concurrency,
+            "look",
+            move |job| {
+                let user = users[job as usize];
+                target.request(
+                    Method::GET,
+                    &path(user),
+                    None,
+                    tokens[user as usize].as_deref(),
+                )
+            },
+            |status, _| {
+                if status == StatusCode::OK {
+                    Kind::Success
+                } else {
+                    Kind::Error
+                }
+            },
+            Pacing::default(),
+        )
+        .await?
+    };
+    let polls_done = args.users;
+    let mut admitted: Vec<(u64, String)> = Vec::new();
+    let mut waiting: Vec<u64> = Vec::new();
+    for answer in &looks.answers {
+        let Some(ticket) = answer
+            .body
+            .as_ref()
+            .and_then(|body| serde_json::from_slice::<Ticket>(body).ok())
+        else {
+            seen.lock()
+                .error("a ticket could not be read at the opening".to_owned());
+            continue;
+        };
+        let user = user_number(&ticket.user);
+        match (ticket.state.as_str(), ticket.pass) {
+            ("admitted", Some(pass)) => {
+                seen.lock()
+                    .admitted
+                    .insert(ticket.user.clone(), nonce_of(&pass));
+                admitted.push((user, pass));
+            }
+            ("waiting", _) => waiting.push(user),
+            _ => seen.lock().told_at.push(Instant::now()),
+        }
+    }
+    let admitted = Arc::new(admitted);
+    let purchases = {
+        let (target, admitted, tokens) = (target.clone(), admitted.clone(), tokens.clone());
+        let path = crate::purchase_path(&args.sku);
+        load::fire(
+            &target.clone(),
+            admitted.len() as u64,
+            args.concurrency,
+            "purchase",
+            move |job| {
+                let (user, pass) = &admitted[job as usize];
+                let mut request = target.request(
+                    Method::POST,
+                    &path,
+                    Some(format!(r#"{{"user":"user-{user}"}}"#)),
+                    tokens[*user as usize].as_deref(),
+                );
+                if let Ok(value) = http::HeaderValue::from_str(pass) {
+                    request.headers_mut().insert("admission-pass", value);
+                }
+                request
+            },
+            load::purchase_kind,
+            Pacing::default(),
+        )
+        .await?
+    };
+    let orders: Vec<String> = purchases.accepted_ids().into_iter().collect();
+    {
+        let mut seen = seen.lock();
+        for answer in &purchases.answers {
+            if answer.kind == Kind::Error || answer.kind == Kind::Rejected {
+                seen.error("a purchase with a pass was refused".to_owned());
+            }
+            if let Some(user) = answer
+                .body
+                .as_ref()
+                .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
+                .and_then(|order| order["user"].as_str().map(str::to_owned))
+            {
+                seen.accepted_users.insert(user);
+            }
+        }
+        seen.accepted.extend(orders.iter().cloned());
+    }
+    let orders = Arc::new(orders);
+    let pays = {
+        let (target, orders) = (target.clone(), orders.clone());
+        load::fire(
+            &target.clone(),
+            orders.len() as u64,
+            args.concurrency,
+            "pay",
+            move |job| {
+                target.admin_request(
+                    Method::POST,
+                    &format!("/v1/orders/{}/pay", orders[job as usize]),
+                    None,
+                )
+            },
+            |status, _| {
+                if status == StatusCode::OK {
+                    Kind::Success
+                } else {
+                    Kind::Error
+                }
+            },
+            Pacing::default(),
+        )
+        .await?
+    };
+    {
+        let mut seen = seen.lock();
+        for answer in &pays.answers {
+            match answer.kind {
+                Kind::Success => seen.paid_at.push(pays.started + answer.at),
+                _ => seen.error("paying an order failed".to_owned()),
+            }
+        }
+    }
+
+    // The buyers still in line: polled soonest-due first by `concurrency` workers.
     let queue: Arc<Mutex<BinaryHeap<Due>>> = Arc::new(Mutex::new(
-        users
+        waiting
             .iter()
             .map(|&user| Due {
                 at: Instant::now(),
@@ -278,7 +423,6 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
             })
             .collect(),
     ));
-    let seen = Arc::new(Mutex::new(Seen::default()));
     let polls = Arc::new(AtomicU64::new(0));
     // A line that never closes must not hang the bench: past this, the buyers still waiting
     // count as unresolved.
@@ -323,18 +467,9 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
     polled.sort_by(f64::total_cmp);
     let polling_p99 = (!polled.is_empty())
         .then(|| polled[((polled.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)]);
-    let purchase_rps = match (seen.purchase_at.iter().min(), seen.purchase_at.iter().max()) {
-        (Some(first), Some(last)) if last > first => {
-            seen.purchase_at.len() as f64 / last.duration_since(*first).as_secs_f64()
-        }
-        _ => 0.0,
-    };
-    let mut purchase_ms = seen.purchase_ms.clone();
-    purchase_ms.sort_by(f64::total_cmp);
-    let purchase_p99_ms = purchase_ms
-        .get(((purchase_ms.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or(0.0);
+    // The opening's burst of admitted buyers, as the plain sale's burst is measured.
+    let purchase_rps = purchases.rps();
+    let purchase_p99_ms = purchases.percentile_ms(0.99);
     let without_pass = sneaks
         + seen
             .accepted_users
@@ -383,7 +518,7 @@ pub(crate) async fn run(args: &Args) -> Result<bool, BenchError> {
         purchase_rps: round(purchase_rps, 1),
         purchase_p99_ms: round(purchase_p99_ms, 3),
         unresolved: seen.unresolved,
-        polls: polls.load(Ordering::Relaxed),
+        polls: polls_done + polls.load(Ordering::Relaxed),
         errors: seen.errors,
         persisted: findings.as_ref().map(|f| f.persisted),
         oversold: findings.as_ref().map(|f| f.oversold),
@@ -501,12 +636,10 @@ impl Buyer {
                 let Some(pass) = ticket.pass else {
                     return Ok(None); // used already
                 };
-                let nonce = pass
-                    .split('.')
-                    .nth(1)
-                    .and_then(|nonce| u64::from_str_radix(nonce, 16).ok())
-                    .unwrap_or(u64::MAX);
-                self.seen.lock().admitted.insert(ticket.user.clone(), nonce);
+                self.seen
+                    .lock()
+                    .admitted
+                    .insert(ticket.user.clone(), nonce_of(&pass));
                 self.buy(user, &ticket.user, &pass, token.as_deref())
                     .await?;
                 Ok(None)
@@ -543,9 +676,7 @@ impl Buyer {
         if let Ok(value) = http::HeaderValue::from_str(pass) {
             request.headers_mut().insert("admission-pass", value);
         }
-        let sent = Instant::now();
         let (status, body) = self.connection.send(request).await?;
-        let took = sent.elapsed();
         if load::purchase_kind(status, &body) != Kind::Success {
             // Sold out meanwhile (overbooking) is an answer, not an error.
             if status != StatusCode::CONFLICT {
@@ -562,8 +693,6 @@ impl Buyer {
             let mut seen = self.seen.lock();
             seen.accepted.insert(id.clone());
             seen.accepted_users.insert(name.to_owned());
-            seen.purchase_at.push(Instant::now());
-            seen.purchase_ms.push(took.as_secs_f64() * 1_000.0);
         }
         // Paid at once, as the payment service would: the stock sells out for good.
         let request = self.connection.target().admin_request(
@@ -582,6 +711,58 @@ impl Buyer {
         }
         Ok(())
     }
+}
+
+/// `N` of `user-N`.
+fn user_number(user: &str) -> u64 {
+    user.strip_prefix("user-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// The admission number a pass carries (its nonce, the room's admission count).
+fn nonce_of(pass: &str) -> u64 {
+    pass.split('.')
+        .nth(1)
+        .and_then(|nonce| u64::from_str_radix(nonce, 16).ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// Waits (up to 10 s) until the sale view shows `expected` tickets admitted, or the count has
+/// not moved for half a second.
+async fn settle_admissions(
+    connection: &mut Connection,
+    sku: &str,
+    expected: u64,
+) -> Result<(), BenchError> {
+    #[derive(Deserialize)]
+    struct View {
+        waiting_room: Option<Room>,
+    }
+    #[derive(Deserialize)]
+    struct Room {
+        admitted: u64,
+    }
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let (mut last, mut since) = (u64::MAX, Instant::now());
+    while Instant::now() < give_up {
+        let request = connection
+            .target()
+            .admin_request(Method::GET, &sale_path(sku), None);
+        let (status, body) = connection.send(request).await?;
+        let view: View = parsed(status, &body, "the sale's view")?;
+        let admitted = view.waiting_room.map_or(0, |room| room.admitted);
+        if admitted >= expected {
+            return Ok(());
+        }
+        if admitted != last {
+            (last, since) = (admitted, Instant::now());
+        } else if admitted > 0 && since.elapsed() >= Duration::from_millis(500) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 fn parsed<T: serde::de::DeserializeOwned>(

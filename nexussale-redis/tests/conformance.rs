@@ -271,3 +271,58 @@ async fn a_lost_sale_is_unknown_not_stale() {
         );
     }
 }
+
+/// Two front ends (two engines, each with its own connections) serving one sale through one
+/// Redis: a buyer joins at one, the other admits, the pass the first shows buys at the second
+/// (one signing key, drawn once and shared through Redis), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn front_ends_share_one_line_and_one_pass_key() {
+    use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository};
+    use nexussale_core::{
+        FlashSale, PassRefusal, PurchaseOutcome, PurchaseRequest, TicketState, UserId, WaitingRoom,
+    };
+    let Some(first) = connect(RedisConfig::default()).await else {
+        return;
+    };
+    let prefix = first.inner().config().prefix_str().to_owned();
+    let Ok(second) =
+        RedisStockStore::connect_with(&redis_url(), RedisConfig::default().prefix(prefix)).await
+    else {
+        panic!("a second connection to the same redis");
+    };
+    let engine = |stock: RedisStockStore| {
+        let rooms = stock.waiting_rooms();
+        FlashSale::builder(
+            Arc::new(stock),
+            Arc::new(MemoryOrderQueue::new()),
+            Arc::new(MemoryOrderRepository::new()),
+        )
+        .waiting_rooms(Arc::new(rooms))
+        .build()
+    };
+    let rooms = first.inner().waiting_rooms();
+    let (a, b) = (engine(first.inner().clone()), engine(second));
+    let sale = Sale::new(unique_sku(), 1).with_waiting_room(WaitingRoom::default());
+    a.create_sale(sale.clone()).await.unwrap();
+    let ann = UserId::new("ann").unwrap();
+    let ticket = a.join(&sale.sku, &ann, None).await.unwrap();
+    assert_eq!(
+        b.join(&sale.sku, &ann, None).await.unwrap().ticket,
+        ticket.ticket
+    );
+    assert_eq!(b.admit().await.unwrap().admitted, 1);
+    let view = a.ticket(&sale.sku, &ticket.ticket).await.unwrap().unwrap();
+    assert_eq!(view.state, TicketState::Admitted);
+    let pass = view.pass.unwrap();
+    let buy = PurchaseRequest::new(sale.sku.clone(), ann.clone()).with_pass(pass.clone());
+    assert!(matches!(
+        b.purchase(buy.clone()).await.unwrap(),
+        PurchaseOutcome::Accepted(_)
+    ));
+    assert_eq!(
+        a.purchase(buy).await.unwrap(),
+        PurchaseOutcome::NotAdmitted(PassRefusal::Used)
+    );
+    rooms.purge().await.unwrap();
+    drop(first);
+}

@@ -560,7 +560,7 @@ impl FlashSale {
     }
 
     /// After the purchase a pass was used for: gives the pass back when the purchase failed
-    /// in a backend (`failed`), and settles the use.
+    /// in a backend (`failed`), and settles the use (in a task of its own).
     pub(super) async fn after_pass(&self, sku: &Sku, pass: &VerifiedPass, failed: bool) {
         if failed
             && let Err(err) = self
@@ -571,10 +571,15 @@ impl FlashSale {
         {
             warn!(sku = %sku, error = %err, "a failed purchase's pass could not be given back");
         }
-        if let Err(err) = self.inner.rooms.settle(sku).await {
-            // Unsettled, the use keeps one unit off the ceiling: fewer admitted, never more.
-            warn!(sku = %sku, error = %err, "a pass use could not be settled");
-        }
+        // Off the purchase's path (its answer need not wait for a counter): until it lands
+        // the use keeps its units off the ceiling, so admission is only more careful meanwhile.
+        let (rooms, sku) = (std::sync::Arc::clone(&self.inner.rooms), sku.clone());
+        tokio::spawn(async move {
+            if let Err(err) = rooms.settle(&sku).await {
+                // Unsettled, the use keeps one unit off the ceiling: fewer admitted, never more.
+                warn!(sku = %sku, error = %err, "a pass use could not be settled");
+            }
+        });
     }
 }
 

@@ -336,6 +336,14 @@ pub async fn waiting_room_flow(
     }
     let late = engine.join(&sku, &user(99), None).await.expect("join");
     assert_eq!(late.state, TicketState::SoldOut);
-    let status = engine.room_status(&sku).await.expect("status");
+    // Uses are settled in tasks of their own, off the purchase's path.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let status = engine.room_status(&sku).await.expect("status");
+        if status.settled == 4 || tokio::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!((status.used, status.settled, status.admitted), (4, 4, 4));
 }
