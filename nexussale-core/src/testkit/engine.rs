@@ -280,6 +280,7 @@ pub async fn waiting_room_flow(
     engine.drain().await.expect("worker");
 
     // All sold but reserved: the line waits and sees the reserved units.
+    settled(&engine, &sku).await;
     engine.admit().await.expect("admit");
     let view = engine
         .ticket(&sku, &tickets[waiting].ticket)
@@ -291,6 +292,7 @@ pub async fn waiting_room_flow(
 
     // A cancel gives a unit back: the next in line is admitted.
     engine.cancel(orders[2]).await.expect("cancel");
+    settled(&engine, &sku).await;
     assert_eq!(engine.admit().await.expect("admit").admitted, 1);
     let next = tickets
         .iter()
@@ -321,6 +323,7 @@ pub async fn waiting_room_flow(
     for id in [orders[0], orders[1], last.order.id] {
         engine.pay(id).await.expect("pay");
     }
+    settled(&engine, &sku).await;
     let closed = engine.admit().await.expect("admit");
     assert_eq!(closed.closed, 1);
     for (m, id) in &next {
@@ -336,14 +339,25 @@ pub async fn waiting_room_flow(
     }
     let late = engine.join(&sku, &user(99), None).await.expect("join");
     assert_eq!(late.state, TicketState::SoldOut);
-    // Uses are settled in tasks of their own, off the purchase's path.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        let status = engine.room_status(&sku).await.expect("status");
-        if status.settled == 4 || tokio::time::Instant::now() > deadline {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    settled(&engine, &sku).await;
+    let status = engine.room_status(&sku).await.expect("status");
     assert_eq!((status.used, status.settled, status.admitted), (4, 4, 4));
+}
+
+/// Waits until every use of a pass in `sku`'s room is settled: uses are settled in tasks of
+/// their own, off the purchase's path, and until then an admission step keeps their units off
+/// the ceiling (it admits fewer, never more).
+async fn settled(engine: &FlashSale, sku: &crate::Sku) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = engine.room_status(sku).await.expect("status");
+        if status.settled == status.used {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "uses not settled within 5 s: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
