@@ -149,12 +149,57 @@ pub trait StockStore: Send + Sync + Debug + 'static {
 
     /// Up to `limit` reservations of the sale still held whose expiry is at or before `now`,
     /// soonest expiry first. Found through an index on expiry, never by scanning every reservation.
+    ///
+    /// When it finds fewer than `limit`, it also files the sale in the index of
+    /// [`due_sales`](Self::due_sales) under the earliest expiry the sale holds now (those it
+    /// answers included: until they are released the sale stays due), or takes it out when it
+    /// holds nothing.
     async fn expired(
         &self,
         sku: &Sku,
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Reservation>>;
+
+    /// Sales that may hold a reservation whose expiry is at or before `now`, soonest due first,
+    /// at most `limit`: what the expiry sweeper visits instead of every sale.
+    ///
+    /// A store keeps an index of each sale's next expiry (a sorted set, a heap) beside its
+    /// reservations. Every sale holding a reservation due at `now` is answered (up to `limit`);
+    /// a sale that never held one never is, so idle sales cost the sweeper nothing. The index may
+    /// lag behind confirms and releases: a sale answered without anything due is answered again
+    /// only until [`expired`](Self::expired) finds nothing due in it (the index catches up there).
+    ///
+    /// The default lists every sale, which is correct but makes the sweeper visit each of them
+    /// every sweep: a store that can keep the index should.
+    async fn due_sales(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Sku>> {
+        let _ = (now, limit);
+        Ok(self
+            .sales()
+            .await?
+            .into_iter()
+            .map(|sale| sale.sku)
+            .collect())
+    }
+
+    /// Releases each of `order_ids` (reservations of the sale) for `reason`, as
+    /// [`release`](Self::release) would one at a time: one answer per id, in order. A remote
+    /// store does a batch in one round trip (per shard); the sweeper releases what
+    /// [`expired`](Self::expired) found this way.
+    ///
+    /// The default calls [`release`](Self::release) for each in turn.
+    async fn release_many(
+        &self,
+        sku: &Sku,
+        order_ids: &[OrderId],
+        reason: ReleaseReason,
+    ) -> Result<Vec<ReleaseOutcome>> {
+        let mut outcomes = Vec::with_capacity(order_ids.len());
+        for &order_id in order_ids {
+            outcomes.push(self.release(sku, order_id, reason).await?);
+        }
+        Ok(outcomes)
+    }
 
     /// The sale's stock counts.
     async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot>;
@@ -208,6 +253,12 @@ macro_rules! forward_stock_store {
             }
             async fn expired(&self, sku: &Sku, now: DateTime<Utc>, limit: usize) -> Result<Vec<Reservation>> {
                 (**self).expired(sku, now, limit).await
+            }
+            async fn due_sales(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Sku>> {
+                (**self).due_sales(now, limit).await
+            }
+            async fn release_many(&self, sku: &Sku, order_ids: &[OrderId], reason: ReleaseReason) -> Result<Vec<ReleaseOutcome>> {
+                (**self).release_many(sku, order_ids, reason).await
             }
             async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {
                 (**self).snapshot(sku).await

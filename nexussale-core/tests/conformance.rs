@@ -65,6 +65,11 @@ mod direct {
         .await;
     }
 
+    #[tokio::test]
+    async fn sweeper_visits_only_due_sales() {
+        testkit::engine::sweeper_visits_only_due_sales(Arc::new(MemoryStockStore::new())).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn waiting_room_flow() {
         testkit::engine::waiting_room_flow(

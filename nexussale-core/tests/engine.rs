@@ -743,7 +743,7 @@ async fn an_expiry_whose_release_reply_was_lost_is_recorded_by_the_next_sweep() 
     let (engine, store) = over_a_faulty_store(Some(clock.clone()));
     let (ps5, id) = one_order(&engine, "ps5").await;
     clock.advance(Duration::from_secs(3600));
-    store.hook().lose_replies(Method::Release, 1);
+    store.hook().lose_replies(Method::ReleaseMany, 1);
     assert!(engine.sweep_expired().await.is_err());
     // Released in the store, which lists it no more; pending in the repository.
     assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().available, 1);
@@ -780,16 +780,27 @@ async fn one_sale_that_cannot_be_swept_does_not_hold_up_the_others() {
     assert!(engine.sweep_expired().await.is_err());
 }
 
-/// Counts the releases in flight at once.
-#[derive(Debug, Default)]
+/// Counts the calls of one method in flight at once.
+#[derive(Debug)]
 struct InFlight {
+    method: Method,
     now: AtomicUsize,
     most: AtomicUsize,
 }
 
+impl InFlight {
+    fn of(method: Method) -> Self {
+        Self {
+            method,
+            now: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        }
+    }
+}
+
 impl nexussale_core::layers::Hook for InFlight {
     fn before(&self, call: nexussale_core::layers::Call) -> nexussale_core::Result<()> {
-        if call.method == Method::Release {
+        if call.method == self.method {
             let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
             self.most.fetch_max(now, Ordering::SeqCst);
         }
@@ -797,8 +808,8 @@ impl nexussale_core::layers::Hook for InFlight {
     }
 
     fn delay(&self, call: nexussale_core::layers::Call) -> Option<Duration> {
-        // Long enough that releases issued together overlap.
-        (call.method == Method::Release).then_some(Duration::from_millis(5))
+        // Long enough that calls issued together overlap.
+        (call.method == self.method).then_some(Duration::from_millis(5))
     }
 
     fn after(
@@ -807,7 +818,7 @@ impl nexussale_core::layers::Hook for InFlight {
         _started: std::time::Instant,
         _answer: nexussale_core::layers::Answer<'_>,
     ) -> Option<Error> {
-        if call.method == Method::Release {
+        if call.method == self.method {
             self.now.fetch_sub(1, Ordering::SeqCst);
         }
         None
@@ -815,20 +826,17 @@ impl nexussale_core::layers::Hook for InFlight {
 }
 
 #[tokio::test]
-async fn a_batch_of_expiries_is_released_concurrently() {
+async fn a_batch_of_expiries_is_one_release_and_its_records_go_concurrently() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let counter = Arc::new(InFlight::default());
-    let store = Arc::new(nexussale_core::layers::Hooked::new(
-        MemoryStockStore::new(),
+    let store = Arc::new(Faulty::faulty(MemoryStockStore::new()));
+    let counter = Arc::new(InFlight::of(Method::Transition));
+    let repository = Arc::new(nexussale_core::layers::Hooked::new(
+        MemoryOrderRepository::new(),
         counter.clone(),
     ));
-    let engine = FlashSale::builder(
-        store,
-        Arc::new(MemoryOrderQueue::new()),
-        Arc::new(MemoryOrderRepository::new()),
-    )
-    .clock(clock.clone())
-    .build();
+    let engine = FlashSale::builder(store.clone(), Arc::new(MemoryOrderQueue::new()), repository)
+        .clock(clock.clone())
+        .build();
     let drop = sku("drop");
     engine
         .create_sale(Sale::new(drop.clone(), 200))
@@ -845,12 +853,15 @@ async fn a_batch_of_expiries_is_released_concurrently() {
     let report = engine.sweep_expired().await.unwrap();
     assert_eq!(report.released, 200);
     assert_eq!(engine.stock().snapshot(&drop).await.unwrap().available, 200);
+    // One batch (the default holds 500): one call, not 200.
+    assert_eq!(store.hook().calls(Method::ReleaseMany), 1);
+    assert_eq!(store.hook().calls(Method::Release), 0);
     let most = counter.most.load(Ordering::SeqCst);
     assert!(
         most > 1,
-        "releases went one after another ({most} at most in flight)"
+        "expiries were recorded one after another ({most} at most in flight)"
     );
-    assert!(most <= 64, "{most} releases in flight: more than the bound");
+    assert!(most <= 64, "{most} records in flight: more than the bound");
 }
 
 #[tokio::test]

@@ -81,6 +81,16 @@ impl Connection {
 }
 
 impl Connection {
+    /// Whether scripts may reach keys beyond their shard's slot (the due index): everywhere but
+    /// on a Redis Cluster.
+    pub(crate) fn reaches_every_key(&self) -> bool {
+        match self {
+            #[cfg(feature = "cluster")]
+            Self::Cluster(_) => false,
+            _ => true,
+        }
+    }
+
     /// `cmd` (a command without keys, such as `WAIT`) on the node that holds `key`: on a
     /// Cluster the primary serving its slot (the cluster client would otherwise send it to
     /// every primary), elsewhere the one node.

@@ -10,6 +10,7 @@
 //! | `{prefix}:{{sku}:{n}}:keys` | hash | user `\n` idempotency key → order id |
 //! | `{prefix}:{{sku}:{n}}:res` | hash | order id → state letter + the reservation's JSON |
 //! | `{prefix}:{{sku}:{n}}:expiry` | sorted set | order id of each held reservation, scored by its expiry in µs |
+//! | `{prefix}:due` | sorted set | each shard (`n:sku`) that may hold reservations, scored by the earliest expiry it may hold (µs): what the sweeper visits. Not kept on a Redis Cluster (its scripts cannot reach another slot) |
 //!
 //! `n` is the stock shard, `0..shards`. In the sku, `%`, `{` and `}` are percent-encoded, so a sku
 //! cannot end the hash tag early or collide with another sku.
@@ -32,6 +33,9 @@ pub(crate) struct ShardKeys {
     pub(crate) keys: String,
     pub(crate) res: String,
     pub(crate) expiry: String,
+    /// The due index (`{prefix}:due`), and this shard's member in it.
+    pub(crate) due: String,
+    pub(crate) due_member: String,
     seen: Arc<AtomicU64>,
 }
 
@@ -45,9 +49,12 @@ impl Eq for ShardKeys {}
 
 impl ShardKeys {
     pub(crate) fn new(prefix: &str, sku: &Sku, shard: usize) -> Self {
+        let due_member = due_member(sku, shard);
         let sku = utf8_percent_encode(sku.as_str(), TAG_UNSAFE);
         let base = format!("{prefix}:{{{sku}:{shard}}}");
         Self {
+            due: due_key(prefix),
+            due_member,
             stock: format!("{base}:stock"),
             held: format!("{base}:held"),
             keys: format!("{base}:keys"),
@@ -104,6 +111,24 @@ pub(crate) fn cluster_slot(key: &str) -> u16 {
     crc % 16384
 }
 
+/// The due index: see the table above.
+pub(crate) fn due_key(prefix: &str) -> String {
+    format!("{prefix}:due")
+}
+
+/// A shard's member of the due index: `n:sku`.
+fn due_member(sku: &Sku, shard: usize) -> String {
+    format!("{shard}:{sku}")
+}
+
+/// The sku of a due index member.
+pub(crate) fn due_sku(member: &str) -> Option<&str> {
+    member
+        .split_once(':')
+        .filter(|(shard, _)| shard.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(_, sku)| sku)
+}
+
 /// The set of every sku with a sale.
 pub(crate) fn sales_key(prefix: &str) -> String {
     format!("{prefix}:sales")
@@ -151,6 +176,16 @@ mod tests {
         // Distinct skus never share keys, whatever they contain.
         let other = Sku::new("we%7Bir%7Dd%25sku").unwrap();
         assert_ne!(ShardKeys::new("ns", &other, 0), zero);
+    }
+
+    #[test]
+    fn due_members_give_their_sku_back() {
+        let sku = Sku::new("we:ir{d}").unwrap();
+        let keys = ShardKeys::new("ns", &sku, 12);
+        assert_eq!(keys.due_member, "12:we:ir{d}");
+        assert_eq!(due_sku(&keys.due_member), Some("we:ir{d}"));
+        assert_eq!(due_sku("x:ps5"), None);
+        assert_eq!(keys.due, "ns:due");
     }
 
     #[test]

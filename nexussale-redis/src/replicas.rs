@@ -78,18 +78,17 @@ async fn abort_unconfirmed(
     requests: &[&ReserveArgs],
     replies: &[Reply],
 ) {
-    for (request, reply) in requests.iter().zip(replies) {
-        if matches!(reply, Reply::Reserved { .. }) {
-            let released = scripts::release(
-                conn.clone(),
-                keys,
-                &request.order_id,
-                ReleaseReason::Aborted,
-            )
-            .await;
-            if let Err(err) = released {
-                tracing::warn!(order_id = %request.order_id, error = %err, "could not release a reservation the replicas did not confirm; it is returned at its expiry");
-            }
-        }
+    let made: Vec<&str> = requests
+        .iter()
+        .zip(replies)
+        .filter(|(_, reply)| matches!(reply, Reply::Reserved { .. }))
+        .map(|(request, _)| request.order_id.as_str())
+        .collect();
+    if made.is_empty() {
+        return;
+    }
+    let released = scripts::release(conn.clone(), keys, &made, ReleaseReason::Aborted).await;
+    if let Err(err) = released {
+        tracing::warn!(orders = made.len(), error = %err, "could not release reservations the replicas did not confirm; they are returned at their expiry");
     }
 }

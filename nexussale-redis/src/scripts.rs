@@ -41,10 +41,18 @@ pub(crate) static SETTLE: LazyLock<Script> =
 pub(crate) static CREATE: LazyLock<Script> =
     LazyLock::new(|| guarded(include_str!("lua/create.lua")));
 pub(crate) static END: LazyLock<Script> = LazyLock::new(|| guarded(include_str!("lua/end.lua")));
-pub(crate) static EXPIRED: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/expired.lua")));
-pub(crate) static RESTORE: LazyLock<Script> =
-    LazyLock::new(|| guarded(include_str!("lua/restore.lua")));
+pub(crate) static EXPIRED: LazyLock<Script> = LazyLock::new(|| {
+    writing(concat!(
+        include_str!("lua/refile.lua"),
+        include_str!("lua/expired.lua")
+    ))
+});
+pub(crate) static RESTORE: LazyLock<Script> = LazyLock::new(|| {
+    guarded(concat!(
+        include_str!("lua/refile.lua"),
+        include_str!("lua/restore.lua")
+    ))
+});
 pub(crate) static MARK: LazyLock<Script> = LazyLock::new(|| writing(include_str!("lua/mark.lua")));
 pub(crate) static LOCK: LazyLock<Script> = LazyLock::new(|| writing(include_str!("lua/lock.lua")));
 pub(crate) static UNLOCK: LazyLock<Script> =
@@ -98,9 +106,11 @@ pub(crate) async fn reserve(
         .key(&keys.held)
         .key(&keys.keys)
         .key(&keys.res)
-        .key(&keys.expiry)
-        .arg(deposit)
-        .arg(requests.len());
+        .key(&keys.expiry);
+    if conn.reaches_every_key() {
+        call.key(&keys.due);
+    }
+    call.arg(deposit).arg(requests.len());
     for request in requests {
         call.arg(request.now_us)
             .arg(&request.user)
@@ -110,6 +120,7 @@ pub(crate) async fn reserve(
             .arg(&request.body)
             .arg(request.expires_us);
     }
+    call.arg(&keys.due_member);
     let flat = sequenced(keys, before, call.invoke_async::<Value>(&mut conn).await?)?;
     let mut fields = flat.iter();
     let replies = (0..requests.len())
@@ -293,8 +304,11 @@ pub(crate) async fn restore(
         .key(&keys.held)
         .key(&keys.keys)
         .key(&keys.res)
-        .key(&keys.expiry)
-        .arg(u8::from(first))
+        .key(&keys.expiry);
+    if conn.reaches_every_key() {
+        call.key(&keys.due);
+    }
+    call.arg(u8::from(first))
         .arg(setup.available)
         .arg(shard.reserved)
         .arg(shard.sold)
@@ -302,7 +316,8 @@ pub(crate) async fn restore(
         .arg(micros(setup.starts_at))
         .arg(micros(setup.ends_at))
         .arg(setup.shards)
-        .arg(setup.definition);
+        .arg(setup.definition)
+        .arg(&keys.due_member);
     for order in orders {
         let state = ReservationState::of_order(order.status);
         let key = order.idempotency_key.as_ref();
@@ -392,39 +407,47 @@ fn confirm_reply(reply: &[Value]) -> Result<ConfirmOutcome, StoreError> {
     })
 }
 
-/// `release.lua` on one shard; `NotFound` when the shard does not hold the order.
+/// `release.lua` on one shard for `order_ids`, in one call: one answer per id, `NotFound` for
+/// an order the shard does not hold.
 pub(crate) async fn release(
     mut conn: Connection,
     keys: &ShardKeys,
-    order_id: &str,
+    order_ids: &[&str],
     reason: ReleaseReason,
-) -> Result<ReleaseOutcome, StoreError> {
+) -> Result<Vec<ReleaseOutcome>, StoreError> {
     let before = keys.highest_seen();
-    let reply: Value = RELEASE
-        .key(&keys.stock)
+    let mut call = RELEASE.prepare_invoke();
+    call.key(&keys.stock)
         .key(&keys.held)
         .key(&keys.res)
         .key(&keys.expiry)
-        .arg(order_id)
-        .arg(record::release_letter(reason).to_string())
-        .invoke_async(&mut conn)
-        .await?;
-    release_reply(&sequenced(keys, before, reply)?)
+        .arg(record::release_letter(reason).to_string());
+    for id in order_ids {
+        call.arg(*id);
+    }
+    let reply = sequenced(keys, before, call.invoke_async::<Value>(&mut conn).await?)?;
+    if reply.len() != order_ids.len() * 2 {
+        return Err(StoreError::corrupt(format!(
+            "{} values answered {} releases",
+            reply.len(),
+            order_ids.len()
+        )));
+    }
+    reply.chunks(2).map(release_reply).collect()
 }
 
+/// One release's two values from `release.lua`.
 fn release_reply(reply: &[Value]) -> Result<ReleaseOutcome, StoreError> {
-    let code = reply
-        .first()
-        .ok_or_else(|| StoreError::corrupt("empty release reply"))?;
+    let [code, value] = reply else {
+        return Err(StoreError::corrupt(
+            "a release answered without its two values",
+        ));
+    };
     Ok(match int(code)? {
         0 => ReleaseOutcome::Released {
-            quantity: count(
-                reply
-                    .get(1)
-                    .ok_or_else(|| StoreError::corrupt("release reply without a quantity"))?,
-            )?,
+            quantity: count(value)?,
         },
-        1 => ReleaseOutcome::AlreadyReleased(released_as(reply.get(1), "release")?),
+        1 => ReleaseOutcome::AlreadyReleased(released_as(Some(value), "release")?),
         2 => ReleaseOutcome::Confirmed,
         _ => ReleaseOutcome::NotFound,
     })
@@ -442,7 +465,8 @@ fn released_as(letter: Option<&Value>, script: &str) -> Result<ReleaseReason, St
     }
 }
 
-/// `expired.lua` on one shard: up to `limit` reservations of `sku` whose expiry score is due.
+/// `expired.lua` on one shard: up to `limit` reservations of `sku` whose expiry score is due
+/// (the shard refiled in the due index when they are fewer).
 pub(crate) async fn expired(
     mut conn: Connection,
     keys: &ShardKeys,
@@ -450,13 +474,15 @@ pub(crate) async fn expired(
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<Reservation>, StoreError> {
-    let flat: Value = EXPIRED
-        .key(&keys.res)
-        .key(&keys.expiry)
-        .arg(now.timestamp_micros())
+    let mut call = EXPIRED.prepare_invoke();
+    call.key(&keys.res).key(&keys.expiry);
+    if conn.reaches_every_key() {
+        call.key(&keys.due);
+    }
+    call.arg(now.timestamp_micros())
         .arg(limit)
-        .invoke_async(&mut conn)
-        .await?;
+        .arg(&keys.due_member);
+    let flat: Value = call.invoke_async(&mut conn).await?;
     let flat = items(flat)?;
     let mut found = Vec::with_capacity(flat.len() / 2);
     for pair in flat.chunks(2) {
@@ -586,11 +612,11 @@ mod tests {
             ReleaseOutcome::AlreadyReleased(ReleaseReason::Cancelled)
         );
         assert_eq!(
-            release_reply(&[Value::Int(2)]).unwrap(),
+            release_reply(&[Value::Int(2), Value::Int(0)]).unwrap(),
             ReleaseOutcome::Confirmed
         );
         assert_eq!(
-            release_reply(&[Value::Int(3)]).unwrap(),
+            release_reply(&[Value::Int(3), Value::Int(0)]).unwrap(),
             ReleaseOutcome::NotFound
         );
         // A released state the script would never answer, a missing field, a bad quantity.

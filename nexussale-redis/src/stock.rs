@@ -24,7 +24,7 @@ use crate::coalesce::Coalescer;
 use crate::config::RedisConfig;
 use crate::connection::Connection;
 use crate::error::StoreError;
-use crate::keys::{ShardKeys, key_field, rebuild_lock_key, sales_key};
+use crate::keys::{ShardKeys, due_key, due_sku, key_field, rebuild_lock_key, sales_key};
 use crate::record;
 use crate::replicas;
 use crate::sale_info::SaleInfo;
@@ -251,6 +251,20 @@ impl StockStore for RedisStockStore {
         Ok(self.inner.expired(sku, now, limit).await?)
     }
 
+    async fn due_sales(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Sku>> {
+        Ok(self.inner.due_sales(now, limit).await?)
+    }
+
+    async fn release_many(
+        &self,
+        sku: &Sku,
+        order_ids: &[OrderId],
+        reason: ReleaseReason,
+    ) -> Result<Vec<ReleaseOutcome>> {
+        let released = self.inner.release_many(sku, order_ids, reason).await;
+        Ok(self.inner.unless_regressed(sku, released).await?)
+    }
+
     async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {
         let snapshot = self.inner.snapshot(sku).await;
         Ok(self.inner.unless_regressed(sku, snapshot).await?)
@@ -307,7 +321,7 @@ impl Inner {
             }
             self.sales.remove(&sku);
         }
-        let _: i64 = conn.unlink(&set).await?;
+        let _: i64 = conn.unlink(&[set, due_key(self.prefix())][..]).await?;
         Ok(skus.len())
     }
 
@@ -621,19 +635,89 @@ impl Inner {
         order_id: OrderId,
         reason: ReleaseReason,
     ) -> Outcome<ReleaseOutcome> {
-        let id = order_id.to_string();
+        self.release_many(sku, &[order_id], reason)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::corrupt("no answer to a release"))
+    }
+
+    /// Each shard gets the whole batch in one call (a reservation's shard is its user's, which
+    /// an id does not tell) and answers for the ones it holds.
+    async fn release_many(
+        &self,
+        sku: &Sku,
+        order_ids: &[OrderId],
+        reason: ReleaseReason,
+    ) -> Outcome<Vec<ReleaseOutcome>> {
+        let info = self.info(sku).await?;
+        let ids: Vec<String> = order_ids.iter().map(OrderId::to_string).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let acks = self.config.acks();
-        self.on_owning_shard(sku, ReleaseOutcome::NotFound, |keys, mut conn| {
-            let id = id.clone();
+        let per_shard = try_join_all(info.shards.iter().map(|keys| {
+            let mut conn = self.conn();
+            let ids = &ids;
             async move {
-                let outcome = scripts::release(conn.clone(), &keys, &id, reason).await?;
-                if matches!(outcome, ReleaseOutcome::Released { .. }) {
+                let outcomes = scripts::release(conn.clone(), keys, ids, reason).await?;
+                if outcomes
+                    .iter()
+                    .any(|outcome| matches!(outcome, ReleaseOutcome::Released { .. }))
+                {
                     acks.wait(&mut conn, &keys.stock).await?;
                 }
-                Ok(outcome)
+                Ok::<_, StoreError>(outcomes)
             }
-        })
-        .await
+        }))
+        .await?;
+        let mut outcomes = vec![ReleaseOutcome::NotFound; order_ids.len()];
+        for shard in per_shard {
+            for (outcome, answer) in outcomes.iter_mut().zip(shard) {
+                if answer != ReleaseOutcome::NotFound {
+                    *outcome = answer;
+                }
+            }
+        }
+        // No shard holds any of them: the sale may be gone from Redis altogether.
+        if outcomes
+            .iter()
+            .all(|outcome| *outcome == ReleaseOutcome::NotFound)
+        {
+            return self.not_found(sku, outcomes).await;
+        }
+        Ok(outcomes)
+    }
+
+    /// The skus the due index files at or before `now` (on a Redis Cluster, which keeps no
+    /// index, every sale).
+    async fn due_sales(&self, now: DateTime<Utc>, limit: usize) -> Outcome<Vec<Sku>> {
+        let mut conn = self.conn();
+        let members: Vec<String> = match conn.reaches_every_key() {
+            true => {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(due_key(self.prefix()))
+                    .arg("-inf")
+                    .arg(now.timestamp_micros())
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(&mut conn)
+                    .await?
+            }
+            false => {
+                let skus: Vec<String> = conn.smembers(sales_key(self.prefix())).await?;
+                skus.into_iter().map(|sku| format!("0:{sku}")).collect()
+            }
+        };
+        let mut skus: Vec<Sku> = Vec::with_capacity(members.len());
+        for member in &members {
+            let sku = due_sku(member)
+                .and_then(|sku| Sku::new(sku).ok())
+                .ok_or_else(|| StoreError::corrupt(format!("`{member}` in the due index")))?;
+            // A sale's shards file separately: visit it once.
+            if !skus.contains(&sku) {
+                skus.push(sku);
+            }
+        }
+        Ok(skus)
     }
 
     async fn expired(

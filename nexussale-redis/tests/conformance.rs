@@ -97,6 +97,15 @@ async fn waiting_room_flow_over_redis() {
     purge.purge().await.unwrap();
 }
 
+/// The sweeper asks Redis about due sales only, whatever the number of idle ones (two shards).
+#[tokio::test]
+async fn sweeper_visits_only_due_sales_over_redis() {
+    let Some(store) = connect(RedisConfig::default().stock_shards(2)).await else {
+        return;
+    };
+    nexussale_core::testkit::engine::sweeper_visits_only_due_sales(Arc::new(store)).await;
+}
+
 /// The whole engine (in-memory queue and repository) over the Redis stock store, sharded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn purchase_flow_over_redis() {

@@ -10,15 +10,21 @@ use tracing::{debug, info};
 use super::FlashSale;
 use super::orders::released_status;
 use super::worker::Backoff;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ident::Sku;
-use crate::order::OrderStatus;
+use crate::order::{OrderId, OrderStatus};
 use crate::outage::OutageLog;
 use crate::reservation::{ReleaseOutcome, ReleaseReason, Reservation};
 
-/// Releases of one batch in flight at once: a networked store answers them concurrently instead
-/// of one round trip after another (a million lapsing at once is not minutes of serial calls).
-const CONCURRENT_RELEASES: usize = 64;
+/// Orders recorded at once: a networked repository answers them concurrently instead of one
+/// round trip after another (a million lapsing at once is not minutes of serial calls).
+const CONCURRENT_RECORDS: usize = 64;
+
+/// Sales swept at once.
+const CONCURRENT_SALES: usize = 16;
+
+/// The most sales one sweep visits (soonest due first); the rest wait for the next sweep.
+const DUE_SALES_PER_SWEEP: usize = 10_000;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,24 +51,33 @@ impl FlashSale {
     /// others: it is counted in [`SweepReport::failed_sales`] and logged. The sweep is an error
     /// only when nothing could be swept (the sales could not be listed, or every one failed).
     pub async fn sweep_expired(&self) -> Result<SweepReport> {
-        let mut report = SweepReport::default();
         let now = self.now();
         let batch = self.inner.config.sweep_batch.max(1);
         let repository_down = AtomicBool::new(false);
         let owed = std::mem::take(&mut *self.inner.owed_expiries.lock());
-        let mut first_error = self
-            .expire_all(owed, true, &mut report, &repository_down)
-            .await
-            .err();
-        let sales = self.inner.stock.sales().await?;
-        for sale in &sales {
-            let swept = self
-                .sweep_sale(&sale.sku, now, batch, &mut report, &repository_down)
-                .await;
+        let (mut report, owed) = self.expire_owed(owed, &repository_down).await;
+        let mut first_error = owed.err();
+        // Only the sales the store files as due: an idle sale costs nothing.
+        let due = self.inner.stock.due_sales(now, DUE_SALES_PER_SWEEP).await?;
+        let due_count = due.len() as u64;
+        let repository_down = &repository_down;
+        // Owned skus: a stream over borrowed ones makes this future not `Send` for every lifetime
+        // (the compiler's higher-ranked closure limits), which `tokio::spawn` needs.
+        let swept: Vec<(Sku, SweepReport, Result<()>)> = futures::stream::iter(due)
+            .map(|sku| async move {
+                let (report, swept) = self.sweep_sale(&sku, now, batch, repository_down).await;
+                (sku, report, swept)
+            })
+            .buffer_unordered(CONCURRENT_SALES)
+            .collect()
+            .await;
+        for (sku, swept_report, swept) in swept {
+            report.released += swept_report.released;
+            report.units += swept_report.units;
             if let Err(err) = swept {
                 report.failed_sales += 1;
                 // Per sale at debug: the sweeper's outage log says how many, once per outage.
-                debug!(sku = %sale.sku, error = %err, "this sale's expired reservations could not be released; the next sweep tries again");
+                debug!(sku = %sku, error = %err, "this sale's expired reservations could not be released; the next sweep tries again");
                 first_error.get_or_insert(err);
             }
         }
@@ -74,49 +89,141 @@ impl FlashSale {
             );
         }
         match first_error {
-            Some(err) if report.failed_sales >= sales.len() as u64 => Err(err),
+            Some(err) if report.failed_sales >= due_count => Err(err),
             _ => Ok(report),
         }
     }
 
-    /// Releases `sku`'s expired reservations, a batch at a time, until a batch comes back short.
+    /// Releases `sku`'s expired reservations, a batch (one `release_many`) at a time, until a
+    /// batch comes back short: what it released, and the first failure.
     async fn sweep_sale(
         &self,
         sku: &Sku,
         now: DateTime<Utc>,
         batch: usize,
-        report: &mut SweepReport,
         repository_down: &AtomicBool,
-    ) -> Result<()> {
+    ) -> (SweepReport, Result<()>) {
+        let mut report = SweepReport::default();
         loop {
-            let expired = self.inner.stock.expired(sku, now, batch).await?;
+            let expired = match self.inner.stock.expired(sku, now, batch).await {
+                Ok(expired) => expired,
+                Err(err) => return (report, Err(err)),
+            };
             let full_batch = expired.len() == batch;
-            self.expire_all(expired, false, report, repository_down)
-                .await?;
+            if expired.is_empty() {
+                return (report, Ok(()));
+            }
+            let ids: Vec<OrderId> = expired.iter().map(|r| r.order_id).collect();
+            let outcomes = match self
+                .inner
+                .stock
+                .release_many(sku, &ids, ReleaseReason::Expired)
+                .await
+            {
+                Ok(outcomes) if outcomes.len() == ids.len() => outcomes,
+                Ok(_) => {
+                    let err = Error::permanent(
+                        "stock",
+                        format!(
+                            "the stock store answered a batch of {} releases with another count",
+                            ids.len()
+                        ),
+                    );
+                    self.owe(expired);
+                    return (report, Err(err));
+                }
+                // The batch may have been applied with its reply lost: each is released again
+                // next sweep (answering "already released") and recorded then.
+                Err(err) => {
+                    self.owe(expired);
+                    return (report, Err(err));
+                }
+            };
+            let released: Vec<Reservation> = expired
+                .into_iter()
+                .zip(outcomes)
+                .filter_map(|(reservation, outcome)| match outcome {
+                    ReleaseOutcome::Released { quantity } => {
+                        report.released += 1;
+                        report.units += u64::from(quantity);
+                        Some(reservation)
+                    }
+                    // Paid, cancelled or expired by another sweeper meanwhile: theirs to record.
+                    _ => None,
+                })
+                .collect();
+            if !released.is_empty() {
+                self.units_returned(sku);
+            }
+            for _ in &released {
+                crate::meter::settled(OrderStatus::Expired);
+            }
+            let recorded = self
+                .record_all(released, OrderStatus::Expired, repository_down)
+                .await;
             // Each round leaves nothing it saw held, so the next one sees new reservations.
+            if let Err(err) = recorded {
+                return (report, Err(err));
+            }
             if !full_batch {
-                return Ok(());
+                return (report, Ok(()));
             }
         }
     }
 
-    /// Expires `reservations`, [`CONCURRENT_RELEASES`] at a time; those that fail are owed to the
-    /// next sweep, and the first failure is the answer.
-    async fn expire_all(
+    /// Records each released reservation's order as `status`, [`CONCURRENT_RECORDS`] at a time;
+    /// those that fail are owed to the next sweep, and the first failure is the answer.
+    async fn record_all(
         &self,
-        reservations: Vec<Reservation>,
-        retried: bool,
-        report: &mut SweepReport,
+        released: Vec<Reservation>,
+        status: OrderStatus,
         repository_down: &AtomicBool,
     ) -> Result<()> {
-        let outcomes: Vec<(Reservation, Result<Option<u32>>)> = futures::stream::iter(reservations)
+        let outcomes: Vec<(Reservation, Result<()>)> = futures::stream::iter(released)
             .map(|reservation| async move {
-                let outcome = self.expire(&reservation, retried, repository_down).await;
-                (reservation, outcome)
+                let recorded = self
+                    .record_expiry(&reservation, status, repository_down)
+                    .await;
+                (reservation, recorded)
             })
-            .buffer_unordered(CONCURRENT_RELEASES)
+            .buffer_unordered(CONCURRENT_RECORDS)
             .collect()
             .await;
+        let mut first_error = None;
+        let mut failed = Vec::new();
+        for (reservation, recorded) in outcomes {
+            if let Err(err) = recorded {
+                failed.push(reservation);
+                first_error.get_or_insert(err);
+            }
+        }
+        self.owe(failed);
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Reservations whose release or record failed: the next sweep starts with them.
+    fn owe(&self, reservations: Vec<Reservation>) {
+        if !reservations.is_empty() {
+            self.inner.owed_expiries.lock().extend(reservations);
+        }
+    }
+
+    /// Retries what earlier sweeps owe, [`CONCURRENT_RECORDS`] at a time: releases each again (a
+    /// release whose reply was lost answers "already released" now) and records its expiry.
+    async fn expire_owed(
+        &self,
+        owed: Vec<Reservation>,
+        repository_down: &AtomicBool,
+    ) -> (SweepReport, Result<()>) {
+        let outcomes: Vec<(Reservation, Result<Option<u32>>)> = futures::stream::iter(owed)
+            .map(|reservation| async move {
+                let outcome = self.expire_again(&reservation, repository_down).await;
+                (reservation, outcome)
+            })
+            .buffer_unordered(CONCURRENT_RECORDS)
+            .collect()
+            .await;
+        let mut report = SweepReport::default();
         let mut first_error = None;
         let mut failed = Vec::new();
         for (reservation, outcome) in outcomes {
@@ -132,21 +239,15 @@ impl FlashSale {
                 }
             }
         }
-        match first_error {
-            Some(err) => {
-                self.inner.owed_expiries.lock().extend(failed);
-                Err(err)
-            }
-            None => Ok(()),
-        }
+        self.owe(failed);
+        (report, first_error.map_or(Ok(()), Err))
     }
 
-    /// Releases one reservation and records its order's expiry: the units it returned, if this
-    /// call released it.
-    async fn expire(
+    /// Releases one owed reservation and records its order's expiry: the units it returned, if
+    /// this call released it.
+    async fn expire_again(
         &self,
         reservation: &Reservation,
-        retried: bool,
         repository_down: &AtomicBool,
     ) -> Result<Option<u32>> {
         let outcome = self
@@ -167,8 +268,8 @@ impl FlashSale {
                 Ok(Some(quantity))
             }
             // Released by an earlier try of this sweeper (whose answer was lost, or whose record
-            // failed): record it now. Released by another sweeper: that one records it.
-            ReleaseOutcome::AlreadyReleased(reason) if retried => self
+            // failed): record it now.
+            ReleaseOutcome::AlreadyReleased(reason) => self
                 .record_expiry(reservation, released_status(reason), repository_down)
                 .await
                 .map(|()| None),

@@ -57,6 +57,8 @@ pub enum Method {
     Confirm,
     Release,
     Expired,
+    DueSales,
+    ReleaseMany,
     Snapshot,
     Restore,
     LockRebuild,
@@ -122,6 +124,8 @@ impl Method {
             Method::Confirm => "confirm",
             Method::Release => "release",
             Method::Expired => "expired",
+            Method::DueSales => "due_sales",
+            Method::ReleaseMany => "release_many",
             Method::Snapshot => "snapshot",
             Method::Restore => "restore",
             Method::LockRebuild => "lock_rebuild",
@@ -406,6 +410,21 @@ impl<T: StockStore, H: Hook> StockStore for Hooked<T, H> {
     ) -> Result<Vec<Reservation>> {
         let call = self.inner.expired(sku, now, limit);
         Self::call(&self.hook, Backend::Stock, Method::Expired, call).await
+    }
+
+    async fn due_sales(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Sku>> {
+        let call = self.inner.due_sales(now, limit);
+        Self::call(&self.hook, Backend::Stock, Method::DueSales, call).await
+    }
+
+    async fn release_many(
+        &self,
+        sku: &Sku,
+        order_ids: &[OrderId],
+        reason: ReleaseReason,
+    ) -> Result<Vec<ReleaseOutcome>> {
+        let call = self.inner.release_many(sku, order_ids, reason);
+        Self::call(&self.hook, Backend::Stock, Method::ReleaseMany, call).await
     }
 
     async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {

@@ -4,6 +4,7 @@
 //! [conformance kit](crate#features) as Redis, Kafka and MySQL. What they cannot give is
 //! durability beyond the process.
 
+mod due;
 mod padded;
 mod queue;
 mod repository;

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 
+use super::due::{DueIndex, Filed};
 use super::padded::Padded;
 use super::reservations::{Held, ReservationTable};
 use crate::error::{Error, Result};
@@ -35,6 +36,8 @@ use crate::stock::StockStore;
 pub struct MemoryStockStore {
     /// Read on every call, written only when a sale is created or restored.
     sales: Arc<SaleCache<SaleSlot>>,
+    /// The sales holding reservations, by their next expiry: what the sweeper visits.
+    due: Arc<DueIndex>,
     leases: RebuildLeases,
 }
 
@@ -111,6 +114,22 @@ impl ExpiryIndex {
         due.truncate(limit);
         due
     }
+
+    /// The earliest expiry of an entry for which `live` holds; entries at the front for which
+    /// it does not are dropped on the way.
+    fn next(&self, live: impl Fn(OrderId) -> bool) -> Option<DateTime<Utc>> {
+        let mut next = None;
+        for shard in &self.shards {
+            let mut shard = shard.lock();
+            while shard.front().is_some_and(|(_, id)| !live(*id)) {
+                shard.pop_front();
+            }
+            if let Some((at, _)) = shard.front() {
+                next = Some(next.map_or(*at, |next: DateTime<Utc>| next.min(*at)));
+            }
+        }
+        next
+    }
 }
 
 impl MemoryStockStore {
@@ -123,6 +142,7 @@ impl MemoryStockStore {
     /// it restarts (for tests and demos of a store rebuild). Clones share the loss.
     pub fn clear(&self) {
         self.sales.update(SaleMap::clear);
+        self.due.clear();
     }
 
     /// Runs `f` on the sale's live state.
@@ -155,6 +175,8 @@ struct SaleSlot {
     keys: DashMap<(UserId, IdempotencyKey), OrderId>,
     /// Live reservations by expiry.
     expiry: ExpiryIndex,
+    /// Where the store's [`DueIndex`] files the sale.
+    filed: Filed,
 }
 
 /// The two counters every purchase writes, together on one cache line of their own.
@@ -182,6 +204,7 @@ impl SaleSlot {
             reservations: ReservationTable::with_capacity(capacity),
             keys: map(0),
             expiry: ExpiryIndex::new(),
+            filed: Filed::default(),
             early_end: EarlyEnd::default(),
             sale,
         }
@@ -342,14 +365,21 @@ impl SaleSlot {
         ReleaseOutcome::Released { quantity }
     }
 
+    /// Whether the reservation is still held.
+    fn live(&self, order_id: OrderId) -> bool {
+        self.reservations
+            .with(order_id, |held| held.state == ReservationState::Reserved)
+            .unwrap_or(false)
+    }
+
+    /// The earliest expiry of a reservation still held.
+    fn next_expiry(&self) -> Option<DateTime<Utc>> {
+        self.expiry.next(|order_id| self.live(order_id))
+    }
+
     fn expired(&self, now: DateTime<Utc>, limit: usize) -> Vec<Reservation> {
-        let live = |order_id: OrderId| {
-            self.reservations
-                .with(order_id, |held| held.state == ReservationState::Reserved)
-                .unwrap_or(false)
-        };
         self.expiry
-            .due(now, limit, live)
+            .due(now, limit, |order_id| self.live(order_id))
             .into_iter()
             .filter_map(|(_, order_id)| {
                 self.reservations
@@ -431,7 +461,14 @@ impl StockStore for MemoryStockStore {
     }
 
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        self.with_slot(&request.sku, |slot| slot.reserve(request))
+        self.with_slot(&request.sku, |slot| {
+            let outcome = slot.reserve(request);
+            if let ReserveOutcome::Reserved { reservation, .. } = &outcome {
+                self.due
+                    .note(&request.sku, &slot.filed, reservation.expires_at);
+            }
+            outcome
+        })
     }
 
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
@@ -483,7 +520,18 @@ impl StockStore for MemoryStockStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Reservation>> {
-        self.with_slot(sku, |slot| slot.expired(now, limit))
+        self.with_slot(sku, |slot| {
+            let due = slot.expired(now, limit);
+            if due.len() < limit {
+                // Filed under the earliest held, these included: due until they are released.
+                self.due.refile(sku, &slot.filed, || slot.next_expiry());
+            }
+            due
+        })
+    }
+
+    async fn due_sales(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Sku>> {
+        Ok(self.due.due(now, limit))
     }
 
     async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {
@@ -493,7 +541,10 @@ impl StockStore for MemoryStockStore {
     async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
         let slot = Arc::new(SaleSlot::restored(sale, orders));
         self.sales
-            .update(|sales| sales.insert(sale.sku.clone(), slot));
+            .update(|sales| sales.insert(sale.sku.clone(), Arc::clone(&slot)));
+        self.due.forget(&sale.sku);
+        self.due
+            .refile(&sale.sku, &slot.filed, || slot.next_expiry());
         Ok(())
     }
 

@@ -162,6 +162,91 @@ pub async fn purchase_flow(
     assert!(report.in_sync(), "{report:?}");
 }
 
+/// The sweeper visits only the sales with reservations due: beside 300 idle sales, a sweep after
+/// one sale's reservations lapsed asks the store about that sale alone (one `expired`, one
+/// `release_many` for the batch), the next sweep once more (finding nothing, which takes it out
+/// of the index), and from then on nothing but `due_sales`, however many sales there are.
+pub async fn sweeper_visits_only_due_sales(stock: DynStockStore) {
+    use crate::layers::{Faulty, Method};
+    let clock = ManualClock::new(Utc::now());
+    let stock = Arc::new(Faulty::faulty(stock));
+    let engine = FlashSale::builder(
+        Arc::clone(&stock) as DynStockStore,
+        Arc::new(crate::memory::MemoryOrderQueue::new()),
+        Arc::new(crate::memory::MemoryOrderRepository::new()),
+    )
+    .clock(Arc::new(clock.clone()))
+    .build();
+    for _ in 0..300 {
+        engine
+            .create_sale(Sale::new(unique_sku(), 5))
+            .await
+            .expect("create an idle sale");
+    }
+    let sku = unique_sku();
+    let sale = Sale::new(sku.clone(), 5).with_reservation_ttl(Duration::from_secs(60));
+    engine.create_sale(sale).await.expect("create sale");
+    for i in 0..3 {
+        let request =
+            PurchaseRequest::new(sku.clone(), UserId::new(format!("u{i}")).expect("valid"));
+        let outcome = engine.purchase(request).await.expect("purchase");
+        assert!(
+            matches!(outcome, PurchaseOutcome::Accepted(_)),
+            "{outcome:?}"
+        );
+    }
+    engine.drain().await.expect("worker");
+    clock.advance(Duration::from_secs(61));
+
+    let calls = |method| stock.hook().calls(method);
+    let per_sale = [
+        Method::Expired,
+        Method::ReleaseMany,
+        Method::Release,
+        Method::Sales,
+    ];
+    let before: Vec<u64> = per_sale.iter().map(|m| calls(*m)).collect();
+    let sweep = |expected_released| {
+        let engine = engine.clone();
+        async move {
+            let report = engine.sweep_expired().await.expect("sweep");
+            assert_eq!(report.released, expected_released, "{report:?}");
+        }
+    };
+    sweep(3).await;
+    let after: Vec<u64> = per_sale.iter().map(|m| calls(*m)).collect();
+    let delta: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(
+        delta,
+        [1, 1, 0, 0],
+        "expired, release_many, release, sales calls of a sweep with one sale due among 301"
+    );
+    assert_eq!(
+        engine
+            .stock()
+            .snapshot(&sku)
+            .await
+            .expect("snapshot")
+            .available,
+        5
+    );
+    sweep(0).await;
+    assert_eq!(
+        calls(Method::Expired) - after[0],
+        1,
+        "the sale is swept once more, finding nothing"
+    );
+    for _ in 0..3 {
+        let expired = calls(Method::Expired);
+        sweep(0).await;
+        assert_eq!(
+            calls(Method::Expired) - expired,
+            0,
+            "a sweep with every sale idle asked the store about a sale"
+        );
+    }
+}
+
 /// A waiting-room drop through the whole engine: 3 units, 8 buyers joined before the opening.
 /// Before it no place shows; at it admission gives 3 passes in the drawn order; a purchase
 /// without a pass, with another buyer's, or with a used one is refused `NotAdmitted` (a keyed

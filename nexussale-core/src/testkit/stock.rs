@@ -617,6 +617,209 @@ pub async fn expiry_is_indexed_by_instant(store: DynStockStore) {
     );
 }
 
+/// `due_sales` files a sale under the earliest expiry it holds: a sale is answered once a
+/// reservation of it is due, never while nothing of it is, never when it never held one; once
+/// `expired` finds nothing due in it (its due reservations released) it drops out, and a new
+/// reservation files it again. A store without the index (the trait's default) answers every
+/// sale, and then must answer each of these.
+pub async fn due_sales_follow_held_reservations(store: DynStockStore) {
+    let ttl = Duration::from_secs(60);
+    let t0 = Utc::now();
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    let mut sales = Vec::new();
+    for _ in 0..4 {
+        let sale = Sale::new(unique_sku(), 10)
+            .with_per_user_limit(10)
+            .with_reservation_ttl(ttl);
+        assert!(store.create_sale(&sale).await.unwrap());
+        sales.push(sale.sku);
+    }
+    let [idle, first, second, paid] = &sales[..] else {
+        unreachable!("four sales")
+    };
+    let due = |now| {
+        let store = Arc::clone(&store);
+        async move { store.due_sales(now, 10_000).await.expect("due_sales") }
+    };
+    let early = reserved(&*store, &request(first, user(1), at(0))).await;
+    let late = reserved(&*store, &request(second, user(2), at(100))).await;
+    let bought = reserved(&*store, &request(paid, user(3), at(0))).await;
+
+    let listed = due(at(59)).await;
+    if listed.contains(idle) {
+        // No index: every sale, every time.
+        for sku in &sales {
+            assert!(listed.contains(sku), "{sku} missing from {listed:?}");
+        }
+        return;
+    }
+    for sku in &sales {
+        assert!(!listed.contains(sku), "{sku} is not due yet: {listed:?}");
+    }
+    let listed = due(at(60)).await;
+    assert!(
+        listed.contains(first) && listed.contains(paid),
+        "{listed:?}"
+    );
+    assert!(
+        !listed.contains(second) && !listed.contains(idle),
+        "{listed:?}"
+    );
+    let listed = due(at(500)).await;
+    let place = |sku: &Sku| listed.iter().position(|listed| listed == sku);
+    assert!(
+        place(first) < place(second) && place(second).is_some(),
+        "{listed:?}"
+    );
+    assert!(!listed.contains(idle), "{listed:?}");
+    assert!(store.due_sales(at(500), 1).await.unwrap().len() <= 1);
+
+    // Found but not released yet: still due (a sweeper that died holding them leaves them due).
+    assert_eq!(store.expired(first, at(500), 10).await.unwrap().len(), 1);
+    assert!(due(at(500)).await.contains(first));
+    // Released (by the batch call), then found nothing: out.
+    assert_eq!(
+        store
+            .release_many(first, &[early.order_id], ReleaseReason::Expired)
+            .await
+            .unwrap(),
+        [ReleaseOutcome::Released { quantity: 1 }]
+    );
+    assert!(store.expired(first, at(500), 10).await.unwrap().is_empty());
+    assert!(!due(at(500)).await.contains(first));
+    // Paid: the index may still answer it, until `expired` finds nothing.
+    store.confirm(paid, bought.order_id, at(1)).await.unwrap();
+    assert!(store.expired(paid, at(500), 10).await.unwrap().is_empty());
+    assert!(!due(at(500)).await.contains(paid));
+    // Found nothing due yet: filed under its expiry, still answered once that comes.
+    assert!(store.expired(second, at(120), 10).await.unwrap().is_empty());
+    assert!(!due(at(159)).await.contains(second));
+    assert!(due(at(160)).await.contains(second));
+    assert_eq!(late.expires_at, at(160));
+    // A new reservation files a sale again.
+    reserved(&*store, &request(first, user(4), at(300))).await;
+    assert!(!due(at(359)).await.contains(first));
+    assert!(due(at(360)).await.contains(first));
+    assert!(!due(at(10_000)).await.contains(idle));
+}
+
+/// A reservation made while a sweeper refiles its sale is never left out of the index: in each
+/// of 200 rounds one reservation races one `expired` (which refiles the sale), and afterwards the
+/// sale, holding a due reservation, is answered; then it is swept empty for the next round.
+pub async fn due_index_keeps_reservations_made_during_sweeps(store: DynStockStore) {
+    let sale = Sale::new(unique_sku(), 1_000)
+        .with_per_user_limit(1_000)
+        .with_reservation_ttl(Duration::from_secs(60));
+    assert!(store.create_sale(&sale).await.unwrap());
+    let sku = &sale.sku;
+    let t0 = Utc::now();
+    let horizon = t0 + chrono::Duration::seconds(3_600);
+    for round in 0..200 {
+        let buyer = {
+            let (store, request) = (Arc::clone(&store), request(sku, user(round), t0));
+            tokio::spawn(async move { reserved(&*store, &request).await })
+        };
+        let sweeper = {
+            let (store, sku) = (Arc::clone(&store), sku.clone());
+            tokio::spawn(async move { store.expired(&sku, horizon, 10).await.unwrap() })
+        };
+        let made = buyer.await.expect("buyer");
+        sweeper.await.expect("sweeper");
+        let listed = store.due_sales(horizon, 10_000).await.unwrap();
+        assert!(
+            listed.contains(sku),
+            "round {round}: a due reservation is held and the sale is not answered: {listed:?}"
+        );
+        store
+            .release_many(sku, &[made.order_id], ReleaseReason::Expired)
+            .await
+            .unwrap();
+        assert!(store.expired(sku, horizon, 10).await.unwrap().is_empty());
+    }
+}
+
+/// `release_many` answers each id as `release` would, in order; concurrent batches over the same
+/// ids release each once.
+pub async fn release_many_answers_each_in_order(store: DynStockStore) {
+    let sale = new_sale(&*store, 50, 50).await;
+    let now = Utc::now();
+    let mut two = request(&sale.sku, user("ann"), now);
+    two.quantity = 2;
+    let held = reserved(&*store, &two).await;
+    let paid = reserved(&*store, &request(&sale.sku, user("bob"), now)).await;
+    let cancelled = reserved(&*store, &request(&sale.sku, user("cy"), now)).await;
+    store.confirm(&sale.sku, paid.order_id, now).await.unwrap();
+    store
+        .release(&sale.sku, cancelled.order_id, ReleaseReason::Cancelled)
+        .await
+        .unwrap();
+    let ids = [
+        held.order_id,
+        paid.order_id,
+        cancelled.order_id,
+        OrderId::new(),
+        held.order_id,
+    ];
+    assert_eq!(
+        store
+            .release_many(&sale.sku, &ids, ReleaseReason::Expired)
+            .await
+            .unwrap(),
+        [
+            ReleaseOutcome::Released { quantity: 2 },
+            ReleaseOutcome::Confirmed,
+            ReleaseOutcome::AlreadyReleased(ReleaseReason::Cancelled),
+            ReleaseOutcome::NotFound,
+            ReleaseOutcome::AlreadyReleased(ReleaseReason::Expired),
+        ]
+    );
+    assert!(
+        store
+            .release_many(&sale.sku, &[], ReleaseReason::Expired)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(50, 49, 0, 1)
+    );
+
+    // Two sweepers with the same batch: each reservation's units come back once.
+    let mut batch = Vec::new();
+    for i in 0..20 {
+        batch.push(
+            reserved(&*store, &request(&sale.sku, user(i), now))
+                .await
+                .order_id,
+        );
+    }
+    let batch = Arc::new(batch);
+    let racing = (0..2).map(|_| {
+        let (store, sku, batch) = (Arc::clone(&store), sale.sku.clone(), Arc::clone(&batch));
+        tokio::spawn(async move {
+            store
+                .release_many(&sku, &batch, ReleaseReason::Expired)
+                .await
+                .unwrap()
+        })
+    });
+    let mut released = 0;
+    for outcomes in join_all(racing).await {
+        let outcomes = outcomes.expect("task");
+        assert_eq!(outcomes.len(), 20);
+        released += outcomes
+            .iter()
+            .filter(|outcome| **outcome == ReleaseOutcome::Released { quantity: 1 })
+            .count();
+    }
+    assert_eq!(released, 20);
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(50, 49, 0, 1)
+    );
+}
+
 /// Reservations before `starts_at` or from `ends_at` on are refused as not active; an earlier
 /// reservation's key still answers it.
 pub async fn sale_window_is_enforced(store: DynStockStore) {

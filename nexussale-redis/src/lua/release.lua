@@ -1,27 +1,46 @@
--- Releases one reservation: its units go back on sale and its user's hold drops, at most once.
+-- Releases reservations: their units go back on sale and their users' holds drop, each at most
+-- once. One call releases a whole batch (the sweeper's), in order.
 --
 -- KEYS[1] stock hash, KEYS[2] held hash, KEYS[3] reservations hash, KEYS[4] expiry sorted set
 -- (see reserve.lua)
--- ARGV[1] order id, ARGV[2] the new state letter: x cancelled, e expired, a aborted
+-- ARGV[1] the new state letter: x cancelled, e expired, a aborted; ARGV[2..] order ids
 --
--- Answers the shard's sequence (guard.lua; {-1} alone: regressed), then 0 and the quantity:
--- released by this call, 1 and the state letter: released before, 2 refused: confirmed, 3 no
--- such reservation in this shard.
+-- Answers the shard's sequence (guard.lua; {-1} alone: regressed), then two values per order id:
+-- 0 and the quantity: released by this call, 1 and the state letter: released before, 2 and 0:
+-- refused, confirmed, 3 and 0: no such reservation in this shard.
 local stock, held, res, expiry = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, reason = ARGV[1], ARGV[2]
+local reason = ARGV[1]
 local seq = guard()
 if seq < 0 then return {-1} end
-local record = redis.call('HGET', res, id)
-if not record then return {seq, 3} end
-local state = string.sub(record, 1, 1)
-if state == 'c' then return {seq, 2} end
-if state ~= 'r' then return {seq, 1, state} end
-local body = cjson.decode(string.sub(record, 2))
-redis.call('HSET', res, id, reason .. string.sub(record, 2))
-redis.call('ZREM', expiry, id)
-if redis.call('HINCRBY', held, body.u, -body.q) <= 0 then
-  redis.call('HDEL', held, body.u)
+local out = {seq}
+local returned = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local record = redis.call('HGET', res, id)
+  local state = record and string.sub(record, 1, 1)
+  if not record then
+    out[#out + 1] = 3
+    out[#out + 1] = 0
+  elseif state == 'c' then
+    out[#out + 1] = 2
+    out[#out + 1] = 0
+  elseif state ~= 'r' then
+    out[#out + 1] = 1
+    out[#out + 1] = state
+  else
+    local body = cjson.decode(string.sub(record, 2))
+    redis.call('HSET', res, id, reason .. string.sub(record, 2))
+    redis.call('ZREM', expiry, id)
+    if redis.call('HINCRBY', held, body.u, -body.q) <= 0 then
+      redis.call('HDEL', held, body.u)
+    end
+    returned = returned + body.q
+    out[#out + 1] = 0
+    out[#out + 1] = body.q
+  end
 end
-redis.call('HINCRBY', stock, 'reserved', -body.q)
-redis.call('HINCRBY', stock, 'available', body.q)
-return {seq, 0, body.q}
+if returned > 0 then
+  redis.call('HINCRBY', stock, 'reserved', -returned)
+  redis.call('HINCRBY', stock, 'available', returned)
+end
+return out

@@ -5,8 +5,11 @@
 -- KEYS[3] keys hash: user "\n" idempotency key -> order id
 -- KEYS[4] reservations hash: order id -> state letter followed by the record's JSON
 -- KEYS[5] expiry sorted set: order id scored by its expiry in µs
+-- KEYS[6] (absent on a Redis Cluster) the due index: each shard ("n:sku") scored by the
+--   earliest expiry it may hold, in µs; what the sweeper visits
 -- ARGV[1] units to add to `available` first (taken from another shard), ARGV[2] n, then n
---   requests of 7 values: now µs, user, quantity, key field or '', order id, record JSON, expiry µs
+--   requests of 7 values: now µs, user, quantity, key field or '', order id, record JSON, expiry µs;
+--   then the shard's member of the due index
 --
 -- Answers the shard's sequence (guard.lua; {-1} alone: regressed), then, for each request in
 -- turn: 0 remaining (reserved), 1 available (sold out),
@@ -15,8 +18,11 @@
 --
 -- Invariant: available + reserved + sold changes only by the deposit; a refused request writes
 -- nothing. State letters: r reserved, c confirmed, x cancelled, e expired, a aborted (its key is free).
-local stock, held, keys, res, expiry = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local stock, held, keys, res, expiry, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local deposit, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- The earliest expiry this call holds, as its argument's text (a number formatted back by Lua
+-- could lose digits).
+local earliest, earliest_text = nil, nil
 local seq = guard()
 if seq < 0 then return {-1} end
 local meta = redis.call('HMGET', stock, 'available', 'limit', 'start', 'end')
@@ -67,6 +73,8 @@ for i = 1, n do
       taken = taken + quantity
       redis.call('HSET', res, id, 'r' .. ARGV[base + 6])
       redis.call('ZADD', expiry, ARGV[base + 7], id)
+      local expires = tonumber(ARGV[base + 7])
+      if not earliest or expires < earliest then earliest, earliest_text = expires, ARGV[base + 7] end
       if key ~= '' then redis.call('HSET', keys, key, id) end
       push(0, available)
     end
@@ -80,6 +88,8 @@ for i = 1, n do
     end
   end
 end
+-- Filed no later than its earliest reservation (LT: an earlier entry stays).
+if due and earliest then redis.call('ZADD', due, 'LT', earliest_text, ARGV[3 + n * 7]) end
 if taken > 0 or deposit > 0 then
   redis.call('HSET', stock, 'available', available)
   redis.call('HINCRBY', stock, 'reserved', taken)

@@ -1,10 +1,11 @@
 -- Rebuilds one stock shard from persisted orders (reconciliation), in chunks.
 --
 -- KEYS[1] stock hash, KEYS[2] held hash, KEYS[3] keys hash, KEYS[4] reservations hash,
--- KEYS[5] expiry sorted set (see reserve.lua)
+-- KEYS[5] expiry sorted set, KEYS[6] (absent on a Redis Cluster) the due index (see reserve.lua)
 -- ARGV[1] 1 for the first chunk: wipe the shard and write its counts and definition from
 --   ARGV[2..9] (available, reserved, sold, limit, start, end, shards, def or ''); 0 for the next
---   chunks, which only add orders. Then, from ARGV[10], orders of 7 values:
+--   chunks, which only add orders. ARGV[10] the shard's member of the due index. Then, from
+--   ARGV[11], orders of 7 values:
 --   order id, state letter, user, quantity, key field or '', record JSON, expiry µs.
 --
 -- The counts are computed by the caller from the same orders, so the shard is consistent once
@@ -19,7 +20,7 @@ if ARGV[1] == '1' then
     'seq', seq)
   if ARGV[9] ~= '' then redis.call('HSET', stock, 'def', ARGV[9]) end
 end
-for base = 10, #ARGV, 7 do
+for base = 11, #ARGV, 7 do
   local id, state, user = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local quantity, key = tonumber(ARGV[base + 3]), ARGV[base + 4]
   redis.call('HSET', res, id, state .. ARGV[base + 5])
@@ -27,4 +28,6 @@ for base = 10, #ARGV, 7 do
   if state == 'r' or state == 'c' then redis.call('HINCRBY', held, user, quantity) end
   if key ~= '' then redis.call('HSET', keys, key, id) end
 end
+-- Filed under the earliest expiry held once this chunk is in.
+refile(expiry, KEYS[6], ARGV[10])
 return 1
