@@ -50,9 +50,25 @@ pub(crate) fn page_size(limit: Option<u32>) -> Result<usize> {
 }
 
 impl OrderQuery {
-    /// The page size to use: the asked size, checked, or the default.
+    /// The page size to use: the asked size, checked, or the default; once the filters are ones
+    /// an index serves ([`check_filters`](Self::check_filters)). Every repository's `list`
+    /// starts with it.
     pub fn page_size(&self) -> Result<usize> {
+        self.check_filters()?;
         page_size(self.limit)
+    }
+
+    /// Refuses a `status` filter without `sku` or `user`: no index serves it (a repository would
+    /// walk every order it holds to fill a page of a rare status), while a buyer's orders, a
+    /// sale's orders in a status and the newest orders of all are each one index range.
+    pub fn check_filters(&self) -> Result<()> {
+        match (&self.status, &self.sku, &self.user) {
+            (Some(_), None, None) => Err(Error::invalid(
+                "status",
+                "filters orders only together with sku or user (allowed: user, sku, sku and status, user and status, or none)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Whether `order` passes the query's filters (not its cursor).
@@ -246,6 +262,18 @@ pub trait OrderRepository: Send + Sync + Debug + 'static {
     /// Every stored sale definition.
     async fn sales(&self) -> Result<Vec<Sale>>;
 
+    /// Up to `limit` stored sale definitions in sku order, after `after` when given: one page
+    /// of `GET /v1/sales`, read by key range (MySQL: the primary key), never the whole table.
+    ///
+    /// The default reads [`sales`](Self::sales) and cuts the page out of it.
+    async fn sales_after(&self, after: Option<Sku>, limit: usize) -> Result<Vec<Sale>> {
+        let mut sales = self.sales().await?;
+        sales.retain(|sale| after.as_ref().is_none_or(|after| &sale.sku > after));
+        sales.sort_by(|a, b| a.sku.cmp(&b.sku));
+        sales.truncate(limit);
+        Ok(sales)
+    }
+
     /// Ends the stored sale at `at` unless it ended earlier (see the contract); answers the
     /// definition stored now, `None` when there is none.
     async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>>;
@@ -295,6 +323,9 @@ macro_rules! forward_order_repository {
             }
             async fn sales(&self) -> Result<Vec<Sale>> {
                 (**self).sales().await
+            }
+            async fn sales_after(&self, after: Option<Sku>, limit: usize) -> Result<Vec<Sale>> {
+                (**self).sales_after(after, limit).await
             }
             async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
                 (**self).end_sale(sku, at).await

@@ -890,8 +890,22 @@ async fn a_page_of_sales_counts_only_its_own_stock() {
         ["sale-10", "sale-11", "sale-12", "sale-13", "sale-14"]
     );
     assert_eq!(page.next, Some(sku("sale-14")));
-    // Five sales' stock counted, not fifty.
+    // Five sales' stock counted, not fifty, and the definitions read as one range of the
+    // repository, not the store's whole list.
     assert_eq!(store.hook().calls(Method::Snapshot) - before, 5);
+    assert_eq!(store.hook().calls(Method::Sales), 0);
+    // A state filter still pages by the sales looked at: the cursor moves on past sales it
+    // left out.
+    engine.end_sale(&sku("sale-20")).await.unwrap();
+    let ended = nexussale_core::SaleQuery {
+        limit: Some(5),
+        after: Some(sku("sale-17")),
+        state: Some(nexussale_core::SaleState::Ended),
+    };
+    let page = engine.sales_page(&ended).await.unwrap();
+    let listed: Vec<&str> = page.sales.iter().map(|v| v.sale.sku.as_str()).collect();
+    assert_eq!(listed, ["sale-20"]);
+    assert_eq!(page.next, Some(sku("sale-22")));
 }
 
 /// An engine over an in-memory stock store whose faults the test plans (and in-memory queue and

@@ -337,10 +337,17 @@ impl OrderRepository for MySqlOrderRepository {
     }
 
     async fn sales(&self) -> Result<Vec<Sale>> {
+        self.sales_after(None, usize::MAX).await
+    }
+
+    async fn sales_after(&self, after: Option<Sku>, limit: usize) -> Result<Vec<Sale>> {
+        // A range of the primary key (utf8mb4_bin: Rust's byte order), never the whole table.
         let rows: Vec<SaleRow> = sqlx::query_as(
             "SELECT sku, stock, per_user_limit, starts_at, ends_at, reservation_ttl_ns, \
-             waiting_room FROM sales ORDER BY sku",
+             waiting_room FROM sales WHERE sku > ? ORDER BY sku LIMIT ?",
         )
+        .bind(after.as_ref().map_or("", Sku::as_str))
+        .bind(limit as u64)
         .fetch_all(&self.pool)
         .await
         .map_err(RepoError::from)?;

@@ -393,8 +393,14 @@ async fn orders_are_listed_paged_paid_and_cancelled() {
         (status, cancelled["status"].as_str()),
         (StatusCode::OK, Some("cancelled"))
     );
-    let (_, by_status) = call(&app, Method::GET, "/v1/orders?status=paid", None).await;
+    let (_, by_status) = call(&app, Method::GET, "/v1/orders?sku=ps5&status=paid", None).await;
     assert_eq!(by_status["orders"].as_array().unwrap().len(), 1);
+    // A status alone: no index serves it, so it is refused rather than a walk of every order.
+    let (status, refused) = call(&app, Method::GET, "/v1/orders?status=paid", None).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
     let (status, order) = call(&app, Method::GET, &format!("/v1/orders/{}", ids[2]), None).await;
     assert_eq!(
         (status, order["status"].as_str(), order["user"].as_str()),

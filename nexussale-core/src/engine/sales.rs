@@ -125,27 +125,32 @@ impl FlashSale {
     /// counted (a store round trip each), however many sales there are.
     pub async fn sales_page(&self, query: &SaleQuery) -> Result<SalePage> {
         let limit = page_size(query.limit)?;
-        let mut sales = self.inner.stock.sales().await?;
-        sales.retain(|sale| query.after.as_ref().is_none_or(|after| &sale.sku > after));
-        sales.sort_by(|a, b| a.sku.cmp(&b.sku));
-        let mut page = Vec::with_capacity(limit.min(sales.len()));
-        let mut more = false;
+        // One more than the page: whether a next page exists, without counting it.
+        let mut sales = self
+            .inner
+            .repository
+            .sales_after(query.after.clone(), limit + 1)
+            .await?;
+        let more = sales.len() > limit;
+        sales.truncate(limit);
+        let mut page = Vec::with_capacity(sales.len());
         for sale in &sales {
-            if page.len() == limit {
-                // Without a filter the next sale is surely listed; with one, the next page may
-                // come back empty, which says so.
-                more = true;
-                break;
-            }
-            let snapshot = self.inner.stock.snapshot(&sale.sku).await?;
+            let snapshot = match self.inner.stock.snapshot(&sale.sku).await {
+                Ok(snapshot) => snapshot,
+                // Stored but not (or no longer) in the stock store: being created or rebuilt.
+                Err(Error::UnknownSale(_) | Error::StockRegressed(_)) => continue,
+                Err(err) => return Err(err),
+            };
             let mut view = self.view(sale, snapshot);
             view.room = self.room_of(sale).await?;
             if query.state.is_none_or(|state| state == view.state) {
                 page.push(view);
             }
         }
+        // The cursor is the last sale looked at: with a filter, a page may hold fewer (even
+        // none) and still have a next one.
         let next = more
-            .then(|| page.last().map(|view| view.sale.sku.clone()))
+            .then(|| sales.last().map(|sale| sale.sku.clone()))
             .flatten();
         Ok(SalePage { sales: page, next })
     }

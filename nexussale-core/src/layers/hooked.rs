@@ -70,6 +70,7 @@ pub enum Method {
     Mark,
     Drained,
     SaveSale,
+    SalesAfter,
     Insert,
     Get,
     List,
@@ -137,6 +138,7 @@ impl Method {
             Method::Mark => "mark",
             Method::Drained => "drained",
             Method::SaveSale => "save_sale",
+            Method::SalesAfter => "sales_after",
             Method::Insert => "insert",
             Method::Get => "get",
             Method::List => "list",
@@ -496,6 +498,11 @@ impl<T: OrderRepository, H: Hook> OrderRepository for Hooked<T, H> {
     async fn sales(&self) -> Result<Vec<Sale>> {
         let call = self.inner.sales();
         Self::call(&self.hook, Backend::Repository, Method::Sales, call).await
+    }
+
+    async fn sales_after(&self, after: Option<Sku>, limit: usize) -> Result<Vec<Sale>> {
+        let call = self.inner.sales_after(after, limit);
+        Self::call(&self.hook, Backend::Repository, Method::SalesAfter, call).await
     }
 
     async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {

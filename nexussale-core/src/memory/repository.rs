@@ -34,6 +34,8 @@ struct Inner {
     orders: BTreeMap<OrderId, Order>,
     by_user: HashMap<UserId, BTreeSet<OrderId>>,
     by_sku: HashMap<Sku, BTreeSet<OrderId>>,
+    /// A sale's orders in one status: `?sku=&status=` walks only those.
+    by_sku_status: HashMap<(Sku, OrderStatus), BTreeSet<OrderId>>,
     counts: HashMap<Sku, StatusCounts>,
     sales: BTreeMap<Sku, Sale>,
     refusals: HashMap<Sku, BTreeMap<String, u64>>,
@@ -71,6 +73,12 @@ impl Inner {
             tally.orders -= 1;
             tally.units -= units;
         }
+        let key = (order.sku.clone(), status);
+        if add {
+            self.by_sku_status.entry(key).or_default().insert(order.id);
+        } else if let Some(ids) = self.by_sku_status.get_mut(&key) {
+            ids.remove(&order.id);
+        }
     }
 
     fn insert(&mut self, order: &Order) -> bool {
@@ -99,9 +107,15 @@ impl Inner {
                 Some(ids) => Box::new(ids.range(range).rev()),
                 None => Box::new(std::iter::empty()),
             },
-            (None, Some(sku)) => match self.by_sku.get(sku) {
-                Some(ids) => Box::new(ids.range(range).rev()),
-                None => Box::new(std::iter::empty()),
+            (None, Some(sku)) => match query.status {
+                Some(status) => match self.by_sku_status.get(&(sku.clone(), status)) {
+                    Some(ids) => Box::new(ids.range(range).rev()),
+                    None => Box::new(std::iter::empty()),
+                },
+                None => match self.by_sku.get(sku) {
+                    Some(ids) => Box::new(ids.range(range).rev()),
+                    None => Box::new(std::iter::empty()),
+                },
             },
             (None, None) => Box::new(self.orders.range(range).rev().map(|(id, _)| id)),
         };
@@ -138,6 +152,19 @@ impl OrderRepository for MemoryOrderRepository {
 
     async fn sales(&self) -> Result<Vec<Sale>> {
         Ok(self.inner.read().sales.values().cloned().collect())
+    }
+
+    async fn sales_after(&self, after: Option<Sku>, limit: usize) -> Result<Vec<Sale>> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self
+            .inner
+            .read()
+            .sales
+            .range((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, sale)| sale.clone())
+            .collect())
     }
 
     async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {

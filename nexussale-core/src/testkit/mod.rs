@@ -191,6 +191,7 @@ macro_rules! order_repository_tests {
     ($setup:path) => {
         $crate::__testkit_cases!(repository, $setup;
             saves_a_sale_once,
+            sales_are_paged_in_sku_order,
             end_sale_moves_the_end_earlier_only,
             insert_is_idempotent,
             concurrent_inserts_store_each_order_once,

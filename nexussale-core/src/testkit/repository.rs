@@ -72,6 +72,48 @@ pub async fn saves_a_sale_once(repository: DynOrderRepository) {
     assert_eq!(repository.sale(&queued.sku).await.unwrap(), Some(queued));
 }
 
+/// `sales_after` pages the stored sales in sku order (bytes, as Rust compares them), after the
+/// cursor, at most `limit` a page: walking the pages finds each sale once.
+pub async fn sales_are_paged_in_sku_order(repository: DynOrderRepository) {
+    let prefix = super::unique_name("kit-page-");
+    let names = ["b", "A", "z", "b0", "a", "B", "a-1"];
+    for name in names {
+        let sku = Sku::new(format!("{prefix}{name}")).unwrap();
+        assert!(repository.save_sale(&Sale::new(sku, 1)).await.unwrap());
+    }
+    let mut expected: Vec<String> = names.iter().map(|name| format!("{prefix}{name}")).collect();
+    expected.sort();
+    let mut seen = Vec::new();
+    let mut after = Some(Sku::new(&prefix).unwrap());
+    // Other tests' sales may sit between ours: walk until past our prefix.
+    'pages: loop {
+        let page = repository.sales_after(after.clone(), 2).await.unwrap();
+        assert!(page.len() <= 2, "{} sales in a page of 2", page.len());
+        for pair in page.windows(2) {
+            assert!(pair[0].sku < pair[1].sku, "out of order: {pair:?}");
+        }
+        if let (Some(after), Some(first)) = (&after, page.first()) {
+            assert!(&first.sku > after, "{} is not after {after}", first.sku);
+        }
+        let Some(last) = page.last() else { break };
+        for sale in &page {
+            if !sale.sku.as_str().starts_with(&prefix) {
+                break 'pages;
+            }
+            seen.push(sale.sku.as_str().to_owned());
+        }
+        after = Some(last.sku.clone());
+    }
+    assert_eq!(seen, expected);
+    let first = repository.sales_after(None, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let everything = repository.sales().await.unwrap();
+    assert_eq!(
+        Some(&first[0].sku),
+        everything.iter().map(|sale| &sale.sku).min()
+    );
+}
+
 /// Ending a stored sale moves its end earlier, never later, and closes an upcoming sale before
 /// it opens; the ended definition reads back. An unknown sale answers `None`.
 pub async fn end_sale_moves_the_end_earlier_only(repository: DynOrderRepository) {
@@ -357,6 +399,22 @@ pub async fn page_size_is_capped(repository: DynOrderRepository) {
             "{err:?}"
         );
     }
+    // A status alone has no index to walk: refused, not a scan of every order.
+    let by_status_alone = OrderQuery {
+        status: Some(OrderStatus::Paid),
+        ..OrderQuery::default()
+    };
+    let err = repository.list(&by_status_alone).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidInput {
+                field: "status",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 /// A transition racing the order's insert (a payment before the worker persisted the order)

@@ -93,13 +93,13 @@ pub(super) async fn cancel(
     params(
         ("user" = Option<UserId>, Query, description = "Only this buyer's orders."),
         ("sku" = Option<Sku>, Query, description = "Only this sale's orders."),
-        ("status" = Option<OrderStatus>, Query, description = "Only orders in this status."),
+        ("status" = Option<OrderStatus>, Query, description = "Only orders in this status; together with `sku` or `user` (no index serves a status alone)."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size; default 100."),
         ("after" = Option<OrderId>, Query, description = "The `next` cursor of the previous page."),
     ),
     responses(
         (status = 200, description = "One page, newest first.", body = OrderPage),
-        (status = 400, description = "`invalid_request`: a filter is malformed.", body = ErrorBody),
+        (status = 400, description = "`invalid_request`: a filter is malformed, or `status` comes without `sku` or `user`.", body = ErrorBody),
     )
 )]
 pub(super) async fn list(
