@@ -32,6 +32,15 @@ pub enum Error {
     /// A sale with this sku already exists.
     #[error("a sale already exists for sku {0}")]
     SaleExists(Sku),
+    /// Creating the sale would pass the cap on sales held at once
+    /// ([`EngineConfig::max_sales`](crate::EngineConfig::max_sales)).
+    #[error(
+        "{max} sales exist, the most this deployment holds at once; end and remove one, or raise --max-sales"
+    )]
+    TooManySales {
+        /// The cap.
+        max: u64,
+    },
     /// The sale has no waiting room (its queue routes do not exist).
     #[error("sale {0} has no waiting room")]
     NoWaitingRoom(Sku),

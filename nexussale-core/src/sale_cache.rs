@@ -9,58 +9,109 @@ use parking_lot::Mutex;
 
 use crate::sale::Sku;
 
-/// The map a [`SaleCache`] swaps (foldhash: the lookup is on every purchase).
+/// The map a [`SaleCache`] bucket swaps (foldhash: the lookup is on every purchase).
 pub(crate) type SaleMap<V> = HashMap<Sku, Arc<V>, foldhash::fast::RandomState>;
 
-/// Values by sku, copy-on-write behind an `ArcSwap`: readers take no lock and write no shared
-/// counter; a writer copies the map under a mutex (sales are few and rarely created).
+/// Buckets of a [`SaleCache`] (a power of two): a write copies one bucket, a 256th of the sales.
+const BUCKETS: usize = 256;
+
+/// Values by sku, copy-on-write behind `ArcSwap`s: readers take no lock and write no shared
+/// counter; a writer copies the one bucket the sku falls in, under a mutex, so creating a sale
+/// costs a 256th of the sales held (at 100,000 sales a few hundred entries), not all of them.
 pub(crate) struct SaleCache<V> {
-    map: ArcSwap<SaleMap<V>>,
+    buckets: Box<[ArcSwap<SaleMap<V>>]>,
     writer: Mutex<()>,
 }
 
 impl<V> Default for SaleCache<V> {
     fn default() -> Self {
         Self {
-            map: ArcSwap::default(),
+            buckets: (0..BUCKETS).map(|_| ArcSwap::default()).collect(),
             writer: Mutex::new(()),
         }
     }
 }
 
+/// FNV-1a of the sku: fixed (the bucket only spreads writes), cheap on a short string.
+fn bucket_of(sku: &Sku) -> usize {
+    let hash = sku
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    (hash as usize) & (BUCKETS - 1)
+}
+
 impl<V> SaleCache<V> {
+    fn bucket(&self, sku: &Sku) -> &ArcSwap<SaleMap<V>> {
+        &self.buckets[bucket_of(sku)]
+    }
+
     /// Runs `read` on the sale's value in place (no reference count touched).
     pub(crate) fn read<R>(&self, sku: &Sku, read: impl FnOnce(&V) -> R) -> Option<R> {
-        self.map.load().get(sku).map(|value| read(value))
+        self.bucket(sku).load().get(sku).map(|value| read(value))
     }
 
     /// The sale's value.
     pub(crate) fn get(&self, sku: &Sku) -> Option<Arc<V>> {
-        self.map.load().get(sku).map(Arc::clone)
+        self.bucket(sku).load().get(sku).map(Arc::clone)
     }
 
     /// Whether the sale is held.
     pub(crate) fn contains(&self, sku: &Sku) -> bool {
-        self.map.load().contains_key(sku)
+        self.bucket(sku).load().contains_key(sku)
     }
 
     /// How many sales are held.
     pub(crate) fn len(&self) -> usize {
-        self.map.load().len()
+        self.buckets.iter().map(|bucket| bucket.load().len()).sum()
     }
 
     /// Every value, in no particular order.
     pub(crate) fn values(&self) -> Vec<Arc<V>> {
-        self.map.load().values().map(Arc::clone).collect()
+        self.buckets
+            .iter()
+            .flat_map(|bucket| bucket.load().values().map(Arc::clone).collect::<Vec<_>>())
+            .collect()
     }
 
-    /// Replaces the map with `change` applied to a copy of it; answers what `change` did.
-    pub(crate) fn update<R>(&self, change: impl FnOnce(&mut SaleMap<V>) -> R) -> R {
+    /// Replaces the sku's bucket with `change` applied to a copy of it; answers what `change`
+    /// did. `change` must touch `sku` only.
+    fn change<R>(&self, sku: &Sku, change: impl FnOnce(&mut SaleMap<V>) -> R) -> R {
         let _writer = self.writer.lock();
-        let mut map = SaleMap::clone(&self.map.load());
+        let bucket = self.bucket(sku);
+        let mut map = SaleMap::clone(&bucket.load());
         let outcome = change(&mut map);
-        self.map.store(Arc::new(map));
+        bucket.store(Arc::new(map));
         outcome
+    }
+
+    /// Inserts `make()` unless the sale is held; answers whether it inserted.
+    pub(crate) fn insert_new(&self, sku: &Sku, make: impl FnOnce() -> V) -> bool {
+        if self.contains(sku) {
+            return false;
+        }
+        self.change(sku, |map| match map.entry(sku.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(Arc::new(make()));
+                true
+            }
+        })
+    }
+
+    /// Holds `value` for the sale, replacing what it held.
+    pub(crate) fn insert(&self, sku: &Sku, value: Arc<V>) {
+        self.change(sku, |map| map.insert(sku.clone(), value));
+    }
+
+    /// Drops every sale.
+    pub(crate) fn clear(&self) {
+        let _writer = self.writer.lock();
+        for bucket in self.buckets.iter() {
+            bucket.store(Arc::default());
+        }
     }
 
     /// The sale's value, made and inserted by `make` when absent (the first writer wins).
@@ -68,7 +119,9 @@ impl<V> SaleCache<V> {
         if let Some(value) = self.get(sku) {
             return value;
         }
-        self.update(|map| Arc::clone(map.entry(sku.clone()).or_insert_with(|| Arc::new(make()))))
+        self.change(sku, |map| {
+            Arc::clone(map.entry(sku.clone()).or_insert_with(|| Arc::new(make())))
+        })
     }
 
     /// Drops the sale; answers its value.
@@ -76,7 +129,7 @@ impl<V> SaleCache<V> {
         if !self.contains(sku) {
             return None;
         }
-        self.update(|map| map.remove(sku))
+        self.change(sku, |map| map.remove(sku))
     }
 }
 
@@ -93,13 +146,17 @@ mod tests {
         assert_eq!(*cache.get_or_insert_with(&sku, || 2), 1);
         assert_eq!(cache.read(&sku, |n| n + 1), Some(2));
         assert_eq!(cache.len(), 1);
-        cache.update(|map| map.insert(Sku::new("xbox").unwrap(), Arc::new(7)));
+        cache.insert(&Sku::new("xbox").unwrap(), Arc::new(7));
+        assert!(!cache.insert_new(&Sku::new("xbox").unwrap(), || 8));
+        assert!(cache.insert_new(&Sku::new("wii").unwrap(), || 9));
         let mut values: Vec<u32> = cache.values().iter().map(|n| **n).collect();
         values.sort_unstable();
-        assert_eq!(values, [1, 7]);
+        assert_eq!(values, [1, 7, 9]);
         assert_eq!(cache.remove(&sku).as_deref(), Some(&1));
         assert_eq!(cache.remove(&sku), None);
         assert!(!cache.contains(&sku));
+        cache.clear();
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]

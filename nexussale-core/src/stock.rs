@@ -108,6 +108,12 @@ pub trait StockStore: Send + Sync + Debug + 'static {
     /// Every sale's definition.
     async fn sales(&self) -> Result<Vec<Sale>>;
 
+    /// How many sales the store holds, without reading them (the cap on sales checks it before
+    /// each creation). The default counts [`sales`](Self::sales).
+    async fn sale_count(&self) -> Result<u64> {
+        Ok(self.sales().await?.len() as u64)
+    }
+
     /// Ends the sale at `at` unless it ended earlier (see the contract); answers the definition
     /// it has now, `None` for a sale the store does not hold.
     async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>>;
@@ -232,6 +238,9 @@ macro_rules! forward_stock_store {
             }
             async fn sales(&self) -> Result<Vec<Sale>> {
                 (**self).sales().await
+            }
+            async fn sale_count(&self) -> Result<u64> {
+                (**self).sale_count().await
             }
             async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
                 (**self).end_sale(sku, at).await

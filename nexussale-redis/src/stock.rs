@@ -199,6 +199,15 @@ impl StockStore for RedisStockStore {
         Ok(self.inner.sales().await?)
     }
 
+    async fn sale_count(&self) -> Result<u64> {
+        let mut conn = self.inner.conn();
+        let count: u64 = conn
+            .scard(sales_key(self.inner.prefix()))
+            .await
+            .map_err(StoreError::from)?;
+        Ok(count)
+    }
+
     async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
         let ended = self.inner.end_sale(sku, at).await;
         Ok(self.inner.unless_regressed(sku, ended).await?)

@@ -200,6 +200,11 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_BODY_READ_TIMEOUT_SECS", default_value_t = 5)]
     pub body_read_timeout_secs: u64,
 
+    /// The most sales the stock store holds at once: creating one more answers 409
+    /// `too_many_sales` (each live sale costs memory and a place in every listing). 0: no cap.
+    #[arg(long, env = "NEXUSSALE_MAX_SALES", default_value_t = 100_000)]
+    pub max_sales: u64,
+
     /// Connections one client address may hold at once; past it, new ones from that address are
     /// closed at once. Unset: no per-address cap.
     #[arg(long, env = "NEXUSSALE_MAX_CONNECTIONS_PER_IP")]
@@ -294,6 +299,7 @@ impl std::fmt::Debug for Config {
             .field("insecure_open", &self.insecure_open)
             .field("no_worker", &self.no_worker)
             .field("max_connections", &self.max_connections)
+            .field("max_sales", &self.max_sales)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("body_read_timeout_secs", &self.body_read_timeout_secs)
             .field("max_connections_per_ip", &self.max_connections_per_ip)

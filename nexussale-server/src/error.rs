@@ -20,11 +20,12 @@ pub struct ApiError {
 }
 
 /// The contract's error codes: the values `error` may take in an error answer.
-pub const ERROR_CODES: [&str; 14] = [
+pub const ERROR_CODES: [&str; 15] = [
     "invalid_request",
     "payload_too_large",
     "unknown_sale",
     "sale_exists",
+    "too_many_sales",
     "sold_out",
     "limit_exceeded",
     "sale_not_active",
@@ -110,6 +111,9 @@ impl From<Error> for ApiError {
             Error::InvalidInput { .. } => Self::invalid(message),
             Error::UnknownSale(_) => Self::new(StatusCode::NOT_FOUND, "unknown_sale", message),
             Error::SaleExists(_) => Self::new(StatusCode::CONFLICT, "sale_exists", message),
+            Error::TooManySales { .. } => {
+                Self::new(StatusCode::CONFLICT, "too_many_sales", message)
+            }
             Error::OrderNotFound(_) | Error::NoWaitingRoom(_) => Self::not_found(message),
             Error::Conflict { .. } | Error::IdempotencyKeyReused { .. } => {
                 Self::new(StatusCode::CONFLICT, "conflict", message)

@@ -249,12 +249,15 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         );
     }
     let backends = Backends::connect(&config.backends()).await?;
+    let mut engine_config = nexussale_core::EngineConfig::default();
+    engine_config.max_sales = (config.max_sales > 0).then_some(config.max_sales);
     let mut engine = FlashSale::builder(
         backends.stock,
         Arc::new(Hooked::new(backends.queue, Meter)),
         Arc::new(Hooked::new(backends.repository, Meter)),
     )
-    .waiting_rooms(backends.waiting_rooms);
+    .waiting_rooms(backends.waiting_rooms)
+    .config(engine_config);
     if let Some(secret) = &config.waiting_room_secret {
         // Refused here, at start, rather than at the first admission.
         nexussale_core::PassSigner::new(secret.as_bytes())?;

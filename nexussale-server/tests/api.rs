@@ -1008,3 +1008,43 @@ async fn sales_are_listed_a_page_at_a_time_in_sku_order() {
         );
     }
 }
+
+#[tokio::test]
+async fn sales_past_the_cap_are_refused_with_409() {
+    let mut config = nexussale_core::EngineConfig::default();
+    config.max_sales = Some(2);
+    let engine = FlashSale::builder(
+        std::sync::Arc::new(nexussale_core::memory::MemoryStockStore::new()),
+        std::sync::Arc::new(nexussale_core::memory::MemoryOrderQueue::new()),
+        std::sync::Arc::new(nexussale_core::memory::MemoryOrderRepository::new()),
+    )
+    .config(config)
+    .build();
+    let app = app(engine.clone());
+    for sku in ["one", "two"] {
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            "/v1/sales",
+            Some(json!({"sku": sku, "stock": 1})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/v1/sales",
+        Some(json!({"sku": "three", "stock": 1})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("too_many_sales")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("--max-sales"));
+    let (status, _) = call(&app, Method::GET, "/v1/sales/three", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(engine.stock().sale_count().await.unwrap(), 2);
+}

@@ -72,6 +72,10 @@ pub struct EngineConfig {
     pub admission_interval: Duration,
     /// The most tickets one admission step admits per sale.
     pub admission_batch: u64,
+    /// The most sales the stock store may hold: a creation past it is refused
+    /// ([`Error::TooManySales`](crate::Error::TooManySales)), checked against the store's count
+    /// before creating (concurrent creations may pass it by a few). `None`: no cap.
+    pub max_sales: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +90,7 @@ impl Default for EngineConfig {
             store_rebuild_settle: Duration::from_secs(1),
             admission_interval: admission::DEFAULT_ADMISSION_INTERVAL,
             admission_batch: 1_000,
+            max_sales: None,
         }
     }
 }

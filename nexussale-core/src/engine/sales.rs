@@ -161,6 +161,11 @@ impl FlashSale {
     /// (in the background; purchases meanwhile get a retryable error) rather than started afresh.
     pub async fn create_sale(&self, sale: Sale) -> Result<SaleView> {
         sale.validate()?;
+        if let Some(max) = self.inner.config.max_sales
+            && self.inner.stock.sale_count().await? >= max
+        {
+            return Err(Error::TooManySales { max });
+        }
         if !self.inner.repository.save_sale(&sale).await? {
             if self.inner.stock.sale(&sale.sku).await?.is_none() {
                 let stored = self.definition(&sale.sku).await?;

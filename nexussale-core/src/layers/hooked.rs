@@ -50,6 +50,7 @@ pub enum Method {
     CreateSale,
     Sale,
     Sales,
+    SaleCount,
     EndSale,
     Reserve,
     Reservation,
@@ -118,6 +119,7 @@ impl Method {
             Method::CreateSale => "create_sale",
             Method::Sale => "sale",
             Method::Sales => "sales",
+            Method::SaleCount => "sale_count",
             Method::EndSale => "end_sale",
             Method::Reserve => "reserve",
             Method::Reservation => "reservation",
@@ -357,6 +359,11 @@ impl<T: StockStore, H: Hook> StockStore for Hooked<T, H> {
     async fn sales(&self) -> Result<Vec<Sale>> {
         let call = self.inner.sales();
         Self::call(&self.hook, Backend::Stock, Method::Sales, call).await
+    }
+
+    async fn sale_count(&self) -> Result<u64> {
+        let call = self.inner.sale_count();
+        Self::call(&self.hook, Backend::Stock, Method::SaleCount, call).await
     }
 
     async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {

@@ -2,8 +2,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ use crate::reservation::{
     ReserveRequest,
 };
 use crate::sale::{EarlyEnd, Sale, SaleState, Sku, StockSnapshot};
-use crate::sale_cache::{SaleCache, SaleMap};
+use crate::sale_cache::SaleCache;
 use crate::stock::StockStore;
 
 /// A [`StockStore`] in process memory: the embedded default and the reference behaviour.
@@ -141,7 +141,7 @@ impl MemoryStockStore {
     /// Forgets every sale, its counts and reservations, as a Redis without persistence does when
     /// it restarts (for tests and demos of a store rebuild). Clones share the loss.
     pub fn clear(&self) {
-        self.sales.update(SaleMap::clear);
+        self.sales.clear();
         self.due.clear();
     }
 
@@ -169,14 +169,35 @@ struct SaleSlot {
     /// The one word every purchase of the sale writes.
     counts: Padded<Counts>,
     sold: AtomicU64,
+    /// Made by the first call that needs them: an announced sale no one has bought from yet
+    /// holds no table (presized for its stock, they are its largest part; boxed, as their
+    /// padded locks alone are 10 KB).
+    tables: OnceLock<Box<Tables>>,
+    /// Where the store's [`DueIndex`] files the sale.
+    filed: Filed,
+}
+
+/// A sale's per-buyer and per-reservation state.
+struct Tables {
     /// Units each user holds (reserved or sold).
     held: DashMap<UserId, u32>,
     reservations: ReservationTable,
     keys: DashMap<(UserId, IdempotencyKey), OrderId>,
     /// Live reservations by expiry.
     expiry: ExpiryIndex,
-    /// Where the store's [`DueIndex`] files the sale.
-    filed: Filed,
+}
+
+impl Tables {
+    fn new(stock: u64) -> Self {
+        // A sale that sells out holds at least one reservation per unit.
+        let capacity = stock.min(PRESIZE_LIMIT) as usize;
+        Self {
+            held: map(capacity),
+            reservations: ReservationTable::with_capacity(capacity),
+            keys: map(0),
+            expiry: ExpiryIndex::new(),
+        }
+    }
 }
 
 /// The two counters every purchase writes, together on one cache line of their own.
@@ -192,22 +213,22 @@ const PRESIZE_LIMIT: u64 = 1 << 14;
 // `reservations`; no path holds a guard of one map while it waits on a map before it.
 impl SaleSlot {
     fn new(sale: Sale) -> Self {
-        // A sale that sells out holds at least one reservation per unit.
-        let capacity = sale.stock.min(PRESIZE_LIMIT) as usize;
         Self {
             counts: Padded(Counts {
                 available: AtomicU64::new(sale.stock),
                 reserved: AtomicU64::new(0),
             }),
             sold: AtomicU64::new(0),
-            held: map(capacity),
-            reservations: ReservationTable::with_capacity(capacity),
-            keys: map(0),
-            expiry: ExpiryIndex::new(),
+            tables: OnceLock::new(),
             filed: Filed::default(),
             early_end: EarlyEnd::default(),
             sale,
         }
+    }
+
+    fn tables(&self) -> &Tables {
+        self.tables
+            .get_or_init(|| Box::new(Tables::new(self.sale.stock)))
     }
 
     /// The definition, with its early end if it was ended.
@@ -255,12 +276,13 @@ impl SaleSlot {
     fn reserve(&self, request: &ReserveRequest) -> ReserveOutcome {
         // Holding the key's entry makes two requests with one key serialize. The key comes first:
         // a retry gets its order back even once the sale has sold out or ended.
-        let key_entry = request
-            .idempotency_key
-            .as_ref()
-            .map(|key| self.keys.entry((request.user.clone(), key.clone())));
+        let key_entry = request.idempotency_key.as_ref().map(|key| {
+            self.tables()
+                .keys
+                .entry((request.user.clone(), key.clone()))
+        });
         if let Some(Entry::Occupied(entry)) = &key_entry {
-            let earlier = self.reservations.with(*entry.get(), |earlier| {
+            let earlier = self.tables().reservations.with(*entry.get(), |earlier| {
                 (earlier.state != ReservationState::Released(ReleaseReason::Aborted))
                     .then(|| earlier.to_reservation(&self.sale.sku, *entry.get()))
             });
@@ -274,7 +296,7 @@ impl SaleSlot {
         }
         let limit = self.sale.per_user_limit;
         let taken = {
-            let mut held = self.held.entry(request.user.clone()).or_insert(0);
+            let mut held = self.tables().held.entry(request.user.clone()).or_insert(0);
             if u64::from(*held) + u64::from(request.quantity) > u64::from(limit) {
                 Err(ReserveOutcome::LimitExceeded { limit, held: *held })
             } else {
@@ -292,14 +314,18 @@ impl SaleSlot {
             Err(refused) => {
                 // Refused buyers who hold nothing leave no entry behind (a sold-out sale may
                 // meet millions of them).
-                self.held.remove_if(&request.user, |_, held| *held == 0);
+                self.tables()
+                    .held
+                    .remove_if(&request.user, |_, held| *held == 0);
                 return refused;
             }
         };
         let reservation = request.reservation(&self.sale);
-        self.expiry
+        self.tables()
+            .expiry
             .insert(reservation.expires_at, reservation.order_id);
-        self.reservations
+        self.tables()
+            .reservations
             .insert(reservation.order_id, Held::new(&reservation));
         match key_entry {
             Some(Entry::Occupied(mut entry)) => {
@@ -318,6 +344,7 @@ impl SaleSlot {
 
     fn confirm(&self, order_id: OrderId, now: DateTime<Utc>) -> ConfirmOutcome {
         let outcome = self
+            .tables()
             .reservations
             .with_mut(order_id, |held| match held.state {
                 ReservationState::Confirmed => ConfirmOutcome::AlreadyConfirmed,
@@ -336,6 +363,7 @@ impl SaleSlot {
 
     fn release(&self, order_id: OrderId, reason: ReleaseReason) -> ReleaseOutcome {
         let released = self
+            .tables()
             .reservations
             .with_mut(order_id, |held| match held.state {
                 ReservationState::Confirmed => Err(ReleaseOutcome::Confirmed),
@@ -353,7 +381,7 @@ impl SaleSlot {
             Some(Err(outcome)) => return outcome,
             Some(Ok(released)) => released,
         };
-        if let Some(mut held) = self.held.get_mut(&user) {
+        if let Some(mut held) = self.tables().held.get_mut(&user) {
             *held = held.saturating_sub(quantity);
         }
         self.counts
@@ -367,22 +395,25 @@ impl SaleSlot {
 
     /// Whether the reservation is still held.
     fn live(&self, order_id: OrderId) -> bool {
-        self.reservations
+        self.tables()
+            .reservations
             .with(order_id, |held| held.state == ReservationState::Reserved)
             .unwrap_or(false)
     }
 
     /// The earliest expiry of a reservation still held.
     fn next_expiry(&self) -> Option<DateTime<Utc>> {
-        self.expiry.next(|order_id| self.live(order_id))
+        self.tables().expiry.next(|order_id| self.live(order_id))
     }
 
     fn expired(&self, now: DateTime<Utc>, limit: usize) -> Vec<Reservation> {
-        self.expiry
+        self.tables()
+            .expiry
             .due(now, limit, |order_id| self.live(order_id))
             .into_iter()
             .filter_map(|(_, order_id)| {
-                self.reservations
+                self.tables()
+                    .reservations
                     .with(order_id, |held| {
                         (held.state == ReservationState::Reserved)
                             .then(|| held.to_reservation(&self.sale.sku, order_id))
@@ -394,7 +425,7 @@ impl SaleSlot {
 
     /// The state `orders` imply for `sale`.
     fn restored(sale: &Sale, orders: &[Order]) -> Self {
-        let mut slot = Self::new(sale.clone());
+        let slot = Self::new(sale.clone());
         let (mut reserved, mut sold) = (0u64, 0u64);
         let mut held: HashMap<UserId, u32> = HashMap::new();
         for order in orders.iter().filter(|order| order.sku == sale.sku) {
@@ -403,7 +434,7 @@ impl SaleSlot {
             match state {
                 ReservationState::Reserved => {
                     reserved += quantity;
-                    slot.expiry.insert(order.expires_at, order.id);
+                    slot.tables().expiry.insert(order.expires_at, order.id);
                 }
                 ReservationState::Confirmed => sold += quantity,
                 ReservationState::Released(_) => {}
@@ -412,13 +443,17 @@ impl SaleSlot {
                 *held.entry(order.user.clone()).or_default() += order.quantity;
             }
             if let Some(key) = &order.idempotency_key {
-                slot.keys
+                slot.tables()
+                    .keys
                     .insert((order.user.clone(), key.clone()), order.id);
             }
-            slot.reservations
+            slot.tables()
+                .reservations
                 .insert(order.id, Held::new(&Reservation::from_order(order)));
         }
-        slot.held.extend(held);
+        for (user, units) in held {
+            slot.tables().held.insert(user, units);
+        }
         slot.counts.reserved.store(reserved, Ordering::Release);
         slot.sold.store(sold, Ordering::Release);
         slot.counts.available.store(
@@ -432,13 +467,9 @@ impl SaleSlot {
 #[async_trait]
 impl StockStore for MemoryStockStore {
     async fn create_sale(&self, sale: &Sale) -> Result<bool> {
-        Ok(self.sales.update(|sales| {
-            if sales.contains_key(&sale.sku) {
-                return false;
-            }
-            sales.insert(sale.sku.clone(), Arc::new(SaleSlot::new(sale.clone())));
-            true
-        }))
+        Ok(self
+            .sales
+            .insert_new(&sale.sku, || SaleSlot::new(sale.clone())))
     }
 
     async fn sale(&self, sku: &Sku) -> Result<Option<Sale>> {
@@ -454,6 +485,10 @@ impl StockStore for MemoryStockStore {
             .collect();
         sales.sort_by(|a, b| a.sku.cmp(&b.sku));
         Ok(sales)
+    }
+
+    async fn sale_count(&self) -> Result<u64> {
+        Ok(self.sales.len() as u64)
     }
 
     async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
@@ -473,7 +508,7 @@ impl StockStore for MemoryStockStore {
 
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
         self.with_slot(sku, |slot| {
-            slot.reservations.with(order_id, |held| {
+            slot.tables().reservations.with(order_id, |held| {
                 held.to_reservation(&slot.sale.sku, order_id)
             })
         })
@@ -486,8 +521,9 @@ impl StockStore for MemoryStockStore {
         key: &IdempotencyKey,
     ) -> Result<Option<Reservation>> {
         self.with_slot(sku, |slot| {
-            let order_id = *slot.keys.get(&(user.clone(), key.clone()))?;
-            slot.reservations
+            let order_id = *slot.tables().keys.get(&(user.clone(), key.clone()))?;
+            slot.tables()
+                .reservations
                 .with(order_id, |held| {
                     (held.state != ReservationState::Released(ReleaseReason::Aborted))
                         .then(|| held.to_reservation(&slot.sale.sku, order_id))
@@ -540,8 +576,7 @@ impl StockStore for MemoryStockStore {
 
     async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
         let slot = Arc::new(SaleSlot::restored(sale, orders));
-        self.sales
-            .update(|sales| sales.insert(sale.sku.clone(), Arc::clone(&slot)));
+        self.sales.insert(&sale.sku, Arc::clone(&slot));
         self.due.forget(&sale.sku);
         self.due
             .refile(&sale.sku, &slot.filed, || slot.next_expiry());
@@ -591,7 +626,7 @@ mod tests {
             ));
         }
         assert_eq!(
-            slot.held.len(),
+            slot.tables().held.len(),
             1,
             "only the buyer who holds a unit has an entry"
         );

@@ -59,6 +59,7 @@ fn snapshot(stock: u64, available: u64, reserved: u64, sold: u64) -> StockSnapsh
 /// Creating a sale twice creates it once; its definition (waiting room included) and full stock
 /// read back.
 pub async fn creates_a_sale_once(store: DynStockStore) {
+    let count_before = store.sale_count().await.unwrap();
     let sale = Sale::new(unique_sku(), 7)
         .with_per_user_limit(2)
         .with_reservation_ttl(Duration::from_secs(60));
@@ -83,6 +84,8 @@ pub async fn creates_a_sale_once(store: DynStockStore) {
     let queued = Sale::new(unique_sku(), 5).with_waiting_room(room);
     assert!(store.create_sale(&queued).await.unwrap());
     assert_eq!(store.sale(&queued.sku).await.unwrap(), Some(queued));
+    // Counted once each, the refused second creation not at all.
+    assert_eq!(store.sale_count().await.unwrap() - count_before, 2);
 }
 
 /// Reserving, reading and snapshotting a sale that does not exist is `Error::UnknownSale`.

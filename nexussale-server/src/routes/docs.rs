@@ -243,6 +243,9 @@ fn example_message(code: &str) -> &'static str {
         "payload_too_large" => "the request body exceeds 65536 bytes",
         "unknown_sale" => "no sale exists for sku ps5",
         "sale_exists" => "a sale already exists for sku ps5",
+        "too_many_sales" => {
+            "100000 sales exist, the most this deployment holds at once; end and remove one, or raise --max-sales"
+        }
         "sold_out" => "sale ps5 is sold out",
         "limit_exceeded" => "sale ps5 allows at most 1 unit(s) per user",
         "sale_not_active" => "sale ps5 is upcoming, not active",

@@ -173,7 +173,7 @@ impl From<SaleView> for SaleBody {
     responses(
         (status = 201, description = "The sale, created.", body = SaleBody,
             headers(("Location" = String, description = "`/v1/sales/{sku}`: where the sale is read."))),
-        (status = 409, description = "`sale_exists`: a sale with this sku exists.", body = ErrorBody),
+        (status = 409, description = "`sale_exists`: a sale with this sku exists; `too_many_sales`: `--max-sales` sales exist already.", body = ErrorBody),
     )
 )]
 pub(super) async fn create<B>(state: &AppState, body: B) -> Result<Response, ApiError>
