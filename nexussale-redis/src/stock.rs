@@ -200,12 +200,7 @@ impl StockStore for RedisStockStore {
     }
 
     async fn sale_count(&self) -> Result<u64> {
-        let mut conn = self.inner.conn();
-        let count: u64 = conn
-            .scard(sales_key(self.inner.prefix()))
-            .await
-            .map_err(StoreError::from)?;
-        Ok(count)
+        Ok(self.inner.sale_count().await?)
     }
 
     async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
@@ -466,13 +461,26 @@ impl Inner {
         Ok(self.load(sku).await?.map(|info| info.sale.clone()))
     }
 
-    async fn sales(&self) -> Outcome<Vec<Sale>> {
+    async fn sale_count(&self) -> Outcome<u64> {
+        Ok(self.conn().scard(sales_key(self.prefix())).await?)
+    }
+
+    /// Every sku of the sales set.
+    async fn skus(&self) -> Outcome<Vec<Sku>> {
         let skus: Vec<String> = self.conn().smembers(sales_key(self.prefix())).await?;
+        skus.iter()
+            .map(|sku| {
+                Sku::new(sku).map_err(|err| {
+                    StoreError::corrupt(format!("sku `{sku}` in the sales set: {err}"))
+                })
+            })
+            .collect()
+    }
+
+    async fn sales(&self) -> Outcome<Vec<Sale>> {
+        let skus = self.skus().await?;
         let mut sales = Vec::with_capacity(skus.len());
         for sku in skus {
-            let sku = Sku::new(&sku).map_err(|err| {
-                StoreError::corrupt(format!("sku `{sku}` in the sales set: {err}"))
-            })?;
             if let Some(info) = self.load(&sku).await? {
                 sales.push(info.sale.clone());
             }
@@ -699,30 +707,26 @@ impl Inner {
     /// index, every sale).
     async fn due_sales(&self, now: DateTime<Utc>, limit: usize) -> Outcome<Vec<Sku>> {
         let mut conn = self.conn();
-        let members: Vec<String> = match conn.reaches_every_key() {
-            true => {
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(due_key(self.prefix()))
-                    .arg("-inf")
-                    .arg(now.timestamp_micros())
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(limit)
-                    .query_async(&mut conn)
-                    .await?
-            }
-            false => {
-                let skus: Vec<String> = conn.smembers(sales_key(self.prefix())).await?;
-                skus.into_iter().map(|sku| format!("0:{sku}")).collect()
-            }
-        };
-        let mut skus: Vec<Sku> = Vec::with_capacity(members.len());
+        if !conn.reaches_every_key() {
+            return self.skus().await;
+        }
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(due_key(self.prefix()))
+            .arg("-inf")
+            .arg(now.timestamp_micros())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        let mut seen = std::collections::HashSet::with_capacity(members.len());
+        let mut skus = Vec::with_capacity(members.len());
         for member in &members {
             let sku = due_sku(member)
                 .and_then(|sku| Sku::new(sku).ok())
                 .ok_or_else(|| StoreError::corrupt(format!("`{member}` in the due index")))?;
-            // A sale's shards file separately: visit it once.
-            if !skus.contains(&sku) {
+            // A sale's shards file separately: visit it once, in the order it first came due.
+            if seen.insert(sku.clone()) {
                 skus.push(sku);
             }
         }

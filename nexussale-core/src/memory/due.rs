@@ -90,11 +90,6 @@ impl DueIndex {
         }
     }
 
-    /// Drops `sku`'s entry (its state is being replaced).
-    pub(super) fn forget(&self, sku: &Sku) {
-        self.inner.lock().remove(sku);
-    }
-
     /// Drops every entry.
     pub(super) fn clear(&self) {
         *self.inner.lock() = Entries::default();
@@ -141,7 +136,7 @@ mod tests {
         assert!(index.due(at(19), 10).is_empty());
         index.note(&a, &filed_a, at(15));
         assert_eq!(index.due(at(15), 10), vec![a.clone()]);
-        index.forget(&a);
+        index.refile(&a, &filed_a, || None);
         assert!(index.due(at(100), 10).is_empty());
     }
 }

@@ -102,22 +102,16 @@ impl Inner {
         let upper = query.after.map_or(Bound::Unbounded, Bound::Excluded);
         let range = (Bound::Unbounded, upper);
         // Walk the narrowest index the query allows, newest first.
-        let ids: Box<dyn Iterator<Item = &OrderId>> = match (&query.user, &query.sku) {
-            (Some(user), _) => match self.by_user.get(user) {
-                Some(ids) => Box::new(ids.range(range).rev()),
-                None => Box::new(std::iter::empty()),
-            },
-            (None, Some(sku)) => match query.status {
-                Some(status) => match self.by_sku_status.get(&(sku.clone(), status)) {
-                    Some(ids) => Box::new(ids.range(range).rev()),
-                    None => Box::new(std::iter::empty()),
-                },
-                None => match self.by_sku.get(sku) {
-                    Some(ids) => Box::new(ids.range(range).rev()),
-                    None => Box::new(std::iter::empty()),
-                },
-            },
-            (None, None) => Box::new(self.orders.range(range).rev().map(|(id, _)| id)),
+        let index = match (&query.user, &query.sku, query.status) {
+            (Some(user), _, _) => Some(self.by_user.get(user)),
+            (None, Some(sku), Some(status)) => Some(self.by_sku_status.get(&(sku.clone(), status))),
+            (None, Some(sku), None) => Some(self.by_sku.get(sku)),
+            (None, None, _) => None,
+        };
+        let ids: Box<dyn Iterator<Item = &OrderId>> = match index {
+            Some(Some(ids)) => Box::new(ids.range(range).rev()),
+            Some(None) => Box::new(std::iter::empty()),
+            None => Box::new(self.orders.range(range).rev().map(|(id, _)| id)),
         };
         let mut orders: Vec<Order> = ids
             .filter_map(|id| self.orders.get(id))

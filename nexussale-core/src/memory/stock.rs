@@ -577,7 +577,7 @@ impl StockStore for MemoryStockStore {
     async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
         let slot = Arc::new(SaleSlot::restored(sale, orders));
         self.sales.insert(&sale.sku, Arc::clone(&slot));
-        self.due.forget(&sale.sku);
+        // Replaces the old slot's entry too.
         self.due
             .refile(&sale.sku, &slot.filed, || slot.next_expiry());
         Ok(())
