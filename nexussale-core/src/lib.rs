@@ -47,7 +47,7 @@ pub use sale::{
     DEFAULT_RESERVATION_TTL, MAX_PER_USER_LIMIT, MAX_RESERVATION_TTL, MAX_STOCK, Sale, SaleState,
     StockSnapshot,
 };
-pub use stock::{DynStockStore, StockStore};
+pub use stock::{DEFAULT_SETTLED_RETENTION, DynStockStore, StockStore};
 pub use waiting_room::{
     Admission, AdmitRequest, DEFAULT_PASS_TTL, DynWaitingRoomStore, MAX_NONCE_LEN, MAX_OVERBOOK,
     MAX_PASS_TTL, MAX_PROOF_OF_WORK_BITS, MIN_PASS_KEY_LEN, Overbook, PassGrant, PassRefusal,

@@ -15,6 +15,10 @@ use crate::reservation::{
 };
 use crate::sale::{Sale, Sku, StockSnapshot};
 
+/// How long the embedded and Redis stores keep a settled reservation after its expiry, unless
+/// configured (see the [`StockStore`] contract's retention): the lifetime of an idempotency key.
+pub const DEFAULT_SETTLED_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// A shared, type-erased [`StockStore`].
 pub type DynStockStore = Arc<dyn StockStore>;
 
@@ -62,6 +66,16 @@ pub type DynStockStore = Arc<dyn StockStore>;
 ///   request at or after `at` as [`SaleState::Ended`], in every place the store keeps the sale;
 ///   [`sale`](Self::sale) and [`sales`](Self::sales) answer the ended definition. It holds no
 ///   unit and releases none: reservations made before go on to be paid or to expire.
+/// - **Retention.** A store may forget a settled (confirmed or released) reservation, with the
+///   idempotency key that made it, once a retention has passed after the reservation's expiry
+///   (the store documents it; the embedded and Redis stores keep [`DEFAULT_SETTLED_RETENTION`]
+///   unless configured). It forgets in [`expired`](Self::expired), at most `limit` per call, and
+///   files the sale in [`due_sales`](Self::due_sales) for it, so nothing but the sweeper pays. A
+///   held reservation is never forgotten, and forgetting changes no count and no user's hold.
+///   Once forgotten, [`reservation`](Self::reservation) and
+///   [`reservation_by_key`](Self::reservation_by_key) answer `None`, [`confirm`](Self::confirm)
+///   and [`release`](Self::release) answer `NotFound`, and the key makes a new reservation: the
+///   retention is the idempotency key's lifetime.
 /// - **One rebuild.** [`lock_rebuild`](Self::lock_rebuild) admits one holder per sale at a time,
 ///   across every process that shares the store, until the holder unlocks or lets its lease
 ///   lapse; the holder renews by locking again.
@@ -156,10 +170,13 @@ pub trait StockStore: Send + Sync + Debug + 'static {
     /// Up to `limit` reservations of the sale still held whose expiry is at or before `now`,
     /// soonest expiry first. Found through an index on expiry, never by scanning every reservation.
     ///
+    /// A store with a retention also forgets here up to `limit` settled reservations whose
+    /// retention has passed at `now` (see the contract).
+    ///
     /// When it finds fewer than `limit`, it also files the sale in the index of
     /// [`due_sales`](Self::due_sales) under the earliest expiry the sale holds now (those it
-    /// answers included: until they are released the sale stays due), or takes it out when it
-    /// holds nothing.
+    /// answers included: until they are released the sale stays due) or the earliest instant a
+    /// settled reservation is to be forgotten, or takes it out when it holds neither.
     async fn expired(
         &self,
         sku: &Sku,

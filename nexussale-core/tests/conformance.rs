@@ -70,6 +70,16 @@ mod direct {
         testkit::engine::sweeper_visits_only_due_sales(Arc::new(MemoryStockStore::new())).await;
     }
 
+    #[tokio::test]
+    async fn settled_reservations_are_forgotten_after_their_retention() {
+        let retention = Duration::from_secs(120);
+        testkit::stock::settled_reservations_are_forgotten_after_their_retention(
+            Arc::new(MemoryStockStore::new().with_retention(retention)),
+            retention,
+        )
+        .await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn waiting_room_flow() {
         testkit::engine::waiting_room_flow(

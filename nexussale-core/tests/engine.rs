@@ -461,6 +461,117 @@ async fn reconcile_rebuilds_a_lost_stock_store_from_the_repository() {
     recovered.pay(ids[3]).await.unwrap();
 }
 
+/// The sweeper forgets settled reservations a retention after their expiry: the store stops
+/// holding them, the orders keep their status, nothing goes back on sale, and the key's
+/// lifetime ends there.
+#[tokio::test]
+async fn the_sweeper_forgets_settled_reservations_after_the_retention() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let stock = Arc::new(MemoryStockStore::new().with_retention(Duration::from_secs(600)));
+    let repository = Arc::new(MemoryOrderRepository::new());
+    let engine = FlashSale::builder(stock.clone(), Arc::new(MemoryOrderQueue::new()), repository)
+        .clock(clock.clone())
+        .build();
+    let ps5 = sku("ps5");
+    engine
+        .create_sale(
+            Sale::new(ps5.clone(), 3)
+                .with_per_user_limit(2)
+                .with_reservation_ttl(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    let key = IdempotencyKey::new("k1").unwrap();
+    let keyed = buy(&ps5, "ann").with_idempotency_key(key.clone());
+    let PurchaseOutcome::Accepted(paid) = engine.purchase(keyed.clone()).await.unwrap() else {
+        panic!("buys");
+    };
+    let PurchaseOutcome::Accepted(lapsed) = engine.purchase(buy(&ps5, "bob")).await.unwrap() else {
+        panic!("buys");
+    };
+    engine.drain().await.unwrap();
+    engine.pay(paid.order.id).await.unwrap();
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(engine.sweep_expired().await.unwrap().released, 1);
+    clock.advance(Duration::from_secs(598));
+    engine.sweep_expired().await.unwrap();
+    assert!(
+        stock
+            .reservation(&ps5, paid.order.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    clock.advance(Duration::from_secs(1));
+    engine.sweep_expired().await.unwrap();
+    for id in [paid.order.id, lapsed.order.id] {
+        assert_eq!(
+            stock.reservation(&ps5, id).await.unwrap(),
+            None,
+            "forgotten"
+        );
+    }
+    assert_eq!(
+        engine.order(paid.order.id).await.unwrap().status,
+        OrderStatus::Paid
+    );
+    assert_eq!(
+        engine.order(lapsed.order.id).await.unwrap().status,
+        OrderStatus::Expired
+    );
+    let snapshot = stock.snapshot(&ps5).await.unwrap();
+    assert_eq!((snapshot.available, snapshot.sold), (2, 1));
+    assert!(engine.reconcile(&ps5, false).await.unwrap().in_sync());
+    // The key's lifetime is over: the retry is a new order (ann holds one of her two).
+    let PurchaseOutcome::Accepted(again) = engine.purchase(keyed).await.unwrap() else {
+        panic!("a new order");
+    };
+    assert_ne!(again.order.id, paid.order.id);
+}
+
+/// A repository bounded by `--max-orders-in-memory` forgets old paid orders; a store rebuilt
+/// from what is left would sell those units again, so the repair is refused and the lost store
+/// stays lost (its sale unavailable) rather than oversold.
+#[tokio::test]
+async fn a_repository_that_forgot_paid_orders_is_never_restored_from() {
+    let repository = Arc::new(MemoryOrderRepository::new().with_max_orders(3));
+    let queue = Arc::new(MemoryOrderQueue::new());
+    let engine = FlashSale::new(
+        Arc::new(MemoryStockStore::new()),
+        queue.clone(),
+        repository.clone(),
+    );
+    let ps5 = sku("ps5");
+    engine.create_sale(Sale::new(ps5.clone(), 5)).await.unwrap();
+    let mut ids = Vec::new();
+    for user in ["ann", "bob", "cat", "dan"] {
+        let PurchaseOutcome::Accepted(receipt) = engine.purchase(buy(&ps5, user)).await.unwrap()
+        else {
+            panic!("buys");
+        };
+        ids.push(receipt.order.id);
+    }
+    engine.drain().await.unwrap();
+    engine.pay(ids[0]).await.unwrap();
+    engine.pay(ids[1]).await.unwrap();
+    // Four orders, bound three: the oldest settled (ann's) is forgotten, the pending ones kept.
+    assert_eq!(repository.get(ids[0]).await.unwrap(), None);
+    for id in &ids[1..] {
+        assert!(repository.get(*id).await.unwrap().is_some());
+    }
+    assert_eq!(repository.counts(&ps5).await.unwrap().paid.units, 2);
+    assert!(engine.reconcile(&ps5, false).await.unwrap().in_sync());
+
+    let stock = Arc::new(MemoryStockStore::new());
+    let recovered = FlashSale::new(stock.clone(), queue, repository);
+    let err = recovered.reconcile(&ps5, true).await.unwrap_err();
+    assert!(err.to_string().contains("1 of the 2 paid units"), "{err}");
+    assert!(
+        matches!(stock.snapshot(&ps5).await, Err(Error::UnknownSale(_))),
+        "nothing restored"
+    );
+}
+
 #[tokio::test]
 async fn pay_of_a_lapsed_reservation_is_a_conflict_and_settles_the_order() {
     let memory = Memory::new();

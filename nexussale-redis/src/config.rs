@@ -34,6 +34,7 @@ pub struct RedisConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) tls: TlsFiles,
     pub(crate) replica_acks: usize,
+    pub(crate) settled_retention: Duration,
 }
 
 /// The PEM files of a `rediss://` connection: who signed the server's certificate (none: the
@@ -73,6 +74,7 @@ impl Default for RedisConfig {
             connect_timeout: Duration::from_secs(2),
             tls: TlsFiles::default(),
             replica_acks: 0,
+            settled_retention: nexussale_core::DEFAULT_SETTLED_RETENTION,
         }
     }
 }
@@ -164,6 +166,20 @@ impl RedisConfig {
     pub fn replica_acks(mut self, replicas: usize) -> Self {
         self.replica_acks = replicas;
         self
+    }
+
+    /// How long a settled (confirmed or released) reservation and the idempotency key that made
+    /// it stay in Redis after the reservation's expiry (default
+    /// [`DEFAULT_SETTLED_RETENTION`](nexussale_core::DEFAULT_SETTLED_RETENTION), a day): the
+    /// key's lifetime. The sweeper's visits forget them after it, so a sale's records do not
+    /// outlive it by more than that.
+    pub fn settled_retention(mut self, retention: Duration) -> Self {
+        self.settled_retention = retention;
+        self
+    }
+
+    pub(crate) fn retention_us(&self) -> i64 {
+        i64::try_from(self.settled_retention.as_micros()).unwrap_or(i64::MAX)
     }
 
     /// The replica acknowledgement each write waits for.

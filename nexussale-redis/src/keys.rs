@@ -10,7 +10,8 @@
 //! | `{prefix}:{{sku}:{n}}:keys` | hash | user `\n` idempotency key → order id |
 //! | `{prefix}:{{sku}:{n}}:res` | hash | order id → state letter + the reservation's JSON |
 //! | `{prefix}:{{sku}:{n}}:expiry` | sorted set | order id of each held reservation, scored by its expiry in µs |
-//! | `{prefix}:due` | sorted set | each shard (`n:sku`) that may hold reservations, scored by the earliest expiry it may hold (µs): what the sweeper visits. Not kept on a Redis Cluster (its scripts cannot reach another slot) |
+//! | `{prefix}:{{sku}:{n}}:settled` | sorted set | order id of each settled (confirmed or released) reservation, scored by when it is forgotten with its key: its expiry plus the retention, in µs |
+//! | `{prefix}:due` | sorted set | each shard (`n:sku`) that may hold reservations, scored by the earliest expiry it may hold or the earliest instant it is to forget a settled one (µs): what the sweeper visits. Not kept on a Redis Cluster (its scripts cannot reach another slot) |
 //!
 //! `n` is the stock shard, `0..shards`. In the sku, `%`, `{` and `}` are percent-encoded, so a sku
 //! cannot end the hash tag early or collide with another sku.
@@ -33,6 +34,7 @@ pub(crate) struct ShardKeys {
     pub(crate) keys: String,
     pub(crate) res: String,
     pub(crate) expiry: String,
+    pub(crate) settled: String,
     /// The due index (`{prefix}:due`), and this shard's member in it.
     pub(crate) due: String,
     pub(crate) due_member: String,
@@ -60,6 +62,7 @@ impl ShardKeys {
             keys: format!("{base}:keys"),
             res: format!("{base}:res"),
             expiry: format!("{base}:expiry"),
+            settled: format!("{base}:settled"),
             seen: Arc::default(),
         }
     }
@@ -76,8 +79,15 @@ impl ShardKeys {
 
     /// Every key, for deletion.
     #[cfg(feature = "testkit")]
-    pub(crate) fn all(&self) -> [&str; 5] {
-        [&self.stock, &self.held, &self.keys, &self.res, &self.expiry]
+    pub(crate) fn all(&self) -> [&str; 6] {
+        [
+            &self.stock,
+            &self.held,
+            &self.keys,
+            &self.res,
+            &self.expiry,
+            &self.settled,
+        ]
     }
 }
 

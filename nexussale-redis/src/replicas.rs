@@ -87,7 +87,8 @@ async fn abort_unconfirmed(
     if made.is_empty() {
         return;
     }
-    let released = scripts::release(conn.clone(), keys, &made, ReleaseReason::Aborted).await;
+    // Answered as failed to everyone and freeing its key: nothing needs it after its expiry.
+    let released = scripts::release(conn.clone(), keys, &made, ReleaseReason::Aborted, 0).await;
     if let Err(err) = released {
         tracing::warn!(orders = made.len(), error = %err, "could not release reservations the replicas did not confirm; they are returned at their expiry");
     }

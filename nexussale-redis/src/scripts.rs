@@ -30,10 +30,18 @@ fn guarded(body: &str) -> Script {
 
 pub(crate) static RESERVE: LazyLock<Script> =
     LazyLock::new(|| guarded(include_str!("lua/reserve.lua")));
-pub(crate) static CONFIRM: LazyLock<Script> =
-    LazyLock::new(|| guarded(include_str!("lua/confirm.lua")));
-pub(crate) static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| guarded(include_str!("lua/release.lua")));
+pub(crate) static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
+    guarded(concat!(
+        include_str!("lua/due.lua"),
+        include_str!("lua/confirm.lua")
+    ))
+});
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    guarded(concat!(
+        include_str!("lua/due.lua"),
+        include_str!("lua/release.lua")
+    ))
+});
 pub(crate) static WITHDRAW: LazyLock<Script> =
     LazyLock::new(|| guarded(include_str!("lua/withdraw.lua")));
 pub(crate) static SETTLE: LazyLock<Script> =
@@ -43,13 +51,13 @@ pub(crate) static CREATE: LazyLock<Script> =
 pub(crate) static END: LazyLock<Script> = LazyLock::new(|| guarded(include_str!("lua/end.lua")));
 pub(crate) static EXPIRED: LazyLock<Script> = LazyLock::new(|| {
     writing(concat!(
-        include_str!("lua/refile.lua"),
+        include_str!("lua/due.lua"),
         include_str!("lua/expired.lua")
     ))
 });
 pub(crate) static RESTORE: LazyLock<Script> = LazyLock::new(|| {
     guarded(concat!(
-        include_str!("lua/refile.lua"),
+        include_str!("lua/due.lua"),
         include_str!("lua/restore.lua")
     ))
 });
@@ -294,6 +302,7 @@ pub(crate) struct RestoredShard<'a> {
 pub(crate) async fn restore(
     mut conn: Connection,
     keys: &ShardKeys,
+    retention_us: i64,
     shard: &RestoredShard<'_>,
     first: bool,
     orders: &[&Order],
@@ -304,7 +313,8 @@ pub(crate) async fn restore(
         .key(&keys.held)
         .key(&keys.keys)
         .key(&keys.res)
-        .key(&keys.expiry);
+        .key(&keys.expiry)
+        .key(&keys.settled);
     if conn.reaches_every_key() {
         call.key(&keys.due);
     }
@@ -317,7 +327,8 @@ pub(crate) async fn restore(
         .arg(micros(setup.ends_at))
         .arg(setup.shards)
         .arg(setup.definition)
-        .arg(&keys.due_member);
+        .arg(&keys.due_member)
+        .arg(retention_us);
     for order in orders {
         let state = ReservationState::of_order(order.status);
         let key = order.idempotency_key.as_ref();
@@ -384,14 +395,17 @@ pub(crate) async fn confirm(
     keys: &ShardKeys,
     order_id: &str,
     now: DateTime<Utc>,
+    retention_us: i64,
 ) -> Result<ConfirmOutcome, StoreError> {
     let before = keys.highest_seen();
     let reply: Value = CONFIRM
         .key(&keys.stock)
         .key(&keys.res)
         .key(&keys.expiry)
+        .key(&keys.settled)
         .arg(order_id)
         .arg(now.timestamp_micros())
+        .arg(retention_us)
         .invoke_async(&mut conn)
         .await?;
     confirm_reply(&sequenced(keys, before, reply)?)
@@ -414,6 +428,7 @@ pub(crate) async fn release(
     keys: &ShardKeys,
     order_ids: &[&str],
     reason: ReleaseReason,
+    retention_us: i64,
 ) -> Result<Vec<ReleaseOutcome>, StoreError> {
     let before = keys.highest_seen();
     let mut call = RELEASE.prepare_invoke();
@@ -421,7 +436,9 @@ pub(crate) async fn release(
         .key(&keys.held)
         .key(&keys.res)
         .key(&keys.expiry)
-        .arg(record::release_letter(reason).to_string());
+        .key(&keys.settled)
+        .arg(record::release_letter(reason).to_string())
+        .arg(retention_us);
     for id in order_ids {
         call.arg(*id);
     }
@@ -465,23 +482,29 @@ fn released_as(letter: Option<&Value>, script: &str) -> Result<ReleaseReason, St
     }
 }
 
-/// `expired.lua` on one shard: up to `limit` reservations of `sku` whose expiry score is due
-/// (the shard refiled in the due index when they are fewer).
+/// `expired.lua` on one shard: up to `limit` reservations of `sku` whose expiry score is due,
+/// after forgetting up to `forget` settled ones whose retention has passed (the shard refiled
+/// in the due index when both are fewer).
 pub(crate) async fn expired(
     mut conn: Connection,
     keys: &ShardKeys,
     sku: &Sku,
     now: DateTime<Utc>,
     limit: usize,
+    forget: usize,
 ) -> Result<Vec<Reservation>, StoreError> {
     let mut call = EXPIRED.prepare_invoke();
-    call.key(&keys.res).key(&keys.expiry);
+    call.key(&keys.res)
+        .key(&keys.expiry)
+        .key(&keys.settled)
+        .key(&keys.keys);
     if conn.reaches_every_key() {
         call.key(&keys.due);
     }
     call.arg(now.timestamp_micros())
         .arg(limit)
-        .arg(&keys.due_member);
+        .arg(&keys.due_member)
+        .arg(forget);
     let flat: Value = call.invoke_async(&mut conn).await?;
     let flat = items(flat)?;
     let mut found = Vec::with_capacity(flat.len() / 2);

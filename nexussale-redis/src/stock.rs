@@ -633,10 +633,11 @@ impl Inner {
     ) -> Outcome<ConfirmOutcome> {
         let id = order_id.to_string();
         let acks = self.config.acks();
+        let retention = self.config.retention_us();
         self.on_owning_shard(sku, ConfirmOutcome::NotFound, |keys, mut conn| {
             let id = id.clone();
             async move {
-                let outcome = scripts::confirm(conn.clone(), &keys, &id, now).await?;
+                let outcome = scripts::confirm(conn.clone(), &keys, &id, now, retention).await?;
                 if outcome == ConfirmOutcome::Confirmed {
                     acks.wait(&mut conn, &keys.stock).await?;
                 }
@@ -670,11 +671,12 @@ impl Inner {
         let ids: Vec<String> = order_ids.iter().map(OrderId::to_string).collect();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let acks = self.config.acks();
+        let retention = self.config.retention_us();
         let per_shard = try_join_all(info.shards.iter().map(|keys| {
             let mut conn = self.conn();
             let ids = &ids;
             async move {
-                let outcomes = scripts::release(conn.clone(), keys, ids, reason).await?;
+                let outcomes = scripts::release(conn.clone(), keys, ids, reason, retention).await?;
                 if outcomes
                     .iter()
                     .any(|outcome| matches!(outcome, ReleaseOutcome::Released { .. }))
@@ -743,10 +745,12 @@ impl Inner {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        // Each shard forgets its share: a call forgets about `limit` in all.
+        let forget = limit.div_ceil(info.shards.len());
         let per_shard = try_join_all(
             info.shards
                 .iter()
-                .map(|keys| scripts::expired(self.conn(), keys, sku, now, limit)),
+                .map(|keys| scripts::expired(self.conn(), keys, sku, now, limit, forget)),
         )
         .await?;
         // The index scores whole microseconds; the exact instant decides.
@@ -837,8 +841,15 @@ impl Inner {
                 false => orders.chunks(RESTORE_CHUNK).collect(),
             };
             for (i, chunk) in chunks.into_iter().enumerate() {
-                scripts::restore(self.conn(), &info.shards[shard], &restored, i == 0, chunk)
-                    .await?;
+                scripts::restore(
+                    self.conn(),
+                    &info.shards[shard],
+                    self.config.retention_us(),
+                    &restored,
+                    i == 0,
+                    chunk,
+                )
+                .await?;
             }
         }
         let _: i64 = self

@@ -106,6 +106,26 @@ async fn sweeper_visits_only_due_sales_over_redis() {
     nexussale_core::testkit::engine::sweeper_visits_only_due_sales(Arc::new(store)).await;
 }
 
+/// Settled reservations and their keys leave Redis after the retention, on one shard and on
+/// two (each forgets its share of a call's limit).
+#[tokio::test]
+async fn settled_reservations_are_forgotten_after_their_retention() {
+    let retention = std::time::Duration::from_secs(120);
+    for shards in [1, 2] {
+        let config = RedisConfig::default()
+            .stock_shards(shards)
+            .settled_retention(retention);
+        let Some(store) = connect(config).await else {
+            return;
+        };
+        nexussale_core::testkit::stock::settled_reservations_are_forgotten_after_their_retention(
+            Arc::new(store),
+            retention,
+        )
+        .await;
+    }
+}
+
 /// The whole engine (in-memory queue and repository) over the Redis stock store, sharded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn purchase_flow_over_redis() {

@@ -40,6 +40,13 @@ pub struct BackendConfig {
     pub kafka: Option<KafkaConfig>,
     /// The MySQL order repository's URL (migrated at connect); `None` keeps orders in memory.
     pub database_url: Option<String>,
+    /// How long the in-memory stock store keeps settled reservations (see
+    /// [`MemoryStockStore::with_retention`]); `None`: its default. Redis takes its own from
+    /// `redis`.
+    pub settled_retention: Option<Duration>,
+    /// The most orders the in-memory repository keeps (see
+    /// [`MemoryOrderRepository::with_max_orders`]); `None`: every one.
+    pub max_orders_in_memory: Option<usize>,
 }
 
 /// How the server reaches Redis (more ways may come).
@@ -71,6 +78,8 @@ impl std::fmt::Debug for BackendConfig {
             .field("redis_client_certificate", &self.redis_client_certificate)
             .field("kafka", &self.kafka)
             .field("database_url", &self.database_url.as_deref().map(redact))
+            .field("settled_retention", &self.settled_retention)
+            .field("max_orders_in_memory", &self.max_orders_in_memory)
             .finish()
     }
 }
@@ -170,12 +179,17 @@ impl Config {
                 kafka.set(option.key.clone(), option.value.clone())
             })
         });
+        let retention = Duration::from_secs(self.settled_retention_secs);
         BackendConfig {
             redis_url: self.redis_url.clone(),
             redis: RedisConfig::default()
                 .prefix(self.redis_prefix.clone())
                 .stock_shards(usize::from(self.redis_shards))
-                .replica_acks(usize::from(self.redis_replica_acks)),
+                .replica_acks(usize::from(self.redis_replica_acks))
+                .settled_retention(retention),
+            settled_retention: Some(retention),
+            max_orders_in_memory: (self.max_orders_in_memory > 0)
+                .then_some(self.max_orders_in_memory),
             redis_ca: self.redis_ca.clone(),
             redis_client_certificate: self
                 .redis_client_cert
@@ -234,7 +248,11 @@ async fn stock_store(
     let Some(url) = &config.redis_url else {
         info!("stock: in-memory");
         let rooms = Arc::new(MemoryWaitingRoomStore::new());
-        return Ok(((Arc::new(MemoryStockStore::new()), None), rooms));
+        let store = match config.settled_retention {
+            Some(retention) => MemoryStockStore::new().with_retention(retention),
+            None => MemoryStockStore::new(),
+        };
+        return Ok(((Arc::new(store), None), rooms));
     };
     let failed = failed_at("redis", url);
     let mut redis = config.redis.clone();
@@ -316,8 +334,20 @@ async fn order_queue(config: &BackendConfig) -> Result<Built<DynOrderQueue>> {
 
 async fn order_repository(config: &BackendConfig) -> Result<Built<DynOrderRepository>> {
     let Some(url) = &config.database_url else {
-        info!("orders: in-memory");
-        return Ok((Arc::new(MemoryOrderRepository::new()), None));
+        let repository = match config.max_orders_in_memory {
+            Some(max) => {
+                info!(
+                    max_orders = max,
+                    "orders: in-memory, oldest settled forgotten past the bound"
+                );
+                MemoryOrderRepository::new().with_max_orders(max)
+            }
+            None => {
+                info!("orders: in-memory, every order kept (bound it with --max-orders-in-memory)");
+                MemoryOrderRepository::new()
+            }
+        };
+        return Ok((Arc::new(repository), None));
     };
     let failed = failed_at("mysql", url);
     let repository = Arc::new(MySqlOrderRepository::connect(url).await.map_err(&failed)?);

@@ -205,6 +205,19 @@ pub struct Config {
     #[arg(long, env = "NEXUSSALE_MAX_SALES", default_value_t = 100_000)]
     pub max_sales: u64,
 
+    /// Seconds a settled (paid, cancelled, expired) reservation and the idempotency key that made
+    /// it stay in the stock store after the reservation's expiry (at least 60): the key's
+    /// lifetime. The sweeper forgets them after it.
+    #[arg(long, env = "NEXUSSALE_SETTLED_RETENTION_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(60..))]
+    pub settled_retention_secs: u64,
+
+    /// The most orders the in-memory repository keeps (no `--database-url`): past it, the oldest
+    /// paid, cancelled or expired ones are forgotten (pending ones never). 0: keep every order.
+    /// A sale that lost a paid order this way cannot be rebuilt from the repository.
+    #[arg(long, env = "NEXUSSALE_MAX_ORDERS_IN_MEMORY", default_value_t = 0)]
+    pub max_orders_in_memory: usize,
+
     /// Connections one client address may hold at once; past it, new ones from that address are
     /// closed at once. Unset: no per-address cap.
     #[arg(long, env = "NEXUSSALE_MAX_CONNECTIONS_PER_IP")]
@@ -300,6 +313,8 @@ impl std::fmt::Debug for Config {
             .field("no_worker", &self.no_worker)
             .field("max_connections", &self.max_connections)
             .field("max_sales", &self.max_sales)
+            .field("settled_retention_secs", &self.settled_retention_secs)
+            .field("max_orders_in_memory", &self.max_orders_in_memory)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("body_read_timeout_secs", &self.body_read_timeout_secs)
             .field("max_connections_per_ip", &self.max_connections_per_ip)

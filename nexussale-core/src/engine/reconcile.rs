@@ -124,7 +124,13 @@ impl FlashSale {
             .ok_or_else(|| Error::UnknownSale(sku.clone()))
     }
 
+    /// Every order of the sale, to restore the store from. Refused when the repository lists
+    /// fewer paid units than it counted before the listing (a repository that forgets orders,
+    /// [`MemoryOrderRepository::with_max_orders`](crate::memory::MemoryOrderRepository::with_max_orders)):
+    /// restoring from them would put paid units back on sale. Paid is final, so a count taken
+    /// first can only be at most what the listing finds.
     async fn all_orders(&self, sku: &Sku) -> Result<Vec<Order>> {
+        let counted = self.inner.repository.counts(sku).await?.paid.units;
         let mut query = OrderQuery {
             sku: Some(sku.clone()),
             limit: Some(MAX_PAGE_SIZE),
@@ -136,8 +142,22 @@ impl FlashSale {
             orders.extend(page.orders);
             match page.next {
                 Some(next) => query.after = Some(next),
-                None => return Ok(orders),
+                None => break,
             }
         }
+        let listed: u64 = orders
+            .iter()
+            .filter(|order| order.status == OrderStatus::Paid)
+            .map(|order| u64::from(order.quantity))
+            .sum();
+        if listed < counted {
+            return Err(Error::permanent(
+                "orders",
+                format!(
+                    "the repository lists {listed} of the {counted} paid units of sale {sku} it counted (it forgot orders): rebuilding the stock from it would sell paid units again"
+                ),
+            ));
+        }
+        Ok(orders)
     }
 }

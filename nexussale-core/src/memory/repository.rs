@@ -24,6 +24,8 @@ use crate::sale::Sale;
 /// sku and status kept up to date on every write, so listings and counts never scan everything
 /// they do not return. It is off the purchase path (the order worker writes in batches), so one
 /// reader-writer lock guards it. Clones share the state.
+///
+/// It keeps every order unless bounded by [`with_max_orders`](Self::with_max_orders).
 #[derive(Clone, Default)]
 pub struct MemoryOrderRepository {
     inner: Arc<RwLock<Inner>>,
@@ -31,6 +33,11 @@ pub struct MemoryOrderRepository {
 
 #[derive(Default)]
 struct Inner {
+    /// The most orders kept; `None`: every one.
+    max_orders: Option<usize>,
+    /// Orders in a final status (paid, cancelled, expired), oldest id first: the ones a bound
+    /// forgets.
+    settled: BTreeSet<OrderId>,
     orders: BTreeMap<OrderId, Order>,
     by_user: HashMap<UserId, BTreeSet<OrderId>>,
     by_sku: HashMap<Sku, BTreeSet<OrderId>>,
@@ -45,6 +52,20 @@ impl MemoryOrderRepository {
     /// An empty repository.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps at most `max` orders: past it, each write forgets the oldest settled orders (paid,
+    /// cancelled, expired; by id, which orders them by creation). A pending order is never
+    /// forgotten, so the bound may be exceeded while more than `max` are pending.
+    ///
+    /// A forgotten order is gone from [`get`](OrderRepository::get), listings and the sale
+    /// report's timeline; [`counts`](OrderRepository::counts) still count it, so reconcile sees
+    /// no drift. A sale that lost a paid order cannot be rebuilt from the repository (the engine
+    /// refuses rather than put a paid unit back on sale): the embedded default's limit, for
+    /// demos and tests; production keeps orders in MySQL.
+    pub fn with_max_orders(self, max: usize) -> Self {
+        self.inner.write().max_orders = Some(max);
+        self
     }
 }
 
@@ -94,8 +115,31 @@ impl Inner {
             .or_default()
             .insert(order.id);
         self.count(order, order.status, true);
+        if order.status != OrderStatus::Pending {
+            self.settled.insert(order.id);
+        }
         self.orders.insert(order.id, order.clone());
         true
+    }
+
+    /// Forgets the oldest settled orders while more than the bound are kept.
+    fn trim(&mut self) {
+        let Some(max) = self.max_orders else { return };
+        while self.orders.len() > max {
+            let Some(id) = self.settled.pop_first() else {
+                return;
+            };
+            let Some(order) = self.orders.remove(&id) else {
+                continue;
+            };
+            unindex(&mut self.by_user, &order.user, id);
+            unindex(&mut self.by_sku, &order.sku, id);
+            unindex(
+                &mut self.by_sku_status,
+                &(order.sku.clone(), order.status),
+                id,
+            );
+        }
     }
 
     fn list(&self, query: &OrderQuery, page_size: usize) -> OrderPage {
@@ -126,6 +170,20 @@ impl Inner {
             None
         };
         OrderPage { orders, next }
+    }
+}
+
+/// Takes `id` out of a secondary index, and the key with it once it lists nothing.
+fn unindex<K: Eq + std::hash::Hash>(
+    index: &mut HashMap<K, BTreeSet<OrderId>>,
+    key: &K,
+    id: OrderId,
+) {
+    if let Some(ids) = index.get_mut(key) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            index.remove(key);
+        }
     }
 }
 
@@ -171,7 +229,9 @@ impl OrderRepository for MemoryOrderRepository {
 
     async fn insert(&self, orders: &[Order]) -> Result<u64> {
         let mut inner = self.inner.write();
-        Ok(orders.iter().filter(|order| inner.insert(order)).count() as u64)
+        let inserted = orders.iter().filter(|order| inner.insert(order)).count() as u64;
+        inner.trim();
+        Ok(inserted)
     }
 
     async fn get(&self, id: OrderId) -> Result<Option<Order>> {
@@ -202,6 +262,10 @@ impl OrderRepository for MemoryOrderRepository {
         let order = order.clone();
         inner.count(&order, from, false);
         inner.count(&order, to, true);
+        if to != OrderStatus::Pending {
+            inner.settled.insert(id);
+            inner.trim();
+        }
         Ok(TransitionOutcome::Applied)
     }
 
@@ -248,5 +312,59 @@ impl OrderRepository for MemoryOrderRepository {
             .get(sku)
             .cloned()
             .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::testkit::fixtures;
+
+    #[tokio::test]
+    async fn a_bound_forgets_the_oldest_settled_orders_only() {
+        let repository = MemoryOrderRepository::new().with_max_orders(2);
+        let sku = Sku::new("bounded").unwrap();
+        let orders = fixtures::orders(&sku, 4);
+        repository.insert(&orders).await.unwrap();
+        // Four pending, bound two: nothing may go.
+        assert_eq!(repository.inner.read().orders.len(), 4);
+        for order in &orders {
+            repository
+                .transition(
+                    order.id,
+                    OrderStatus::Pending,
+                    OrderStatus::Paid,
+                    order.created_at,
+                )
+                .await
+                .unwrap();
+        }
+        // All settled: the two oldest went, from every index; the counts keep them.
+        let kept: Vec<OrderId> = repository.inner.read().orders.keys().copied().collect();
+        let mut newest: Vec<OrderId> = orders.iter().map(|order| order.id).collect();
+        newest.sort();
+        assert_eq!(kept, newest[2..]);
+        let by_sku = OrderQuery {
+            sku: Some(sku.clone()),
+            status: Some(OrderStatus::Paid),
+            ..OrderQuery::default()
+        };
+        assert_eq!(repository.list(&by_sku).await.unwrap().orders.len(), 2);
+        let by_user = OrderQuery {
+            user: Some(orders[0].user.clone()),
+            ..OrderQuery::default()
+        };
+        let listed = repository.list(&by_user).await.unwrap().orders;
+        assert!(listed.iter().all(|order| kept.contains(&order.id)));
+        assert_eq!(repository.counts(&sku).await.unwrap().paid.orders, 4);
+        assert!(
+            repository
+                .inner
+                .read()
+                .by_sku_status
+                .values()
+                .all(|ids| ids.len() <= 2)
+        );
     }
 }

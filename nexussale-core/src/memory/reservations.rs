@@ -48,6 +48,10 @@ impl Held {
         }
     }
 
+    pub(super) fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        self.extra.as_ref()?.idempotency_key.as_ref()
+    }
+
     pub(super) fn to_reservation(&self, sku: &Sku, order_id: OrderId) -> Reservation {
         let (idempotency_key, remark) = match &self.extra {
             Some(extra) => (extra.idempotency_key.clone(), extra.remark.clone()),
@@ -97,6 +101,10 @@ impl ReservationTable {
 
     pub(super) fn insert(&self, order_id: OrderId, held: Held) {
         self.shard(order_id).lock().insert(order_id, held);
+    }
+
+    pub(super) fn remove(&self, order_id: OrderId) -> Option<Held> {
+        self.shard(order_id).lock().remove(&order_id)
     }
 
     /// `f` on the record, if there is one.

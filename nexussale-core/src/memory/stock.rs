@@ -24,7 +24,7 @@ use crate::reservation::{
 };
 use crate::sale::{EarlyEnd, Sale, SaleState, Sku, StockSnapshot};
 use crate::sale_cache::SaleCache;
-use crate::stock::StockStore;
+use crate::stock::{DEFAULT_SETTLED_RETENTION, StockStore};
 
 /// A [`StockStore`] in process memory: the embedded default and the reference behaviour.
 ///
@@ -32,13 +32,28 @@ use crate::stock::StockStore;
 /// keys live in sharded concurrent maps, so concurrent purchases of one hot sale only meet on one
 /// compare-and-swap. The expiry index is ordered by instant and sharded by thread, each shard
 /// behind its own short lock. Clones share the state.
-#[derive(Clone, Default)]
+///
+/// A settled reservation is forgotten [`DEFAULT_SETTLED_RETENTION`] after its expiry, unless
+/// [`with_retention`](Self::with_retention) says otherwise (see the [`StockStore`] contract).
+#[derive(Clone)]
 pub struct MemoryStockStore {
     /// Read on every call, written only when a sale is created or restored.
     sales: Arc<SaleCache<SaleSlot>>,
     /// The sales holding reservations, by their next expiry: what the sweeper visits.
     due: Arc<DueIndex>,
     leases: RebuildLeases,
+    retention: Duration,
+}
+
+impl Default for MemoryStockStore {
+    fn default() -> Self {
+        Self {
+            sales: Arc::default(),
+            due: Arc::default(),
+            leases: RebuildLeases::default(),
+            retention: DEFAULT_SETTLED_RETENTION,
+        }
+    }
 }
 
 /// Concurrent maps keyed by client-chosen text: foldhash is several times faster than SipHash
@@ -53,6 +68,18 @@ fn map<K: Eq + std::hash::Hash, V>(capacity: usize) -> DashMap<K, V> {
 const EXPIRY_SHARDS: usize = 16;
 
 type Due = (DateTime<Utc>, OrderId);
+
+/// Inserts `entry` into a deque kept sorted; entries arrive almost in order, so it is nearly
+/// always a push at the back.
+fn insert_sorted(deque: &mut VecDeque<Due>, entry: Due) {
+    match deque.back() {
+        Some(last) if *last > entry => {
+            let at = deque.partition_point(|due| *due < entry);
+            deque.insert(at, entry);
+        }
+        _ => deque.push_back(entry),
+    }
+}
 
 /// Reservations ordered by expiry, sharded by thread so concurrent purchases rarely meet.
 ///
@@ -78,15 +105,7 @@ impl ExpiryIndex {
             static SHARD: usize = fastrand::usize(..EXPIRY_SHARDS);
         }
         let shard = &self.shards[SHARD.with(|shard| *shard)];
-        let mut shard = shard.lock();
-        let entry = (expires_at, order_id);
-        match shard.back() {
-            Some(last) if *last > entry => {
-                let at = shard.partition_point(|due| *due < entry);
-                shard.insert(at, entry);
-            }
-            _ => shard.push_back(entry),
-        }
+        insert_sorted(&mut shard.lock(), (expires_at, order_id));
     }
 
     /// Up to `limit` entries at or before `now` for which `live` holds, soonest first; entries
@@ -138,6 +157,13 @@ impl MemoryStockStore {
         Self::default()
     }
 
+    /// Keeps a settled reservation and its idempotency key for `retention` after the
+    /// reservation's expiry (default [`DEFAULT_SETTLED_RETENTION`]).
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
     /// Forgets every sale, its counts and reservations, as a Redis without persistence does when
     /// it restarts (for tests and demos of a store rebuild). Clones share the loss.
     pub fn clear(&self) {
@@ -185,6 +211,8 @@ struct Tables {
     keys: DashMap<(UserId, IdempotencyKey), OrderId>,
     /// Live reservations by expiry.
     expiry: ExpiryIndex,
+    /// Settled reservations by the instant they are to be forgotten.
+    settled: Mutex<VecDeque<Due>>,
 }
 
 impl Tables {
@@ -196,6 +224,7 @@ impl Tables {
             reservations: ReservationTable::with_capacity(capacity),
             keys: map(0),
             expiry: ExpiryIndex::new(),
+            settled: Mutex::default(),
         }
     }
 }
@@ -342,7 +371,12 @@ impl SaleSlot {
         }
     }
 
-    fn confirm(&self, order_id: OrderId, now: DateTime<Utc>) -> ConfirmOutcome {
+    fn confirm(
+        &self,
+        order_id: OrderId,
+        now: DateTime<Utc>,
+        retention: Duration,
+    ) -> ConfirmOutcome {
         let outcome = self
             .tables()
             .reservations
@@ -355,13 +389,19 @@ impl SaleSlot {
                     let quantity = u64::from(held.quantity);
                     self.sold.fetch_add(quantity, Ordering::AcqRel);
                     self.counts.reserved.fetch_sub(quantity, Ordering::AcqRel);
+                    self.settled(held.expires_at, order_id, retention);
                     ConfirmOutcome::Confirmed
                 }
             });
         outcome.unwrap_or(ConfirmOutcome::NotFound)
     }
 
-    fn release(&self, order_id: OrderId, reason: ReleaseReason) -> ReleaseOutcome {
+    fn release(
+        &self,
+        order_id: OrderId,
+        reason: ReleaseReason,
+        retention: Duration,
+    ) -> ReleaseOutcome {
         let released = self
             .tables()
             .reservations
@@ -373,6 +413,7 @@ impl SaleSlot {
                 ReservationState::Reserved => {
                     // The state change under the record's lock is what makes release exactly-once.
                     held.state = ReservationState::Released(reason);
+                    self.settled(held.expires_at, order_id, retention);
                     Ok((held.user.clone(), held.quantity))
                 }
             });
@@ -393,6 +434,52 @@ impl SaleSlot {
         ReleaseOutcome::Released { quantity }
     }
 
+    /// Files a reservation settled now to be forgotten `retention` after its expiry: never
+    /// before the sweep that found it due (the sale's due entry is at most its expiry), so the
+    /// due index needs no new entry for it.
+    fn settled(&self, expires_at: DateTime<Utc>, order_id: OrderId, retention: Duration) {
+        let forget_at = chrono::TimeDelta::from_std(retention)
+            .ok()
+            .and_then(|retention| expires_at.checked_add_signed(retention))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        insert_sorted(&mut self.tables().settled.lock(), (forget_at, order_id));
+    }
+
+    /// Forgets up to `limit` settled reservations due to be forgotten at `now`, with the
+    /// idempotency keys that made them; answers how many.
+    fn forget(&self, now: DateTime<Utc>, limit: usize) -> usize {
+        let Some(tables) = self.tables.get() else {
+            return 0;
+        };
+        let mut forgotten = 0;
+        while forgotten < limit {
+            let order_id = {
+                let mut settled = tables.settled.lock();
+                match settled.front() {
+                    Some((at, order_id)) if *at <= now => {
+                        let order_id = *order_id;
+                        settled.pop_front();
+                        order_id
+                    }
+                    _ => break,
+                }
+            };
+            // One lock at a time (see the lock order above). A reservation the key made since
+            // has replaced the key's entry: it stays.
+            if let Some(held) = tables.reservations.remove(order_id)
+                && let Some(key) = held.idempotency_key()
+            {
+                tables
+                    .keys
+                    .remove_if(&(held.user.clone(), key.clone()), |_, made| {
+                        *made == order_id
+                    });
+            }
+            forgotten += 1;
+        }
+        forgotten
+    }
+
     /// Whether the reservation is still held.
     fn live(&self, order_id: OrderId) -> bool {
         self.tables()
@@ -401,9 +488,13 @@ impl SaleSlot {
             .unwrap_or(false)
     }
 
-    /// The earliest expiry of a reservation still held.
-    fn next_expiry(&self) -> Option<DateTime<Utc>> {
-        self.tables().expiry.next(|order_id| self.live(order_id))
+    /// When the sale is next due to the sweeper: the earliest expiry of a reservation still
+    /// held, or the earliest instant a settled one is to be forgotten.
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        let tables = self.tables.get()?;
+        let held = tables.expiry.next(|order_id| self.live(order_id));
+        let settled = tables.settled.lock().front().map(|(at, _)| *at);
+        held.into_iter().chain(settled).min()
     }
 
     fn expired(&self, now: DateTime<Utc>, limit: usize) -> Vec<Reservation> {
@@ -424,7 +515,7 @@ impl SaleSlot {
     }
 
     /// The state `orders` imply for `sale`.
-    fn restored(sale: &Sale, orders: &[Order]) -> Self {
+    fn restored(sale: &Sale, orders: &[Order], retention: Duration) -> Self {
         let slot = Self::new(sale.clone());
         let (mut reserved, mut sold) = (0u64, 0u64);
         let mut held: HashMap<UserId, u32> = HashMap::new();
@@ -436,8 +527,13 @@ impl SaleSlot {
                     reserved += quantity;
                     slot.tables().expiry.insert(order.expires_at, order.id);
                 }
-                ReservationState::Confirmed => sold += quantity,
-                ReservationState::Released(_) => {}
+                ReservationState::Confirmed => {
+                    sold += quantity;
+                    slot.settled(order.expires_at, order.id, retention);
+                }
+                ReservationState::Released(_) => {
+                    slot.settled(order.expires_at, order.id, retention);
+                }
             }
             if !matches!(state, ReservationState::Released(_)) {
                 *held.entry(order.user.clone()).or_default() += order.quantity;
@@ -538,7 +634,7 @@ impl StockStore for MemoryStockStore {
         order_id: OrderId,
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome> {
-        self.with_slot(sku, |slot| slot.confirm(order_id, now))
+        self.with_slot(sku, |slot| slot.confirm(order_id, now, self.retention))
     }
 
     async fn release(
@@ -547,7 +643,7 @@ impl StockStore for MemoryStockStore {
         order_id: OrderId,
         reason: ReleaseReason,
     ) -> Result<ReleaseOutcome> {
-        self.with_slot(sku, |slot| slot.release(order_id, reason))
+        self.with_slot(sku, |slot| slot.release(order_id, reason, self.retention))
     }
 
     async fn expired(
@@ -557,10 +653,11 @@ impl StockStore for MemoryStockStore {
         limit: usize,
     ) -> Result<Vec<Reservation>> {
         self.with_slot(sku, |slot| {
+            let forgotten = slot.forget(now, limit);
             let due = slot.expired(now, limit);
-            if due.len() < limit {
+            if due.len() < limit && forgotten < limit {
                 // Filed under the earliest held, these included: due until they are released.
-                self.due.refile(sku, &slot.filed, || slot.next_expiry());
+                self.due.refile(sku, &slot.filed, || slot.next_due());
             }
             due
         })
@@ -575,11 +672,10 @@ impl StockStore for MemoryStockStore {
     }
 
     async fn restore(&self, sale: &Sale, orders: &[Order]) -> Result<()> {
-        let slot = Arc::new(SaleSlot::restored(sale, orders));
+        let slot = Arc::new(SaleSlot::restored(sale, orders, self.retention));
         self.sales.insert(&sale.sku, Arc::clone(&slot));
         // Replaces the old slot's entry too.
-        self.due
-            .refile(&sale.sku, &slot.filed, || slot.next_expiry());
+        self.due.refile(&sale.sku, &slot.filed, || slot.next_due());
         Ok(())
     }
 

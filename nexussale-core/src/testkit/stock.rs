@@ -741,6 +741,146 @@ pub async fn due_index_keeps_reservations_made_during_sweeps(store: DynStockStor
     }
 }
 
+/// A store with a retention forgets a settled reservation and its idempotency key once the
+/// retention has passed after the reservation's expiry, in the sweeper's
+/// [`expired`](StockStore::expired) call and files the sale as due for it; counts and holds stay,
+/// a held reservation is never forgotten (see the contract's retention). For a store built with
+/// `retention` (not part of [`run_all`]: the store must be made with it).
+pub async fn settled_reservations_are_forgotten_after_their_retention(
+    store: DynStockStore,
+    retention: Duration,
+) {
+    let ttl = Duration::from_secs(60);
+    let retention_s = i64::try_from(retention.as_secs()).expect("a test retention");
+    let t0 = Utc::now();
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    let sale = Sale::new(unique_sku(), 10)
+        .with_per_user_limit(2)
+        .with_reservation_ttl(ttl);
+    assert!(store.create_sale(&sale).await.unwrap());
+    let idle = new_sale(&*store, 1, 1).await.sku;
+    let sku = &sale.sku;
+    let key = IdempotencyKey::new("retained-key").unwrap();
+    let keyed = |now| ReserveRequest {
+        idempotency_key: Some(key.clone()),
+        quantity: 2,
+        ..request(sku, user("payer"), now)
+    };
+    let paid = reserved(&*store, &keyed(at(0))).await;
+    let cancelled = reserved(&*store, &request(sku, user("canceller"), at(0))).await;
+    let lapsed = reserved(&*store, &request(sku, user("laggard"), at(0))).await;
+    let held = reserved(&*store, &request(sku, user("holder"), at(30))).await;
+    assert_eq!(
+        store.confirm(sku, paid.order_id, at(1)).await.unwrap(),
+        ConfirmOutcome::Confirmed
+    );
+    store
+        .release(sku, cancelled.order_id, ReleaseReason::Cancelled)
+        .await
+        .unwrap();
+    let found = store.expired(sku, at(61), 10).await.unwrap();
+    assert_eq!(
+        found.iter().map(|r| r.order_id).collect::<Vec<_>>(),
+        [lapsed.order_id]
+    );
+    store
+        .release_many(sku, &[lapsed.order_id], ReleaseReason::Expired)
+        .await
+        .unwrap();
+    assert_eq!(store.snapshot(sku).await.unwrap(), snapshot(10, 7, 1, 2));
+
+    // Within the retention: all still answered, the key still finds its reservation.
+    let last_kept = at(60 + retention_s - 1);
+    assert_eq!(store.expired(sku, last_kept, 10).await.unwrap().len(), 1);
+    for id in [paid.order_id, cancelled.order_id, lapsed.order_id] {
+        assert!(
+            store.reservation(sku, id).await.unwrap().is_some(),
+            "{id} kept"
+        );
+    }
+    assert!(matches!(
+        store.reserve(&keyed(last_kept)).await.unwrap(),
+        ReserveOutcome::Existing { reservation } if reservation.order_id == paid.order_id
+    ));
+    // Swept once the holder's expiry passed and it was released: due again for the settled ones
+    // only when their retention ends (an index that errs early may answer sooner).
+    store
+        .release(sku, held.order_id, ReleaseReason::Expired)
+        .await
+        .unwrap();
+    assert!(store.expired(sku, last_kept, 10).await.unwrap().is_empty());
+    let forget_at = at(60 + retention_s);
+    let due = store.due_sales(forget_at, 10_000).await.unwrap();
+    // A store without an index lists every sale.
+    let indexed = !due.contains(&idle);
+    assert!(
+        due.contains(sku),
+        "due when its settled reservations are to be forgotten"
+    );
+    if indexed {
+        let due = store
+            .due_sales(at(60 + retention_s - 1), 10_000)
+            .await
+            .unwrap();
+        assert!(!due.contains(sku), "not due before: {due:?}");
+    }
+
+    // Past it: forgotten, a page at a time; nothing held is lost, no count moves.
+    assert!(store.expired(sku, forget_at, 2).await.unwrap().is_empty());
+    let left = [paid.order_id, cancelled.order_id, lapsed.order_id];
+    let mut kept = 0;
+    for id in left {
+        kept += usize::from(store.reservation(sku, id).await.unwrap().is_some());
+    }
+    // A sharded store bounds each shard's share (`limit` ÷ shards, rounded up).
+    assert!(kept >= 1, "a call of limit 2 forgot all three");
+    assert!(store.expired(sku, forget_at, 10).await.unwrap().is_empty());
+    for id in left {
+        assert_eq!(
+            store.reservation(sku, id).await.unwrap(),
+            None,
+            "{id} forgotten"
+        );
+    }
+    assert_eq!(
+        store.confirm(sku, paid.order_id, forget_at).await.unwrap(),
+        ConfirmOutcome::NotFound
+    );
+    assert_eq!(
+        store
+            .reservation_by_key(sku, &user("payer"), &key)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .reservation(sku, held.order_id)
+            .await
+            .unwrap()
+            .is_some(),
+        "released within its retention"
+    );
+    assert_eq!(store.snapshot(sku).await.unwrap(), snapshot(10, 8, 0, 2));
+    // The payer still holds the limit: the key makes a new reservation, the limit refuses it.
+    assert!(matches!(
+        store.reserve(&keyed(forget_at)).await.unwrap(),
+        ReserveOutcome::LimitExceeded { limit: 2, held: 2 }
+    ));
+    let again = ReserveRequest {
+        quantity: 1,
+        ..request(sku, user("canceller"), forget_at)
+    };
+    reserved(&*store, &again).await;
+    // Nothing is left to forget or release before the holder's retention ends.
+    if indexed {
+        let due = store.due_sales(forget_at, 10_000).await.unwrap();
+        assert!(!due.contains(sku), "{due:?}");
+        let due = store.due_sales(at(90 + retention_s), 10_000).await.unwrap();
+        assert!(due.contains(sku), "{due:?}");
+    }
+}
+
 /// `release_many` answers each id as `release` would, in order; concurrent batches over the same
 /// ids release each once.
 pub async fn release_many_answers_each_in_order(store: DynStockStore) {
