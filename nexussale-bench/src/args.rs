@@ -20,9 +20,13 @@ pub(crate) struct Args {
     /// The sale to buy from.
     #[arg(long, default_value = "bench")]
     pub(crate) sku: String,
-    /// Units on sale (when the bench creates it).
+    /// Units on sale (when the bench creates it); with --sales, units of each sale.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) stock: u64,
+    /// Spread the burst over this many sales, `{sku}-0`…`{sku}-(N-1)` (created concurrently
+    /// before the burst): buyer `user-u` buys from sale `u mod N`, and the audit checks each.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) sales: u64,
     /// Purchase attempts: one per distinct user.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) users: u64,

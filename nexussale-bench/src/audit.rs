@@ -13,6 +13,8 @@ use crate::http::Connection;
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Order {
     pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) sku: String,
     pub(crate) user: String,
     pub(crate) quantity: u64,
     pub(crate) status: String,
@@ -25,8 +27,10 @@ struct Page {
 }
 
 /// A sale, as `GET /v1/sales/{sku}` shows it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct Sale {
+    #[serde(default)]
+    pub(crate) sku: String,
     pub(crate) stock: u64,
     pub(crate) per_user_limit: u64,
     pub(crate) available: u64,
@@ -57,7 +61,7 @@ fn percent_encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     connection: &mut Connection,
     path: &str,
 ) -> Result<T, BenchError> {
@@ -172,6 +176,7 @@ mod tests {
     fn order(id: &str, user: &str, status: &str) -> Order {
         Order {
             id: id.into(),
+            sku: "s".into(),
             user: user.into(),
             quantity: 1,
             status: status.into(),
@@ -182,9 +187,7 @@ mod tests {
         Sale {
             stock,
             per_user_limit: 1,
-            available: 0,
-            reserved: 0,
-            sold: 0,
+            ..Sale::default()
         }
     }
 

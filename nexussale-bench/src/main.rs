@@ -8,6 +8,7 @@ mod http;
 mod listeners;
 mod load;
 mod rss;
+mod sales;
 mod soak;
 mod tokens;
 mod waiting_room;
@@ -82,6 +83,9 @@ struct Summary {
     /// received in all; null without.
     listeners: Option<u64>,
     listener_events: Option<u64>,
+    /// Sales the burst was spread over (`--sales`), and the seconds creating them took.
+    sales: u64,
+    create_s: f64,
     /// Why the audit could not finish; absent when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -179,7 +183,15 @@ pub(crate) fn server_pid(args: &Args, target: &Target) -> Option<u32> {
 async fn burst(args: &Args) -> Result<bool, BenchError> {
     let target = Target::parse(&args.url, crate::args::Secret::text(&args.admin_token))?;
     let mut control = Connection::new(target.clone());
-    create_sale(&mut control, args, &args.sku, args.stock).await?;
+    let skus = sales::skus(args);
+    let creating = std::time::Instant::now();
+    let create_s = if skus.len() == 1 {
+        create_sale(&mut control, args, &args.sku, args.stock).await?;
+        creating.elapsed().as_secs_f64()
+    } else {
+        sales::create_all(&target, args, &skus).await?
+    };
+    let create_s = round(create_s, 3);
 
     let health = if args.baseline > 0 {
         let health = target.clone();
@@ -216,7 +228,7 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
         .collect::<Result<_, _>>()?;
     let tokens = Arc::new(tokens);
     let users = Arc::new(users);
-    let path = purchase_path(&args.sku);
+    let paths: Vec<String> = skus.iter().map(|sku| purchase_path(sku)).collect();
     let stop_sampling = CancellationToken::new();
     let rss = server_pid(args, &target)
         .map(|pid| rss::sample_max(pid, Duration::from_millis(100), stop_sampling.clone()));
@@ -235,7 +247,8 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
             let user = job_users[job as usize];
             let body = format!(r#"{{"user":"user-{user}"}}"#);
             let token = tokens[user as usize].as_deref();
-            buyers.request(Method::POST, &path, Some(body), token)
+            let path = &paths[(user % paths.len() as u64) as usize];
+            buyers.request(Method::POST, path, Some(body), token)
         },
         load::purchase_kind,
         Pacing::default(),
@@ -249,6 +262,9 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
 
     let accepted = run.accepted_ids();
     let audited = async {
+        if skus.len() > 1 {
+            return sales::audit_all(&mut control, &skus, &accepted, args.wait_persisted()).await;
+        }
         let orders =
             audit::wait_persisted(&mut control, &args.sku, &accepted, args.wait_persisted())
                 .await?;
@@ -300,6 +316,8 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
         server_rss_max_mb: rss.map(|max| round(max.load(Ordering::Relaxed) as f64 / 1024.0, 1)),
         listeners: (args.listeners > 0).then_some(args.listeners as u64),
         listener_events,
+        sales: skus.len() as u64,
+        create_s,
         error: audit_error,
     };
     let (Some(findings), Some(sale)) = (findings, sale) else {
@@ -310,15 +328,13 @@ async fn burst(args: &Args) -> Result<bool, BenchError> {
         println!("{}", serde_json::to_string(&summary).unwrap_or_default());
         return Ok(false);
     };
+    let sold_in = match skus.len() {
+        1 => format!("sale {}", args.sku),
+        count => format!("{count} sales {}-*, in all", args.sku),
+    };
     eprintln!(
-        "sale {}: stock {}, available {}, reserved {}, sold {}; {} accepted, {} persisted",
-        args.sku,
-        sale.stock,
-        sale.available,
-        sale.reserved,
-        sale.sold,
-        summary.accepted,
-        findings.persisted
+        "{sold_in}: stock {}, available {}, reserved {}, sold {}; {} accepted, {} persisted",
+        sale.stock, sale.available, sale.reserved, sale.sold, summary.accepted, findings.persisted
     );
     run.report(&findings);
     println!("{}", serde_json::to_string(&summary).unwrap_or_default());

@@ -8,6 +8,7 @@
 //! | `nexussale_stock_rebuilds_total{outcome}` | counter | store rebuilds finished: `restored`, `skipped` (another process restored first), `abandoned` (the sale exists nowhere) |
 //! | `nexussale_stock_rebuilding{sku}` | gauge | 1 while this process rebuilds the sale's stock, else 0 |
 //! | `nexussale_reconcile_drift_units{sku,kind}` | gauge | at the last reconcile: store minus repository, `kind` `reserved` or `sold` (0 when they agree) |
+//! | `nexussale_sweeper_store_calls_total` | counter | stock-store calls the expiry sweeper made (`due_sales`, `expired`, `release_many`, `release`): with nothing due, one a sweep whatever the number of sales |
 //! | `nexussale_worker_batch_size` | histogram | events per batch the worker took off the queue |
 //! | `nexussale_worker_insert_duration_seconds` | histogram | time to persist one batch's placements |
 
@@ -42,6 +43,11 @@ pub(crate) fn rebuilt(outcome: &'static str) {
     metrics::counter!("nexussale_stock_rebuilds_total", "outcome" => outcome).increment(1);
 }
 
+/// The sweeper called the stock store once.
+pub(crate) fn sweeper_call() {
+    metrics::counter!("nexussale_sweeper_store_calls_total").increment(1);
+}
+
 /// What a reconcile found.
 pub(crate) fn drift(report: &ReconcileReport) {
     let sku = report.sku.as_str();
@@ -69,6 +75,7 @@ pub fn register_zeroes() {
     for status in ["paid", "cancelled", "expired"] {
         metrics::counter!("nexussale_orders_settled_total", "status" => status).absolute(0);
     }
+    metrics::counter!("nexussale_sweeper_store_calls_total").absolute(0);
     for outcome in ["restored", "skipped", "abandoned"] {
         metrics::counter!("nexussale_stock_rebuilds_total", "outcome" => outcome).absolute(0);
     }

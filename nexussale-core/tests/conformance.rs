@@ -71,6 +71,14 @@ mod direct {
     }
 
     #[tokio::test]
+    async fn admission_lists_sales_only_when_they_change() {
+        testkit::engine::admission_lists_sales_only_when_they_change(Arc::new(
+            MemoryStockStore::new(),
+        ))
+        .await;
+    }
+
+    #[tokio::test]
     async fn settled_reservations_are_forgotten_after_their_retention() {
         let retention = Duration::from_secs(120);
         testkit::stock::settled_reservations_are_forgotten_after_their_retention(

@@ -106,6 +106,16 @@ async fn sweeper_visits_only_due_sales_over_redis() {
     nexussale_core::testkit::engine::sweeper_visits_only_due_sales(Arc::new(store)).await;
 }
 
+/// The waiting-room admission lists the sales on Redis only when their count changed.
+#[tokio::test]
+async fn admission_lists_sales_only_when_they_change_over_redis() {
+    let Some(store) = connect(RedisConfig::default()).await else {
+        return;
+    };
+    nexussale_core::testkit::engine::admission_lists_sales_only_when_they_change(Arc::new(store))
+        .await;
+}
+
 /// Settled reservations and their keys leave Redis after the retention, on one shard and on
 /// two (each forgets its share of a call's limit).
 #[tokio::test]

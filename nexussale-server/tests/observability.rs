@@ -220,6 +220,7 @@ async fn every_metric_the_rules_and_the_dashboard_read_is_served() {
         "nexussale_http_requests_total{method=\"POST\",route=\"/v1/sales/{sku}/purchase\",class=\"5xx\"} 1",
         "nexussale_purchases_total{outcome=\"unavailable\"} 1",
         "nexussale_build_info{version=\"",
+        "nexussale_sweeper_store_calls_total ",
     ] {
         assert!(text.contains(expected), "{expected} not in\n{text}");
     }

@@ -210,9 +210,12 @@ pub struct AdmissionReport {
     pub closed: u64,
 }
 
-/// Refreshes the list of waiting-room sales from the store once in this many steps (joins add
-/// theirs at once).
+/// Looks for new waiting-room sales once in this many steps (joins add theirs at once).
 const LIST_EVERY: u64 = 10;
+
+/// Lists every sale once in this many steps even when their count did not change (a sale ended
+/// and removed while another was created, in other processes): about ten minutes.
+const RELIST_EVERY: u64 = 6_000;
 
 impl FlashSale {
     /// Joins `user` to the waiting room of `sku` (or answers the ticket it has). With a sale
@@ -297,6 +300,33 @@ impl FlashSale {
             })
     }
 
+    /// Adds the waiting-room sales the store lists, when the sales may have changed since the
+    /// last listing: their count did (one cheap store call), or the safety relist is due.
+    /// Listing every sale each second made an idle server with 100 sales on Redis send 120
+    /// commands a second, one per sale.
+    async fn learn_rooms(&self, step: u64) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let count = self.inner.stock.sale_count().await?;
+        if self.inner.listed_sales.load(Ordering::Acquire) == count
+            && !step.is_multiple_of(RELIST_EVERY)
+        {
+            return Ok(());
+        }
+        let listed: HashSet<Sku> = self
+            .inner
+            .stock
+            .sales()
+            .await?
+            .into_iter()
+            .filter(|sale| sale.waiting_room.is_some())
+            .map(|sale| sale.sku)
+            .collect();
+        self.inner.room_sales.lock().extend(listed);
+        // The count read before the listing: a sale created meanwhile changes it again.
+        self.inner.listed_sales.store(count, Ordering::Release);
+        Ok(())
+    }
+
     /// The counts of `sku`'s waiting room.
     pub async fn room_status(&self, sku: &Sku) -> Result<RoomStatus> {
         self.inner.rooms.status(sku).await
@@ -313,16 +343,7 @@ impl FlashSale {
             .admission_steps
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if step.is_multiple_of(LIST_EVERY) {
-            let listed: HashSet<Sku> = self
-                .inner
-                .stock
-                .sales()
-                .await?
-                .into_iter()
-                .filter(|sale| sale.waiting_room.is_some())
-                .map(|sale| sale.sku)
-                .collect();
-            self.inner.room_sales.lock().extend(listed);
+            self.learn_rooms(step).await?;
         }
         let skus: Vec<Sku> = self.inner.room_sales.lock().iter().cloned().collect();
         let mut report = AdmissionReport::default();

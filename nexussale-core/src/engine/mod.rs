@@ -135,6 +135,8 @@ struct Inner {
     room_sales: Mutex<HashSet<Sku>>,
     room_watch: DashMap<Sku, admission::RoomWatch>,
     admission_steps: AtomicU64,
+    /// The count of sales at the last admission listing (`u64::MAX`: none yet).
+    listed_sales: AtomicU64,
 }
 
 impl FlashSale {
@@ -280,6 +282,7 @@ impl FlashSaleBuilder {
                 room_sales: Mutex::default(),
                 room_watch: DashMap::default(),
                 admission_steps: AtomicU64::new(0),
+                listed_sales: AtomicU64::new(u64::MAX),
             }),
         }
     }

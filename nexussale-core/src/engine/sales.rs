@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use tracing::debug;
 
 use super::FlashSale;
@@ -11,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::repository::page_size;
 use crate::sale::{EarlyEnd, Sale, SaleState, Sku, StockSnapshot};
 use crate::waiting_room::RoomStatus;
+
+/// Sales whose stock [`FlashSale::sales`] and [`FlashSale::sales_page`] read at once.
+const SNAPSHOTS_IN_FLIGHT: usize = 32;
 
 /// What [`FlashSale::sale_check`] answers.
 pub(super) struct SaleCheck {
@@ -133,25 +137,29 @@ impl FlashSale {
             .await?;
         let more = sales.len() > limit;
         sales.truncate(limit);
-        let mut page = Vec::with_capacity(sales.len());
-        for sale in &sales {
-            let snapshot = match self.inner.stock.snapshot(&sale.sku).await {
-                Ok(snapshot) => snapshot,
-                // Stored but not (or no longer) in the stock store: being created or rebuilt.
-                Err(Error::UnknownSale(_) | Error::StockRegressed(_)) => continue,
-                Err(err) => return Err(err),
-            };
-            let mut view = self.view(sale, snapshot);
-            view.room = self.room_of(sale).await?;
-            if query.state.is_none_or(|state| state == view.state) {
-                page.push(view);
-            }
-        }
         // The cursor is the last sale looked at: with a filter, a page may hold fewer (even
         // none) and still have a next one.
         let next = more
             .then(|| sales.last().map(|sale| sale.sku.clone()))
             .flatten();
+        let wanted = query.state;
+        // Owned sales: a stream over borrowed ones makes the request's future not `Send` for
+        // every lifetime (the compiler's higher-ranked closure limits).
+        let views = sales.into_iter().map(|sale| async move {
+            match self.read_view(&sale).await {
+                Ok(view) => Ok(wanted
+                    .is_none_or(|state| state == view.state)
+                    .then_some(view)),
+                // Stored but not (or no longer) in the stock store: being created or rebuilt.
+                Err(Error::UnknownSale(_) | Error::StockRegressed(_)) => Ok(None),
+                Err(err) => Err(err),
+            }
+        });
+        let page: Vec<SaleView> = futures::stream::iter(views)
+            .buffered(SNAPSHOTS_IN_FLIGHT)
+            .try_filter_map(|view| async move { Ok(view) })
+            .try_collect()
+            .await?;
         Ok(SalePage { sales: page, next })
     }
 
@@ -258,17 +266,26 @@ impl FlashSale {
         }
     }
 
-    /// Every sale with its stock, by sku.
+    /// Every sale with its stock, by sku: [`SNAPSHOTS_IN_FLIGHT`] read at once (on Redis, one
+    /// round trip after another was 26 ms for 100 sales). Reads every sale: a page of them is
+    /// [`sales_page`](Self::sales_page).
     pub async fn sales(&self) -> Result<Vec<SaleView>> {
         let sales = self.inner.stock.sales().await?;
-        let mut views = Vec::with_capacity(sales.len());
-        for sale in sales {
-            let snapshot = self.inner.stock.snapshot(&sale.sku).await?;
-            let mut view = self.view(&sale, snapshot);
-            view.room = self.room_of(&sale).await?;
-            views.push(view);
-        }
-        Ok(views)
+        let views = sales
+            .into_iter()
+            .map(|sale| async move { self.read_view(&sale).await });
+        futures::stream::iter(views)
+            .buffered(SNAPSHOTS_IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+
+    /// The sale with its stock and room, read now.
+    async fn read_view(&self, sale: &Sale) -> Result<SaleView> {
+        let snapshot = self.inner.stock.snapshot(&sale.sku).await?;
+        let mut view = self.view(sale, snapshot);
+        view.room = self.room_of(sale).await?;
+        Ok(view)
     }
 
     fn view(&self, sale: &Sale, snapshot: StockSnapshot) -> SaleView {

@@ -58,6 +58,7 @@ impl FlashSale {
         let (mut report, owed) = self.expire_owed(owed, &repository_down).await;
         let mut first_error = owed.err();
         // Only the sales the store files as due: an idle sale costs nothing.
+        crate::meter::sweeper_call();
         let due = self.inner.stock.due_sales(now, DUE_SALES_PER_SWEEP).await?;
         let due_count = due.len() as u64;
         let repository_down = &repository_down;
@@ -105,6 +106,7 @@ impl FlashSale {
     ) -> (SweepReport, Result<()>) {
         let mut report = SweepReport::default();
         loop {
+            crate::meter::sweeper_call();
             let expired = match self.inner.stock.expired(sku, now, batch).await {
                 Ok(expired) => expired,
                 Err(err) => return (report, Err(err)),
@@ -114,6 +116,7 @@ impl FlashSale {
                 return (report, Ok(()));
             }
             let ids: Vec<OrderId> = expired.iter().map(|r| r.order_id).collect();
+            crate::meter::sweeper_call();
             let outcomes = match self
                 .inner
                 .stock
@@ -250,6 +253,7 @@ impl FlashSale {
         reservation: &Reservation,
         repository_down: &AtomicBool,
     ) -> Result<Option<u32>> {
+        crate::meter::sweeper_call();
         let outcome = self
             .inner
             .stock

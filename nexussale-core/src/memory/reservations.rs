@@ -10,8 +10,20 @@ use crate::ident::{IdempotencyKey, Sku, UserId};
 use crate::order::OrderId;
 use crate::reservation::{Reservation, ReservationState};
 
-/// Shards of the table (a power of two).
-const SHARDS: usize = 64;
+/// The most shards a table has (a power of two).
+const MAX_SHARDS: usize = 64;
+
+/// Expected records per shard: a table has one shard per this many (a power of two, at least
+/// one, at most [`MAX_SHARDS`]), so a sale costs memory in proportion to its stock, not 64 padded
+/// locks and maps from its first purchase (a 12-unit sale held ~30 KB; 100,000 of them, 3.8 GB).
+const RECORDS_PER_SHARD: usize = 256;
+
+/// Shards for a table expecting `capacity` records (also the sale's per-buyer maps').
+pub(super) fn shards_for(capacity: usize) -> usize {
+    (capacity / RECORDS_PER_SHARD)
+        .next_power_of_two()
+        .clamp(1, MAX_SHARDS)
+}
 
 /// A stored reservation, kept small: the sku and the id are known from where it is stored, and
 /// the rare extras sit behind one pointer.
@@ -77,26 +89,31 @@ type Shard = HashMap<OrderId, Held, foldhash::fast::RandomState>;
 /// [`OrderId::new`] keeps constant per thread: a thread's inserts land in one shard, whose lock
 /// and memory stay in that core's cache.
 pub(super) struct ReservationTable {
-    shards: [Padded<Mutex<Shard>>; SHARDS],
+    shards: Box<[Padded<Mutex<Shard>>]>,
 }
 
 impl ReservationTable {
     /// A table expecting about `capacity` records.
     pub(super) fn with_capacity(capacity: usize) -> Self {
-        // With a thread per core, a few shards take all the inserts: size each for a share.
-        let per_shard = capacity / 4;
+        let shards = shards_for(capacity);
+        // With a thread per core, a few shards take all the inserts (an id's shard is its
+        // thread's): size each for a share.
+        let per_shard = capacity / shards.min(4);
         Self {
-            shards: std::array::from_fn(|_| {
-                Padded(Mutex::new(Shard::with_capacity_and_hasher(
-                    per_shard,
-                    Default::default(),
-                )))
-            }),
+            shards: (0..shards)
+                .map(|_| {
+                    Padded(Mutex::new(Shard::with_capacity_and_hasher(
+                        per_shard,
+                        Default::default(),
+                    )))
+                })
+                .collect(),
         }
     }
 
     fn shard(&self, order_id: OrderId) -> &Mutex<Shard> {
-        &self.shards[order_id.as_uuid().as_u128() as usize & (SHARDS - 1)]
+        // The low bits are the creating thread's hint; the count is a power of two.
+        &self.shards[order_id.as_uuid().as_u128() as usize & (self.shards.len() - 1)]
     }
 
     pub(super) fn insert(&self, order_id: OrderId, held: Held) {

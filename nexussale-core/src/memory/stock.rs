@@ -60,8 +60,17 @@ impl Default for MemoryStockStore {
 /// and, seeded per process, still resists hash flooding.
 type DashMap<K, V> = dashmap::DashMap<K, V, foldhash::fast::RandomState>;
 
-fn map<K: Eq + std::hash::Hash, V>(capacity: usize) -> DashMap<K, V> {
-    DashMap::with_capacity_and_hasher(capacity, foldhash::fast::RandomState::default())
+/// A map of `capacity` entries at first, sharded like the sale's reservation table for `expected`
+/// (DashMap's default is four shards per core, each a padded lock: ~32 KB per sale on a 64-core
+/// machine, from its first purchase).
+fn map<K: Eq + std::hash::Hash, V>(capacity: usize, expected: usize) -> DashMap<K, V> {
+    // DashMap wants at least two shards.
+    let shards = super::reservations::shards_for(expected).max(2);
+    DashMap::with_capacity_and_hasher_and_shard_amount(
+        capacity,
+        foldhash::fast::RandomState::default(),
+        shards,
+    )
 }
 
 /// Shards of the expiry index (a power of two).
@@ -88,13 +97,18 @@ fn insert_sorted(deque: &mut VecDeque<Due>, entry: Due) {
 /// removed when a reservation is confirmed or released; [`due`](Self::due) drops them when
 /// their time comes, after checking the reservation's state.
 struct ExpiryIndex {
-    shards: [Padded<Mutex<VecDeque<Due>>>; EXPIRY_SHARDS],
+    shards: Box<[Padded<Mutex<VecDeque<Due>>>]>,
 }
 
 impl ExpiryIndex {
-    fn new() -> Self {
+    /// An index for about `capacity` reservations: sharded like the reservation table, up to
+    /// [`EXPIRY_SHARDS`].
+    fn new(capacity: usize) -> Self {
+        let shards = super::reservations::shards_for(capacity).min(EXPIRY_SHARDS);
         Self {
-            shards: std::array::from_fn(|_| Padded(Mutex::new(VecDeque::new()))),
+            shards: (0..shards)
+                .map(|_| Padded(Mutex::new(VecDeque::new())))
+                .collect(),
         }
     }
 
@@ -104,7 +118,8 @@ impl ExpiryIndex {
         thread_local! {
             static SHARD: usize = fastrand::usize(..EXPIRY_SHARDS);
         }
-        let shard = &self.shards[SHARD.with(|shard| *shard)];
+        // The count is a power of two.
+        let shard = &self.shards[SHARD.with(|shard| *shard) & (self.shards.len() - 1)];
         insert_sorted(&mut shard.lock(), (expires_at, order_id));
     }
 
@@ -220,10 +235,10 @@ impl Tables {
         // A sale that sells out holds at least one reservation per unit.
         let capacity = stock.min(PRESIZE_LIMIT) as usize;
         Self {
-            held: map(capacity),
+            held: map(capacity, capacity),
             reservations: ReservationTable::with_capacity(capacity),
-            keys: map(0),
-            expiry: ExpiryIndex::new(),
+            keys: map(0, capacity),
+            expiry: ExpiryIndex::new(capacity),
             settled: Mutex::default(),
         }
     }

@@ -247,6 +247,52 @@ pub async fn sweeper_visits_only_due_sales(stock: DynStockStore) {
     }
 }
 
+/// The waiting-room admission lists the sales only when they may have changed: beside 300 sales
+/// without a room, a hundred admission steps (ten seconds) list them once, and a room sale that
+/// another process creates is found and admitted within ten steps.
+pub async fn admission_lists_sales_only_when_they_change(stock: DynStockStore) {
+    use crate::layers::{Faulty, Method};
+    use crate::memory::{MemoryOrderQueue, MemoryOrderRepository};
+    use crate::waiting_room::WaitingRoom;
+    let stock = Arc::new(Faulty::faulty(stock));
+    let process = || {
+        FlashSale::builder(
+            Arc::clone(&stock) as DynStockStore,
+            Arc::new(MemoryOrderQueue::new()),
+            Arc::new(MemoryOrderRepository::new()),
+        )
+        .build()
+    };
+    let engine = process();
+    for _ in 0..300 {
+        engine
+            .create_sale(Sale::new(unique_sku(), 5))
+            .await
+            .expect("create a sale without a room");
+    }
+    let listings = || stock.hook().calls(Method::Sales);
+    let before = listings();
+    for _ in 0..100 {
+        assert_eq!(engine.admit().await.expect("admit").rooms, 0);
+    }
+    assert_eq!(
+        listings() - before,
+        1,
+        "listings of every sale in 100 admission steps with the sales unchanged"
+    );
+    let room = Sale::new(unique_sku(), 5).with_waiting_room(WaitingRoom::default());
+    process()
+        .create_sale(room)
+        .await
+        .expect("another process creates a room sale");
+    let mut rooms = 0;
+    for _ in 0..10 {
+        rooms = rooms.max(engine.admit().await.expect("admit").rooms);
+    }
+    assert_eq!(rooms, 1, "the new room sale is admitted");
+    assert_eq!(listings() - before, 2, "listed once more, for the new sale");
+}
+
 /// A waiting-room drop through the whole engine: 3 units, 8 buyers joined before the opening.
 /// Before it no place shows; at it admission gives 3 passes in the drawn order; a purchase
 /// without a pass, with another buyer's, or with a used one is refused `NotAdmitted` (a keyed

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# How cost grows (issue 22): one curve per run of this script, each point on fresh servers (a
+# server process, and a Redis of its own on a free port), with its same-run baselines; rewrites
+# the curve's table in docs/BENCHMARKS.md (between its `scripts/scale.sh` markers) and its chart,
+# docs/scale/<curve>.png (log-scale x).
+#
+#   bash scripts/scale.sh sales    # 1, 100, 10,000, 100,000 live sales, a 100,000-buyer burst
+#                                  # spread over them (embedded; Redis + MariaDB), 3 runs
+#   bash scripts/scale.sh buyers   # 10^5, 10^6, 10^7 distinct buyers on one sale (embedded;
+#                                  # Redis stock with in-memory orders), 1 run
+#   options: --runs R, --points 1,100 (the curve's x), --backends embedded,redis, --users U
+#            (the sales curve's burst), --report (only redraw the table and chart from the last
+#            results, target/scale/<curve>.jsonl)
+#
+# Per point: the burst's purchases/s and p99, its /health baseline on the same connections, the
+# server's RSS after it, Redis's used memory (and per reservation), and, once the burst is over
+# and persisted, 10 s idle: the sweeper's stock-store calls per second (the server's
+# nexussale_sweeper_store_calls_total), the server's CPU, Redis commands per second, and how long
+# one GET /metrics and one GET /v1/sales page take. The same-run baseline of a point is the
+# curve's first point in the same run (ratio columns). Needs redis-server and, for the sales
+# curve's Redis backend, the local MariaDB (a scratch database per point, dropped after).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+curve=${1:-}
+shift || true
+case "$curve" in
+    sales) runs=3 points=1,100,10000,100000 users=100000 ;;
+    buyers) runs=1 points=100000,1000000,10000000 users=0 ;;
+    *) echo "usage: bash scripts/scale.sh sales|buyers [--runs R] [--points a,b] [--backends embedded,redis] [--users U] [--report]" >&2; exit 2 ;;
+esac
+backends=embedded,redis
+report_only=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) runs=$2; shift 2 ;;
+        --points) points=$2; shift 2 ;;
+        --backends) backends=$2; shift 2 ;;
+        --users) users=$2; shift 2 ;;
+        --report) report_only=1; shift ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+out=target/scale
+mkdir -p "$out" docs/scale
+results="$out/$curve.jsonl"
+
+# The charts need matplotlib (PyPI), installed once for this user.
+python3 -c 'import matplotlib' 2> /dev/null || python3 -m pip install --quiet --user matplotlib
+
+if [ "$report_only" = 1 ]; then
+    python3 scripts/scale_report.py "$curve" "$results" docs/BENCHMARKS.md docs/scale
+    exit 0
+fi
+
+echo "== building (release)"
+cargo build -q --release -p nexussale-server -p nexussale-bench
+server_bin=${NEXUSSALE_BENCH_SERVER:-target/release/nexussale-server}
+bench=target/release/nexussale-bench
+: > "$results"
+
+pids=()
+scratch=""
+stop_all() {
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill "${pids[i]}" 2> /dev/null || true
+        wait "${pids[i]}" 2> /dev/null || true
+    done
+    pids=()
+    if [ -n "$scratch" ]; then
+        mysql -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $scratch" || true
+        scratch=""
+    fi
+}
+trap stop_all EXIT
+
+# A free loopback port below the kernel's ephemeral range (where the bursts' sockets live).
+free_port() {
+    local port
+    while true; do
+        port=$((20000 + RANDOM % 12000))
+        if ! (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+# A Redis of the point's own (nothing on disk): sets redis_port.
+start_redis() {
+    redis_port=$(free_port)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+        --logfile "$out/redis-$1.log" &
+    pids+=("$!")
+    for _ in $(seq 100); do
+        redis-cli -p "$redis_port" ping > /dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "redis-server did not start: $out/redis-$1.log" >&2
+    exit 1
+}
+
+# The server for `backend` (embedded, redis): sets port and server_pid.
+start_server() {
+    local backend=$1 tag=$2
+    local flags=()
+    if [ "$backend" = redis ]; then
+        start_redis "$tag"
+        flags+=(--redis-url "redis://127.0.0.1:$redis_port")
+        if [ "$curve" = sales ]; then
+            scratch="nexussale_scale_${tag//-/_}"
+            mysql -h127.0.0.1 -uroot -e "CREATE DATABASE $scratch"
+            flags+=(--database-url "mysql://root@127.0.0.1:3306/$scratch")
+        fi
+    fi
+    port=$(free_port)
+    RUST_LOG=warn "$server_bin" --listen "127.0.0.1:$port" "${flags[@]}" > "$out/server-$tag.log" 2>&1 &
+    server_pid=$!
+    pids+=("$server_pid")
+    for _ in $(seq 300); do
+        curl -fs "http://127.0.0.1:$port/ready" > /dev/null && return 0
+        kill -0 "$server_pid" 2> /dev/null || break
+        sleep 0.1
+    done
+    echo "the server did not get ready; its log:" >&2
+    cat "$out/server-$tag.log" >&2
+    exit 1
+}
+
+# Ticks of CPU (user + system) the process used so far.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+sweeper_calls() {
+    curl -fs "http://127.0.0.1:$port/metrics" | awk '$1 == "nexussale_sweeper_store_calls_total" { print $2 }'
+}
+
+redis_calls() {
+    redis-cli -p "$redis_port" info stats | tr -d '\r' | awk -F: '$1 == "total_commands_processed" { print $2 }'
+}
+
+redis_used() {
+    redis-cli -p "$redis_port" info memory | tr -d '\r' | awk -F: '$1 == "used_memory" { print $2 }'
+}
+
+# One point: a burst on fresh servers, then 10 s idle; appends its line to the results.
+point() {
+    local backend=$1 x=$2 run=$3
+    local tag="$curve-$backend-$x-$run-$$" sales=1 buyers stock
+    start_server "$backend" "$tag"
+    local redis_before=null
+    [ "$backend" = redis ] && redis_before=$(redis_used)
+    if [ "$curve" = sales ]; then
+        sales=$x buyers=$users
+        # Never sold out: the rate is the purchases', not the refusals'.
+        stock=$((2 * buyers / sales + 10))
+    else
+        buyers=$x stock=$x
+    fi
+    echo "== run $run: $curve $x, $backend ($buyers buyers over $sales sale(s))"
+    set +e
+    line=$("$bench" --url "http://127.0.0.1:$port" --sku "$tag" --sales "$sales" --stock "$stock" \
+        --users "$buyers" --concurrency 256 --baseline 100000 --server-pid "$server_pid" \
+        --wait-persisted 1800 | tail -n 1)
+    status=$?
+    set -e
+    echo "$line"
+    # Idle: the burst's reservations are held (15 min TTL), none due.
+    sleep 2
+    local calls0 ticks0 rcalls0=0 calls1 ticks1 rcalls1=0
+    calls0=$(sweeper_calls)
+    ticks0=$(cpu_ticks "$server_pid")
+    [ "$backend" = redis ] && rcalls0=$(redis_calls)
+    sleep 10
+    calls1=$(sweeper_calls)
+    ticks1=$(cpu_ticks "$server_pid")
+    [ "$backend" = redis ] && rcalls1=$(redis_calls)
+    local metrics_s sales_s rss_kb redis_after=null
+    metrics_s=$(curl -fs -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/metrics")
+    sales_s=$(curl -fs -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/v1/sales?limit=100")
+    rss_kb=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$server_pid/status")
+    [ "$backend" = redis ] && redis_after=$(redis_used)
+    local hz
+    hz=$(getconf CLK_TCK)
+    echo "{\"curve\":\"$curve\",\"backend\":\"$backend\",\"x\":$x,\"run\":$run,\"exit\":$status,\
+\"buyers\":$buyers,\"sales\":$sales,\
+\"idle_sweeper_calls_per_s\":$(python3 -c "print(($calls1 - $calls0) / 10)"),\
+\"idle_cpu_pct\":$(python3 -c "print(round(100 * ($ticks1 - $ticks0) / $hz / 10, 2))"),\
+\"idle_redis_commands_per_s\":$(python3 -c "print(($rcalls1 - $rcalls0) / 10)"),\
+\"redis_used_before\":$redis_before,\"redis_used_after\":$redis_after,\
+\"rss_after_kb\":$rss_kb,\"metrics_s\":$metrics_s,\"sales_page_s\":$sales_s,\
+\"summary\":$line}" >> "$results"
+    stop_all
+}
+
+IFS=, read -r -a xs <<< "$points"
+IFS=, read -r -a bs <<< "$backends"
+for run in $(seq "$runs"); do
+    for backend in "${bs[@]}"; do
+        for x in "${xs[@]}"; do
+            point "$backend" "$x" "$run"
+        done
+    done
+done
+
+python3 scripts/scale_report.py "$curve" "$results" docs/BENCHMARKS.md docs/scale
+if grep -q '"exit":[^0]' "$results"; then
+    echo "an audit failed or a request errored: see $results" >&2
+    exit 1
+fi
