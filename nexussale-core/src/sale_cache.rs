@@ -76,6 +76,15 @@ impl<V> SaleCache<V> {
             .collect()
     }
 
+    /// `visit` on every sale and its value, in no particular order, without copying either.
+    pub(crate) fn for_each(&self, mut visit: impl FnMut(&Sku, &V)) {
+        for bucket in self.buckets.iter() {
+            for (sku, value) in bucket.load().iter() {
+                visit(sku, value);
+            }
+        }
+    }
+
     /// Replaces the sku's bucket with `change` applied to a copy of it; answers what `change`
     /// did. `change` must touch `sku` only.
     fn change<R>(&self, sku: &Sku, change: impl FnOnce(&mut SaleMap<V>) -> R) -> R {

@@ -1105,3 +1105,37 @@ async fn an_ended_sale_refuses_purchases_everywhere_and_stays_ended_after_a_rebu
         Err(Error::UnknownSale(_))
     ));
 }
+
+/// The books check visits the sales whose units moved since it last looked, not every sale:
+/// beside 300 idle sales, a purchase, a payment and a cancel each mark their sale once.
+#[tokio::test]
+async fn only_sales_whose_units_moved_are_touched() {
+    let engine = Memory::new().engine();
+    for n in 0..300 {
+        engine
+            .create_sale(Sale::new(sku(&format!("idle-{n:03}")), 5))
+            .await
+            .unwrap();
+    }
+    assert!(engine.touched_sales().is_empty(), "creating is no movement");
+    let (busy, first) = accepted_order(&engine, "busy").await;
+    assert_eq!(
+        engine.touched_sales(),
+        std::slice::from_ref(&busy),
+        "a purchase"
+    );
+    assert!(engine.touched_sales().is_empty(), "looking clears the mark");
+    engine.drain().await.unwrap();
+    engine.pay(first.id).await.unwrap();
+    assert_eq!(
+        engine.touched_sales(),
+        std::slice::from_ref(&busy),
+        "a payment"
+    );
+    let (other, second) = accepted_order(&engine, "other").await;
+    engine.drain().await.unwrap();
+    assert_eq!(engine.touched_sales(), std::slice::from_ref(&other));
+    engine.cancel(second.id).await.unwrap();
+    assert_eq!(engine.touched_sales(), [other], "a cancel");
+    assert!(engine.touched_sales().is_empty());
+}

@@ -136,6 +136,7 @@ impl RedisStockStore {
                 config.max_batch,
                 config.calls_in_flight(),
                 config.command_timeout,
+                config.lane_idle,
                 config.acks(),
             )
         });
@@ -147,6 +148,12 @@ impl RedisStockStore {
                 coalescer,
             }),
         }
+    }
+
+    /// Coalescing lanes open now: one per stock shard bought from within
+    /// [`RedisConfig::coalesce_lane_idle`] (0 without coalescing).
+    pub fn coalescing_lanes(&self) -> usize {
+        self.inner.coalescer.as_ref().map_or(0, Coalescer::lanes)
     }
 
     /// The configuration this store runs with.

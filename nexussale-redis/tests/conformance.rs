@@ -365,3 +365,57 @@ async fn front_ends_share_one_line_and_one_pass_key() {
     rooms.purge().await.unwrap();
     drop(first);
 }
+
+/// A sale's coalescing lane ends once the sale is idle, and its next reservation opens a new
+/// one: memory follows the sales being bought from, not every sale ever bought from.
+#[tokio::test]
+async fn idle_coalescing_lanes_end() {
+    let idle = std::time::Duration::from_millis(200);
+    let Some(store) = connect(RedisConfig::default().coalesce_lane_idle(idle)).await else {
+        return;
+    };
+    let mut sales = Vec::new();
+    for _ in 0..20 {
+        let sale = Sale::new(unique_sku(), 5);
+        assert!(store.create_sale(&sale).await.unwrap());
+        let reserved = store.reserve(&reserve_request(&sale.sku, "u1")).await;
+        assert!(
+            matches!(reserved, Ok(ReserveOutcome::Reserved { .. })),
+            "{reserved:?}"
+        );
+        sales.push(sale);
+    }
+    assert_eq!(store.inner().coalescing_lanes(), 20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.inner().coalescing_lanes() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} lanes still open after their sales went idle",
+            store.inner().coalescing_lanes()
+        );
+        tokio::time::sleep(idle).await;
+    }
+    // Reservations after the lanes ended, and around the next ends, open new lanes and land.
+    for round in 0..5 {
+        let buyers = (0..20).map(|n| {
+            let request = reserve_request(&sales[n % 4].sku, &format!("r{round}-{n}"));
+            let store = &store;
+            async move { store.reserve(&request).await }
+        });
+        for reserved in join_all(buyers).await {
+            assert!(
+                matches!(
+                    reserved,
+                    Ok(ReserveOutcome::Reserved { .. } | ReserveOutcome::SoldOut { .. })
+                ),
+                "{reserved:?}"
+            );
+        }
+        tokio::time::sleep(idle - std::time::Duration::from_millis(5)).await;
+    }
+    for sale in &sales[..4] {
+        let snapshot = store.snapshot(&sale.sku).await.unwrap();
+        assert_eq!(snapshot.available + snapshot.reserved, 5, "{snapshot:?}");
+        assert_eq!(snapshot.reserved, 5, "every unit of a busy sale sold");
+    }
+}

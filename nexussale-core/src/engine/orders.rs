@@ -71,7 +71,10 @@ impl FlashSale {
         let order = self.pending_order(id).await?;
         let confirmed = self.inner.stock.confirm(&order.sku, id, self.now()).await;
         match self.unless_lost(&order.sku, confirmed)? {
-            ConfirmOutcome::Confirmed => crate::meter::settled(OrderStatus::Paid),
+            ConfirmOutcome::Confirmed => {
+                self.touch(&order.sku);
+                crate::meter::settled(OrderStatus::Paid);
+            }
             ConfirmOutcome::AlreadyConfirmed => {}
             ConfirmOutcome::Released(reason) => {
                 let status = released_status(reason);

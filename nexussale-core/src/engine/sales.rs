@@ -43,6 +43,9 @@ pub(super) struct SaleEntry {
     sold_out_until: AtomicI64,
     /// Set while the sale's stock is rebuilt from the repository (see `rebuild`).
     pub(super) rebuilding: AtomicBool,
+    /// Set when units of the sale moved through this process (reserved, paid, returned) since
+    /// [`FlashSale::touched_sales`] last looked: what the books check visits.
+    touched: AtomicBool,
 }
 
 impl SaleEntry {
@@ -53,6 +56,15 @@ impl SaleEntry {
             early_end: EarlyEnd::default(),
             sold_out_until: AtomicI64::new(0),
             rebuilding: AtomicBool::new(false),
+            touched: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the sale touched; a load first, so that a hot sale's purchases only read the flag
+    /// once it is set (a store on each would bounce its cache line between cores).
+    fn touch(&self) {
+        if !self.touched.load(Ordering::Relaxed) {
+            self.touched.store(true, Ordering::Relaxed);
         }
     }
 
@@ -374,6 +386,28 @@ impl FlashSale {
 
     /// Ends the sold-out pause of a sale after units came back.
     pub(super) fn units_returned(&self, sku: &Sku) {
-        self.inner.sales.read(sku, SaleEntry::units_returned);
+        self.inner.sales.read(sku, |entry| {
+            entry.units_returned();
+            entry.touch();
+        });
+    }
+
+    /// Notes that units of the sale moved (see [`touched_sales`](Self::touched_sales)).
+    pub(super) fn touch(&self, sku: &Sku) {
+        self.inner.sales.read(sku, SaleEntry::touch);
+    }
+
+    /// The sales whose units moved through this process (reserved, paid, cancelled, expired)
+    /// since the previous call, which clears their mark: what a periodic books check needs to
+    /// look at, however many idle sales there are. Sales bought from in other processes are
+    /// theirs to check.
+    pub fn touched_sales(&self) -> Vec<Sku> {
+        let mut touched = Vec::new();
+        self.inner.sales.for_each(|sku, entry| {
+            if entry.touched.swap(false, Ordering::Relaxed) {
+                touched.push(sku.clone());
+            }
+        });
+        touched
     }
 }
