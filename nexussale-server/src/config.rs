@@ -248,9 +248,10 @@ pub struct Config {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
-    /// Seconds between two checks of each live sale's books (the stock store against the
-    /// repository, a reconcile dry run: `nexussale_reconcile_drift_units`), in a process that
-    /// runs the worker; 0: never.
+    /// Seconds between two checks of the books (the stock store against the repository, a
+    /// reconcile dry run: `nexussale_reconcile_drift_units`) of each sale whose units moved
+    /// through this process since the last check, and of each that did not balance then, in a
+    /// process that runs the worker; idle sales are not read. 0: never.
     #[arg(long, env = "NEXUSSALE_RECONCILE_EVERY_SECS", default_value_t = 60)]
     pub reconcile_every_secs: u64,
 
