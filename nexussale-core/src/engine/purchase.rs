@@ -209,7 +209,6 @@ impl FlashSale {
                 if remaining == 0 {
                     self.sold_out(&reserve.sku, now_ms);
                 }
-                self.touch(&reserve.sku);
                 let event = OrderEvent::Placed {
                     order: reservation.into_order(),
                 };

@@ -43,7 +43,8 @@ pub(super) struct SaleEntry {
     sold_out_until: AtomicI64,
     /// Set while the sale's stock is rebuilt from the repository (see `rebuild`).
     pub(super) rebuilding: AtomicBool,
-    /// Set when units of the sale moved through this process (reserved, paid, returned) since
+    /// Set when units of the sale may have moved through this process (a purchase of the open
+    /// sale, a payment, units returned) since
     /// [`FlashSale::touched_sales`] last looked: what the books check visits.
     touched: AtomicBool,
 }
@@ -357,13 +358,21 @@ impl FlashSale {
         now: DateTime<Utc>,
         now_ms: i64,
     ) -> Result<SaleCheck> {
-        let check = |entry: &SaleEntry| SaleCheck {
-            per_user_limit: entry.sale.per_user_limit,
-            tag: entry.tag,
-            window: entry.early_end.window_state(&entry.sale, now),
-            sold_out: entry.is_sold_out(now_ms),
-            rebuilding: entry.rebuilding.load(Ordering::Acquire),
-            waiting_room: entry.sale.waiting_room.is_some(),
+        let check = |entry: &SaleEntry| {
+            let check = SaleCheck {
+                per_user_limit: entry.sale.per_user_limit,
+                tag: entry.tag,
+                window: entry.early_end.window_state(&entry.sale, now),
+                sold_out: entry.is_sold_out(now_ms),
+                rebuilding: entry.rebuilding.load(Ordering::Acquire),
+                waiting_room: entry.sale.waiting_room.is_some(),
+            };
+            // A purchase that will ask the store may move units: marked here, on the entry the
+            // path reads anyway, rather than by a second lookup once reserved.
+            if check.window == SaleState::Active && !check.sold_out {
+                entry.touch();
+            }
+            check
         };
         if let Some(check) = self.inner.sales.read(sku, check) {
             return Ok(check);
@@ -397,8 +406,8 @@ impl FlashSale {
         self.inner.sales.read(sku, SaleEntry::touch);
     }
 
-    /// The sales whose units moved through this process (reserved, paid, cancelled, expired)
-    /// since the previous call, which clears their mark: what a periodic books check needs to
+    /// The sales whose units may have moved through this process (a purchase while the sale was
+    /// open and not sold out, a payment, a cancel, an expiry) since the previous call, which clears their mark: what a periodic books check needs to
     /// look at, however many idle sales there are. Sales bought from in other processes are
     /// theirs to check.
     pub fn touched_sales(&self) -> Vec<Sku> {
