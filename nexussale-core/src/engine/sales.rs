@@ -279,7 +279,7 @@ impl FlashSale {
         }
     }
 
-    /// Every sale with its stock, by sku: [`SNAPSHOTS_IN_FLIGHT`] read at once (on Redis, one
+    /// Every sale with its stock, by sku: 32 sales read at once (on Redis, one
     /// round trip after another was 26 ms for 100 sales). Reads every sale: a page of them is
     /// [`sales_page`](Self::sales_page).
     pub async fn sales(&self) -> Result<Vec<SaleView>> {
