@@ -59,6 +59,9 @@ cargo build -q --release -p nexussale-server -p nexussale-bench
 server_bin=${NEXUSSALE_BENCH_SERVER:-target/release/nexussale-server}
 bench=target/release/nexussale-bench
 : > "$results"
+# The build measured, as the table shows it (a redraw with --report keeps it).
+measured="\`$(git rev-parse --short HEAD)\`"
+git diff --quiet HEAD -- . ':!docs' || measured="$measured plus uncommitted changes"
 
 pids=()
 scratch=""
@@ -184,7 +187,7 @@ point() {
     [ "$backend" = redis ] && redis_after=$(redis_used)
     local hz
     hz=$(getconf CLK_TCK)
-    echo "{\"curve\":\"$curve\",\"backend\":\"$backend\",\"x\":$x,\"run\":$run,\"exit\":$status,\
+    echo "{\"curve\":\"$curve\",\"commit\":\"$measured\",\"backend\":\"$backend\",\"x\":$x,\"run\":$run,\"exit\":$status,\
 \"buyers\":$buyers,\"sales\":$sales,\
 \"idle_sweeper_calls_per_s\":$(python3 -c "print(($calls1 - $calls0) / 10)"),\
 \"idle_cpu_pct\":$(python3 -c "print(round(100 * ($ticks1 - $ticks0) / $hz / 10, 2))"),\

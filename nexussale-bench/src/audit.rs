@@ -20,10 +20,11 @@ pub(crate) struct Order {
     pub(crate) status: String,
 }
 
+/// A page of `GET /v1/orders`.
 #[derive(Deserialize)]
-struct Page {
-    orders: Vec<Order>,
-    next: Option<String>,
+pub(crate) struct Page {
+    pub(crate) orders: Vec<Order>,
+    pub(crate) next: Option<String>,
 }
 
 /// A sale, as `GET /v1/sales/{sku}` shows it.
@@ -99,19 +100,32 @@ pub(crate) async fn orders(
     connection: &mut Connection,
     sku: &str,
 ) -> Result<Vec<Order>, BenchError> {
-    let mut orders = Vec::new();
+    let path = format!("/v1/orders?sku={}&limit=1000", percent_encode(sku));
+    every_page(connection, &path, |page: Page| (page.orders, page.next)).await
+}
+
+/// Every item of a paged listing: `path` (which has a query), then each next page by its
+/// cursor; `split` takes a page apart into its items and the cursor of the next.
+pub(crate) async fn every_page<P, T>(
+    connection: &mut Connection,
+    path: &str,
+    split: impl Fn(P) -> (Vec<T>, Option<String>),
+) -> Result<Vec<T>, BenchError>
+where
+    P: serde::de::DeserializeOwned,
+{
+    let mut items = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut path = format!("/v1/orders?sku={}&limit=1000", percent_encode(sku));
-        if let Some(cursor) = &after {
-            path.push_str("&after=");
-            path.push_str(cursor);
-        }
-        let page: Page = get_json(connection, &path).await?;
-        orders.extend(page.orders);
-        match page.next {
+        let page: P = match &after {
+            Some(cursor) => get_json(connection, &format!("{path}&after={cursor}")).await?,
+            None => get_json(connection, path).await?,
+        };
+        let (page_items, next) = split(page);
+        items.extend(page_items);
+        match next {
             Some(next) => after = Some(next),
-            None => return Ok(orders),
+            None => return Ok(items),
         }
     }
 }

@@ -72,52 +72,31 @@ pub(crate) async fn create_all(
     }
 }
 
-#[derive(Deserialize)]
-struct OrderPage {
-    orders: Vec<Order>,
-    next: Option<String>,
-}
-
+/// A page of `GET /v1/sales`.
 #[derive(Deserialize)]
 struct SalePage {
     sales: Vec<Sale>,
     next: Option<String>,
 }
 
-/// Every persisted order of every sale, a page of 1,000 at a time.
+/// Every persisted order of every sale.
 async fn every_order(connection: &mut Connection) -> Result<Vec<Order>, BenchError> {
-    let mut orders = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let path = match &after {
-            Some(cursor) => format!("/v1/orders?limit=1000&after={cursor}"),
-            None => "/v1/orders?limit=1000".to_owned(),
-        };
-        let page: OrderPage = audit::get_json(connection, &path).await?;
-        orders.extend(page.orders);
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(orders),
-        }
-    }
+    audit::every_page(connection, "/v1/orders?limit=1000", |page: audit::Page| {
+        (page.orders, page.next)
+    })
+    .await
 }
 
 /// Every sale, by sku.
 async fn every_sale(connection: &mut Connection) -> Result<HashMap<String, Sale>, BenchError> {
-    let mut sales = HashMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let path = match &after {
-            Some(cursor) => format!("/v1/sales?limit=1000&after={cursor}"),
-            None => "/v1/sales?limit=1000".to_owned(),
-        };
-        let page: SalePage = audit::get_json(connection, &path).await?;
-        sales.extend(page.sales.into_iter().map(|sale| (sale.sku.clone(), sale)));
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(sales),
-        }
-    }
+    let sales = audit::every_page(connection, "/v1/sales?limit=1000", |page: SalePage| {
+        (page.sales, page.next)
+    })
+    .await?;
+    Ok(sales
+        .into_iter()
+        .map(|sale| (sale.sku.clone(), sale))
+        .collect())
 }
 
 /// Waits until every accepted order is persisted (or `wait` passes), then audits each sale of
