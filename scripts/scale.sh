@@ -8,6 +8,8 @@
 #                                  # spread over them (embedded; Redis + MariaDB), 3 runs
 #   bash scripts/scale.sh buyers   # 10^5, 10^6, 10^7 distinct buyers on one sale (embedded;
 #                                  # Redis stock with in-memory orders), 1 run
+#   bash scripts/scale.sh expiry   # 10^5, 10^6 reservations lapsing in the same second (Redis
+#                                  # stock, MariaDB orders), 1 run: see expiry_point below
 #   options: --runs R, --points 1,100 (the curve's x), --backends embedded,redis, --users U
 #            (the sales curve's burst), --report (only redraw the table and chart from the last
 #            results, target/scale/<curve>.jsonl)
@@ -27,9 +29,12 @@ shift || true
 case "$curve" in
     sales) runs=3 points=1,100,10000,100000 users=100000 ;;
     buyers) runs=1 points=100000,1000000,10000000 users=0 ;;
-    *) echo "usage: bash scripts/scale.sh sales|buyers [--runs R] [--points a,b] [--backends embedded,redis] [--users U] [--report]" >&2; exit 2 ;;
+    expiry) runs=1 points=100000,1000000 users=200000 ;;
+    *) echo "usage: bash scripts/scale.sh sales|buyers|expiry [--runs R] [--points a,b] [--backends embedded,redis] [--users U] [--report]" >&2; exit 2 ;;
 esac
 backends=embedded,redis
+# Reservations lapse while no server runs, so the stock must outlive one: Redis only.
+[ "$curve" = expiry ] && backends=redis
 report_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -104,16 +109,19 @@ start_redis() {
     exit 1
 }
 
-# The server for `backend` (embedded, redis): sets port and server_pid.
+# The server for `backend` (embedded, redis): sets port and server_pid. With `again`, on the
+# Redis and database the previous server of this point used.
 start_server() {
-    local backend=$1 tag=$2
+    local backend=$1 tag=$2 again=${3:-}
     local flags=()
     if [ "$backend" = redis ]; then
-        start_redis "$tag"
+        [ -n "$again" ] || start_redis "$tag"
         flags+=(--redis-url "redis://127.0.0.1:$redis_port")
-        if [ "$curve" = sales ]; then
-            scratch="nexussale_scale_${tag//-/_}"
-            mysql -h127.0.0.1 -uroot -e "CREATE DATABASE $scratch"
+        if [ "$curve" != buyers ]; then
+            if [ -z "$again" ]; then
+                scratch="nexussale_scale_${tag//-/_}"
+                mysql -h127.0.0.1 -uroot -e "CREATE DATABASE $scratch"
+            fi
             flags+=(--database-url "mysql://root@127.0.0.1:3306/$scratch")
         fi
     fi
@@ -129,6 +137,17 @@ start_server() {
     echo "the server did not get ready; its log:" >&2
     cat "$out/server-$tag.log" >&2
     exit 1
+}
+
+# Stops the server only (its Redis and database stay).
+stop_server() {
+    kill "$server_pid" 2> /dev/null || true
+    wait "$server_pid" 2> /dev/null || true
+    local kept=()
+    for pid in "${pids[@]}"; do
+        [ "$pid" = "$server_pid" ] || kept+=("$pid")
+    done
+    pids=("${kept[@]}")
 }
 
 # Ticks of CPU (user + system) the process used so far.
@@ -187,14 +206,101 @@ point() {
     [ "$backend" = redis ] && redis_after=$(redis_used)
     local hz
     hz=$(getconf CLK_TCK)
-    echo "{\"curve\":\"$curve\",\"commit\":\"$measured\",\"backend\":\"$backend\",\"x\":$x,\"run\":$run,\"exit\":$status,\
+    echo "{\"curve\":\"$curve\",\"commit\":\"$measured\",\"date\":\"$(date +%F)\",\"backend\":\"$backend\",\"x\":$x,\"run\":$run,\"exit\":$status,\
 \"buyers\":$buyers,\"sales\":$sales,\
 \"idle_sweeper_calls_per_s\":$(python3 -c "print(($calls1 - $calls0) / 10)"),\
 \"idle_cpu_pct\":$(python3 -c "print(round(100 * ($ticks1 - $ticks0) / $hz / 10, 2))"),\
 \"idle_redis_commands_per_s\":$(python3 -c "print(($rcalls1 - $rcalls0) / 10)"),\
 \"redis_used_before\":$redis_before,\"redis_used_after\":$redis_after,\
 \"rss_after_kb\":$rss_kb,\"metrics_s\":$metrics_s,\"sales_page_s\":$sales_s,\
-\"summary\":$line}" >> "$results"
+\"summary\":${line:-null}}" >> "$results"
+    stop_all
+}
+
+now() {
+    date +%s.%N
+}
+
+# The sale's units available now.
+available() {
+    curl -fs "http://127.0.0.1:$port/v1/sales/$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["available"])'
+}
+
+# The sale's orders recorded `expired` in the point's database.
+expired_orders() {
+    mysql -N -h127.0.0.1 -uroot "$scratch" -e "SELECT COUNT(*) FROM orders WHERE sku = '$1' AND status = 'expired'"
+}
+
+# One expiry point: x buyers each hold a reservation of the same sale, with a TTL long enough for
+# that burst, its persistence, the bench's audit and a baseline burst to end before the first
+# lapse; then the server stops, so nothing sweeps while every reservation lapses, and a new
+# server on the same Redis and database finds all x due at once. From the new server's start:
+# seconds until the sale's units are all available again and until every order is `expired`
+# (MariaDB), and a burst of --users buyers on another sale meanwhile; its baseline is the same
+# burst on the first server, idle, in the same run.
+expiry_point() {
+    local x=$1 run=$2
+    local tag="expiry-redis-$x-$run-$$"
+    local ttl=$((60 + x / 4000))
+    start_server redis "$tag"
+    curl -fs -X POST -H 'content-type: application/json' \
+        -d "{\"sku\":\"$tag\",\"stock\":$x,\"per_user_limit\":1,\"reservation_ttl_secs\":$ttl}" \
+        "http://127.0.0.1:$port/v1/sales" > /dev/null
+    echo "== run $run: $x reservations held (TTL $ttl s), then lapsing at once"
+    local held held_status idle idle_status beside beside_status
+    set +e
+    held=$("$bench" --url "http://127.0.0.1:$port" --sku "$tag" --no-create --stock "$x" \
+        --users "$x" --concurrency 256 --wait-persisted 1800 | tail -n 1)
+    held_status=$?
+    local held_end
+    held_end=$(date +%s)
+    idle=$("$bench" --url "http://127.0.0.1:$port" --sku "$tag-idle" --stock $((2 * users)) \
+        --users "$users" --concurrency 256 --wait-persisted 600 | tail -n 1)
+    idle_status=$?
+    set -e
+    echo "$held"
+    echo "$idle"
+    local expired_early
+    expired_early=$(expired_orders "$tag")
+    stop_server
+    # The last reservation was taken before the held burst's end: it lapses within a TTL of it.
+    local wait_s=$((held_end + ttl + 2 - $(date +%s)))
+    echo "== waiting ${wait_s} s for every reservation to lapse"
+    [ "$wait_s" -gt 0 ] && sleep "$wait_s"
+    start_server redis "$tag-after" again
+    local t0 units_s=null orders_s=null
+    t0=$(now)
+    "$bench" --url "http://127.0.0.1:$port" --sku "$tag-beside" --stock $((2 * users)) \
+        --users "$users" --concurrency 256 --wait-persisted 600 > "$out/beside-$tag.log" 2>&1 &
+    local beside_pid=$!
+    while true; do
+        local elapsed
+        elapsed=$(python3 -c "print(round($(now) - $t0, 2))")
+        if [ "$units_s" = null ] && [ "$(available "$tag")" = "$x" ]; then
+            units_s=$elapsed
+        fi
+        if [ "$orders_s" = null ] && [ "$(expired_orders "$tag")" = "$x" ]; then
+            orders_s=$elapsed
+        fi
+        [ "$units_s" != null ] && [ "$orders_s" != null ] && break
+        if python3 -c "import sys; sys.exit(0 if $elapsed > 1800 else 1)"; then
+            echo "not every reservation lapsed within 1800 s" >&2
+            break
+        fi
+        sleep 0.2
+    done
+    set +e
+    wait "$beside_pid"
+    beside_status=$?
+    set -e
+    beside=$(tail -n 1 "$out/beside-$tag.log")
+    echo "$beside"
+    echo "   units back in ${units_s} s, orders expired in ${orders_s} s"
+    local status=$((held_status | idle_status | beside_status))
+    [ "$expired_early" = 0 ] || status=1
+    echo "{\"curve\":\"$curve\",\"commit\":\"$measured\",\"date\":\"$(date +%F)\",\"backend\":\"redis\",\"x\":$x,\"run\":$run,\
+\"exit\":$status,\"ttl_s\":$ttl,\"expired_early\":$expired_early,\"units_back_s\":$units_s,\
+\"orders_expired_s\":$orders_s,\"held\":${held:-null},\"idle\":${idle:-null},\"summary\":${beside:-null}}" >> "$results"
     stop_all
 }
 
@@ -203,7 +309,11 @@ IFS=, read -r -a bs <<< "$backends"
 for run in $(seq "$runs"); do
     for backend in "${bs[@]}"; do
         for x in "${xs[@]}"; do
-            point "$backend" "$x" "$run"
+            if [ "$curve" = expiry ]; then
+                expiry_point "$x" "$run"
+            else
+                point "$backend" "$x" "$run"
+            fi
         done
     done
 done

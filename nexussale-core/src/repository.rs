@@ -225,6 +225,8 @@ impl StatusCounts {
 /// - **Compare-and-set.** [`transition`](Self::transition) changes an order's status only if it is
 ///   `from`, atomically, and says whether it did: a `Mismatch` names a status other than `from`
 ///   (an order inserted while the transition looked answers `Applied` or `NotFound`).
+///   [`transition_many`](Self::transition_many) answers each of its orders the same way; after
+///   an error some may have changed (called again, those answer `Mismatch(to)`).
 /// - **Stable pagination.** [`list`](Self::list) returns orders by id, newest first; following
 ///   `next` cursors visits every matching order exactly once, with no gap or repeat, even while
 ///   orders are inserted.
@@ -296,6 +298,25 @@ pub trait OrderRepository: Send + Sync + Debug + 'static {
         at: DateTime<Utc>,
     ) -> Result<TransitionOutcome>;
 
+    /// [`transition`](Self::transition) for each of `ids`: one answer per id, in order. The
+    /// expiry sweeper records a batch of lapsed reservations with it; MySQL does a batch in one
+    /// transaction instead of a commit per order.
+    ///
+    /// The default calls `transition` for each, one after another.
+    async fn transition_many(
+        &self,
+        ids: &[OrderId],
+        from: OrderStatus,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<TransitionOutcome>> {
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for &id in ids {
+            outcomes.push(self.transition(id, from, to, at).await?);
+        }
+        Ok(outcomes)
+    }
+
     /// The sale's orders and units per status.
     async fn counts(&self, sku: &Sku) -> Result<StatusCounts>;
 
@@ -347,6 +368,15 @@ macro_rules! forward_order_repository {
                 at: DateTime<Utc>,
             ) -> Result<TransitionOutcome> {
                 (**self).transition(id, from, to, at).await
+            }
+            async fn transition_many(
+                &self,
+                ids: &[OrderId],
+                from: OrderStatus,
+                to: OrderStatus,
+                at: DateTime<Utc>,
+            ) -> Result<Vec<TransitionOutcome>> {
+                (**self).transition_many(ids, from, to, at).await
             }
             async fn counts(&self, sku: &Sku) -> Result<StatusCounts> {
                 (**self).counts(sku).await

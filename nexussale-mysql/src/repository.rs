@@ -1,6 +1,6 @@
 //! [`MySqlOrderRepository`]: orders and sale definitions in MySQL 8 or MariaDB 10.11+.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,7 +33,8 @@ const ORDER_COLUMNS: &str = "id, sku, user_id, quantity, status, created_at, upd
 /// - `insert` writes a batch as one multi-row `INSERT … ON DUPLICATE KEY UPDATE` (up to 1,000
 ///   orders per statement; a larger batch is several statements in one transaction), so a batch
 ///   of 500 is one round trip, atomic, and inserting the same orders again changes no order.
-/// - `transition` is `UPDATE … WHERE id = ? AND status = ?`: compare-and-set.
+/// - `transition` is `UPDATE … WHERE id = ? AND status = ?`: compare-and-set; `transition_many`
+///   locks and reads a batch's rows and updates those in `from`, one transaction per 1,000.
 /// - `list` pages by keyset (`id < cursor ORDER BY id DESC`), never `OFFSET`.
 /// - `counts` groups one sale's orders by status from an index.
 ///
@@ -254,12 +255,68 @@ impl MySqlOrderRepository {
             .filter(|new| *new <= rows)
             .ok_or_else(|| RepoError::corrupt(format!("{affected} rows affected by {rows} orders")))
     }
+
+    /// One transaction for `ids` (at most [`ROWS_PER_STATEMENT`], distinct): those in `from` set
+    /// to `to`. Answers the status each found order had.
+    ///
+    /// The common case, every order still in `from` (a sweep's expiries), is one `UPDATE … WHERE
+    /// id IN (…) AND status = from` that matches them all. Otherwise that is rolled back, and
+    /// the rows are locked and read (`SELECT … FOR UPDATE`) to tell each apart, then those in
+    /// `from` updated.
+    async fn transition_chunk(
+        &self,
+        ids: &[OrderId],
+        from: OrderStatus,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+    ) -> std::result::Result<HashMap<OrderId, OrderStatus>, RepoError> {
+        let mut tx = self.pool.begin().await?;
+        let matched = update_statement(ids.iter().map(OrderId::as_uuid), to, at, Some(from))
+            .build()
+            .persistent(kept_prepared(ids.len()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if matched == ids.len() as u64 {
+            tx.commit().await?;
+            return Ok(ids.iter().map(|&id| (id, from)).collect());
+        }
+        tx.rollback().await?;
+        let mut tx = self.pool.begin().await?;
+        let mut select = QueryBuilder::<MySql>::new("SELECT id, status FROM orders WHERE id IN (");
+        let mut listed = select.separated(", ");
+        for id in ids {
+            listed.push_bind(id.as_uuid());
+        }
+        select.push(") FOR UPDATE");
+        let rows = select
+            .build()
+            .persistent(kept_prepared(ids.len()))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        let mut matching = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: Uuid = row.try_get("id")?;
+            let status = status_of(&text("status", row.try_get("status")?)?)?;
+            if status == from {
+                matching.push(id);
+            }
+            found.insert(OrderId::from(id), status);
+        }
+        if !matching.is_empty() {
+            let rows = matching.len();
+            update_statement(matching.into_iter(), to, at, None)
+                .build()
+                .persistent(kept_prepared(rows))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
 }
 
-/// `INSERT … VALUES (…), (…) ON DUPLICATE KEY UPDATE redeliveries = redeliveries + 1`: an
-/// existing order keeps everything but its redelivery count.
-///
-/// Its text differs with every batch size; see [`kept_prepared`] for which sizes stay prepared.
 /// Whether the insert of `rows` rows stays a prepared statement on its connection. Kept, every
 /// batch size became one (up to 100 per connection, ~70 KB each with 500 rows of binds), growing
 /// the database's prepared statements toward MySQL's global `max_prepared_stmt_count` (16,382),
@@ -271,6 +328,73 @@ fn kept_prepared(rows: usize) -> bool {
     rows == 1 || rows.is_multiple_of(50)
 }
 
+/// One page of `query` (`size` orders and one more, which tells whether another page follows),
+/// newest first, after its cursor.
+///
+/// The index is named: for `sku = ? AND id < ? ORDER BY id DESC`, MariaDB 10.11 chose a `ref`
+/// on the sku alone and walked every order newer than the cursor to reach the page (0.8 s a
+/// page half-way through a sale of 10^6 orders, so listing it all was quadratic); forced, it
+/// reads the `(sku, id)` range from the cursor down.
+fn list_statement(query: &OrderQuery, size: usize) -> QueryBuilder<'_, MySql> {
+    let index = match (&query.user, &query.sku, query.status) {
+        (Some(_), _, _) => " FORCE INDEX (orders_by_user)",
+        (None, Some(_), Some(_)) => " FORCE INDEX (orders_by_sku_status)",
+        (None, Some(_), None) => " FORCE INDEX (orders_by_sku)",
+        // No filter reads the primary key's range; a status alone has no index of its own (the
+        // server refuses it).
+        (None, None, _) => "",
+    };
+    let mut select = QueryBuilder::<MySql>::new(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders{index} WHERE TRUE"
+    ));
+    if let Some(user) = &query.user {
+        select.push(" AND user_id = ").push_bind(user.as_str());
+    }
+    if let Some(sku) = &query.sku {
+        select.push(" AND sku = ").push_bind(sku.as_str());
+    }
+    if let Some(status) = query.status {
+        select.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(after) = query.after {
+        select.push(" AND id < ").push_bind(after.as_uuid());
+    }
+    select
+        .push(" ORDER BY id DESC LIMIT ")
+        .push_bind(size as u64 + 1);
+    select
+}
+
+/// `UPDATE orders SET status = to, updated_at = at WHERE id IN (ids)`, and `AND status = from`
+/// when given. (The driver counts matched rows, changed or not.) Its text differs with the
+/// number of ids, as an insert's does.
+fn update_statement<'a>(
+    ids: impl Iterator<Item = Uuid>,
+    to: OrderStatus,
+    at: DateTime<Utc>,
+    from: Option<OrderStatus>,
+) -> QueryBuilder<'a, MySql> {
+    let mut update = QueryBuilder::<MySql>::new("UPDATE orders SET status = ");
+    update
+        .push_bind(to.as_str())
+        .push(", updated_at = ")
+        .push_bind(at.naive_utc())
+        .push(" WHERE id IN (");
+    let mut listed = update.separated(", ");
+    for id in ids {
+        listed.push_bind(id);
+    }
+    update.push(")");
+    if let Some(from) = from {
+        update.push(" AND status = ").push_bind(from.as_str());
+    }
+    update
+}
+
+/// `INSERT … VALUES (…), (…) ON DUPLICATE KEY UPDATE redeliveries = redeliveries + 1`: an
+/// existing order keeps everything but its redelivery count.
+///
+/// Its text differs with every batch size; see [`kept_prepared`] for which sizes stay prepared.
 fn insert_statement<'a>(orders: &'a [&'a Order]) -> QueryBuilder<'a, MySql> {
     let mut query = QueryBuilder::new(format!("INSERT INTO orders ({ORDER_COLUMNS}) "));
     query.push_values(orders, |mut row, order| {
@@ -408,25 +532,7 @@ impl OrderRepository for MySqlOrderRepository {
 
     async fn list(&self, query: &OrderQuery) -> Result<OrderPage> {
         let size = query.page_size()?;
-        let mut select =
-            QueryBuilder::<MySql>::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE TRUE"));
-        if let Some(user) = &query.user {
-            select.push(" AND user_id = ").push_bind(user.as_str());
-        }
-        if let Some(sku) = &query.sku {
-            select.push(" AND sku = ").push_bind(sku.as_str());
-        }
-        if let Some(status) = query.status {
-            select.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(after) = query.after {
-            select.push(" AND id < ").push_bind(after.as_uuid());
-        }
-        // One row more than the page tells whether another page follows.
-        select
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(size as u64 + 1);
-        let rows: Vec<OrderRow> = select
+        let rows: Vec<OrderRow> = list_statement(query, size)
             .build_query_as()
             .fetch_all(&self.pool)
             .await
@@ -439,6 +545,46 @@ impl OrderRepository for MySqlOrderRepository {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let next = more.then(|| orders.last().map(|order| order.id)).flatten();
         Ok(OrderPage { orders, next })
+    }
+
+    /// One transaction per 1,000 orders (`SELECT … FOR UPDATE`, then one `UPDATE` of those in
+    /// `from`): a sweep's batch of expiries is one commit, not one per order.
+    async fn transition_many(
+        &self,
+        ids: &[OrderId],
+        from: OrderStatus,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<TransitionOutcome>> {
+        let mut outcomes = Vec::with_capacity(ids.len());
+        // Distinct ids: the one-statement path counts matched rows against them.
+        let mut distinct = ids.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut found = HashMap::with_capacity(distinct.len());
+        for chunk in distinct.chunks(ROWS_PER_STATEMENT) {
+            let mut attempt = 1;
+            let chunk_found = loop {
+                match self.transition_chunk(chunk, from, to, at).await {
+                    Err(err) if err.is_deadlock() && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+                    done => break done?,
+                }
+            };
+            found.extend(chunk_found);
+        }
+        // A repeated id answers as its first: the one transition it had.
+        let mut answered = std::collections::HashSet::with_capacity(found.len());
+        for id in ids {
+            outcomes.push(match found.get(id) {
+                None => TransitionOutcome::NotFound,
+                Some(&status) if status == from && answered.insert(*id) => {
+                    TransitionOutcome::Applied
+                }
+                Some(&status) if status == from => TransitionOutcome::Mismatch(to),
+                Some(&status) => TransitionOutcome::Mismatch(status),
+            });
+        }
+        Ok(outcomes)
     }
 
     async fn transition(
@@ -597,6 +743,38 @@ const TIMELINE_REACHED: &str = "SELECT created_at FROM (SELECT created_at, \
      FROM orders WHERE sku = ?) placed WHERE held >= ? ORDER BY created_at LIMIT 1";
 
 impl MySqlOrderRepository {
+    /// How many index entries the database read to answer `query`'s page (its session's
+    /// `Handler_read_next` and `Handler_read_prev`): about one page's worth, wherever the
+    /// cursor is, when the page reads an index range from the cursor on.
+    pub async fn list_rows_read(&self, query: &OrderQuery) -> Result<u64> {
+        async fn reads(conn: &mut sqlx::MySqlConnection) -> std::result::Result<u64, RepoError> {
+            let rows = sqlx::query("SHOW SESSION STATUS LIKE 'Handler_read%'")
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut total = 0;
+            for row in rows {
+                let name: String = row.try_get(0)?;
+                if name == "Handler_read_next" || name == "Handler_read_prev" {
+                    let value: String = row.try_get(1)?;
+                    total += value.parse::<u64>().map_err(|_| {
+                        RepoError::corrupt(format!("{name} is not a count: {value}"))
+                    })?;
+                }
+            }
+            Ok(total)
+        }
+        let size = query.page_size()?;
+        let mut conn = self.pool.acquire().await.map_err(RepoError::from)?;
+        let before = reads(&mut conn).await?;
+        list_statement(query, size)
+            .build()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(RepoError::from)?;
+        let after = reads(&mut conn).await?;
+        Ok(after.saturating_sub(before))
+    }
+
     /// How the database runs the queries of a sale's report (its timeline): for each, the
     /// rows of `EXPLAIN` as (table, access type, key, extra). Shows that each reads one sale's
     /// range of an index, never the whole table.

@@ -103,9 +103,10 @@ impl RedisConfig {
         self
     }
 
-    /// Whether concurrent reservations of one sale go to Redis together, as one script call that
-    /// handles them in arrival order (default on). While one call is in flight the next
-    /// requests queue, so a burst costs Redis a few large calls instead of many small ones.
+    /// Whether concurrent reservations go to Redis together, as one script call that handles
+    /// each sale's in arrival order (default on). While one call is in flight the next requests
+    /// queue, so a burst costs Redis a few large calls instead of many small ones. On one Redis
+    /// the reservations of every sale share the calls; on a Cluster, those of one stock shard.
     pub fn coalesce(mut self, on: bool) -> Self {
         self.coalesce = on;
         self
@@ -122,7 +123,7 @@ impl RedisConfig {
         }
     }
 
-    /// Coalesced calls in flight per stock shard: with replica acknowledgement each takes a
+    /// Coalesced calls in flight per lane: with replica acknowledgement each takes a
     /// replication round trip longer, so twice as many keep Redis as busy.
     pub(crate) fn calls_in_flight(&self) -> usize {
         match self.replica_acks {
@@ -138,17 +139,18 @@ impl RedisConfig {
         self
     }
 
-    /// Coalesced calls in flight at once per stock shard (default 2): one executes while the
-    /// next crosses the network. With [`replica_acks`](Self::replica_acks), twice as many, each
+    /// Coalesced calls in flight at once per lane (default 2): one executes while the next
+    /// crosses the network. One Redis has one lane; a Cluster one per stock shard. With [`replica_acks`](Self::replica_acks), twice as many, each
     /// on a connection of its own.
     pub fn batches_in_flight(mut self, calls: usize) -> Self {
         self.batches_in_flight = calls.max(1);
         self
     }
 
-    /// How long a stock shard's coalescing lane (a task and its queue, made on the shard's
-    /// first reservation) lives without a reservation before it ends (default 60 s; at least
-    /// 1 ms): memory follows the sales being bought from, not every sale ever bought from.
+    /// How long a coalescing lane (a task and its queue, made on the first reservation it takes)
+    /// lives without a reservation before it ends (default 60 s; at least 1 ms): on a Cluster,
+    /// where each stock shard has a lane, memory follows the sales being bought from, not every
+    /// sale ever bought from.
     pub fn coalesce_lane_idle(mut self, idle: Duration) -> Self {
         self.lane_idle = idle.max(Duration::from_millis(1));
         self

@@ -30,6 +30,11 @@ pub(crate) enum StoreError {
     /// waits to be rebuilt. Reported for the whole sale as [`StoreError::SaleRegressed`].
     #[error("a stock shard may have gone backwards: {0}")]
     Regressed(&'static str),
+    /// A shard answered a sequence (`seen`) at or below one this process had seen of it: its
+    /// state went backwards, unless a rebuild gave the shard a new life since the call ran
+    /// (`mark.lua` tells). Reported for the whole sale as [`StoreError::SaleRegressed`].
+    #[error("the sequence of stock shard {stock} went backwards (to {seen})")]
+    WentBackwards { stock: String, seen: u64 },
     /// The sale's state in Redis may have gone backwards; every shard is marked so until it is
     /// rebuilt from the orders.
     #[error("the state of sale {0} in redis may have gone backwards")]
@@ -70,6 +75,7 @@ impl StoreError {
             | Self::CoalescerStopped
             | Self::ReplicasBehind { .. }
             | Self::Regressed(_)
+            | Self::WentBackwards { .. }
             | Self::SaleRegressed(_) => true,
             Self::Corrupt(_) | Self::UnknownSale(_) => false,
         }

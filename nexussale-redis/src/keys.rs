@@ -4,7 +4,7 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `{prefix}:sales` | set | every sku with a sale |
-//! | `{prefix}:{{sku}:{n}}:stock` | hash | `available`, `reserved`, `sold`, `transit`, `limit`, `start`, `end` (µs since the epoch, or empty), `shards`, `node` (the replication id of the primary that writes it), `seq` (advanced by every script that writes it), `regressed` (while it waits for a rebuild); shard 0 also `def`, the sale's definition as JSON |
+//! | `{prefix}:{{sku}:{n}}:stock` | hash | `available`, `reserved`, `sold`, `transit`, `limit`, `start`, `end` (µs since the epoch, or empty), `shards`, `node` (the replication id of the primary that writes it), `seq` (advanced by every script that writes it), `born` (its first `seq`, at creation or its last rebuild), `regressed` (while it waits for a rebuild); shard 0 also `def`, the sale's definition as JSON |
 //! | `{prefix}:{{sku}:0}:rebuild` | string | the process rebuilding the sale, with a lease (PX) |
 //! | `{prefix}:{{sku}:{n}}:held` | hash | user → units the user holds (reserved or sold) |
 //! | `{prefix}:{{sku}:{n}}:keys` | hash | user `\n` idempotency key → order id |

@@ -9,7 +9,7 @@ use nexussale_core::ReleaseReason;
 use crate::connection::Connection;
 use crate::error::StoreError;
 use crate::keys::ShardKeys;
-use crate::scripts::{self, Reply, ReserveArgs};
+use crate::scripts::{self, Reply, ReserveArgs, ShardBatch};
 
 /// How many replicas must have a write before it is answered, and how long `WAIT` may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +48,7 @@ impl ReplicaAcks {
 }
 
 /// `reserve.lua` for `requests` on one shard (after adding `deposit` units moved from other
-/// shards), answered once `acks` replicas have what it wrote.
-/// Short of that the call fails with [`StoreError::ReplicasBehind`] and the reservations it made
-/// are released (see [`abort_unconfirmed`]). The one path of every reservation, batched or not.
+/// shards), answered once `acks` replicas have what it wrote; see [`reserve_batches`].
 pub(crate) async fn reserve(
     conn: &Connection,
     keys: &ShardKeys,
@@ -58,14 +56,41 @@ pub(crate) async fn reserve(
     requests: &[&ReserveArgs],
     acks: ReplicaAcks,
 ) -> Result<Vec<Reply>, StoreError> {
-    let replies = scripts::reserve(conn.clone(), keys, deposit, requests).await?;
-    if scripts::wrote(&replies)
-        && let Err(err) = acks.wait(&mut conn.clone(), &keys.stock).await
+    let batch = ShardBatch {
+        keys,
+        deposit,
+        requests,
+    };
+    reserve_batches(conn, &[batch], acks)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::corrupt("reserve answered no shard"))?
+}
+
+/// One `reserve.lua` call for every shard of `batches`, answered once `acks` replicas have what
+/// it wrote (one `WAIT` for the whole call). Short of that the call fails with
+/// [`StoreError::ReplicasBehind`] and the reservations it made are released (see
+/// [`abort_unconfirmed`]). The one path of every reservation, batched or not.
+pub(crate) async fn reserve_batches(
+    conn: &Connection,
+    batches: &[ShardBatch<'_>],
+    acks: ReplicaAcks,
+) -> Result<Vec<Result<Vec<Reply>, StoreError>>, StoreError> {
+    let answers = scripts::reserve_batches(conn.clone(), batches).await?;
+    let wrote = answers
+        .iter()
+        .any(|answer| answer.as_ref().is_ok_and(|replies| scripts::wrote(replies)));
+    if let (true, Some(first)) = (wrote, batches.first())
+        && let Err(err) = acks.wait(&mut conn.clone(), &first.keys.stock).await
     {
-        abort_unconfirmed(conn, keys, requests, &replies).await;
+        for (batch, answer) in batches.iter().zip(&answers) {
+            if let Ok(replies) = answer {
+                abort_unconfirmed(conn, batch.keys, batch.requests, replies).await;
+            }
+        }
         return Err(err);
     }
-    Ok(replies)
+    Ok(answers)
 }
 
 /// Releases, as `Aborted`, the reservations among `requests` that `replies` says were made: the

@@ -80,7 +80,10 @@ fn sequenced(keys: &ShardKeys, before: u64, reply: Value) -> Result<Vec<Value>, 
         Err(_) => Err(StoreError::Regressed("a failover since its last write")),
         // No such shard: the script answers that itself.
         Ok(0) => Ok(reply),
-        Ok(seq) if seq <= before => Err(StoreError::Regressed("its sequence went backwards")),
+        Ok(seq) if seq <= before => Err(StoreError::WentBackwards {
+            stock: keys.stock.clone(),
+            seen: seq,
+        }),
         Ok(seq) => {
             keys.seen(seq);
             Ok(reply)
@@ -101,46 +104,78 @@ pub(crate) struct ReserveArgs {
     pub(crate) expires_us: i64,
 }
 
-/// Runs `reserve.lua` on one shard for `requests`, in order, after adding `deposit` units.
-pub(crate) async fn reserve(
+/// One shard's part of a `reserve.lua` call: its requests, in order, after adding `deposit`
+/// units (moved from its sale's other shards).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShardBatch<'a> {
+    pub(crate) keys: &'a ShardKeys,
+    pub(crate) deposit: u64,
+    pub(crate) requests: &'a [&'a ReserveArgs],
+}
+
+/// Runs `reserve.lua` once for every shard of `batches` (all reachable by one script: a single
+/// Redis, or one hash slot of a Cluster): the call's failure, else each shard's replies or its
+/// own failure (a regressed shard fails alone).
+pub(crate) async fn reserve_batches(
     mut conn: Connection,
-    keys: &ShardKeys,
-    deposit: u64,
-    requests: &[&ReserveArgs],
-) -> Result<Vec<Reply>, StoreError> {
-    let before = keys.highest_seen();
+    batches: &[ShardBatch<'_>],
+) -> Result<Vec<Result<Vec<Reply>, StoreError>>, StoreError> {
+    let before: Vec<u64> = batches
+        .iter()
+        .map(|batch| batch.keys.highest_seen())
+        .collect();
     let mut call = RESERVE.prepare_invoke();
-    call.key(&keys.stock)
-        .key(&keys.held)
-        .key(&keys.keys)
-        .key(&keys.res)
-        .key(&keys.expiry);
-    if conn.reaches_every_key() {
-        call.key(&keys.due);
+    for batch in batches {
+        let keys = batch.keys;
+        call.key(&keys.stock)
+            .key(&keys.held)
+            .key(&keys.keys)
+            .key(&keys.res)
+            .key(&keys.expiry);
     }
-    call.arg(deposit).arg(requests.len());
-    for request in requests {
-        call.arg(request.now_us)
-            .arg(&request.user)
-            .arg(request.quantity)
-            .arg(&request.key_field)
-            .arg(&request.order_id)
-            .arg(&request.body)
-            .arg(request.expires_us);
+    if let (true, Some(first)) = (conn.reaches_every_key(), batches.first()) {
+        call.key(&first.keys.due);
     }
-    call.arg(&keys.due_member);
-    let flat = sequenced(keys, before, call.invoke_async::<Value>(&mut conn).await?)?;
-    let mut fields = flat.iter();
-    let replies = (0..requests.len())
-        .map(|_| Reply::next(&mut fields))
-        .collect::<Result<Vec<_>, _>>()?;
-    if fields.next().is_some() {
+    call.arg(batches.len());
+    for batch in batches {
+        call.arg(batch.deposit).arg(batch.requests.len());
+        for request in batch.requests {
+            call.arg(request.now_us)
+                .arg(&request.user)
+                .arg(request.quantity)
+                .arg(&request.key_field)
+                .arg(&request.order_id)
+                .arg(&request.body)
+                .arg(request.expires_us);
+        }
+        call.arg(&batch.keys.due_member);
+    }
+    let answers = items(call.invoke_async::<Value>(&mut conn).await?)?;
+    if answers.len() != batches.len() {
         return Err(StoreError::corrupt(format!(
-            "more replies than {} reservations",
-            requests.len()
+            "reserve answered {} shards of {}",
+            answers.len(),
+            batches.len()
         )));
     }
-    Ok(replies)
+    Ok(answers
+        .into_iter()
+        .zip(batches.iter().zip(before))
+        .map(|(answer, (batch, before))| {
+            let flat = sequenced(batch.keys, before, answer)?;
+            let mut fields = flat.iter();
+            let replies = (0..batch.requests.len())
+                .map(|_| Reply::next(&mut fields))
+                .collect::<Result<Vec<_>, _>>()?;
+            if fields.next().is_some() {
+                return Err(StoreError::corrupt(format!(
+                    "more replies than {} reservations",
+                    batch.requests.len()
+                )));
+            }
+            Ok(replies)
+        })
+        .collect())
 }
 
 /// One request's answer from `reserve.lua`.
@@ -517,18 +552,22 @@ pub(crate) async fn expired(
     Ok(found)
 }
 
-/// `mark.lua`: marks the shard regressed (`why`), if it exists.
+/// `mark.lua`: marks the shard at `stock` (its stock hash) regressed (`why`), if it exists; with
+/// `seen`, the sequence a call of it answered, unless a rebuild gave it a new life since that
+/// call ran. Answers whether it marked it.
 pub(crate) async fn mark(
     mut conn: Connection,
-    keys: &ShardKeys,
+    stock: &str,
     why: &str,
-) -> Result<(), StoreError> {
-    let _: i64 = MARK
-        .key(&keys.stock)
+    seen: Option<u64>,
+) -> Result<bool, StoreError> {
+    let marked: i64 = MARK
+        .key(stock)
         .arg(why)
+        .arg(seen.map(|seq| seq.to_string()).unwrap_or_default())
         .invoke_async(&mut conn)
         .await?;
-    Ok(())
+    Ok(marked == 1)
 }
 
 /// `lock.lua`: takes or renews the rebuild lock at `key` for `holder`; answers whether it has it.

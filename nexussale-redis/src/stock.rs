@@ -150,8 +150,9 @@ impl RedisStockStore {
         }
     }
 
-    /// Coalescing lanes open now: one per stock shard bought from within
-    /// [`RedisConfig::coalesce_lane_idle`] (0 without coalescing).
+    /// Coalescing lanes open now (0 without coalescing): one when anything was bought within
+    /// [`RedisConfig::coalesce_lane_idle`]; on a Cluster, one per stock shard bought from
+    /// within it.
     pub fn coalescing_lanes(&self) -> usize {
         self.inner.coalescer.as_ref().map_or(0, Coalescer::lanes)
     }
@@ -339,16 +340,32 @@ impl Inner {
     /// Passes `result` through, unless a shard of the sale said it regressed: then every shard
     /// is marked, so that every process refuses the sale until it is rebuilt, and the whole
     /// sale is reported regressed.
+    ///
+    /// A sequence that went backwards is checked first: when the shard was rebuilt after the
+    /// call that saw it ran, nothing is marked (another process met the regression and rebuilt
+    /// the sale meanwhile) and the caller retries.
     async fn unless_regressed<T>(&self, sku: &Sku, result: Outcome<T>) -> Outcome<T> {
-        let Err(StoreError::Regressed(why)) = result else {
-            return result;
+        let why = match result {
+            Err(StoreError::Regressed(why)) => why,
+            Err(StoreError::WentBackwards { stock, seen }) => {
+                const WHY: &str = "its sequence went backwards";
+                match scripts::mark(self.conn(), &stock, WHY, Some(seen)).await {
+                    Ok(false) => return Err(StoreError::WentBackwards { stock, seen }),
+                    Ok(true) => {}
+                    Err(err) => {
+                        tracing::warn!(sku = %sku, error = %err, "could not mark a regressed shard")
+                    }
+                }
+                WHY
+            }
+            _ => return result,
         };
         tracing::warn!(sku = %sku, why, "the sale's state in redis may have gone backwards; it waits to be rebuilt from the orders");
         if let Some(info) = self.sales.get(sku).map(|info| Arc::clone(&info)) {
             let marked = try_join_all(
                 info.shards
                     .iter()
-                    .map(|keys| scripts::mark(self.conn(), keys, why)),
+                    .map(|keys| scripts::mark(self.conn(), &keys.stock, why, None)),
             )
             .await;
             if let Err(err) = marked {
@@ -496,14 +513,25 @@ impl Inner {
         Ok(sales)
     }
 
-    /// One reservation on one shard, coalesced with its neighbours when that is on.
-    async fn reserve_on(&self, keys: &ShardKeys, args: ReserveArgs) -> Outcome<Reply> {
+    /// One reservation on `info`'s shard `shard`, coalesced with others when that is on.
+    async fn reserve_on(
+        &self,
+        info: &Arc<SaleInfo>,
+        shard: usize,
+        args: ReserveArgs,
+    ) -> Outcome<Reply> {
         match &self.coalescer {
-            Some(coalescer) => coalescer.reserve(keys, args).await,
-            None => replicas::reserve(&self.conn, keys, 0, &[&args], self.config.acks())
-                .await?
-                .pop()
-                .ok_or_else(|| StoreError::corrupt("no reply to a reservation")),
+            Some(coalescer) => coalescer.reserve(info, shard, args).await,
+            None => replicas::reserve(
+                &self.conn,
+                &info.shards[shard],
+                0,
+                &[&args],
+                self.config.acks(),
+            )
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::corrupt("no reply to a reservation")),
         }
     }
 
@@ -533,7 +561,7 @@ impl Inner {
         let home = info.home(request.user.as_str());
         // Only a sharded sale may need the arguments again, for a transfer.
         let retry = (info.shards.len() > 1).then(|| args.clone());
-        let reply = match (self.reserve_on(&info.shards[home], args).await?, retry) {
+        let reply = match (self.reserve_on(&info, home, args).await?, retry) {
             (Reply::SoldOut { available }, Some(args)) => {
                 transfer::reserve_with_transfers(
                     &self.conn,
@@ -865,5 +893,80 @@ impl Inner {
             .await?;
         self.sales.insert(sale.sku.clone(), Arc::new(info));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed expectation is a failed test
+
+    use nexussale_core::testkit::services::{redis_url, unavailable};
+    use nexussale_core::testkit::unique_name;
+    use nexussale_core::{Sale, StockStore};
+
+    use super::*;
+
+    /// A process that met a regression after another rebuilt the sale does not send the rebuilt
+    /// sale back to be rebuilt again: its mark, which names the sequence it saw, is refused.
+    #[tokio::test]
+    async fn a_late_regression_does_not_mark_a_rebuilt_sale() {
+        let config = RedisConfig::default().prefix(unique_name("late-mark-"));
+        let store = match RedisStockStore::connect_with(&redis_url(), config).await {
+            Ok(store) => store,
+            Err(err) => return unavailable("redis", err).unwrap_or(()),
+        };
+        let sale = Sale::new(nexussale_core::testkit::unique_sku(), 5);
+        assert!(store.create_sale(&sale).await.unwrap());
+        let info = store.inner.info(&sale.sku).await.unwrap();
+        let stock = info.shards[0].stock.clone();
+        let mut conn = store.inner.conn();
+        let seq = |conn: &mut Connection| {
+            let mut conn = conn.clone();
+            let stock = stock.clone();
+            async move {
+                let seq: u64 = conn.hget(&stock, "seq").await.unwrap();
+                seq
+            }
+        };
+        // What a call that ran before the rebuild answered.
+        let before_rebuild = seq(&mut conn).await;
+        store.restore(&sale, &[]).await.unwrap();
+        let late: Result<(), _> = store
+            .inner
+            .unless_regressed(
+                &sale.sku,
+                Err(StoreError::WentBackwards {
+                    stock: stock.clone(),
+                    seen: before_rebuild,
+                }),
+            )
+            .await;
+        assert!(
+            matches!(late, Err(StoreError::WentBackwards { .. })),
+            "{late:?}"
+        );
+        let regressed: Option<String> = conn.hget(&stock, "regressed").await.unwrap();
+        assert_eq!(regressed, None, "the rebuilt shard was marked again");
+        assert!(store.snapshot(&sale.sku).await.is_ok());
+
+        // Seen in the shard's present life: marked, and the whole sale reported regressed.
+        let now = seq(&mut conn).await;
+        let current: Result<(), _> = store
+            .inner
+            .unless_regressed(
+                &sale.sku,
+                Err(StoreError::WentBackwards {
+                    stock: stock.clone(),
+                    seen: now,
+                }),
+            )
+            .await;
+        assert!(
+            matches!(current, Err(StoreError::SaleRegressed(_))),
+            "{current:?}"
+        );
+        let regressed: Option<String> = conn.hget(&stock, "regressed").await.unwrap();
+        assert!(regressed.is_some());
+        store.purge().await.unwrap();
     }
 }

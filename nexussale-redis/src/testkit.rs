@@ -1,5 +1,6 @@
-//! Redis servers a test starts for itself (feature `testkit`): a Redis Cluster, a Redis that
-//! speaks only TLS with certificates made for it, a primary and replica under Sentinel, each on
+//! Redis servers a test starts for itself (feature `testkit`): a Redis of its own (to count what
+//! a store sends it), a Redis Cluster, a Redis that speaks only TLS with certificates made for
+//! it, a primary and replica under Sentinel, each on
 //! free ports, stopped and cleaned up when dropped, also when the test fails. Needs `redis-server` and `redis-cli` on the `PATH`. Stable
 //! enough for other crates' tests; not a production API.
 
@@ -359,6 +360,61 @@ impl RedisCluster {
             .iter()
             .map(|port| format!("127.0.0.1:{port}"))
             .collect()
+    }
+}
+
+/// A plain `redis-server` of the test's own: nothing else sends it commands, so its statistics
+/// (`INFO commandstats`) count what the test's store sent.
+#[derive(Debug)]
+pub struct LocalRedis {
+    node: Child,
+    port: u16,
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        let _ = self.node.kill();
+        let _ = self.node.wait();
+    }
+}
+
+impl LocalRedis {
+    /// Starts one on a free port, nothing on disk.
+    pub fn start() -> Result<Self, String> {
+        let port = nexussale_core::testkit::servers::free_port()?;
+        let node = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("redis-server: {err}"))?;
+        let redis = Self { node, port };
+        wait_for("a port accepting connections", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        Ok(redis)
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How many times `command` (lower case, as `INFO commandstats` names it: `evalsha`) ran.
+    pub fn calls(&self, command: &str) -> Result<u64, String> {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "info", "commandstats"])
+            .output()
+            .map_err(|err| format!("redis-cli: {err}"))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let prefix = format!("cmdstat_{command}:calls=");
+        Ok(text
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0))
     }
 }
 

@@ -15,6 +15,7 @@ use crate::identity::Identity;
 use crate::log_writer::BufferedLog;
 use crate::ratelimit::RateLimiter;
 use crate::refusals::Refusals;
+use crate::telemetry::UnitsGauges;
 
 /// Checks that one backend answers, for `GET /ready`.
 pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, nexussale_core::Result<()>> + Send + Sync>;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub(crate) feeds: Feeds,
     /// Purchases refused and not yet added to the repository (the sale report's refusals).
     pub(crate) refusals: Arc<Refusals>,
+    /// The sales' unit gauges of `GET /metrics`.
+    pub(crate) units: UnitsGauges,
 }
 
 impl AppState {
@@ -67,6 +70,7 @@ impl AppState {
         Self {
             feeds: Feeds::new(engine.clone(), crate::feeds::DEFAULT_FEED_TICK),
             refusals: Arc::default(),
+            units: UnitsGauges::default(),
             engine,
             identity: Identity::open(),
             proxies: TrustedProxies::default(),

@@ -7,7 +7,7 @@
 //! | `nexussale_publish_duration_seconds` | histogram | time for the queue to take an order event durably |
 //! | `nexussale_worker_lag_seconds` | histogram | from a purchase to its event reaching the worker |
 //! | `nexussale_orders_persisted_total` | counter | orders the worker stored (new ones only) |
-//! | `nexussale_units_available{sku}`, `_reserved`, `_sold`, `nexussale_units_stock{sku}` | gauge | each sale's units by state, and its stock, read at each scrape |
+//! | `nexussale_units_available{sku}`, `_reserved`, `_sold`, `nexussale_units_stock{sku}` | gauge | each sale's units by state, and its stock, read for each scrape (a scrape waits for the reading up to 2 s, else shows the last values read: 100,000 sales on Redis take longer) |
 //! | `nexussale_backend_up{backend}` | gauge | 1 when the backend answered its readiness probe at the scrape, else 0 |
 //! | `nexussale_build_info{version}` | gauge | always 1 |
 //! | `nexussale_http_requests_total{method,route,class}` | counter | requests by route template and status class (`2xx` …) |
@@ -18,9 +18,13 @@
 //! The engine's own (expiries, cancels, payments, rebuilds, reconcile drift, the worker's
 //! batches) are listed in [`nexussale_core::meter`].
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use nexussale_core::FlashSale;
 
 /// Latency buckets, in seconds: 100 µs to 5 min (a worker falling minutes behind must show as
 /// minutes, not as "over 10 s").
@@ -82,8 +86,56 @@ fn register_zeroes() {
     metrics::gauge!("nexussale_http_requests_in_flight").set(0.0);
 }
 
+/// How long a scrape waits for the sales' unit gauges to be read.
+const UNITS_WAIT: Duration = Duration::from_secs(2);
+
+/// The sales' unit gauges, read for the scrapes: one reading at a time, in a task of its own,
+/// which a scrape waits for at most [`UNITS_WAIT`]. With many sales a reading outlasts that
+/// (100,000 sales on Redis took over 10 s, past the request timeout, so every scrape failed):
+/// the scrape then shows the values the last reading set, and a later scrape finds this one
+/// done and starts the next.
+#[derive(Clone, Default)]
+pub(crate) struct UnitsGauges {
+    reading: Arc<parking_lot::Mutex<Option<Shared<BoxFuture<'static, ()>>>>>,
+}
+
+impl std::fmt::Debug for UnitsGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnitsGauges").finish_non_exhaustive()
+    }
+}
+
+impl UnitsGauges {
+    /// Reads every sale's units into the gauges (or joins the reading under way), waiting at
+    /// most [`UNITS_WAIT`] for it.
+    pub(crate) async fn refresh(&self, engine: &FlashSale) {
+        let reading = {
+            let mut slot = self.reading.lock();
+            match &*slot {
+                Some(reading) if reading.peek().is_none() => reading.clone(),
+                _ => {
+                    let engine = engine.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(sales) = engine.sales().await {
+                            units(&sales);
+                        }
+                    });
+                    let reading = async move {
+                        let _ = task.await;
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some(reading.clone());
+                    reading
+                }
+            }
+        };
+        let _ = tokio::time::timeout(UNITS_WAIT, reading).await;
+    }
+}
+
 /// Sets each sale's unit gauges from `sales`.
-pub(crate) fn units(sales: &[nexussale_core::SaleView]) {
+fn units(sales: &[nexussale_core::SaleView]) {
     for view in sales {
         let sku = view.sale.sku.as_str();
         let snapshot = &view.snapshot;

@@ -789,6 +789,64 @@ async fn metrics_show_purchases_by_outcome_and_stock() {
     }
 }
 
+/// A scrape does not wait on a stock store that is slow to read every sale (100,000 sales on
+/// Redis took longer than the request timeout, so every scrape failed): it answers with the
+/// other metrics, and a later scrape has the units once the reading finished.
+#[tokio::test]
+async fn a_scrape_does_not_wait_on_a_slow_stock_read() {
+    use nexussale_core::layers::{Faulty, Method as StoreMethod};
+    use nexussale_core::memory::{MemoryOrderQueue, MemoryOrderRepository, MemoryStockStore};
+    let store = Arc::new(Faulty::faulty(MemoryStockStore::new()));
+    let engine = FlashSale::new(
+        store.clone(),
+        Arc::new(MemoryOrderQueue::new()),
+        Arc::new(MemoryOrderRepository::new()),
+    );
+    let mut state = AppState::new(engine);
+    state.request_timeout = Some(std::time::Duration::from_secs(5));
+    let app = app_with(state);
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/v1/sales",
+        Some(json!({"sku": "slow-stock", "stock": 3})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    store
+        .hook()
+        .slow(StoreMethod::Snapshot, std::time::Duration::from_secs(8));
+    let scrape = || async {
+        let response = app
+            .call(
+                request(Method::GET, "/metrics")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert_eq!(status, StatusCode::OK, "{text}");
+        text
+    };
+    let first = scrape().await;
+    assert!(first.contains("nexussale_build_info"), "{first}");
+    assert!(!first.contains("sku=\"slow-stock\""), "{first}");
+    // The reading under way finishes (8 s); a scrape after it shows the sale.
+    store.hook().heal();
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    let later = scrape().await;
+    assert!(
+        later.contains("nexussale_units_available{sku=\"slow-stock\"} 3"),
+        "{later}"
+    );
+}
+
 /// One rule for empty path segments, wherever they stand: refused, so `//v1/sales` is not served
 /// as `/v1/sales` while `/v1//sales` is not (a proxy's path-prefix rule could be sidestepped).
 #[tokio::test]

@@ -1,11 +1,12 @@
 //! The expiry sweeper: returns the units of reservations whose TTL has passed.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::FlashSale;
 use super::orders::released_status;
@@ -14,11 +15,15 @@ use crate::error::{Error, Result};
 use crate::ident::Sku;
 use crate::order::{OrderId, OrderStatus};
 use crate::outage::OutageLog;
+use crate::repository::TransitionOutcome;
 use crate::reservation::{ReleaseOutcome, ReleaseReason, Reservation};
 
 /// Orders recorded at once: a networked repository answers them concurrently instead of one
 /// round trip after another (a million lapsing at once is not minutes of serial calls).
 const CONCURRENT_RECORDS: usize = 64;
+
+/// Released batches of one sale being recorded at once while the next are released.
+const BATCHES_RECORDING: usize = 4;
 
 /// Sales swept at once.
 const CONCURRENT_SALES: usize = 16;
@@ -36,6 +41,14 @@ pub struct SweepReport {
     /// Sales whose sweep failed (the store refused to list or release their reservations); the
     /// other sales were swept all the same, and the failed ones are tried again next sweep.
     pub failed_sales: u64,
+}
+
+/// One batch a sweep released.
+struct ReleasedBatch {
+    /// The reservations this sweep released (not those another settled meanwhile).
+    reservations: Vec<Reservation>,
+    /// Whether the listing came back full: more may be due.
+    full: bool,
 }
 
 impl FlashSale {
@@ -96,7 +109,10 @@ impl FlashSale {
     }
 
     /// Releases `sku`'s expired reservations, a batch (one `release_many`) at a time, until a
-    /// batch comes back short: what it released, and the first failure.
+    /// batch comes back short: what it released, and the first failure. Up to
+    /// [`BATCHES_RECORDING`] released batches are recorded while the next are released, so
+    /// units go back at the stock store's pace, not the repository's; every recording started
+    /// is awaited (a dropped one would lose the expiries it had not recorded).
     async fn sweep_sale(
         &self,
         sku: &Sku,
@@ -105,83 +121,122 @@ impl FlashSale {
         repository_down: &AtomicBool,
     ) -> (SweepReport, Result<()>) {
         let mut report = SweepReport::default();
+        let mut recording = FuturesUnordered::new();
+        let mut failed = None;
         loop {
-            crate::meter::sweeper_call();
-            let expired = match self.inner.stock.expired(sku, now, batch).await {
-                Ok(expired) => expired,
-                Err(err) => return (report, Err(err)),
-            };
-            let full_batch = expired.len() == batch;
-            if expired.is_empty() {
-                return (report, Ok(()));
-            }
-            let ids: Vec<OrderId> = expired.iter().map(|r| r.order_id).collect();
-            crate::meter::sweeper_call();
-            let outcomes = match self
-                .inner
-                .stock
-                .release_many(sku, &ids, ReleaseReason::Expired)
-                .await
-            {
-                Ok(outcomes) if outcomes.len() == ids.len() => outcomes,
-                Ok(_) => {
-                    let err = Error::permanent(
-                        "stock",
-                        format!(
-                            "the stock store answered a batch of {} releases with another count",
-                            ids.len()
-                        ),
-                    );
-                    self.owe(expired);
-                    return (report, Err(err));
-                }
-                // The batch may have been applied with its reply lost: each is released again
-                // next sweep (answering "already released") and recorded then.
+            let released = match self.release_batch(sku, now, batch, &mut report).await {
+                Ok(released) => released,
                 Err(err) => {
-                    self.owe(expired);
-                    return (report, Err(err));
+                    failed = Some(err);
+                    break;
                 }
             };
-            let released: Vec<Reservation> = expired
-                .into_iter()
-                .zip(outcomes)
-                .filter_map(|(reservation, outcome)| match outcome {
-                    ReleaseOutcome::Released { quantity } => {
-                        report.released += 1;
-                        report.units += u64::from(quantity);
-                        Some(reservation)
-                    }
-                    // Paid, cancelled or expired by another sweeper meanwhile: theirs to record.
-                    _ => None,
-                })
-                .collect();
-            if !released.is_empty() {
-                self.units_returned(sku);
+            let full_batch = released.full;
+            if !released.reservations.is_empty() {
+                recording.push(self.record_all(
+                    released.reservations,
+                    OrderStatus::Expired,
+                    repository_down,
+                ));
             }
-            for _ in &released {
-                crate::meter::settled(OrderStatus::Expired);
-            }
-            let recorded = self
-                .record_all(released, OrderStatus::Expired, repository_down)
-                .await;
-            // Each round leaves nothing it saw held, so the next one sees new reservations.
-            if let Err(err) = recorded {
-                return (report, Err(err));
+            if recording.len() >= BATCHES_RECORDING
+                && let Some(Err(err)) = recording.next().await
+            {
+                // The repository and the queue both refuse: stop releasing what cannot be
+                // recorded (what was released is owed to the next sweep).
+                failed = Some(err);
+                break;
             }
             if !full_batch {
-                return (report, Ok(()));
+                break;
             }
         }
+        while let Some(recorded) = recording.next().await {
+            if let Err(err) = recorded {
+                failed.get_or_insert(err);
+            }
+        }
+        (report, failed.map_or(Ok(()), Err))
     }
 
-    /// Records each released reservation's order as `status`, [`CONCURRENT_RECORDS`] at a time;
-    /// those that fail are owed to the next sweep, and the first failure is the answer.
+    /// Lists up to `batch` of `sku`'s expired reservations and releases them in one call:
+    /// those this call released (counted into `report`), and whether the listing was full.
+    async fn release_batch(
+        &self,
+        sku: &Sku,
+        now: DateTime<Utc>,
+        batch: usize,
+        report: &mut SweepReport,
+    ) -> Result<ReleasedBatch> {
+        crate::meter::sweeper_call();
+        let expired = self.inner.stock.expired(sku, now, batch).await?;
+        let full = expired.len() == batch;
+        if expired.is_empty() {
+            return Ok(ReleasedBatch {
+                reservations: Vec::new(),
+                full,
+            });
+        }
+        let ids: Vec<OrderId> = expired.iter().map(|r| r.order_id).collect();
+        crate::meter::sweeper_call();
+        let outcomes = match self
+            .inner
+            .stock
+            .release_many(sku, &ids, ReleaseReason::Expired)
+            .await
+        {
+            Ok(outcomes) if outcomes.len() == ids.len() => outcomes,
+            Ok(_) => {
+                self.owe(expired);
+                return Err(Error::permanent(
+                    "stock",
+                    format!(
+                        "the stock store answered a batch of {} releases with another count",
+                        ids.len()
+                    ),
+                ));
+            }
+            // The batch may have been applied with its reply lost: each is released again
+            // next sweep (answering "already released") and recorded then.
+            Err(err) => {
+                self.owe(expired);
+                return Err(err);
+            }
+        };
+        let reservations: Vec<Reservation> = expired
+            .into_iter()
+            .zip(outcomes)
+            .filter_map(|(reservation, outcome)| match outcome {
+                ReleaseOutcome::Released { quantity } => {
+                    report.released += 1;
+                    report.units += u64::from(quantity);
+                    Some(reservation)
+                }
+                // Paid, cancelled or expired by another sweeper meanwhile: theirs to record.
+                _ => None,
+            })
+            .collect();
+        if !reservations.is_empty() {
+            self.units_returned(sku);
+        }
+        for _ in &reservations {
+            crate::meter::settled(OrderStatus::Expired);
+        }
+        Ok(ReleasedBatch { reservations, full })
+    }
+
+    /// Records each released reservation's order as `status`: the batch in one repository call
+    /// ([`OrderRepository::transition_many`](crate::OrderRepository::transition_many)), then
+    /// what it could not settle (an order the worker has not stored yet, a failed call) one by
+    /// one, [`CONCURRENT_RECORDS`] at a time; those that fail are owed to the next sweep, and
+    /// the first failure is the answer.
     async fn record_all(
         &self,
         released: Vec<Reservation>,
         status: OrderStatus,
         repository_down: &AtomicBool,
     ) -> Result<()> {
+        let released = self.record_batch(released, status, repository_down).await;
         let outcomes: Vec<(Reservation, Result<()>)> = futures::stream::iter(released)
             .map(|reservation| async move {
                 let recorded = self
@@ -202,6 +257,43 @@ impl FlashSale {
         }
         self.owe(failed);
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Sets `released`'s orders from pending to `status` in one repository call; answers those
+    /// it did not settle, to record one by one: orders not stored yet, or all of them when the
+    /// call failed (or the repository already failed this sweep).
+    async fn record_batch(
+        &self,
+        released: Vec<Reservation>,
+        status: OrderStatus,
+        repository_down: &AtomicBool,
+    ) -> Vec<Reservation> {
+        if released.is_empty() || repository_down.load(AtomicOrdering::Relaxed) {
+            return released;
+        }
+        let ids: Vec<OrderId> = released.iter().map(|r| r.order_id).collect();
+        let answered = self
+            .inner
+            .repository
+            .transition_many(&ids, OrderStatus::Pending, status, self.now())
+            .await;
+        let outcomes = match answered {
+            Ok(outcomes) if outcomes.len() == released.len() => outcomes,
+            _ => return released,
+        };
+        released
+            .into_iter()
+            .zip(outcomes)
+            .filter_map(|(reservation, outcome)| match outcome {
+                TransitionOutcome::Applied => None,
+                TransitionOutcome::Mismatch(actual) if actual == status => None,
+                TransitionOutcome::Mismatch(actual) => {
+                    warn!(order = %reservation.order_id, sku = %reservation.sku, repository = %actual, "the store expired a reservation the repository settled otherwise; reconcile the sale");
+                    None
+                }
+                TransitionOutcome::NotFound => Some(reservation),
+            })
+            .collect()
     }
 
     /// Reservations whose release or record failed: the next sweep starts with them.

@@ -76,6 +76,7 @@ pub enum Method {
     Get,
     List,
     Transition,
+    TransitionMany,
     Counts,
     Timeline,
     AddRefusals,
@@ -145,6 +146,7 @@ impl Method {
             Method::Get => "get",
             Method::List => "list",
             Method::Transition => "transition",
+            Method::TransitionMany => "transition_many",
             Method::Counts => "counts",
             Method::Timeline => "timeline",
             Method::AddRefusals => "add_refusals",
@@ -541,6 +543,23 @@ impl<T: OrderRepository, H: Hook> OrderRepository for Hooked<T, H> {
     ) -> Result<TransitionOutcome> {
         let call = self.inner.transition(id, from, to, at);
         Self::call(&self.hook, Backend::Repository, Method::Transition, call).await
+    }
+
+    async fn transition_many(
+        &self,
+        ids: &[OrderId],
+        from: OrderStatus,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<TransitionOutcome>> {
+        let call = self.inner.transition_many(ids, from, to, at);
+        Self::call(
+            &self.hook,
+            Backend::Repository,
+            Method::TransitionMany,
+            call,
+        )
+        .await
     }
 
     async fn counts(&self, sku: &Sku) -> Result<StatusCounts> {

@@ -198,6 +198,7 @@ macro_rules! order_repository_tests {
             pagination_has_no_gap_or_repeat,
             page_size_is_capped,
             transition_is_compare_and_set,
+            transition_many_answers_each_order,
             transition_racing_the_insert_never_mismatches_its_own_from,
             counts_follow_statuses,
             timeline_spreads_a_sales_orders_over_time,

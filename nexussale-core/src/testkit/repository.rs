@@ -501,6 +501,99 @@ pub async fn transition_is_compare_and_set(repository: DynOrderRepository) {
     );
 }
 
+/// A batch of transitions answers each order as `transition` would, in order, and one that
+/// races a single transition of the same order: exactly one of the two applies.
+pub async fn transition_many_answers_each_order(repository: DynOrderRepository) {
+    let sku = unique_sku();
+    let batch = orders(&sku, 3);
+    repository.insert(&batch).await.unwrap();
+    let at = now() + Duration::seconds(5);
+    repository
+        .transition(batch[1].id, OrderStatus::Pending, OrderStatus::Paid, at)
+        .await
+        .unwrap();
+    let ids = [batch[0].id, batch[1].id, OrderId::new(), batch[2].id];
+    let outcomes = repository
+        .transition_many(&ids, OrderStatus::Pending, OrderStatus::Expired, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            TransitionOutcome::Applied,
+            TransitionOutcome::Mismatch(OrderStatus::Paid),
+            TransitionOutcome::NotFound,
+            TransitionOutcome::Applied,
+        ]
+    );
+    for (order, status) in batch.iter().zip([
+        OrderStatus::Expired,
+        OrderStatus::Paid,
+        OrderStatus::Expired,
+    ]) {
+        let stored = repository.get(order.id).await.unwrap().unwrap();
+        assert_eq!((stored.status, stored.updated_at), (status, at));
+    }
+    // Again: nothing is pending any more.
+    let again = repository
+        .transition_many(&ids, OrderStatus::Pending, OrderStatus::Expired, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        [
+            TransitionOutcome::Mismatch(OrderStatus::Expired),
+            TransitionOutcome::Mismatch(OrderStatus::Paid),
+            TransitionOutcome::NotFound,
+            TransitionOutcome::Mismatch(OrderStatus::Expired),
+        ]
+    );
+    assert!(
+        repository
+            .transition_many(&[], OrderStatus::Pending, OrderStatus::Expired, at)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Racing single payments of the same orders: each order settles one way, once.
+    let racing = orders(&sku, 50);
+    repository.insert(&racing).await.unwrap();
+    let ids: Vec<OrderId> = racing.iter().map(|order| order.id).collect();
+    let payments = racing.iter().map(|order| {
+        let repository = Arc::clone(&repository);
+        let id = order.id;
+        tokio::spawn(async move {
+            repository
+                .transition(id, OrderStatus::Pending, OrderStatus::Paid, at)
+                .await
+        })
+    });
+    let batch_call = {
+        let repository = Arc::clone(&repository);
+        tokio::spawn(async move {
+            repository
+                .transition_many(&ids, OrderStatus::Pending, OrderStatus::Expired, at)
+                .await
+        })
+    };
+    let (paid, expired) = futures::join!(join_all(payments), batch_call);
+    let expired = expired.expect("task").expect("transition_many");
+    for ((order, paid), expired) in racing.iter().zip(paid).zip(expired) {
+        let paid = paid.expect("task").expect("transition");
+        let stored = repository.get(order.id).await.unwrap().unwrap().status;
+        match (paid, expired) {
+            (TransitionOutcome::Applied, TransitionOutcome::Mismatch(OrderStatus::Paid)) => {
+                assert_eq!(stored, OrderStatus::Paid);
+            }
+            (TransitionOutcome::Mismatch(OrderStatus::Expired), TransitionOutcome::Applied) => {
+                assert_eq!(stored, OrderStatus::Expired);
+            }
+            other => panic!("order {}: {other:?}", order.id),
+        }
+    }
+}
+
 /// Counts per status follow inserts and transitions, in orders and in units.
 pub async fn counts_follow_statuses(repository: DynOrderRepository) {
     let sku = unique_sku();

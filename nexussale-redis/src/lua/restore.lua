@@ -18,7 +18,7 @@ if ARGV[1] == '1' then
   local node, seq = origin()
   redis.call('HSET', stock, 'available', ARGV[2], 'reserved', ARGV[3], 'sold', ARGV[4],
     'limit', ARGV[5], 'start', ARGV[6], 'end', ARGV[7], 'shards', ARGV[8], 'node', node,
-    'seq', seq)
+    'seq', seq, 'born', seq)
   if ARGV[9] ~= '' then redis.call('HSET', stock, 'def', ARGV[9]) end
 end
 for base = 12, #ARGV, 7 do

@@ -96,8 +96,9 @@ async fn probe_all(state: &AppState) -> Vec<(&'static str, String)> {
     .await
 }
 
-/// Prometheus text: what the recorder holds, with each sale's units, each backend's readiness
-/// and the process's resources read now.
+/// Prometheus text: what the recorder holds, with each sale's units (read now, or, when reading
+/// every sale takes longer than a moment, as last read), each backend's readiness and the
+/// process's resources read now.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -116,10 +117,7 @@ pub(super) async fn metrics(state: &AppState) -> Response {
         )
         .into_response();
     };
-    let (sales, probes) = futures::join!(state.engine.sales(), probe_all(state));
-    if let Ok(sales) = sales {
-        crate::telemetry::units(&sales);
-    }
+    let ((), probes) = futures::join!(state.units.refresh(&state.engine), probe_all(state));
     crate::telemetry::backends_up(probes.iter().map(|(name, answer)| (*name, answer == "ok")));
     crate::telemetry::process();
     let mut response = http::Response::new(ResponseBody::full(handle.render()));
