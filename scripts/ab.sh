@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # An A/B of two server builds on the embedded default, in one run: interleaved rounds (A, B, B,
-# A, …), each on a fresh server, each a burst of 100,000 purchases at concurrency 256 on a sale
-# that never sells out, after 100,000 `GET /health` on the same connections (the same-run
-# baseline). Prints each round and the medians: purchase rps, purchase ÷ /health, and B ÷ A.
+# A, …), each on a fresh server with a sale of its own (so a shared Redis works too), each a
+# burst of 100,000 purchases at concurrency 256 on a sale that never sells out, after 100,000
+# `GET /health` on the same connections (the same-run baseline). Prints each round and the
+# medians: purchase rps, purchase ÷ /health, and B ÷ A.
 #
 #   bash scripts/ab.sh OLD_SERVER_BINARY [NEW_SERVER_BINARY] [ROUNDS]
 #
@@ -49,7 +50,7 @@ for round in $(seq "$rounds"); do
             > "$logs/$side-$round.log" 2>&1 &
         pid=$!
         for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.1; done
-        line=$("$bench" --url "http://127.0.0.1:$port" --sku "ab-$round" --stock 1000000 \
+        line=$("$bench" --url "http://127.0.0.1:$port" --sku "ab-$round-$side-$$" --stock 1000000 \
             --users "$users" --concurrency 256 --baseline "$users" --server-pid "$pid" "${side_bench[@]}" \
             2> /dev/null | tail -1)
         kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
