@@ -754,11 +754,8 @@ async fn a_flooding_client_address_gets_429_while_others_are_served() {
     );
 }
 
-#[tokio::test]
-async fn metrics_show_purchases_by_outcome_and_stock() {
-    let (app, _) = with_sale(1, 1).await;
-    assert_eq!(purchase(&app, "ann").await.0, StatusCode::ACCEPTED);
-    assert_eq!(purchase(&app, "bob").await.0, StatusCode::CONFLICT);
+/// `GET /metrics`: answered 200 in Prometheus text; its body.
+async fn scrape(app: &App) -> String {
     let response = app
         .call(
             request(Method::GET, "/metrics")
@@ -767,18 +764,27 @@ async fn metrics_show_purchases_by_outcome_and_stock() {
         )
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    let status = response.status();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let bytes = http_body_util::BodyExt::collect(response.into_body())
         .await
         .unwrap()
         .to_bytes();
     let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    text
+}
+
+#[tokio::test]
+async fn metrics_show_purchases_by_outcome_and_stock() {
+    let (app, _) = with_sale(1, 1).await;
+    assert_eq!(purchase(&app, "ann").await.0, StatusCode::ACCEPTED);
+    assert_eq!(purchase(&app, "bob").await.0, StatusCode::CONFLICT);
+    let text = scrape(&app).await;
     for expected in [
         "nexussale_purchases_total{outcome=\"accepted\"}",
         "nexussale_purchases_total{outcome=\"sold_out\"}",
@@ -816,31 +822,13 @@ async fn a_scrape_does_not_wait_on_a_slow_stock_read() {
     store
         .hook()
         .slow(StoreMethod::Snapshot, std::time::Duration::from_secs(8));
-    let scrape = || async {
-        let response = app
-            .call(
-                request(Method::GET, "/metrics")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        let text = String::from_utf8(bytes.to_vec()).unwrap();
-        assert_eq!(status, StatusCode::OK, "{text}");
-        text
-    };
-    let first = scrape().await;
+    let first = scrape(&app).await;
     assert!(first.contains("nexussale_build_info"), "{first}");
     assert!(!first.contains("sku=\"slow-stock\""), "{first}");
     // The reading under way finishes (8 s); a scrape after it shows the sale.
     store.hook().heal();
     tokio::time::sleep(std::time::Duration::from_secs(9)).await;
-    let later = scrape().await;
+    let later = scrape(&app).await;
     assert!(
         later.contains("nexussale_units_available{sku=\"slow-stock\"} 3"),
         "{later}"
