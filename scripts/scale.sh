@@ -10,6 +10,11 @@
 #                                  # Redis stock with in-memory orders), 1 run
 #   bash scripts/scale.sh expiry   # 10^5, 10^6 reservations lapsing in the same second (Redis
 #                                  # stock, MariaDB orders), 1 run: see expiry_point below
+#   bash scripts/scale.sh orders   # MariaDB's orders table empty, then bulk-loaded with 10^5,
+#                                  # 10^6, 10^7 orders (Redis stock, mock Kafka), 1 run: see
+#                                  # orders_point below
+#   bash scripts/scale.sh broker   # the full stack through tansu and through the Kafka mock at
+#                                  # concurrency 1, 16, 256, 1 run: see broker_point below
 #   options: --runs R, --points 1,100 (the curve's x), --backends embedded,redis, --users U
 #            (the sales curve's burst), --report (only redraw the table and chart from the last
 #            results, target/scale/<curve>.jsonl)
@@ -30,11 +35,16 @@ case "$curve" in
     sales) runs=3 points=1,100,10000,100000 users=100000 ;;
     buyers) runs=1 points=100000,1000000,10000000 users=0 ;;
     expiry) runs=1 points=100000,1000000 users=200000 ;;
-    *) echo "usage: bash scripts/scale.sh sales|buyers|expiry [--runs R] [--points a,b] [--backends embedded,redis] [--users U] [--report]" >&2; exit 2 ;;
+    # 50,000 events: the Kafka mock keeps 5 MB a partition (~7,000 events), dropping the oldest.
+    orders) runs=1 points=0,100000,1000000,10000000 users=50000 ;;
+    broker) runs=1 points=1,16,256 users=50000 ;;
+    *) echo "usage: bash scripts/scale.sh sales|buyers|expiry|orders|broker [--runs R] [--points a,b] [--backends embedded,redis] [--users U] [--report]" >&2; exit 2 ;;
 esac
 backends=embedded,redis
 # Reservations lapse while no server runs, so the stock must outlive one: Redis only.
 [ "$curve" = expiry ] && backends=redis
+[ "$curve" = orders ] && backends=redis
+[ "$curve" = broker ] && backends=tansu,mock
 report_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -61,6 +71,14 @@ fi
 
 echo "== building (release)"
 cargo build -q --release -p nexussale-server -p nexussale-bench
+case "$curve" in
+    orders | broker) cargo build -q --release -p nexussale-examples --example mock_kafka ;;
+esac
+if [ "$curve" = broker ]; then
+    # tansu 0.6.0, built once by scripts/deps.sh.
+    tansu=${NEXUSSALE_TANSU:-$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")}
+    [ -x "$tansu" ] || { echo "no tansu at $tansu: run bash scripts/deps.sh" >&2; exit 1; }
+fi
 server_bin=${NEXUSSALE_BENCH_SERVER:-target/release/nexussale-server}
 bench=target/release/nexussale-bench
 : > "$results"
@@ -125,8 +143,15 @@ start_server() {
             flags+=(--database-url "mysql://root@127.0.0.1:3306/$scratch")
         fi
     fi
+    launch "$tag" "${flags[@]}"
+}
+
+# A server with `flags` (after the tag, which names its log): sets port and server_pid.
+launch() {
+    local tag=$1
+    shift
     port=$(free_port)
-    RUST_LOG=warn "$server_bin" --listen "127.0.0.1:$port" "${flags[@]}" > "$out/server-$tag.log" 2>&1 &
+    RUST_LOG=warn "$server_bin" --listen "127.0.0.1:$port" "$@" > "$out/server-$tag.log" 2>&1 &
     server_pid=$!
     pids+=("$server_pid")
     for _ in $(seq 300); do
@@ -304,6 +329,236 @@ expiry_point() {
     stop_all
 }
 
+# Orders of the orders curve's big sale: the sale rebuilt and reconciled (10^6 at most).
+big_orders() {
+    local x=$1
+    echo $((x < 1000000 ? x : 1000000))
+}
+
+# Bulk-loads x orders into the point's database, 10^6 a statement: the big sale `big` gets
+# every (x / 10^6)th (so 10^6 at most, spread over time), the others go round 1,000 sales
+# `other-N`; buyer `user-(i mod x/2)` (two orders each); 5 % pending (lapsing in a day), 10 %
+# cancelled, 10 % expired, the rest paid; ids UUID v7, one millisecond apart, ending a day ago.
+# Writes 10,000 of them, `<id> <user>` a line, to $out/orders-$tag.ids.
+bulk_load() {
+    local x=$1 tag=$2 base_ms=$3
+    local step=$(((x + 999999) / 1000000)) big
+    big=$(big_orders "$x")
+    for ((from = 1; from <= x; from += 1000000)); do
+        local to=$((from + 999999 < x ? from + 999999 : x))
+        mysql -h127.0.0.1 -uroot "$scratch" -e "
+INSERT INTO orders (id, sku, user_id, quantity, status, created_at, updated_at, expires_at)
+SELECT UNHEX(CONCAT(LPAD(HEX($base_ms + seq), 12, '0'), '7', LPAD(HEX(seq % 4096), 3, '0'), '8',
+                    LPAD(HEX(seq), 15, '0'))),
+       IF(seq % $step = 0, 'big', CONCAT('other-', seq % 1000)),
+       CONCAT('user-', seq % $((x / 2))),
+       1,
+       ELT(1 + IF(seq % 20 = 0, 0, IF(seq % 20 < 3, 1, IF(seq % 20 < 5, 2, 3))),
+           'pending', 'cancelled', 'expired', 'paid'),
+       FROM_UNIXTIME(($base_ms + seq) / 1000), FROM_UNIXTIME(($base_ms + seq) / 1000),
+       IF(seq % 20 = 0, NOW(6) + INTERVAL 1 DAY, FROM_UNIXTIME(($base_ms + seq) / 1000 + 900))
+FROM seq_${from}_to_${to}"
+    done
+    # Every sale's stock holds its paid and pending units; two orders a buyer are allowed.
+    mysql -h127.0.0.1 -uroot "$scratch" -e "
+INSERT INTO sales (sku, stock, per_user_limit, reservation_ttl_ns)
+SELECT 'big', $big + 100000, 4, 900000000000
+UNION ALL SELECT CONCAT('other-', seq), $x + 100000, 4, 900000000000 FROM seq_0_to_999;
+ANALYZE TABLE orders"
+    python3 - "$x" "$base_ms" > "$out/orders-$tag.ids" << 'PY'
+import random, sys, uuid
+x, base = int(sys.argv[1]), int(sys.argv[2])
+for seq in random.sample(range(1, x + 1), min(x, 10000)):
+    text = f"{base + seq:012x}7{seq % 4096:03x}8{seq:015x}"
+    print(uuid.UUID(text), f"user-{seq % (x // 2)}")
+PY
+}
+
+# The status of one purchase of the big sale by `scale-probe`.
+probe_purchase() {
+    curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
+        -d '{"user":"scale-probe"}' "http://127.0.0.1:$port/v1/sales/big/purchase"
+}
+
+# One orders point: MariaDB's orders table bulk-loaded with x orders (none for x = 0, the
+# baseline), on Redis stock and a Kafka mock of the point's own. Then:
+# - inserts: a front end without a worker takes a burst of --users purchases of a new sale (its
+#   events wait in Kafka); a worker process then starts, and the seconds until MariaDB holds
+#   them all give the worker's insert rate;
+# - reads: 20,000 `GET /v1/orders/{id}` and 20,000 `GET /v1/orders?user=` of loaded orders, 8
+#   at a time, on the worker process;
+# - the big sale (min(x, 10^6) orders): its stock store is empty, so the first purchase starts a
+#   rebuild (timed until a purchase is answered again: it includes the rebuild's 1 s settle),
+#   then one reconcile (dry run) and one sale report are timed.
+orders_point() {
+    local x=$1 run=$2
+    local tag="orders-$x-$run-$$"
+    start_redis "$tag"
+    scratch="nexussale_scale_${tag//-/_}"
+    mysql -h127.0.0.1 -uroot -e "CREATE DATABASE $scratch"
+    local brokers
+    coproc MOCK { exec target/release/examples/mock_kafka --listen 127.0.0.1:0 "$tag"; }
+    pids+=("$MOCK_PID")
+    read -r brokers <&"${MOCK[0]}"
+    local flags=(--redis-url "redis://127.0.0.1:$redis_port"
+        --database-url "mysql://root@127.0.0.1:3306/$scratch"
+        --kafka-brokers "$brokers" --kafka-topic "$tag" --kafka-group "$tag")
+    # The front end creates the tables; the load goes in behind it.
+    launch "$tag-front" "${flags[@]}" --no-worker
+    local front=$port
+    echo "== run $run: orders table with $x orders"
+    local load_s=null bytes
+    if [ "$x" -gt 0 ]; then
+        local t0 base_ms
+        t0=$(now)
+        base_ms=$(python3 -c "import time; print(int((time.time() - 86400) * 1000) - $x)")
+        bulk_load "$x" "$tag" "$base_ms"
+        load_s=$(python3 -c "print(round($(now) - $t0, 1))")
+        echo "   loaded in ${load_s} s"
+    fi
+    bytes=$(mysql -N -h127.0.0.1 -uroot -e "SELECT data_length + index_length FROM information_schema.tables WHERE table_schema = '$scratch' AND table_name = 'orders'")
+    local burst status=0
+    set +e
+    burst=$("$bench" --url "http://127.0.0.1:$front" --sku "ins-$tag" --stock "$users" \
+        --users "$users" --concurrency 256 --wait-persisted 0 2> /dev/null | tail -n 1)
+    set -e
+    local accepted
+    accepted=$(python3 -c "import json, sys; print(json.loads(sys.argv[1]).get('accepted', 0))" "$burst")
+    [ "$accepted" = "$users" ] || status=1
+    launch "$tag-worker" "${flags[@]}"
+    # The rate runs from the first order stored (the consumer's joining its group before it is
+    # not the table's cost) to the last.
+    local t1 insert_s=null inserts_per_s=null first_at="" first_stored=0 stored=0 before=-1 still=0
+    t1=$(now)
+    while true; do
+        local elapsed at
+        stored=$(mysql -N -h127.0.0.1 -uroot "$scratch" -e "SELECT COUNT(*) FROM orders WHERE sku = 'ins-$tag'")
+        at=$(now)
+        elapsed=$(python3 -c "print(round($at - $t1, 2))")
+        if [ -z "$first_at" ] && [ "$stored" -gt 0 ]; then
+            first_at=$at first_stored=$stored
+        fi
+        if [ "$stored" -ge "$accepted" ]; then
+            insert_s=$elapsed
+            inserts_per_s=$(python3 -c "print(round(($stored - $first_stored) / max($at - $first_at, 1e-3)))")
+            break
+        fi
+        # Stalled (the worker lost, or events the broker no longer holds): not a rate.
+        if [ "$stored" = "$before" ]; then still=$((still + 1)); else still=0; fi
+        before=$stored
+        if [ "$still" -ge 150 ]; then
+            echo "the worker stored $stored of $accepted and then nothing for 30 s" >&2
+            status=1
+            break
+        fi
+        sleep 0.2
+    done
+    local busy_s
+    busy_s=$(served nexussale_worker_insert_duration_seconds_sum)
+    echo "   $accepted orders stored ${insert_s} s after the worker started, ${inserts_per_s}/s from the first; inserting ${busy_s} s"
+    local reads=null rebuild_s=null reconcile_s=null report_s=null
+    if [ "$x" -gt 0 ]; then
+        set +e
+        reads=$("$bench" --url "http://127.0.0.1:$port" --reads 20000 \
+            --orders-file "$out/orders-$tag.ids" --concurrency 8 2> /dev/null | tail -n 1)
+        [ $? = 0 ] || status=1
+        set -e
+        echo "   reads: $reads"
+        local t2 answer
+        t2=$(now)
+        answer=$(probe_purchase)
+        [ "$answer" = 503 ] || { echo "the big sale's first purchase answered $answer, not 503 (rebuilding)" >&2; status=1; }
+        while [ "$answer" = 503 ]; do
+            sleep 0.1
+            answer=$(probe_purchase)
+            if python3 -c "import sys; sys.exit(0 if $(now) - $t2 > 1800 else 1)"; then
+                echo "the big sale was not rebuilt within 1800 s" >&2
+                status=1
+                break
+            fi
+        done
+        rebuild_s=$(python3 -c "print(round($(now) - $t2, 2))")
+        echo "   big sale ($(big_orders "$x") orders) rebuilt in ${rebuild_s} s (then answered $answer)"
+        reconcile_s=$(curl -fs -o /dev/null -w '%{time_total}' -X POST -H 'content-type: application/json' \
+            -d '{"repair":false}' "http://127.0.0.1:$port/v1/sales/big/reconcile") || status=1
+        report_s=$(curl -fs -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/v1/sales/big/report") || status=1
+        echo "   reconcile ${reconcile_s} s, report ${report_s} s"
+    fi
+    echo "{\"curve\":\"$curve\",\"commit\":\"$measured\",\"date\":\"$(date +%F)\",\"backend\":\"redis\",\"x\":$x,\"run\":$run,\
+\"exit\":$status,\"load_s\":$load_s,\"table_bytes\":$bytes,\"big_orders\":$(big_orders "$x"),\"accepted\":$accepted,\
+\"insert_s\":$insert_s,\"inserts_per_s\":$inserts_per_s,\"insert_busy_s\":${busy_s:-null},\"rebuild_s\":$rebuild_s,\"reconcile_s\":$reconcile_s,\"report_s\":$report_s,\
+\"reads\":${reads:-null},\"summary\":${burst:-null}}" >> "$results"
+    stop_all
+}
+
+# A Kafka-protocol broker of the point's own, `tansu` or `mock` (librdkafka's mock cluster, in
+# mock_kafka's process, the topic created with 12 partitions): sets brokers and broker_pid.
+start_broker() {
+    local kind=$1 tag=$2
+    if [ "$kind" = tansu ]; then
+        local bport
+        bport=$(free_port)
+        "$tansu" broker --listener-url "tcp://127.0.0.1:$bport" \
+            --advertised-listener-url "tcp://127.0.0.1:$bport" \
+            --storage-engine memory://tansu/ --cluster-id "$tag" > "$out/tansu-$tag.log" 2>&1 &
+        broker_pid=$!
+        pids+=("$broker_pid")
+        brokers="127.0.0.1:$bport"
+        for _ in $(seq 100); do
+            (exec 3<> "/dev/tcp/127.0.0.1/$bport") 2> /dev/null && return 0
+            sleep 0.1
+        done
+        echo "tansu did not start: $out/tansu-$tag.log" >&2
+        exit 1
+    fi
+    coproc MOCK { exec target/release/examples/mock_kafka --listen 127.0.0.1:0 "$tag"; }
+    broker_pid=$MOCK_PID
+    pids+=("$broker_pid")
+    read -r brokers <&"${MOCK[0]}"
+}
+
+# The server's counter `name` now.
+served() {
+    curl -fs "http://127.0.0.1:$port/metrics" | awk -v name="$1" '$1 == name { print $2 }'
+}
+
+# One broker point: the full stack (Redis stock, MariaDB orders, the worker in the same process)
+# publishing through a fresh broker, a burst of --users purchases at concurrency x: its rate,
+# the events per produce request (the producer's statistics, nexussale_kafka_*), and the
+# broker's CPU per purchase (its process's, during the burst and until every order is stored).
+broker_point() {
+    local kind=$1 x=$2 run=$3
+    local tag="broker-$kind-$x-$run-$$"
+    start_redis "$tag"
+    scratch="nexussale_scale_${tag//-/_}"
+    mysql -h127.0.0.1 -uroot -e "CREATE DATABASE $scratch"
+    start_broker "$kind" "$tag"
+    launch "$tag" --redis-url "redis://127.0.0.1:$redis_port" \
+        --database-url "mysql://root@127.0.0.1:3306/$scratch" \
+        --kafka-brokers "$brokers" --kafka-topic "$tag" --kafka-group "$tag"
+    echo "== run $run: through $kind at concurrency $x"
+    local ticks0 ticks1 line status
+    ticks0=$(cpu_ticks "$broker_pid")
+    set +e
+    line=$("$bench" --url "http://127.0.0.1:$port" --sku "$tag" --stock "$users" --users "$users" \
+        --concurrency "$x" --wait-persisted 600 | tail -n 1)
+    status=$?
+    set -e
+    ticks1=$(cpu_ticks "$broker_pid")
+    echo "$line"
+    # The producer reports its statistics each second.
+    sleep 2
+    local events requests hz
+    events=$(served nexussale_kafka_events_produced_total)
+    requests=$(served nexussale_kafka_produce_requests_total)
+    hz=$(getconf CLK_TCK)
+    echo "   ${events:-?} events in ${requests:-?} produce requests"
+    echo "{\"curve\":\"$curve\",\"commit\":\"$measured\",\"date\":\"$(date +%F)\",\"backend\":\"$kind\",\"x\":$x,\"run\":$run,\
+\"exit\":$status,\"events\":${events:-null},\"produce_requests\":${requests:-null},\
+\"broker_cpu_s\":$(python3 -c "print(round(($ticks1 - $ticks0) / $hz, 2))"),\"summary\":${line:-null}}" >> "$results"
+    stop_all
+}
+
 IFS=, read -r -a xs <<< "$points"
 IFS=, read -r -a bs <<< "$backends"
 for run in $(seq "$runs"); do
@@ -311,6 +566,10 @@ for run in $(seq "$runs"); do
         for x in "${xs[@]}"; do
             if [ "$curve" = expiry ]; then
                 expiry_point "$x" "$run"
+            elif [ "$curve" = orders ]; then
+                orders_point "$x" "$run"
+            elif [ "$curve" = broker ]; then
+                broker_point "$backend" "$x" "$run"
             else
                 point "$backend" "$x" "$run"
             fi

@@ -82,6 +82,14 @@ pub(crate) struct Args {
     /// Soak mode: purchases per second.
     #[arg(long, default_value_t = 1_000)]
     pub(crate) rate: u64,
+    /// Reads mode: instead of buying, read this many orders by id (`GET /v1/orders/{id}`), then
+    /// as many buyers' first pages (`GET /v1/orders?user=…`), --concurrency at a time, each drawn
+    /// at random from --orders-file; the summary gives each kind's rate and percentiles.
+    #[arg(long, requires = "orders_file")]
+    pub(crate) reads: Option<u64>,
+    /// Reads mode: orders that exist, one `<id> <user>` a line.
+    #[arg(long)]
+    pub(crate) orders_file: Option<std::path::PathBuf>,
     /// The server's process id, for RSS samples (default: the only local `nexussale-server`
     /// process, if the URL is on this machine).
     #[arg(long)]

@@ -7,6 +7,7 @@ mod audit;
 mod http;
 mod listeners;
 mod load;
+mod reads;
 mod rss;
 mod sales;
 mod soak;
@@ -99,7 +100,9 @@ pub(crate) fn round(value: f64, places: i32) -> f64 {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let outcome = if args.duration.is_some() {
+    let outcome = if let Some(reads) = args.reads {
+        reads::run(&args, reads).await
+    } else if args.duration.is_some() {
         soak::run(&args).await
     } else if args.waiting_room {
         waiting_room::run(&args).await

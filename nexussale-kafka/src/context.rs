@@ -12,6 +12,7 @@ use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use tracing::{debug, error, trace, warn};
 
 /// The context of the queue's producer and admin clients.
@@ -51,6 +52,30 @@ impl ClientContext for QuietContext {
         }
         report(&self.outage, &error, reason);
     }
+
+    /// The producer's statistics (every [`STATISTICS_EVERY`]): how many events went out in how
+    /// many produce requests, so an operator sees how well the producer batches (each request
+    /// costs the broker about as much as its events).
+    fn stats(&self, statistics: Statistics) {
+        let (events, requests) = produced(&statistics);
+        metrics::counter!("nexussale_kafka_events_produced_total").absolute(events);
+        metrics::counter!("nexussale_kafka_produce_requests_total").absolute(requests);
+    }
+}
+
+/// How often the producer reports its statistics (`statistics.interval.ms`).
+pub(crate) const STATISTICS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Events the producer sent to brokers and the produce requests that carried them, since it
+/// started.
+fn produced(statistics: &Statistics) -> (u64, u64) {
+    let requests = statistics
+        .brokers
+        .values()
+        .filter_map(|broker| broker.req.get("Produce"))
+        .map(|count| u64::try_from(*count).unwrap_or(0))
+        .sum();
+    (u64::try_from(statistics.txmsgs).unwrap_or(0), requests)
 }
 
 /// librdkafka's log lines: errors are reported through [`report`] as well, so they are only

@@ -90,6 +90,10 @@ impl KafkaOrderQueue {
             // A sale's events are near-identical JSON: LZ4 shrinks a batch several times over
             // (less network and broker disk) for little CPU, and librdkafka carries it built in.
             .set("compression.type", "lz4")
+            .set(
+                "statistics.interval.ms",
+                millis(crate::context::STATISTICS_EVERY),
+            )
             .with_extra(&config)
             .create_with_context(context.clone())
             .map_err(QueueError::from)?;

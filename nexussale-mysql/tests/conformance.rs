@@ -310,3 +310,48 @@ async fn a_deep_page_reads_one_pages_worth_of_the_index() {
         );
     }
 }
+
+/// A report reads its sale's orders about once, wherever the sale sold out: the instant the
+/// orders first held the stock is read within the one bucket where the running sum crosses it.
+/// Before, a window over the whole sale read every order again, twice a report (a sale of 10^6
+/// orders: past the 10 s request limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_reads_its_sales_orders_about_once() {
+    let Some(repository) = connect().await else {
+        return;
+    };
+    let sku = unique_sku();
+    let start = chrono::Utc::now() - chrono::Duration::days(1);
+    let orders: Vec<Order> = fixtures::orders(&sku, 20_000)
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut order)| {
+            // One a second, so a minute's bucket holds 60.
+            order.created_at = start + chrono::Duration::seconds(n as i64);
+            order
+        })
+        .collect();
+    for chunk in orders.chunks(1_000) {
+        repository.insert(chunk).await.unwrap();
+    }
+    let held: u64 = orders[..10_000]
+        .iter()
+        .map(|order| u64::from(order.quantity))
+        .sum();
+    let minute = std::time::Duration::from_secs(60);
+    let timeline = repository.timeline(&sku, minute, held).await.unwrap();
+    assert_eq!(
+        timeline.reached.map(|at| at.timestamp_micros()),
+        Some(orders[9_999].created_at.timestamp_micros())
+    );
+    assert_eq!(timeline.buckets.len(), 334);
+    let read = repository
+        .inner()
+        .timeline_rows_read(&sku, minute, held)
+        .await
+        .unwrap();
+    assert!(
+        read <= 22_000,
+        "a timeline of 20,000 orders read {read} index entries"
+    );
+}

@@ -17,6 +17,7 @@
 //! ```
 
 mod backends;
+mod background;
 mod body;
 mod config;
 mod error;

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::backends::Backends;
+use crate::background;
 use crate::config::Config;
 use crate::forwarded::TrustedProxies;
 use crate::metered::Meter;
@@ -192,7 +193,11 @@ async fn check_books(engine: FlashSale, every_secs: u64, shutdown: CancellationT
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        books_round(&engine, &mut unbalanced).await;
+        // Read only: a round cut short by shutdown leaves nothing half done.
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = books_round(&engine, &mut unbalanced) => {}
+        }
     }
 }
 
@@ -320,34 +325,50 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     if let Some(jwks) = identity.jwks() {
         jwks.refresh_in_background(crate::identity::REFRESH_EVERY, background.clone());
     }
-    let workers = if config.no_worker {
+    // Without Kafka the worker hands the in-process queue over at the end: it is never aborted.
+    let in_process_queue = config.kafka_brokers.is_none();
+    let mut tasks = Vec::new();
+    if config.no_worker {
         info!("no worker in this process (--no-worker): other processes persist the orders");
-        Vec::new()
     } else {
-        vec![
-            tokio::spawn({
-                let (engine, token) = (engine.clone(), background.clone());
-                async move { engine.run_worker(token).await }
-            }),
+        let worker = tokio::spawn({
+            let (engine, token) = (engine.clone(), background.clone());
+            async move { engine.run_worker(token).await }
+        });
+        tasks.push(if in_process_queue {
+            background::Task::awaited("order worker", worker)
+        } else {
+            background::Task::abortable("order worker", worker)
+        });
+        tasks.push(background::Task::abortable(
+            "expiry sweeper",
             tokio::spawn({
                 let (engine, token) = (engine.clone(), background.clone());
                 async move { engine.run_sweeper(token).await }
             }),
+        ));
+        tasks.push(background::Task::abortable(
+            "books check",
             tokio::spawn(check_books(
                 engine.clone(),
                 config.reconcile_every_secs,
                 background.clone(),
             )),
-        ]
-    };
-
-    let refusals =
-        tokio::spawn(Arc::clone(&state.refusals).run(engine.clone(), background.clone()));
+        ));
+    }
+    // Its last write counts what was refused until the end; lost only if it outlasts the grace.
+    tasks.push(background::Task::abortable(
+        "refusal counts",
+        tokio::spawn(Arc::clone(&state.refusals).run(engine.clone(), background.clone())),
+    ));
     // Every front end admits: each step is atomic in the store and counts conservatively.
-    let admission = tokio::spawn({
-        let (engine, token) = (engine.clone(), background.clone());
-        async move { engine.run_admission(token).await }
-    });
+    tasks.push(background::Task::abortable(
+        "waiting-room admission",
+        tokio::spawn({
+            let (engine, token) = (engine.clone(), background.clone());
+            async move { engine.run_admission(token).await }
+        }),
+    ));
 
     let listener = TcpListener::bind(config.listen).await?;
     info!(address = %listener.local_addr()?, "listening");
@@ -368,12 +389,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     serve_with(listener, app_with(state), stop, limits).await?;
 
     background.cancel();
-    for worker in workers {
-        let _ = worker.await;
-    }
-    let _ = admission.await;
-    // Its last write, of what was refused until the end.
-    let _ = refusals.await;
+    background::stop(tasks, background::GRACE).await;
     if config.kafka_brokers.is_some() {
         info!("stopped; events not yet persisted wait in kafka for the next worker");
     } else {

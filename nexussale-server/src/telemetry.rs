@@ -13,6 +13,7 @@
 //! | `nexussale_http_requests_total{method,route,class}` | counter | requests by route template and status class (`2xx` …) |
 //! | `nexussale_http_requests_in_flight` | gauge | requests being served |
 //! | `nexussale_dead_letters_total` | counter | undecodable order events sent to the dead-letter topic (Kafka) |
+//! | `nexussale_kafka_events_produced_total`, `nexussale_kafka_produce_requests_total` | counter | order events the Kafka producer sent and the produce requests that carried them (librdkafka's statistics, each second): their ratio is the events per request, how well the producer batches |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`, `process_start_time_seconds` | | the process, read at each scrape (Linux) |
 //!
 //! The engine's own (expiries, cancels, payments, rebuilds, reconcile drift, the worker's

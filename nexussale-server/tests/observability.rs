@@ -198,6 +198,7 @@ async fn every_metric_the_rules_and_the_dashboard_read_is_served() {
             .collect();
         // The rebuild's and the expiry's series come once they happened.
         if missing.is_empty()
+            && produced(&text).is_some_and(|(events, requests)| events >= 3 && requests >= 1)
             && text.contains("nexussale_orders_settled_total{status=\"expired\"} 1")
             && text.contains("nexussale_dead_letters_total 1")
             && text.contains("nexussale_stock_rebuilds_total{outcome=\"restored\"} 1")
@@ -207,7 +208,7 @@ async fn every_metric_the_rules_and_the_dashboard_read_is_served() {
         assert!(
             Instant::now() < deadline,
             "missing from /metrics: {missing:?}, or an expiry, a dead letter or a rebuild \
-             not counted once\n{text}"
+             not counted once, or the producer's events not counted\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
@@ -236,8 +237,27 @@ async fn every_metric_the_rules_and_the_dashboard_read_is_served() {
             "docs/OPERATIONS.md does not list {family}"
         );
     }
+    // The producer's statistics: every event went out in some produce request, none in two.
+    let (events, requests) = produced(&text).unwrap();
+    assert!(requests <= events, "{events} events in {requests} requests");
     stop(server);
     stack.drop_database().await;
+}
+
+/// The Kafka producer's events sent and the produce requests that carried them, as served.
+fn produced(text: &str) -> Option<(u64, u64)> {
+    let value = |name: &str| {
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    Some((
+        value("nexussale_kafka_events_produced_total")?,
+        value("nexussale_kafka_produce_requests_total")?,
+    ))
 }
 
 /// `promtool` checks the rules and the compose file's Prometheus configuration, and runs the

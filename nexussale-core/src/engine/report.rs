@@ -48,8 +48,9 @@ impl FlashSale {
     pub async fn report(&self, sku: &Sku) -> Result<SaleReport> {
         let sale = self.definition(sku).await?;
         let repository = &self.inner.repository;
-        // One bucket first, for the ends; then buckets sized to the span.
-        let whole = repository.timeline(sku, WHOLE, sale.stock).await?;
+        // One bucket first, for the ends (units never held: no sold-out instant to look for);
+        // then buckets sized to the span.
+        let whole = repository.timeline(sku, WHOLE, u64::MAX).await?;
         let bucket = match (whole.first, whole.last) {
             (Some(first), Some(last)) => bucket_for((last - first).to_std().unwrap_or_default()),
             _ => BUCKETS[0],
