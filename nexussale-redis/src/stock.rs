@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
+use futures::TryStreamExt;
 use futures::future::try_join_all;
 use redis::AsyncCommands;
 
@@ -33,6 +34,8 @@ use crate::transfer;
 
 /// Orders written per `restore.lua` call.
 const RESTORE_CHUNK: usize = 500;
+/// `restore.lua` calls one shard's restore has in flight after its first.
+const RESTORES_IN_FLIGHT: usize = 4;
 
 type Outcome<T> = std::result::Result<T, StoreError>;
 
@@ -864,29 +867,31 @@ impl Inner {
         let held: u64 = reserved.iter().chain(&sold).sum();
         let available = sale.stock.saturating_sub(held);
 
-        for (shard, orders) in by_shard.iter().enumerate() {
-            let restored = RestoredShard {
-                setup: info.setup(shard, available, &def),
-                reserved: reserved[shard],
-                sold: sold[shard],
-            };
-            // A shard without orders still gets its first (wiping) call.
-            let chunks: Vec<&[&Order]> = match orders.is_empty() {
-                true => vec![&[]],
-                false => orders.chunks(RESTORE_CHUNK).collect(),
-            };
-            for (i, chunk) in chunks.into_iter().enumerate() {
-                scripts::restore(
-                    self.conn(),
-                    &info.shards[shard],
-                    self.config.retention_us(),
-                    &restored,
-                    i == 0,
-                    chunk,
-                )
-                .await?;
+        let retention_us = self.config.retention_us();
+        let restore_shard = |shard: usize| {
+            let (info, def) = (&info, &def);
+            let orders = &by_shard[shard];
+            let (reserved, sold) = (reserved[shard], sold[shard]);
+            async move {
+                let restored = RestoredShard {
+                    setup: info.setup(shard, available, def),
+                    reserved,
+                    sold,
+                };
+                let keys = &info.shards[shard];
+                // The first chunk wipes the shard (also one without orders); the next ones only
+                // add orders and refile the shard, so they go out several at once, in any order.
+                let mut chunks = orders.chunks(RESTORE_CHUNK);
+                let first = chunks.next().unwrap_or(&[]);
+                scripts::restore(self.conn(), keys, retention_us, &restored, true, first).await?;
+                futures::stream::iter(chunks.map(Ok))
+                    .try_for_each_concurrent(RESTORES_IN_FLIGHT, |chunk| {
+                        scripts::restore(self.conn(), keys, retention_us, &restored, false, chunk)
+                    })
+                    .await
             }
-        }
+        };
+        try_join_all((0..shards).map(restore_shard)).await?;
         let _: i64 = self
             .conn()
             .sadd(sales_key(self.prefix()), sale.sku.as_str())

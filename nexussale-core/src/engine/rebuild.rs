@@ -53,10 +53,12 @@ impl FlashSale {
     /// exist anywhere is forgotten.
     async fn rebuild(&self, sku: Sku) {
         let mut backoff = Backoff::new(self.inner.config.worker_max_backoff);
+        let started = Instant::now();
         loop {
             match self.rebuild_once(&sku).await {
                 Ok(restored) => {
-                    info!(sku = %sku, restored, "sale stock rebuilt; purchases resume");
+                    let took_ms = started.elapsed().as_millis() as u64;
+                    info!(sku = %sku, restored, took_ms, "sale stock rebuilt; purchases resume");
                     crate::meter::rebuilt(if restored { "restored" } else { "skipped" });
                     break;
                 }

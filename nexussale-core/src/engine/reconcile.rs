@@ -1,6 +1,8 @@
 //! Reconciliation: the stock store against the system of record.
 
-use tracing::warn;
+use std::time::Instant;
+
+use tracing::{info, warn};
 
 use super::FlashSale;
 use super::orders::released_status;
@@ -53,7 +55,9 @@ impl FlashSale {
         }
         let sale = self.definition(sku).await?;
         warn!(sku = %sku, reserved_drift = report.reserved_drift, sold_drift = report.sold_drift, store_lost = report.store.is_none(), "rebuilding live stock from the repository");
+        let listing = Instant::now();
         let mut orders = self.all_orders(sku).await?;
+        let listed_ms = listing.elapsed().as_millis() as u64;
         if report.store.is_some() {
             // What the store settled and the repository did not record (a transition whose
             // write and queueing both failed) is recorded first: restoring would undo it.
@@ -80,7 +84,10 @@ impl FlashSale {
                 }
             }
         }
+        let restoring = Instant::now();
         self.inner.stock.restore(&sale, &orders).await?;
+        // Where a large sale's rebuild spends its time.
+        info!(sku = %sku, orders = orders.len(), listed_ms, restored_ms = restoring.elapsed().as_millis() as u64, "stock restored from the orders");
         self.units_returned(sku);
         let mut report = self.compare(sku).await?;
         report.repaired = true;

@@ -161,6 +161,7 @@ macro_rules! __stock_cases {
             sale_window_is_enforced,
             end_sale_refuses_from_then_on,
             restore_rebuilds_from_orders,
+            a_large_restore_keeps_every_order,
             rebuild_lock_admits_one_holder,
             conservation_under_mixed_load,
             store_keeps_sale_windows_exactly,

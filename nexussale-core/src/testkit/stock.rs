@@ -1187,6 +1187,59 @@ pub async fn restore_rebuilds_from_orders(store: DynStockStore) {
     );
 }
 
+/// A restore of thousands of orders (many calls for a store that writes them in chunks) keeps
+/// every one: the counts, each reservation, and the sale's first expiry, held by the last order
+/// restored, filed for the sweeper.
+pub async fn a_large_restore_keeps_every_order(store: DynStockStore) {
+    const ORDERS: usize = 2_600;
+    let sale = Sale::new(unique_sku(), 5_000);
+    let start = Utc::now() + chrono::Duration::minutes(10);
+    let statuses = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Expired,
+    ];
+    let orders: Vec<Order> = (0..ORDERS)
+        .map(|i| Order {
+            // Later orders lapse first: the earliest expiry is the last one restored.
+            expires_at: start + chrono::Duration::seconds((ORDERS - i) as i64),
+            ..order(&sale, user(i), 1, statuses[i % 3], None)
+        })
+        .collect();
+    store.restore(&sale, &orders).await.unwrap();
+    let pending = orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Pending)
+        .count() as u64;
+    let paid = orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Paid)
+        .count() as u64;
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(5_000, 5_000 - pending - paid, pending, paid)
+    );
+    for order in &orders {
+        let found = store.reservation(&sale.sku, order.id).await.unwrap();
+        assert!(found.is_some(), "order {} of {ORDERS} lost", order.id);
+    }
+    let first = orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Pending)
+        .min_by_key(|o| o.expires_at)
+        .unwrap();
+    let due = store.due_sales(first.expires_at, 1_000).await.unwrap();
+    assert!(due.contains(&sale.sku), "the first expiry is not filed");
+    let expiring = store
+        .expired(&sale.sku, first.expires_at, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        expiring.iter().map(|r| r.order_id).collect::<Vec<_>>(),
+        [first.id]
+    );
+}
+
 /// Concurrent reserves, confirms and releases keep `available + reserved + sold == stock`, and
 /// every unit is accounted for by the outcomes.
 pub async fn conservation_under_mixed_load(store: DynStockStore) {
