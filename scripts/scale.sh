@@ -16,8 +16,9 @@
 #   bash scripts/scale.sh broker   # the full stack through tansu and through the Kafka mock at
 #                                  # concurrency 1, 16, 256, 1 run: see broker_point below
 #   options: --runs R, --points 1,100 (the curve's x), --backends embedded,redis, --users U
-#            (the sales curve's burst), --report (only redraw the table and chart from the last
-#            results, target/scale/<curve>.jsonl)
+#            (the sales curve's burst), --buffer-pool-mb M (the orders curve with MariaDB's
+#            buffer pool resized to M MB for the run, put back after), --report (only redraw the
+#            table and chart from the last results, target/scale/<curve>.jsonl)
 #
 # Per point: the burst's purchases/s and p99, its /health baseline on the same connections, the
 # server's RSS after it, Redis's used memory (and per reservation), and, once the burst is over
@@ -46,12 +47,14 @@ backends=embedded,redis
 [ "$curve" = orders ] && backends=redis
 [ "$curve" = broker ] && backends=tansu,mock
 report_only=0
+buffer_pool_mb=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs=$2; shift 2 ;;
         --points) points=$2; shift 2 ;;
         --backends) backends=$2; shift 2 ;;
         --users) users=$2; shift 2 ;;
+        --buffer-pool-mb) buffer_pool_mb=$2; shift 2 ;;
         --report) report_only=1; shift ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -99,7 +102,30 @@ stop_all() {
         scratch=""
     fi
 }
-trap stop_all EXIT
+# MariaDB's buffer pool as it was, when --buffer-pool-mb resized it for the run.
+pool_before=""
+finish() {
+    stop_all
+    if [ -n "$pool_before" ]; then
+        mysql -h127.0.0.1 -uroot -e "SET GLOBAL innodb_buffer_pool_size = $pool_before" || true
+    fi
+}
+trap finish EXIT
+
+# The buffer pool's size in MB now (a resize goes on in the background: polled until it holds).
+buffer_pool() {
+    mysql -N -h127.0.0.1 -uroot -e "SELECT @@innodb_buffer_pool_size DIV 1048576"
+}
+if [ -n "$buffer_pool_mb" ]; then
+    pool_before=$(mysql -N -h127.0.0.1 -uroot -e "SELECT @@innodb_buffer_pool_size")
+    mysql -h127.0.0.1 -uroot -e "SET GLOBAL innodb_buffer_pool_size = $((buffer_pool_mb * 1048576))"
+    for _ in $(seq 600); do
+        resize=$(mysql -N -h127.0.0.1 -uroot -e "SHOW STATUS LIKE 'Innodb_buffer_pool_resize_status'" | cut -f2)
+        [ "$(buffer_pool)" -ge "$buffer_pool_mb" ] && { [ -z "$resize" ] || [[ "$resize" == Completed* ]]; } && break
+        sleep 0.5
+    done
+    echo "== MariaDB's buffer pool: $(buffer_pool) MB for this run (put back to $((pool_before / 1048576)) MB after)"
+fi
 
 # A free loopback port below the kernel's ephemeral range (where the bursts' sockets live).
 free_port() {
@@ -485,7 +511,7 @@ orders_point() {
         echo "   reconcile ${reconcile_s} s, report ${report_s} s"
     fi
     echo "{\"curve\":\"$curve\",\"commit\":\"$measured\",\"date\":\"$(date +%F)\",\"backend\":\"redis\",\"x\":$x,\"run\":$run,\
-\"exit\":$status,\"load_s\":$load_s,\"table_bytes\":$bytes,\"big_orders\":$(big_orders "$x"),\"accepted\":$accepted,\
+\"exit\":$status,\"buffer_pool_mb\":$(buffer_pool),\"load_s\":$load_s,\"table_bytes\":$bytes,\"big_orders\":$(big_orders "$x"),\"accepted\":$accepted,\
 \"insert_s\":$insert_s,\"inserts_per_s\":$inserts_per_s,\"insert_busy_s\":${busy_s:-null},\"rebuild_s\":$rebuild_s,\"reconcile_s\":$reconcile_s,\"report_s\":$report_s,\
 \"reads\":${reads:-null},\"summary\":${burst:-null}}" >> "$results"
     stop_all
