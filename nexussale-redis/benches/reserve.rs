@@ -90,20 +90,22 @@ fn baseline(url: &str, prefix: &str, sku: &Sku, ops: u64, concurrency: u64, pipe
     let (host, port) = host_port(url);
     // The script as the store loads it (src/scripts.rs): `#!lua`, the guard, the script.
     let script = format!(
-        "#!lua\n{}{}",
+        "#!lua\n{}{}{}",
         include_str!("../src/lua/guard.lua"),
+        include_str!("../src/lua/records.lua"),
         include_str!("../src/lua/reserve.lua")
     );
     let sha = Script::new(&script).get_hash().to_owned();
     let base = format!("{prefix}:{{{sku}:0}}");
     let now = Utc::now();
     // The record the store writes (see src/record.rs), for a typical user.
-    let nanos = now.timestamp_nanos_opt().unwrap();
-    let body = format!(r#"{{"u":"r2f5e0c1a9b7d-12345","q":1,"c":{nanos},"e":{nanos}}}"#);
+    let micros = now.timestamp_micros();
+    let body = format!("{micros}.123,1,{micros}.456\nr2f5e0c1a9b7d-12345\n");
     let nonce = unique_name("b");
     let reservations = || -> u64 {
         let out = Command::new("redis-cli")
-            .args(["-h", &host, "-p", &port, "HLEN", &format!("{base}:res")])
+            .args(["-h", &host, "-p", &port, "HGET", &format!("{base}:stock")])
+            .arg("reserved")
             .output()
             .expect("redis-cli on PATH");
         String::from_utf8_lossy(&out.stdout)
@@ -117,12 +119,15 @@ fn baseline(url: &str, prefix: &str, sku: &Sku, ops: u64, concurrency: u64, pipe
         .args(["-n", &ops.to_string(), "-r", "100000000000", "--csv"])
         .args(["-P", &pipeline.to_string()])
         .args(["EVALSHA", &sha, "5"])
-        .args(["stock", "held", "keys", "res", "expiry"].map(|k| format!("{base}:{k}")))
+        .args(["stock", "held", "keys", "r:", "buckets"].map(|k| format!("{base}:{k}")))
         .args(["0", "1", &now.timestamp_micros().to_string()])
         // redis-benchmark's random numbers can repeat from one run to the next: a nonce per run
         // keeps its users and order ids new to the sale.
         .args([&format!("{nonce}-u__rand_int__"), "1", ""])
-        .args([&format!("{nonce}-o__rand_int__"), &body])
+        // An id's first 6 bytes name its bucket (src/lua/records.lua): "o0" and four random
+        // digits spread the calls over 10,000 buckets, about as many reservations a bucket
+        // as a burst of 10 a millisecond makes.
+        .args([&format!("o__rand_int__{nonce}"), &body])
         .arg(now.timestamp_micros().to_string())
         .output()
         .expect("redis-benchmark (Debian package redis-tools) on PATH");

@@ -4,13 +4,12 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `{prefix}:sales` | set | every sku with a sale |
-//! | `{prefix}:{{sku}:{n}}:stock` | hash | `available`, `reserved`, `sold`, `transit`, `limit`, `start`, `end` (µs since the epoch, or empty), `shards`, `node` (the replication id of the primary that writes it), `seq` (advanced by every script that writes it), `born` (its first `seq`, at creation or its last rebuild), `regressed` (while it waits for a rebuild); shard 0 also `def`, the sale's definition as JSON |
+//! | `{prefix}:{{sku}:{n}}:stock` | hash | `available`, `reserved`, `sold`, `transit`, `limit`, `start`, `end` (µs since the epoch, or empty), `shards`, `layout` (2: the key layout it was written in), `node` (the replication id of the primary that writes it), `seq` (advanced by every script that writes it), `born` (its first `seq`, at creation or its last rebuild), `regressed` (while it waits for a rebuild); shard 0 also `def`, the sale's definition as JSON |
 //! | `{prefix}:{{sku}:0}:rebuild` | string | the process rebuilding the sale, with a lease (PX) |
 //! | `{prefix}:{{sku}:{n}}:held` | hash | user → units the user holds (reserved or sold) |
-//! | `{prefix}:{{sku}:{n}}:keys` | hash | user `\n` idempotency key → order id |
-//! | `{prefix}:{{sku}:{n}}:res` | hash | order id → state letter + the reservation's JSON |
-//! | `{prefix}:{{sku}:{n}}:expiry` | sorted set | order id of each held reservation, scored by its expiry in µs |
-//! | `{prefix}:{{sku}:{n}}:settled` | sorted set | order id of each settled (confirmed or released) reservation, scored by when it is forgotten with its key: its expiry plus the retention, in µs |
+//! | `{prefix}:{{sku}:{n}}:keys` | hash | user `\n` idempotency key → order id (16 bytes) |
+//! | `{prefix}:{{sku}:{n}}:r:{ms}` | hash | a bucket: order id (16 bytes) → state letter + the reservation's record (`lua/records.lua`), for the orders whose id holds millisecond `ms` (a UUID v7's first 48 bits): the reservations of one millisecond share one small hash, which Redis keeps compact (a listpack) |
+//! | `{prefix}:{{sku}:{n}}:buckets` | sorted set | each bucket's `ms`, scored no later than the first instant the sweeper has work in it: its earliest held expiry, or the earliest instant it is to forget a settled reservation (its expiry plus the retention), in µs |
 //! | `{prefix}:due` | sorted set | each shard (`n:sku`) that may hold reservations, scored by the earliest expiry it may hold or the earliest instant it is to forget a settled one (µs): what the sweeper visits. Not kept on a Redis Cluster (its scripts cannot reach another slot) |
 //!
 //! `n` is the stock shard, `0..shards`. In the sku, `%`, `{` and `}` are percent-encoded, so a sku
@@ -21,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use nexussale_core::Sku;
+use nexussale_core::{OrderId, Sku};
 
 pub(crate) const TAG_UNSAFE: &AsciiSet = &CONTROLS.add(b'%').add(b'{').add(b'}');
 
@@ -32,9 +31,12 @@ pub(crate) struct ShardKeys {
     pub(crate) stock: String,
     pub(crate) held: String,
     pub(crate) keys: String,
+    /// The prefix of the shard's buckets (`…:r:`), followed by a bucket's `ms`.
     pub(crate) res: String,
-    pub(crate) expiry: String,
-    pub(crate) settled: String,
+    pub(crate) buckets: String,
+    /// The keys the layout before buckets kept reservations in, space-separated: a rebuild
+    /// wipes them.
+    pub(crate) legacy: String,
     /// The due index (`{prefix}:due`), and this shard's member in it.
     pub(crate) due: String,
     pub(crate) due_member: String,
@@ -60,9 +62,9 @@ impl ShardKeys {
             stock: format!("{base}:stock"),
             held: format!("{base}:held"),
             keys: format!("{base}:keys"),
-            res: format!("{base}:res"),
-            expiry: format!("{base}:expiry"),
-            settled: format!("{base}:settled"),
+            res: format!("{base}:r:"),
+            buckets: format!("{base}:buckets"),
+            legacy: format!("{base}:res {base}:expiry {base}:settled"),
             seen: Arc::default(),
         }
     }
@@ -77,18 +79,29 @@ impl ShardKeys {
         self.seen.fetch_max(seq, Ordering::AcqRel);
     }
 
-    /// Every key, for deletion.
-    #[cfg(feature = "testkit")]
-    pub(crate) fn all(&self) -> [&str; 6] {
-        [
-            &self.stock,
-            &self.held,
-            &self.keys,
-            &self.res,
-            &self.expiry,
-            &self.settled,
-        ]
+    /// The bucket that holds `order_id`'s reservation (`lua/records.lua`).
+    pub(crate) fn bucket(&self, order_id: OrderId) -> String {
+        format!("{}{}", self.res, bucket_of(order_id))
     }
+
+    /// Every key but the buckets, for deletion.
+    #[cfg(feature = "testkit")]
+    pub(crate) fn fixed(&self) -> [&str; 4] {
+        [&self.stock, &self.held, &self.keys, &self.buckets]
+    }
+}
+
+/// An order id as the scripts store it: its 16 bytes.
+pub(crate) fn id_bytes(order_id: OrderId) -> [u8; 16] {
+    *order_id.as_uuid().as_bytes()
+}
+
+/// The bucket of an order id: the millisecond in its first 48 bits, as `lua/records.lua`'s
+/// `bucket_of` writes it.
+pub(crate) fn bucket_of(order_id: OrderId) -> u64 {
+    id_bytes(order_id)[..6]
+        .iter()
+        .fold(0, |ms, &byte| ms << 8 | u64::from(byte))
 }
 
 /// The lock one process takes to rebuild a sale (`lock.lua`): beside shard 0, in its slot.
@@ -170,11 +183,31 @@ mod tests {
         &key[open + 1..close]
     }
 
+    /// A bucket is the millisecond an engine's order id was made in, so one millisecond's
+    /// reservations share one.
+    #[test]
+    fn an_order_ids_bucket_is_its_millisecond() {
+        let before = chrono::Utc::now().timestamp_millis();
+        let id = OrderId::new();
+        let after = chrono::Utc::now().timestamp_millis();
+        let ms = i64::try_from(bucket_of(id)).unwrap();
+        assert!(
+            (before..=after).contains(&ms),
+            "{before} <= {ms} <= {after}"
+        );
+        let keys = ShardKeys::new("ns", &Sku::new("ps5").unwrap(), 2);
+        assert_eq!(keys.bucket(id), format!("ns:{{ps5:2}}:r:{ms}"));
+    }
+
     #[test]
     fn one_shard_shares_one_tag_and_shards_differ() {
         let sku = Sku::new("we{ir}d%sku").unwrap();
         let zero = ShardKeys::new("ns", &sku, 0);
-        let tags: Vec<_> = zero.all().iter().map(|key| hash_tag(key)).collect();
+        let bucket = zero.bucket(OrderId::new());
+        let mut all = zero.fixed().to_vec();
+        all.push(&bucket);
+        all.extend(zero.legacy.split(' '));
+        let tags: Vec<_> = all.iter().map(|key| hash_tag(key)).collect();
         assert!(
             tags.iter().all(|tag| *tag == "we%7Bir%7Dd%25sku:0"),
             "{tags:?}"

@@ -1,52 +1,24 @@
-//! How a reservation is stored: a state letter, then the fixed part as compact JSON:
-//! `{"u": user, "q": quantity, "c": created, "e": expires[, "k": key][, "m": remark]}`, the
-//! instants in nanoseconds since the epoch.
+//! How a reservation is stored (`lua/records.lua`): a state letter, then
+//! `expires,quantity,created`, `\n` user, `\n` idempotency key (or nothing), and `\n` remark
+//! when it has one. Each instant is µs since the epoch, with `.ns` when it has nanoseconds
+//! beyond (so it reads back exactly); a user or a key holds no control character, so newlines
+//! separate them, and the remark, which may hold newlines, comes last.
 //!
-//! The scripts change the state by rewriting the first letter and read `u` and `q` from the JSON
-//! (`cjson`) when they move units. Every reservation is written once per purchase, so the record
-//! is built by hand: short, and without formatting dates.
+//! The scripts change the state by rewriting the first letter and read the expiry, the quantity,
+//! the user and the key when they move units or forget a reservation. Every reservation is
+//! written once per purchase and read once per release, so the record is short text built by
+//! hand: it fits the compact encoding of a bucket (`hash-max-listpack-value`, 64 bytes by
+//! default) for users and keys of usual lengths.
 
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use nexussale_core::{
     IdempotencyKey, OrderId, ReleaseReason, Reservation, ReservationState, Sku, UserId,
 };
 
 use crate::error::StoreError;
-
-/// The part of a reservation that never changes, as read back.
-#[derive(Debug, Deserialize)]
-struct Body {
-    u: UserId,
-    q: u32,
-    #[serde(default)]
-    k: Option<IdempotencyKey>,
-    #[serde(default)]
-    m: Option<String>,
-    c: Instant,
-    e: Instant,
-}
-
-/// Nanoseconds since the epoch, or RFC 3339 text for the instants nanoseconds cannot hold
-/// (before 1677 or after 2262).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Instant {
-    Nanos(i64),
-    Text(DateTime<Utc>),
-}
-
-impl Instant {
-    fn into_utc(self) -> DateTime<Utc> {
-        match self {
-            Self::Nanos(nanos) => DateTime::from_timestamp_nanos(nanos),
-            Self::Text(at) => at,
-        }
-    }
-}
 
 pub(crate) fn state_letter(state: ReservationState) -> char {
     match state {
@@ -79,21 +51,22 @@ pub(crate) fn state_of(letter: &str) -> Result<ReservationState, StoreError> {
     })
 }
 
-fn push_json_str(out: &mut String, text: &str) {
-    // Serializing a str cannot fail.
-    out.push_str(&serde_json::to_string(text).unwrap_or_default());
-}
-
 fn push_instant(out: &mut String, at: DateTime<Utc>) {
-    match at.timestamp_nanos_opt() {
-        Some(nanos) => {
-            let _ = write!(out, "{nanos}");
-        }
-        None => push_json_str(out, &at.to_rfc3339()),
+    let _ = write!(out, "{}", at.timestamp_micros());
+    let nanos = at.timestamp_subsec_nanos() % 1_000;
+    if nanos != 0 {
+        let _ = write!(out, ".{nanos}");
     }
 }
 
-/// The JSON of a reservation's fixed part (without the state letter).
+fn instant(text: &str) -> Option<DateTime<Utc>> {
+    let (micros, nanos) = text.split_once('.').unwrap_or((text, "0"));
+    let nanos: i64 = nanos.parse().ok().filter(|n| (0..1_000).contains(n))?;
+    DateTime::from_timestamp_micros(micros.parse().ok()?)?
+        .checked_add_signed(chrono::Duration::nanoseconds(nanos))
+}
+
+/// A reservation's record without its state letter.
 pub(crate) fn encode_body(
     user: &UserId,
     quantity: u32,
@@ -102,22 +75,20 @@ pub(crate) fn encode_body(
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> String {
-    let mut out = String::with_capacity(64 + user.as_str().len());
-    out.push_str("{\"u\":");
-    push_json_str(&mut out, user.as_str());
-    let _ = write!(out, ",\"q\":{quantity},\"c\":");
-    push_instant(&mut out, created_at);
-    out.push_str(",\"e\":");
+    let mut out = String::with_capacity(48 + user.as_str().len());
     push_instant(&mut out, expires_at);
+    let _ = write!(out, ",{quantity},");
+    push_instant(&mut out, created_at);
+    out.push('\n');
+    out.push_str(user.as_str());
+    out.push('\n');
     if let Some(key) = key {
-        out.push_str(",\"k\":");
-        push_json_str(&mut out, key.as_str());
+        out.push_str(key.as_str());
     }
     if let Some(remark) = remark {
-        out.push_str(",\"m\":");
-        push_json_str(&mut out, remark);
+        out.push('\n');
+        out.push_str(remark);
     }
-    out.push('}');
     out
 }
 
@@ -133,17 +104,30 @@ pub(crate) fn decode(
         )));
     };
     let state = state_of(letter)?;
-    let body: Body = serde_json::from_str(&record[1..])
-        .map_err(|err| StoreError::corrupt(format!("record of order {order_id}: {err}")))?;
+    let corrupt = || StoreError::corrupt(format!("record of order {order_id}: `{record}`"));
+    let mut lines = record[1..].splitn(4, '\n');
+    let (Some(head), Some(user), Some(key)) = (lines.next(), lines.next(), lines.next()) else {
+        return Err(corrupt());
+    };
+    let remark = lines.next().map(str::to_owned);
+    let mut head = head.split(',');
+    let (Some(expires), Some(quantity), Some(created), None) =
+        (head.next(), head.next(), head.next(), head.next())
+    else {
+        return Err(corrupt());
+    };
     Ok(Reservation {
         order_id,
         sku: sku.clone(),
-        user: body.u,
-        quantity: body.q,
-        idempotency_key: body.k,
-        remark: body.m,
-        created_at: body.c.into_utc(),
-        expires_at: body.e.into_utc(),
+        user: UserId::new(user).map_err(|_| corrupt())?,
+        quantity: quantity.parse().map_err(|_| corrupt())?,
+        idempotency_key: match key {
+            "" => None,
+            key => Some(IdempotencyKey::new(key).map_err(|_| corrupt())?),
+        },
+        remark,
+        created_at: instant(created).ok_or_else(corrupt)?,
+        expires_at: instant(expires).ok_or_else(corrupt)?,
         state,
     })
 }
@@ -181,13 +165,38 @@ mod tests {
             );
             assert_eq!(back.remark.as_deref(), Some("gift {wrap}"));
         }
-        // Instants nanoseconds cannot hold are kept as text.
-        let far = DateTime::<Utc>::MAX_UTC;
-        let body = encode_body(&UserId::new("x").unwrap(), 1, None, None, far, far);
-        let back = decode(&sku, OrderId::new(), &format!("r{body}")).unwrap();
-        assert_eq!((back.created_at, back.expires_at), (far, far));
-        assert!(decode(&sku, OrderId::new(), "").is_err());
-        assert!(decode(&sku, OrderId::new(), "z{}").is_err());
-        assert!(decode(&sku, OrderId::new(), "r{not json").is_err());
+        // Instants at either end of the calendar and before the epoch read back exactly; no
+        // key, no remark, and an empty remark, stay apart.
+        let user = UserId::new("x").unwrap();
+        for (created, expires) in [
+            (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC),
+            (
+                DateTime::from_timestamp(-5, 7).unwrap(),
+                DateTime::from_timestamp(0, 999_999_999).unwrap(),
+            ),
+        ] {
+            for remark in [None, Some(""), Some("two\nlines")] {
+                let body = encode_body(&user, 1, None, remark, created, expires);
+                let back = decode(&sku, OrderId::new(), &format!("r{body}")).unwrap();
+                assert_eq!((back.created_at, back.expires_at), (created, expires));
+                assert_eq!(
+                    (back.remark.as_deref(), back.idempotency_key),
+                    (remark, None)
+                );
+            }
+        }
+        for garbage in [
+            "",
+            "z1,1,1\nx\n",
+            "r1,1\nx\n",
+            "r1,1,1\nx",
+            "r1,x,1\nx\n",
+            "r1.1000,1,1\nx\n",
+        ] {
+            assert!(
+                decode(&sku, OrderId::new(), garbage).is_err(),
+                "{garbage:?}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use nexussale_core::ReleaseReason;
+use nexussale_core::{OrderId, ReleaseReason};
 
 use crate::connection::Connection;
 use crate::error::StoreError;
@@ -103,17 +103,17 @@ async fn abort_unconfirmed(
     requests: &[&ReserveArgs],
     replies: &[Reply],
 ) {
-    let made: Vec<&str> = requests
+    let made: Vec<OrderId> = requests
         .iter()
         .zip(replies)
         .filter(|(_, reply)| matches!(reply, Reply::Reserved { .. }))
-        .map(|(request, _)| request.order_id.as_str())
+        .map(|(request, _)| request.order_id)
         .collect();
     if made.is_empty() {
         return;
     }
     // Answered as failed to everyone and freeing its key: nothing needs it after its expiry.
-    let released = scripts::release(conn.clone(), keys, &made, ReleaseReason::Aborted, 0).await;
+    let released = scripts::release(conn.clone(), keys, &made, ReleaseReason::Aborted).await;
     if let Err(err) = released {
         tracing::warn!(orders = made.len(), error = %err, "could not release reservations the replicas did not confirm; they are returned at their expiry");
     }

@@ -13,7 +13,7 @@ use nexussale_core::{
 
 use crate::connection::Connection;
 use crate::error::StoreError;
-use crate::keys::{ShardKeys, key_field};
+use crate::keys::{ShardKeys, id_bytes, key_field};
 use crate::record;
 
 /// A script that writes: the `#!lua` line declares it so (Redis 7), which makes a Cluster
@@ -28,17 +28,21 @@ fn guarded(body: &str) -> Script {
     writing(&format!("{}{body}", include_str!("lua/guard.lua")))
 }
 
-pub(crate) static RESERVE: LazyLock<Script> =
-    LazyLock::new(|| guarded(include_str!("lua/reserve.lua")));
+pub(crate) static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    guarded(concat!(
+        include_str!("lua/records.lua"),
+        include_str!("lua/reserve.lua")
+    ))
+});
 pub(crate) static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
     guarded(concat!(
-        include_str!("lua/due.lua"),
+        include_str!("lua/records.lua"),
         include_str!("lua/confirm.lua")
     ))
 });
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     guarded(concat!(
-        include_str!("lua/due.lua"),
+        include_str!("lua/records.lua"),
         include_str!("lua/release.lua")
     ))
 });
@@ -51,13 +55,13 @@ pub(crate) static CREATE: LazyLock<Script> =
 pub(crate) static END: LazyLock<Script> = LazyLock::new(|| guarded(include_str!("lua/end.lua")));
 pub(crate) static EXPIRED: LazyLock<Script> = LazyLock::new(|| {
     writing(concat!(
-        include_str!("lua/due.lua"),
+        include_str!("lua/records.lua"),
         include_str!("lua/expired.lua")
     ))
 });
 pub(crate) static RESTORE: LazyLock<Script> = LazyLock::new(|| {
     guarded(concat!(
-        include_str!("lua/due.lua"),
+        include_str!("lua/records.lua"),
         include_str!("lua/restore.lua")
     ))
 });
@@ -77,7 +81,9 @@ fn sequenced(keys: &ShardKeys, before: u64, reply: Value) -> Result<Vec<Value>, 
     }
     let seq = int(&reply.remove(0))?;
     match u64::try_from(seq) {
-        Err(_) => Err(StoreError::Regressed("a failover since its last write")),
+        Err(_) => Err(StoreError::Regressed(
+            "a failover since its last write, or an earlier key layout",
+        )),
         // No such shard: the script answers that itself.
         Ok(0) => Ok(reply),
         Ok(seq) if seq <= before => Err(StoreError::WentBackwards {
@@ -99,7 +105,7 @@ pub(crate) struct ReserveArgs {
     pub(crate) quantity: u32,
     /// The `keys` hash field, or empty.
     pub(crate) key_field: String,
-    pub(crate) order_id: String,
+    pub(crate) order_id: OrderId,
     pub(crate) body: String,
     pub(crate) expires_us: i64,
 }
@@ -131,7 +137,7 @@ pub(crate) async fn reserve_batches(
             .key(&keys.held)
             .key(&keys.keys)
             .key(&keys.res)
-            .key(&keys.expiry);
+            .key(&keys.buckets);
     }
     if let (true, Some(first)) = (conn.reaches_every_key(), batches.first()) {
         call.key(&first.keys.due);
@@ -144,7 +150,7 @@ pub(crate) async fn reserve_batches(
                 .arg(&request.user)
                 .arg(request.quantity)
                 .arg(&request.key_field)
-                .arg(&request.order_id)
+                .arg(&id_bytes(request.order_id)[..])
                 .arg(&request.body)
                 .arg(request.expires_us);
         }
@@ -185,7 +191,7 @@ pub(crate) enum Reply {
     SoldOut { available: u64 },
     LimitExceeded { limit: u32, held: u32 },
     NotActive(SaleState),
-    Existing { order_id: String, record: String },
+    Existing { order_id: OrderId, record: String },
     NoSale,
 }
 
@@ -259,7 +265,7 @@ impl Reply {
                 _ => SaleState::Ended,
             }),
             4 => Self::Existing {
-                order_id: text(field()?)?,
+                order_id: order_id(field()?)?,
                 record: text(field()?)?,
             },
             5 => Self::NoSale,
@@ -348,8 +354,7 @@ pub(crate) async fn restore(
         .key(&keys.held)
         .key(&keys.keys)
         .key(&keys.res)
-        .key(&keys.expiry)
-        .key(&keys.settled);
+        .key(&keys.buckets);
     if conn.reaches_every_key() {
         call.key(&keys.due);
     }
@@ -363,11 +368,12 @@ pub(crate) async fn restore(
         .arg(setup.shards)
         .arg(setup.definition)
         .arg(&keys.due_member)
-        .arg(retention_us);
+        .arg(retention_us)
+        .arg(&keys.legacy);
     for order in orders {
         let state = ReservationState::of_order(order.status);
         let key = order.idempotency_key.as_ref();
-        call.arg(order.id.to_string())
+        call.arg(&id_bytes(order.id)[..])
             .arg(record::state_letter(state).to_string())
             .arg(order.user.as_str())
             .arg(order.quantity)
@@ -428,19 +434,15 @@ pub(crate) async fn settle(
 pub(crate) async fn confirm(
     mut conn: Connection,
     keys: &ShardKeys,
-    order_id: &str,
+    order_id: OrderId,
     now: DateTime<Utc>,
-    retention_us: i64,
 ) -> Result<ConfirmOutcome, StoreError> {
     let before = keys.highest_seen();
     let reply: Value = CONFIRM
         .key(&keys.stock)
         .key(&keys.res)
-        .key(&keys.expiry)
-        .key(&keys.settled)
-        .arg(order_id)
+        .arg(&id_bytes(order_id)[..])
         .arg(now.timestamp_micros())
-        .arg(retention_us)
         .invoke_async(&mut conn)
         .await?;
     confirm_reply(&sequenced(keys, before, reply)?)
@@ -461,21 +463,17 @@ fn confirm_reply(reply: &[Value]) -> Result<ConfirmOutcome, StoreError> {
 pub(crate) async fn release(
     mut conn: Connection,
     keys: &ShardKeys,
-    order_ids: &[&str],
+    order_ids: &[OrderId],
     reason: ReleaseReason,
-    retention_us: i64,
 ) -> Result<Vec<ReleaseOutcome>, StoreError> {
     let before = keys.highest_seen();
     let mut call = RELEASE.prepare_invoke();
     call.key(&keys.stock)
         .key(&keys.held)
         .key(&keys.res)
-        .key(&keys.expiry)
-        .key(&keys.settled)
-        .arg(record::release_letter(reason).to_string())
-        .arg(retention_us);
+        .arg(record::release_letter(reason).to_string());
     for id in order_ids {
-        call.arg(*id);
+        call.arg(&id_bytes(*id)[..]);
     }
     let reply = sequenced(keys, before, call.invoke_async::<Value>(&mut conn).await?)?;
     if reply.len() != order_ids.len() * 2 {
@@ -517,39 +515,54 @@ fn released_as(letter: Option<&Value>, script: &str) -> Result<ReleaseReason, St
     }
 }
 
-/// `expired.lua` on one shard: up to `limit` reservations of `sku` whose expiry score is due,
-/// after forgetting up to `forget` settled ones whose retention has passed (the shard refiled
-/// in the due index when both are fewer).
+/// The most records one `expired.lua` call reads (its bounded work), beside those it answers.
+const EXPIRED_READ_BUDGET: usize = 4_096;
+
+/// `expired.lua` on one shard: up to `limit` reservations of `sku` whose expiry is due, soonest
+/// first, after forgetting up to `forget` settled ones whose retention has passed, and whether
+/// it stopped on its read budget with more buckets due (the next call goes on: the buckets it
+/// read are refiled).
 pub(crate) async fn expired(
     mut conn: Connection,
     keys: &ShardKeys,
     sku: &Sku,
     now: DateTime<Utc>,
-    limit: usize,
-    forget: usize,
-) -> Result<Vec<Reservation>, StoreError> {
+    window: Window,
+) -> Result<(Vec<Reservation>, bool), StoreError> {
     let mut call = EXPIRED.prepare_invoke();
-    call.key(&keys.res)
-        .key(&keys.expiry)
-        .key(&keys.settled)
-        .key(&keys.keys);
+    call.key(&keys.res).key(&keys.buckets).key(&keys.keys);
     if conn.reaches_every_key() {
         call.key(&keys.due);
     }
     call.arg(now.timestamp_micros())
-        .arg(limit)
+        .arg(window.limit)
         .arg(&keys.due_member)
-        .arg(forget);
-    let flat: Value = call.invoke_async(&mut conn).await?;
-    let flat = items(flat)?;
+        .arg(window.forget)
+        .arg(window.retention_us)
+        .arg(EXPIRED_READ_BUDGET + window.limit);
+    let mut flat = items(call.invoke_async::<Value>(&mut conn).await?)?.into_iter();
+    let more = int(&flat
+        .next()
+        .ok_or_else(|| StoreError::corrupt("empty expired reply"))?)?
+        == 1;
+    let flat: Vec<Value> = flat.collect();
     let mut found = Vec::with_capacity(flat.len() / 2);
     for pair in flat.chunks(2) {
         let [id, record] = pair else {
             return Err(StoreError::corrupt("odd expired reply"));
         };
-        found.push(record::decode(sku, order_id(&text(id)?)?, &text(record)?)?);
+        found.push(record::decode(sku, order_id(id)?, &text(record)?)?);
     }
-    Ok(found)
+    Ok((found, more))
+}
+
+/// What one `expired.lua` call may do: answer `limit` reservations, forget `forget`, each
+/// settled one `retention_us` after its expiry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub(crate) limit: usize,
+    pub(crate) forget: usize,
+    pub(crate) retention_us: i64,
 }
 
 /// `mark.lua`: marks the shard at `stock` (its stock hash) regressed (`why`), if it exists; with
@@ -597,10 +610,14 @@ pub(crate) async fn unlock(
     Ok(())
 }
 
-/// An order id as the scripts store it.
-pub(crate) fn order_id(id: &str) -> Result<OrderId, StoreError> {
-    id.parse()
-        .map_err(|_| StoreError::corrupt(format!("order id `{id}`")))
+/// An order id as the scripts answer it: its 16 bytes.
+pub(crate) fn order_id(value: &Value) -> Result<OrderId, StoreError> {
+    match value {
+        Value::BulkString(bytes) => uuid::Uuid::from_slice(bytes)
+            .map(OrderId::from)
+            .map_err(|_| unexpected("order id", value)),
+        other => Err(unexpected("order id", other)),
+    }
 }
 
 #[cfg(test)]
@@ -629,13 +646,21 @@ mod tests {
             parse(vec![Value::Int(3), bulk("upcoming")]).unwrap(),
             Reply::NotActive(SaleState::Upcoming)
         );
+        let id = OrderId::new();
         assert_eq!(
-            parse(vec![Value::Int(4), bulk("id"), bulk("r{}")]).unwrap(),
+            parse(vec![
+                Value::Int(4),
+                Value::BulkString(id_bytes(id).to_vec()),
+                bulk("r{}")
+            ])
+            .unwrap(),
             Reply::Existing {
-                order_id: "id".into(),
+                order_id: id,
                 record: "r{}".into()
             }
         );
+        // An id is its 16 bytes, never its text.
+        assert!(parse(vec![Value::Int(4), bulk(&id.to_string()), bulk("r{}")]).is_err());
         assert!(parse(vec![Value::Int(1), Value::Int(-1)]).is_err());
         assert!(parse(vec![Value::Int(9)]).is_err());
         assert!(parse(vec![]).is_err());

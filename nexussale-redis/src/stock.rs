@@ -25,17 +25,21 @@ use crate::coalesce::Coalescer;
 use crate::config::RedisConfig;
 use crate::connection::Connection;
 use crate::error::StoreError;
-use crate::keys::{ShardKeys, due_key, due_sku, key_field, rebuild_lock_key, sales_key};
+use crate::keys::{ShardKeys, due_key, due_sku, id_bytes, key_field, rebuild_lock_key, sales_key};
 use crate::record;
 use crate::replicas;
 use crate::sale_info::SaleInfo;
-use crate::scripts::{self, Reply, ReserveArgs, RestoredShard};
+use crate::scripts::{self, Reply, ReserveArgs, RestoredShard, Window};
 use crate::transfer;
 
 /// Orders written per `restore.lua` call.
 const RESTORE_CHUNK: usize = 500;
 /// `restore.lua` calls one shard's restore has in flight after its first.
 const RESTORES_IN_FLIGHT: usize = 4;
+
+/// The most `expired.lua` calls one shard's listing makes, each reading a bounded number of
+/// records: a listing behind many buckets of settled reservations reaches past them.
+const EXPIRED_CALLS: usize = 8;
 
 type Outcome<T> = std::result::Result<T, StoreError>;
 
@@ -332,7 +336,14 @@ impl Inner {
             };
             for shard in 0..shards {
                 let keys = ShardKeys::new(self.prefix(), &sku, shard);
-                let _: i64 = conn.unlink(&keys.all()[..]).await?;
+                let buckets: Vec<String> = conn.zrange(&keys.buckets, 0, -1).await?;
+                let mut all: Vec<String> = buckets
+                    .iter()
+                    .map(|bucket| format!("{}{bucket}", keys.res))
+                    .collect();
+                all.extend(keys.fixed().map(str::to_owned));
+                all.extend(keys.legacy.split(' ').map(str::to_owned));
+                let _: i64 = conn.unlink(&all[..]).await?;
             }
             self.sales.remove(&sku);
         }
@@ -550,7 +561,7 @@ impl Inner {
                 .as_ref()
                 .map(|key| key_field(request.user.as_str(), key.as_str()))
                 .unwrap_or_default(),
-            order_id: request.order_id.to_string(),
+            order_id: request.order_id,
             body: record::encode_body(
                 &request.user,
                 request.quantity,
@@ -594,7 +605,7 @@ impl Inner {
             Reply::LimitExceeded { limit, held } => ReserveOutcome::LimitExceeded { limit, held },
             Reply::NotActive(state) => ReserveOutcome::NotActive { state },
             Reply::Existing { order_id, record } => ReserveOutcome::Existing {
-                reservation: record::decode(&request.sku, scripts::order_id(&order_id)?, &record)?,
+                reservation: record::decode(&request.sku, order_id, &record)?,
             },
             Reply::NoSale => return Err(self.lost(&request.sku)),
         })
@@ -622,11 +633,12 @@ impl Inner {
     }
 
     async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Outcome<Option<Reservation>> {
-        let id = order_id.to_string();
+        let id = id_bytes(order_id);
         let record = self
-            .on_owning_shard(sku, None, |keys, mut conn| {
-                let id = id.clone();
-                async move { Ok(conn.hget::<_, _, Option<String>>(&keys.res, &id).await?) }
+            .on_owning_shard(sku, None, |keys, mut conn| async move {
+                Ok(conn
+                    .hget::<_, _, Option<String>>(keys.bucket(order_id), &id[..])
+                    .await?)
             })
             .await?;
         record
@@ -644,14 +656,16 @@ impl Inner {
         // A user's keys and reservations live on the user's home shard.
         let keys = &info.shards[info.home(user.as_str())];
         let mut conn = self.conn();
-        let order_id: Option<String> = conn
+        let order_id: redis::Value = conn
             .hget(&keys.keys, key_field(user.as_str(), key.as_str()))
             .await?;
-        let Some(order_id) = order_id else {
+        if order_id == redis::Value::Nil {
             return Ok(None);
-        };
+        }
         let order_id = scripts::order_id(&order_id)?;
-        let record: Option<String> = conn.hget(&keys.res, order_id.to_string()).await?;
+        let record: Option<String> = conn
+            .hget(keys.bucket(order_id), &id_bytes(order_id)[..])
+            .await?;
         let Some(record) = record else {
             return Ok(None);
         };
@@ -669,18 +683,13 @@ impl Inner {
         order_id: OrderId,
         now: DateTime<Utc>,
     ) -> Outcome<ConfirmOutcome> {
-        let id = order_id.to_string();
         let acks = self.config.acks();
-        let retention = self.config.retention_us();
-        self.on_owning_shard(sku, ConfirmOutcome::NotFound, |keys, mut conn| {
-            let id = id.clone();
-            async move {
-                let outcome = scripts::confirm(conn.clone(), &keys, &id, now, retention).await?;
-                if outcome == ConfirmOutcome::Confirmed {
-                    acks.wait(&mut conn, &keys.stock).await?;
-                }
-                Ok(outcome)
+        self.on_owning_shard(sku, ConfirmOutcome::NotFound, |keys, mut conn| async move {
+            let outcome = scripts::confirm(conn.clone(), &keys, order_id, now).await?;
+            if outcome == ConfirmOutcome::Confirmed {
+                acks.wait(&mut conn, &keys.stock).await?;
             }
+            Ok(outcome)
         })
         .await
     }
@@ -706,15 +715,11 @@ impl Inner {
         reason: ReleaseReason,
     ) -> Outcome<Vec<ReleaseOutcome>> {
         let info = self.info(sku).await?;
-        let ids: Vec<String> = order_ids.iter().map(OrderId::to_string).collect();
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let acks = self.config.acks();
-        let retention = self.config.retention_us();
         let per_shard = try_join_all(info.shards.iter().map(|keys| {
             let mut conn = self.conn();
-            let ids = &ids;
             async move {
-                let outcomes = scripts::release(conn.clone(), keys, ids, reason, retention).await?;
+                let outcomes = scripts::release(conn.clone(), keys, order_ids, reason).await?;
                 if outcomes
                     .iter()
                     .any(|outcome| matches!(outcome, ReleaseOutcome::Released { .. }))
@@ -784,12 +789,25 @@ impl Inner {
             return Ok(Vec::new());
         }
         // Each shard forgets its share: a call forgets about `limit` in all.
-        let forget = limit.div_ceil(info.shards.len());
-        let per_shard = try_join_all(
-            info.shards
-                .iter()
-                .map(|keys| scripts::expired(self.conn(), keys, sku, now, limit, forget)),
-        )
+        let window = Window {
+            limit,
+            forget: limit.div_ceil(info.shards.len()),
+            retention_us: self.config.retention_us(),
+        };
+        let per_shard = try_join_all(info.shards.iter().map(|keys| async move {
+            // A call that stopped on its read budget refiled what it read (buckets whose
+            // reservations were all settled move past `now`): the next one reaches further and
+            // answers the soonest again, the ones before still held among them.
+            let mut found = Vec::new();
+            for _ in 0..EXPIRED_CALLS {
+                let more;
+                (found, more) = scripts::expired(self.conn(), keys, sku, now, window).await?;
+                if !more || found.len() >= limit {
+                    break;
+                }
+            }
+            Ok::<_, StoreError>(found)
+        }))
         .await?;
         // The index scores whole microseconds; the exact instant decides.
         let mut due: Vec<Reservation> = per_shard

@@ -277,12 +277,20 @@ async fn a_lost_sale_is_unknown_not_stale() {
     let client = nexussale_redis::redis::Client::open(redis_url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     let base = format!("{}:{{{}:0}}", store.inner().config().prefix_str(), sale.sku);
+    let buckets: Vec<String> = nexussale_redis::redis::cmd("ZRANGE")
+        .arg(format!("{base}:buckets"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(buckets.len(), 1, "one reservation, one bucket");
+    let mut keys = ["stock", "held", "keys", "buckets"]
+        .map(|k| format!("{base}:{k}"))
+        .to_vec();
+    keys.push(format!("{base}:r:{}", buckets[0]));
     let deleted: i64 = nexussale_redis::redis::cmd("DEL")
-        .arg(
-            ["stock", "held", "keys", "res", "expiry"]
-                .map(|k| format!("{base}:{k}"))
-                .to_vec(),
-        )
+        .arg(keys)
         .query_async(&mut raw)
         .await
         .unwrap();

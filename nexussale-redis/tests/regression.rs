@@ -35,40 +35,50 @@ async fn raw() -> redis::aio::MultiplexedConnection {
     client.get_multiplexed_async_connection().await.unwrap()
 }
 
-/// Every key of the sale's shards as `DUMP` has it now (`None`: absent).
-type Dumped = Vec<(String, Option<Vec<u8>>)>;
+/// Every key of the sale's shards (the patterns that find them, and each as `DUMP` has it).
+struct Dumped {
+    patterns: Vec<String>,
+    keys: Vec<(String, Vec<u8>)>,
+}
 
 async fn dump(prefix: &str, sku: &Sku, shards: usize) -> Dumped {
     let mut conn = raw().await;
-    let mut dumped = Vec::new();
-    for shard in 0..shards {
-        for name in ["stock", "held", "keys", "res", "expiry"] {
-            let key = format!("{prefix}:{{{sku}:{shard}}}:{name}");
-            let value: Option<Vec<u8>> = redis::cmd("DUMP")
+    let patterns: Vec<String> = (0..shards)
+        .map(|shard| format!("{prefix}:{{{sku}:{shard}}}:*"))
+        .collect();
+    let mut keys = Vec::new();
+    for pattern in &patterns {
+        let names: Vec<String> = conn.keys(pattern).await.unwrap();
+        for key in names {
+            let value: Vec<u8> = redis::cmd("DUMP")
                 .arg(&key)
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            dumped.push((key, value));
+            keys.push((key, value));
         }
     }
-    dumped
+    Dumped { patterns, keys }
 }
 
-/// Puts the keys back as `dump` found them: the sale's state goes back in time.
+/// Puts the keys back as `dump` found them (those made since go): the sale's state goes back
+/// in time.
 async fn put_back(dumped: &Dumped) {
     let mut conn = raw().await;
-    for (key, value) in dumped {
-        let _: () = conn.del(key).await.unwrap();
-        if let Some(value) = value {
-            let _: () = redis::cmd("RESTORE")
-                .arg(key)
-                .arg(0)
-                .arg(value)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+    for pattern in &dumped.patterns {
+        let now: Vec<String> = conn.keys(pattern).await.unwrap();
+        if !now.is_empty() {
+            let _: () = conn.del(now).await.unwrap();
         }
+    }
+    for (key, value) in &dumped.keys {
+        let _: () = redis::cmd("RESTORE")
+            .arg(key)
+            .arg(0)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 }
 
@@ -278,5 +288,71 @@ async fn two_engines_rebuild_a_regressed_sale_once_and_never_oversell() {
     assert!(report.in_sync(), "{report:?}");
     shutdown.cancel();
     worker.await.unwrap();
+    purge(&prefix).await;
+}
+
+/// A shard an earlier version wrote (reservations in one `res` hash, `expiry` and `settled`
+/// sorted sets; no `layout` in its stock hash) is refused as regressed, so the engine rebuilds
+/// it from the orders; the rebuild writes the present layout and removes the old keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_in_an_earlier_layout_is_rebuilt_not_misread() {
+    let prefix = unique_name("layout-");
+    let Some(store) = connect(&prefix, 1).await else {
+        return;
+    };
+    let sale = Sale::new(unique_sku(), 5);
+    store.create_sale(&sale).await.unwrap();
+    let kept = match store
+        .reserve(&reserve_request(&sale.sku, "ann"))
+        .await
+        .unwrap()
+    {
+        ReserveOutcome::Reserved { reservation, .. } => reservation.to_order(),
+        other => panic!("{other:?}"),
+    };
+    // As the earlier version left a shard: no `layout`, its reservation in the old keys.
+    let base = format!("{prefix}:{{{}:0}}", sale.sku);
+    let mut conn = raw().await;
+    let _: () = conn.hdel(format!("{base}:stock"), "layout").await.unwrap();
+    let old = ["res", "expiry", "settled"].map(|name| format!("{base}:{name}"));
+    let _: () = conn
+        .hset(
+            &old[0],
+            kept.id.to_string(),
+            r#"r{"u":"ann","q":1,"c":0,"e":0}"#,
+        )
+        .await
+        .unwrap();
+    let _: () = conn.zadd(&old[1], kept.id.to_string(), 0).await.unwrap();
+    let _: () = conn.zadd(&old[2], "gone", 0).await.unwrap();
+
+    let refused = store.reserve(&reserve_request(&sale.sku, "bob")).await;
+    assert!(
+        matches!(&refused, Err(Error::StockRegressed(sku)) if *sku == sale.sku),
+        "{refused:?}"
+    );
+    store
+        .restore(&sale, std::slice::from_ref(&kept))
+        .await
+        .unwrap();
+    let left: i64 = conn.exists(&old[..]).await.unwrap();
+    assert_eq!(left, 0, "the rebuild removes the earlier layout's keys");
+    let layout: String = conn.hget(format!("{base}:stock"), "layout").await.unwrap();
+    assert_eq!(layout, "2");
+    let back = store
+        .reservation(&sale.sku, kept.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (back.user.as_str(), back.created_at),
+        ("ann", kept.created_at)
+    );
+    let outcome = store.reserve(&reserve_request(&sale.sku, "bob")).await;
+    assert!(
+        matches!(outcome, Ok(ReserveOutcome::Reserved { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(store.snapshot(&sale.sku).await.unwrap().reserved, 2);
     purge(&prefix).await;
 }

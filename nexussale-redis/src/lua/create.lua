@@ -8,6 +8,7 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local node, seq = origin()
 redis.call('HSET', KEYS[1], 'available', ARGV[1], 'reserved', 0, 'sold', 0, 'limit', ARGV[2],
-  'start', ARGV[3], 'end', ARGV[4], 'shards', ARGV[5], 'node', node, 'seq', seq, 'born', seq)
+  'start', ARGV[3], 'end', ARGV[4], 'shards', ARGV[5], 'node', node, 'seq', seq, 'born', seq,
+  'layout', LAYOUT)
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'def', ARGV[6]) end
 return 1

@@ -7,8 +7,12 @@
 --
 -- A shard is regressed once it was last written by a primary other than the one running this
 -- (`node`, the writer's replication id: a failover since, and the promoted replica may lack the
--- last writes), or once a process saw its sequence go backwards (mark.lua). Only restore.lua
--- clears it. The callers compare the sequence with the highest they have seen.
+-- last writes), once a process saw its sequence go backwards (mark.lua), or once it is found
+-- written in an earlier key layout (`layout` other than LAYOUT: its rebuild writes this one).
+-- Only restore.lua clears it. The callers compare the sequence with the highest they have seen.
+
+-- The key layout create.lua and restore.lua write (records.lua: reservations in buckets).
+local LAYOUT = '2'
 
 -- This primary's replication id, read once a call (a batch guards many shards).
 local primary_id = nil
@@ -21,9 +25,13 @@ end
 
 local function guard(stock)
   stock = stock or KEYS[1]
-  local meta = redis.call('HMGET', stock, 'available', 'regressed', 'node')
+  local meta = redis.call('HMGET', stock, 'available', 'regressed', 'node', 'layout')
   if not meta[1] then return 0 end
   if meta[2] then return -1 end
+  if meta[4] ~= LAYOUT then
+    redis.call('HSET', stock, 'regressed', 'layout')
+    return -1
+  end
   local node = primary()
   if meta[3] ~= node then
     if meta[3] then

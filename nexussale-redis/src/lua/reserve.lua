@@ -6,13 +6,13 @@
 --   stock hash: available, reserved, sold, limit, start, end (µs or ''), shards[, def]
 --   held hash: user -> units the user holds (reserved or sold) in this shard
 --   keys hash: user "\n" idempotency key -> order id
---   reservations hash: order id -> state letter followed by the record's JSON
---   expiry sorted set: order id scored by its expiry in µs
+--   the prefix of its reservation buckets, and its `buckets` sorted set (records.lua)
 -- then (absent on a Redis Cluster) the due index: each shard ("n:sku") scored by the earliest
---   expiry it may hold, in µs; what the sweeper visits
+--   instant it may have work for the sweeper, in µs; what the sweeper visits
 -- ARGV[1] g, the shards; then for each shard: units to add to `available` first (taken from
 --   another shard), n, then n requests of 7 values: now µs, user, quantity, key field or '',
---   order id, record JSON, expiry µs; then the shard's member of the due index
+--   order id (16 bytes), record (records.lua) without its state letter, expiry µs; then the
+--   shard's member of the due index
 --
 -- Answers one array per shard: its sequence (guard.lua; {-1} alone: regressed), then, for each
 -- request in turn: 0 remaining (reserved), 1 available (sold out), 2 limit held (limit
@@ -27,7 +27,7 @@ local due = KEYS[shards * 5 + 1]
 -- One shard's requests, its keys from KEYS[k + 1] and its arguments from ARGV[a]: its answer,
 -- and where the next shard's arguments start.
 local function reserve_shard(k, a)
-  local stock, held, keys, res, expiry = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  local stock, held, keys, res, buckets = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
   local deposit, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local next_shard = a + 3 + n * 7
   -- The earliest expiry this call holds, as its argument's text (a number formatted back by Lua
@@ -60,7 +60,7 @@ local function reserve_shard(k, a)
     if key ~= '' then
       earlier_id = redis.call('HGET', keys, key)
       if earlier_id then
-        local record = redis.call('HGET', res, earlier_id)
+        local record = redis.call('HGET', res .. bucket_of(earlier_id), earlier_id)
         if record and string.sub(record, 1, 1) ~= 'a' then earlier = record end
       end
     end
@@ -81,8 +81,9 @@ local function reserve_shard(k, a)
       else
         available = available - quantity
         taken = taken + quantity
-        redis.call('HSET', res, id, 'r' .. ARGV[base + 6])
-        redis.call('ZADD', expiry, ARGV[base + 7], id)
+        local bucket = bucket_of(id)
+        redis.call('HSET', res .. bucket, id, 'r' .. ARGV[base + 6])
+        redis.call('ZADD', buckets, 'LT', ARGV[base + 7], bucket)
         local expires = tonumber(ARGV[base + 7])
         if not earliest or expires < earliest then earliest, earliest_text = expires, ARGV[base + 7] end
         if key ~= '' then redis.call('HSET', keys, key, id) end
