@@ -92,7 +92,7 @@ pub(crate) fn encode_body(
     out
 }
 
-/// Reads a stored record (state letter + JSON) back.
+/// Reads a stored record (state letter + the text `encode_body` wrote) back.
 pub(crate) fn decode(
     sku: &Sku,
     order_id: OrderId,
