@@ -106,6 +106,9 @@ stop_all() {
 pool_before=""
 finish() {
     stop_all
+    if [ -n "$dirty_pct_before" ]; then
+        mysql -h127.0.0.1 -uroot -e "SET GLOBAL innodb_max_dirty_pages_pct = $dirty_pct_before" || true
+    fi
     if [ -n "$pool_before" ]; then
         mysql -h127.0.0.1 -uroot -e "SET GLOBAL innodb_buffer_pool_size = $pool_before" || true
     fi
@@ -400,6 +403,25 @@ for seq in random.sample(range(1, x + 1), min(x, 10000)):
 PY
 }
 
+# Sets settle_s: the seconds until the pages the bulk load left dirty are written out. InnoDB
+# writes those gigabytes over the next minutes, beside whatever runs then, which a table grown
+# over months does not have. Its dirty-page target is 0 meanwhile (put back, also on failure).
+dirty_pct_before=""
+settle_writes() {
+    local t0 dirty
+    t0=$(now)
+    dirty_pct_before=$(mysql -N -h127.0.0.1 -uroot -e "SELECT @@innodb_max_dirty_pages_pct")
+    mysql -h127.0.0.1 -uroot -e "SET GLOBAL innodb_max_dirty_pages_pct = 0"
+    for _ in $(seq 3600); do
+        dirty=$(mysql -N -h127.0.0.1 -uroot -e "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'" | cut -f2)
+        [ "$dirty" -lt 100 ] && break
+        sleep 0.5
+    done
+    mysql -h127.0.0.1 -uroot -e "SET GLOBAL innodb_max_dirty_pages_pct = $dirty_pct_before"
+    dirty_pct_before=""
+    settle_s=$(python3 -c "print(round($(now) - $t0, 1))")
+}
+
 # The status of one purchase of the big sale by `scale-probe`.
 probe_purchase() {
     curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
@@ -433,7 +455,7 @@ orders_point() {
     launch "$tag-front" "${flags[@]}" --no-worker
     local front=$port
     echo "== run $run: orders table with $x orders"
-    local load_s=null bytes
+    local load_s=null settle_s=null bytes
     if [ "$x" -gt 0 ]; then
         local t0 base_ms
         t0=$(now)
@@ -441,6 +463,8 @@ orders_point() {
         bulk_load "$x" "$tag" "$base_ms"
         load_s=$(python3 -c "print(round($(now) - $t0, 1))")
         echo "   loaded in ${load_s} s"
+        settle_writes
+        echo "   its dirty pages written in ${settle_s} s"
     fi
     bytes=$(mysql -N -h127.0.0.1 -uroot -e "SELECT data_length + index_length FROM information_schema.tables WHERE table_schema = '$scratch' AND table_name = 'orders'")
     local burst status=0
@@ -511,7 +535,7 @@ orders_point() {
         echo "   reconcile ${reconcile_s} s, report ${report_s} s"
     fi
     echo "{\"curve\":\"$curve\",\"commit\":\"$measured\",\"date\":\"$(date +%F)\",\"backend\":\"redis\",\"x\":$x,\"run\":$run,\
-\"exit\":$status,\"buffer_pool_mb\":$(buffer_pool),\"load_s\":$load_s,\"table_bytes\":$bytes,\"big_orders\":$(big_orders "$x"),\"accepted\":$accepted,\
+\"exit\":$status,\"buffer_pool_mb\":$(buffer_pool),\"load_s\":$load_s,\"settle_s\":$settle_s,\"table_bytes\":$bytes,\"big_orders\":$(big_orders "$x"),\"accepted\":$accepted,\
 \"insert_s\":$insert_s,\"inserts_per_s\":$inserts_per_s,\"insert_busy_s\":${busy_s:-null},\"rebuild_s\":$rebuild_s,\"reconcile_s\":$reconcile_s,\"report_s\":$report_s,\
 \"reads\":${reads:-null},\"summary\":${burst:-null}}" >> "$results"
     stop_all
