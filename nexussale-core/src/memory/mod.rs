@@ -5,6 +5,7 @@
 //! durability beyond the process.
 
 mod due;
+mod order_ids;
 mod padded;
 mod queue;
 mod repository;

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 
+use super::order_ids::OrderIds;
 use crate::error::Result;
 use crate::ident::{Sku, UserId};
 use crate::order::{Order, OrderId, OrderStatus};
@@ -39,10 +40,10 @@ struct Inner {
     /// forgets.
     settled: BTreeSet<OrderId>,
     orders: BTreeMap<OrderId, Order>,
-    by_user: HashMap<UserId, BTreeSet<OrderId>>,
-    by_sku: HashMap<Sku, BTreeSet<OrderId>>,
+    by_user: HashMap<UserId, OrderIds>,
+    by_sku: HashMap<Sku, OrderIds>,
     /// A sale's orders in one status: `?sku=&status=` walks only those.
-    by_sku_status: HashMap<(Sku, OrderStatus), BTreeSet<OrderId>>,
+    by_sku_status: HashMap<(Sku, OrderStatus), OrderIds>,
     counts: HashMap<Sku, StatusCounts>,
     sales: BTreeMap<Sku, Sale>,
     refusals: HashMap<Sku, BTreeMap<String, u64>>,
@@ -144,7 +145,6 @@ impl Inner {
 
     fn list(&self, query: &OrderQuery, page_size: usize) -> OrderPage {
         let upper = query.after.map_or(Bound::Unbounded, Bound::Excluded);
-        let range = (Bound::Unbounded, upper);
         // Walk the narrowest index the query allows, newest first.
         let index = match (&query.user, &query.sku, query.status) {
             (Some(user), _, _) => Some(self.by_user.get(user)),
@@ -153,9 +153,14 @@ impl Inner {
             (None, None, _) => None,
         };
         let ids: Box<dyn Iterator<Item = &OrderId>> = match index {
-            Some(Some(ids)) => Box::new(ids.range(range).rev()),
+            Some(Some(ids)) => ids.newest_first(upper),
             Some(None) => Box::new(std::iter::empty()),
-            None => Box::new(self.orders.range(range).rev().map(|(id, _)| id)),
+            None => Box::new(
+                self.orders
+                    .range((Bound::Unbounded, upper))
+                    .rev()
+                    .map(|(id, _)| id),
+            ),
         };
         let mut orders: Vec<Order> = ids
             .filter_map(|id| self.orders.get(id))
@@ -174,11 +179,7 @@ impl Inner {
 }
 
 /// Takes `id` out of a secondary index, and the key with it once it lists nothing.
-fn unindex<K: Eq + std::hash::Hash>(
-    index: &mut HashMap<K, BTreeSet<OrderId>>,
-    key: &K,
-    id: OrderId,
-) {
+fn unindex<K: Eq + std::hash::Hash>(index: &mut HashMap<K, OrderIds>, key: &K, id: OrderId) {
     if let Some(ids) = index.get_mut(key) {
         ids.remove(&id);
         if ids.is_empty() {
