@@ -102,8 +102,10 @@ stop_all() {
         scratch=""
     fi
 }
-# MariaDB's buffer pool as it was, when --buffer-pool-mb resized it for the run.
+# MariaDB's buffer pool as it was, when --buffer-pool-mb resized it for the run; its dirty-page
+# target as it was, while settle_writes lowers it.
 pool_before=""
+dirty_pct_before=""
 finish() {
     stop_all
     if [ -n "$dirty_pct_before" ]; then
@@ -406,7 +408,6 @@ PY
 # Sets settle_s: the seconds until the pages the bulk load left dirty are written out. InnoDB
 # writes those gigabytes over the next minutes, beside whatever runs then, which a table grown
 # over months does not have. Its dirty-page target is 0 meanwhile (put back, also on failure).
-dirty_pct_before=""
 settle_writes() {
     local t0 dirty
     t0=$(now)
