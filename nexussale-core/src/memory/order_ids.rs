@@ -1,7 +1,7 @@
 //! [`OrderIds`]: the order ids one key of a repository index lists (a buyer's, a sale's).
 
 use std::collections::BTreeSet;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 
 use crate::order::OrderId;
 
@@ -70,11 +70,7 @@ impl OrderIds {
         match self {
             Self::Empty => Box::new(std::iter::empty()),
             Self::One(one) => {
-                let below = match upper {
-                    Bound::Unbounded => true,
-                    Bound::Excluded(upper) => *one < upper,
-                    Bound::Included(upper) => *one <= upper,
-                };
+                let below = (Bound::Unbounded, upper).contains(one);
                 Box::new(below.then_some(one).into_iter())
             }
             Self::Many(ids) => Box::new(ids.range((Bound::Unbounded, upper)).rev()),
