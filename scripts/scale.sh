@@ -149,7 +149,8 @@ start_redis() {
     redis_port=$(free_port)
     redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
         --logfile "$out/redis-$1.log" &
-    pids+=("$!")
+    redis_pid=$!
+    pids+=("$redis_pid")
     for _ in $(seq 100); do
         redis-cli -p "$redis_port" ping > /dev/null 2>&1 && return 0
         sleep 0.1
@@ -277,14 +278,46 @@ now() {
     date +%s.%N
 }
 
-# The sale's units available now.
-available() {
-    curl -fs "http://127.0.0.1:$port/v1/sales/$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["available"])'
+# The CPU seconds (user and system, all threads) process $1 has used so far.
+cpu_s() {
+    local ticks
+    ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
+    python3 -c "print(round($ticks / $(getconf CLK_TCK), 2))"
 }
 
 # The sale's orders recorded `expired` in the point's database.
 expired_orders() {
     mysql -N -h127.0.0.1 -uroot "$scratch" -e "SELECT COUNT(*) FROM orders WHERE sku = '$1' AND status = 'expired'"
+}
+
+# Polls, from t0 ($3), until the units of sale $1 are all $2 available again and none of its
+# orders is still pending: prints the seconds of each ("null" past 1800 s). One process and an
+# indexed one-row query a poll: the watch must not load the machine whose pace it measures (a
+# COUNT over the sale's orders and three interpreters every 0.2 s took a core's share).
+lapse_watch() {
+    python3 - "$port" "$1" "$2" "$scratch" "$3" << 'EOF'
+import json, subprocess, sys, time, urllib.request
+
+port, sku, x, db, t0 = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+pending = f"SELECT 1 FROM orders WHERE sku = '{sku}' AND status = 'pending' LIMIT 1"
+units = orders = None
+while units is None or orders is None:
+    elapsed = round(time.time() - t0, 2)
+    if elapsed > 1800:
+        print("not every reservation lapsed within 1800 s", file=sys.stderr)
+        break
+    if units is None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/sales/{sku}") as answer:
+            if json.load(answer)["available"] == x:
+                units = elapsed
+    if orders is None:
+        found = subprocess.run(["mysql", "-N", "-h127.0.0.1", "-uroot", db, "-e", pending],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        if not found:
+            orders = elapsed
+    time.sleep(0.2)
+print("null" if units is None else units, "null" if orders is None else orders)
+EOF
 }
 
 # One expiry point: x buyers each hold a reservation of the same sale, with a TTL long enough for
@@ -324,39 +357,40 @@ expiry_point() {
     echo "== waiting ${wait_s} s for every reservation to lapse"
     [ "$wait_s" -gt 0 ] && sleep "$wait_s"
     start_server redis "$tag-after" again
-    local t0 units_s=null orders_s=null
+    local t0 units_s=null orders_s=null mariadb_pid cpu0 cpu1
+    mariadb_pid=$(pidof mariadbd || pidof mysqld)
+    # Where the lapse's time goes: each process's CPU seconds from the start to the last order
+    # expired (the burst beside is part of it).
+    cpu0="$(cpu_s "$server_pid") $(cpu_s "$redis_pid") $(cpu_s "$mariadb_pid")"
     t0=$(now)
     "$bench" --url "http://127.0.0.1:$port" --sku "$tag-beside" --stock $((2 * users)) \
         --users "$users" --concurrency 256 --wait-persisted 600 > "$out/beside-$tag.log" 2>&1 &
     local beside_pid=$!
-    while true; do
-        local elapsed
-        elapsed=$(python3 -c "print(round($(now) - $t0, 2))")
-        if [ "$units_s" = null ] && [ "$(available "$tag")" = "$x" ]; then
-            units_s=$elapsed
-        fi
-        if [ "$orders_s" = null ] && [ "$(expired_orders "$tag")" = "$x" ]; then
-            orders_s=$elapsed
-        fi
-        [ "$units_s" != null ] && [ "$orders_s" != null ] && break
-        if python3 -c "import sys; sys.exit(0 if $elapsed > 1800 else 1)"; then
-            echo "not every reservation lapsed within 1800 s" >&2
-            break
-        fi
-        sleep 0.2
-    done
+    read -r units_s orders_s < <(lapse_watch "$tag" "$x" "$t0") || true
+    units_s=${units_s:-null}
+    orders_s=${orders_s:-null}
+    cpu1="$(cpu_s "$server_pid") $(cpu_s "$redis_pid") $(cpu_s "$mariadb_pid")"
+    local lapse_cpu
+    lapse_cpu=$(python3 -c "
+a, b = '$cpu0'.split(), '$cpu1'.split()
+print('{' + ','.join(f'\"{n}\":{round(float(y) - float(x), 2)}' for n, x, y in zip(('server', 'redis', 'mariadb'), a, b)) + '}')")
     set +e
     wait "$beside_pid"
     beside_status=$?
     set -e
     beside=$(tail -n 1 "$out/beside-$tag.log")
     echo "$beside"
-    echo "   units back in ${units_s} s, orders expired in ${orders_s} s"
+    echo "   units back in ${units_s} s, orders expired in ${orders_s} s; CPU-s meanwhile $lapse_cpu"
     local status=$((held_status | idle_status | beside_status))
     [ "$expired_early" = 0 ] || status=1
+    [ "$units_s" != null ] && [ "$orders_s" != null ] || status=1
+    # Nothing pending is not yet every order expired: count them once.
+    local expired_count
+    expired_count=$(expired_orders "$tag")
+    [ "$expired_count" = "$x" ] || { echo "only $expired_count orders expired of $x" >&2; status=1; }
     echo "{\"curve\":\"$curve\",\"commit\":\"$measured\",\"date\":\"$(date +%F)\",\"backend\":\"redis\",\"x\":$x,\"run\":$run,\
 \"exit\":$status,\"ttl_s\":$ttl,\"expired_early\":$expired_early,\"units_back_s\":$units_s,\
-\"orders_expired_s\":$orders_s,\"held\":${held:-null},\"idle\":${idle:-null},\"summary\":${beside:-null}}" >> "$results"
+\"orders_expired_s\":$orders_s,\"lapse_cpu_s\":$lapse_cpu,\"held\":${held:-null},\"idle\":${idle:-null},\"summary\":${beside:-null}}" >> "$results"
     stop_all
 }
 

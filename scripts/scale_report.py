@@ -117,8 +117,9 @@ def expiry_table(rows):
         "idle, in the same run.",
         "",
         "| reservations | taken at, purchases/s | every unit back, s | every order `expired`, s "
-        "| burst beside: purchases/s | ÷ idle, same run | p99 ms | idle p99 ms | audit |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| burst beside: purchases/s | ÷ idle, same run | p99 ms | idle p99 ms "
+        "| CPU-s meanwhile: server / Redis / MariaDB | audit |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for (_, x), group in sorted(by_point.items()):
         ratios = [summary("summary", "rps")(r) / summary("idle", "rps")(r) for r in group
@@ -132,6 +133,7 @@ def expiry_table(rows):
             f"| {number(median(ratios), 3)} "
             f"| {number(median(summary('summary', 'p99_ms')(r) for r in group), 1)} "
             f"| {number(median(summary('idle', 'p99_ms')(r) for r in group), 1)} "
+            f"| {' / '.join(number(median(summary('lapse_cpu_s', p)(r) for r in group), 1) for p in ('server', 'redis', 'mariadb'))} "
             f"| {'clean' if clean else 'FAILED'} |"
         )
     lines.append("")

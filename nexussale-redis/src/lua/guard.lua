@@ -23,9 +23,12 @@ local function primary()
   return primary_id
 end
 
-local function guard(stock)
-  stock = stock or KEYS[1]
-  local meta = redis.call('HMGET', stock, 'available', 'regressed', 'node', 'layout')
+-- checked(stock, ...) is guard() without its write, for a script that writes the shard's hash
+-- anyway: one HMGET reads the guard's fields and the caller's (`...`); it answers the sequence,
+-- the shard's `available`, then the caller's fields' values in order. The caller must write the
+-- sequence it answers (HSET stock seq <it>, beside its own fields) whenever it is above 0.
+local function checked(stock, ...)
+  local meta = redis.call('HMGET', stock, 'available', 'regressed', 'node', 'layout', 'seq', ...)
   if not meta[1] then return 0 end
   if meta[2] then return -1 end
   if meta[4] ~= LAYOUT then
@@ -41,7 +44,15 @@ local function guard(stock)
     -- A shard written before this check existed adopts this primary.
     redis.call('HSET', stock, 'node', node)
   end
-  return redis.call('HINCRBY', stock, 'seq', 1)
+  -- Below 2^53 (a clock's µs plus one a call): exact as a Lua number.
+  return (tonumber(meta[5]) or 0) + 1, meta[1], select(6, unpack(meta))
+end
+
+local function guard(stock)
+  stock = stock or KEYS[1]
+  local seq = checked(stock)
+  if seq > 0 then redis.call('HSET', stock, 'seq', string.format('%.0f', seq)) end
+  return seq
 end
 
 -- What create.lua and restore.lua start a shard with: this primary's replication id, and a

@@ -33,9 +33,9 @@ local function reserve_shard(k, a)
   -- The earliest expiry this call holds, as its argument's text (a number formatted back by Lua
   -- could lose digits).
   local earliest, earliest_text = nil, nil
-  local seq = guard(stock)
+  -- The guard's read and this shard's counts in one HMGET; its writes in one HSET at the end.
+  local seq, avail, limit, start, stop, reserved = checked(stock, 'limit', 'start', 'end', 'reserved')
   if seq < 0 then return {-1}, next_shard end
-  local meta = redis.call('HMGET', stock, 'available', 'limit', 'start', 'end')
   -- One flat answer: each request's code, then its values (none for 5, two for 2 and 4, else
   -- one), so a large batch builds no table per request.
   local out = {seq}
@@ -44,13 +44,13 @@ local function reserve_shard(k, a)
     if x then out[#out + 1] = x end
     if y then out[#out + 1] = y end
   end
-  if not meta[1] then
+  if seq == 0 then
     for _ = 1, n do push(5) end
     return out, next_shard
   end
-  local available = tonumber(meta[1]) + deposit
-  local limit = tonumber(meta[2])
-  local start, stop = tonumber(meta[3]), tonumber(meta[4])
+  local available = tonumber(avail) + deposit
+  limit = tonumber(limit)
+  start, stop = tonumber(start), tonumber(stop)
   local taken = 0
   for i = 1, n do
     local base = a + 1 + (i - 1) * 7
@@ -102,8 +102,10 @@ local function reserve_shard(k, a)
   -- Filed no later than its earliest reservation (LT: an earlier entry stays).
   if due and earliest then redis.call('ZADD', due, 'LT', earliest_text, ARGV[next_shard - 1]) end
   if taken > 0 or deposit > 0 then
-    redis.call('HSET', stock, 'available', available)
-    redis.call('HINCRBY', stock, 'reserved', taken)
+    redis.call('HSET', stock, 'seq', string.format('%.0f', seq), 'available', available,
+      'reserved', tonumber(reserved) + taken)
+  else
+    redis.call('HSET', stock, 'seq', string.format('%.0f', seq))
   end
   return out, next_shard
 end
