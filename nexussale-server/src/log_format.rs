@@ -136,6 +136,34 @@ where
 /// [`AppState::log_lines`]: crate::AppState::log_lines
 static PLAIN_LINES: std::sync::OnceLock<BufferedLog> = std::sync::OnceLock::new();
 
+/// Whether the filter [`init_logs`] installed lets access lines through (true when it installed
+/// none: the embedding service's subscriber decides, through the access event).
+static ACCESS_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// The filter `RUST_LOG` asks for; `info` when it is unset or unreadable.
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Whether `filter` lets the access log's INFO lines through, asked of the filter alone. The
+/// installed subscriber cannot tell: with a per-layer filter it answers whether any layer wants
+/// an event, and a layer without a filter (the exporter's sampler, or the absent exporter's
+/// `None`) wants them all, so under `RUST_LOG=warn,<another target>=info` every request got an
+/// access line. A directive that depends on a span (`[request]=info`) is asked outside any.
+fn lets_access_lines_through(filter: EnvFilter) -> bool {
+    let probe = tracing_subscriber::registry().with(filter);
+    tracing::subscriber::with_default(
+        probe,
+        || tracing::enabled!(target: crate::stack::ACCESS_TARGET, Level::INFO),
+    )
+}
+
+/// Whether the server's access lines are to be written: the filter [`init_logs`] installed
+/// lets them through, or it installed none.
+pub(crate) fn access_lines_pass() -> bool {
+    ACCESS_LINES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Installs the server binary's logging as the process's global subscriber, filtered by
 /// `RUST_LOG` (default `info`), and answers the guard that writes what is still buffered when
 /// dropped (keep it until the process ends). Lines go to stdout in bursts ([`BufferedLog`]):
@@ -156,7 +184,7 @@ pub fn init_logs_with(
     otlp_endpoint: Option<&str>,
 ) -> Result<(FlushOnDrop, Option<Traces>), String> {
     let traces = otlp_endpoint.map(Traces::start).transpose()?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter();
     let (writer, flush) = BufferedLog::stdout();
     let logs = tracing_subscriber::fmt::layer().with_writer(writer.clone());
     let json = std::env::var("NEXUSSALE_LOG_FORMAT").is_ok_and(|format| format == "json");
@@ -177,6 +205,10 @@ pub fn init_logs_with(
         .with(spans)
         .try_init()
         .is_ok();
+    if installed {
+        let through = lets_access_lines_through(log_filter());
+        ACCESS_LINES.store(through, std::sync::atomic::Ordering::Relaxed);
+    }
     if installed && plain {
         let _ = PLAIN_LINES.set(writer);
     }
@@ -233,6 +265,21 @@ mod tests {
     use super::*;
     use crate::log_writer::tests::Sink;
     use tracing::Instrument;
+
+    /// The access lines' answer comes from the log filter alone.
+    #[test]
+    fn access_lines_pass_as_the_filter_says() {
+        for (directives, through) in [
+            ("info", true),
+            ("warn", false),
+            ("warn,nexussale_core::engine::sweeper=info", false),
+            ("warn,nexussale_server::access=info", true),
+            ("info,nexussale_server::access=off", false),
+        ] {
+            let answer = lets_access_lines_through(EnvFilter::new(directives));
+            assert_eq!(answer, through, "{directives}");
+        }
+    }
 
     /// What the default format writes with colours off, and this one too.
     fn lines(plain: bool) -> String {

@@ -315,7 +315,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         ip_limit: config
             .rate_limit_ip
             .map(|rate| Arc::new(RateLimiter::new(rate, rate.max(1.0)))),
-        access_log: config.access_log.is_on(),
+        access_log: config.access_log.is_on() && crate::log_format::access_lines_pass(),
         log_lines: crate::log_format::plain_lines(),
         probes: backends.probes,
         ..AppState::new(engine.clone())

@@ -102,6 +102,45 @@ async fn scrape(http: &common::HttpClient, base: &str) -> String {
     .unwrap()
 }
 
+/// The access lines follow `RUST_LOG` alone: with `warn` and another target at `info`, the
+/// server wrote one for every request (the subscriber, asked whether anything wanted the event,
+/// said yes for a layer without a filter). `info` writes them, as the control.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_follow_the_log_filter() {
+    let http = client();
+    for (filter, wanted) in [
+        ("info", true),
+        // Another target at info: here the one of the "listening" line the helper waits for.
+        ("warn,nexussale_server::server=info", false),
+    ] {
+        let (server, address, log) = start_server_with_env(&[], &[("RUST_LOG", filter)]);
+        for _ in 0..3 {
+            let (status, _) = send(
+                &http,
+                Method::GET,
+                &format!("http://{address}/health"),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        stop(server);
+        // The process is gone; its last lines may still be on their way through the pipe.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let written = loop {
+            let written = log.lock().contains("nexussale_server::access");
+            if written || Instant::now() > deadline {
+                break written;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            written, wanted,
+            "RUST_LOG={filter}: access lines {written}, wanted {wanted}"
+        );
+    }
+}
+
 /// Every metric the rules and the dashboard read is on a live server's `/metrics`, once it has
 /// served purchases, payments, cancels, expiries, a dead letter, a store rebuild and a books
 /// check; and docs/OPERATIONS.md lists every metric it serves.

@@ -203,14 +203,14 @@ pub(crate) fn start_server_with_env(
     env: &[(&str, &str)],
 ) -> (Server, String, std::sync::Arc<parking_lot::Mutex<String>>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nexussale-server"));
-    command.envs(env.iter().copied());
+    // `info` unless the test asks for another filter.
+    command.env("RUST_LOG", "info").envs(env.iter().copied());
     if !extra.contains(&"--listen") {
         command.args(["--listen", "127.0.0.1:0"]);
     }
     let mut child = command
         .args(["--sale", "ps5=100"])
         .args(extra)
-        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
