@@ -365,12 +365,15 @@ impl SaleSlot {
             }
         };
         let reservation = request.reservation(&self.sale);
-        self.tables()
-            .expiry
-            .insert(reservation.expires_at, reservation.order_id);
+        // The reservation before its expiry entry: a sweep that meets the entry first would find
+        // the reservation not held, drop the entry for good (`ExpiryIndex::due`, `next`) and
+        // refile the sale without it, and the units would never come back.
         self.tables()
             .reservations
             .insert(reservation.order_id, Held::new(&reservation));
+        self.tables()
+            .expiry
+            .insert(reservation.expires_at, reservation.order_id);
         match key_entry {
             Some(Entry::Occupied(mut entry)) => {
                 entry.insert(request.order_id);
