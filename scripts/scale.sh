@@ -280,9 +280,7 @@ now() {
 
 # The CPU seconds (user and system, all threads) process $1 has used so far.
 cpu_s() {
-    local ticks
-    ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
-    python3 -c "print(round($ticks / $(getconf CLK_TCK), 2))"
+    python3 -c "print(round($(cpu_ticks "$1") / $(getconf CLK_TCK), 2))"
 }
 
 # The sale's orders recorded `expired` in the point's database.
