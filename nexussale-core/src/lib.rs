@@ -4,6 +4,7 @@
 mod clock;
 mod engine;
 mod error;
+mod expiry;
 mod ident;
 pub mod layers;
 mod lease;
@@ -30,6 +31,7 @@ pub use engine::{
     SaleView, SweepReport, TicketState, TicketUpdates, TicketView,
 };
 pub use error::{BoxError, Error, Result};
+pub use expiry::{ExpiredBatch, ExpiryCall};
 pub use ident::{IdempotencyKey, MAX_IDENT_LEN, Sku, UserId};
 pub use lease::RebuildLeases;
 pub use order::{MAX_REMARK_LEN, Order, OrderEvent, OrderId, OrderStatus, validate_remark};

@@ -8,7 +8,7 @@
 //! | `nexussale_stock_rebuilds_total{outcome}` | counter | store rebuilds finished: `restored`, `skipped` (another process restored first), `abandoned` (the sale exists nowhere) |
 //! | `nexussale_stock_rebuilding{sku}` | gauge | 1 while this process rebuilds the sale's stock, else 0 |
 //! | `nexussale_reconcile_drift_units{sku,kind}` | gauge | at the last reconcile: store minus repository, `kind` `reserved` or `sold` (0 when they agree) |
-//! | `nexussale_sweeper_store_calls_total` | counter | stock-store calls the expiry sweeper made (`due_sales`, `expired`, `release_many`, `release`): with nothing due, one a sweep whatever the number of sales |
+//! | `nexussale_sweeper_store_calls_total` | counter | stock-store calls the expiry sweeper made (`due_sales`, `expire`, `release`): with nothing due, one a sweep whatever the number of sales |
 //! | `nexussale_worker_batch_size` | histogram | events per batch the worker took off the queue |
 //! | `nexussale_worker_insert_duration_seconds` | histogram | time to persist one batch's placements |
 

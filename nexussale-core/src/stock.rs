@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
+use crate::expiry::{ExpiredBatch, ExpiryCall};
 use crate::ident::{IdempotencyKey, UserId};
 use crate::order::{Order, OrderId};
 use crate::reservation::{
@@ -69,7 +70,8 @@ pub type DynStockStore = Arc<dyn StockStore>;
 /// - **Retention.** A store may forget a settled (confirmed or released) reservation, with the
 ///   idempotency key that made it, once a retention has passed after the reservation's expiry
 ///   (the store documents it; the embedded and Redis stores keep [`DEFAULT_SETTLED_RETENTION`]
-///   unless configured). It forgets in [`expired`](Self::expired), at most `limit` per call, and
+///   unless configured). It forgets in [`expired`](Self::expired) and [`expire`](Self::expire), at most `limit`
+///   per call, and
 ///   files the sale in [`due_sales`](Self::due_sales) for it, so nothing but the sweeper pays. A
 ///   held reservation is never forgotten, and forgetting changes no count and no user's hold.
 ///   Once forgotten, [`reservation`](Self::reservation) and
@@ -224,6 +226,70 @@ pub trait StockStore: Send + Sync + Debug + 'static {
         Ok(outcomes)
     }
 
+    /// Releases, as [`ReleaseReason::Expired`], up to `limit` of the sale's held reservations
+    /// whose expiry is at or before `now`, soonest first: what the sweeper calls, instead of
+    /// [`expired`](Self::expired) then [`release_many`](Self::release_many) (a remote store
+    /// reads each reservation once, in one round trip per shard). Each release is exactly once,
+    /// as [`release`](Self::release)'s; what [`expired`](Self::expired) forgets and files, this
+    /// forgets and files too. A store that spreads a sale over shards may release up to `limit`
+    /// from each.
+    ///
+    /// **Again after a failure.** `call` names the call: made again with the same `call` after
+    /// it failed, it answers what its first try released when that try was applied (its reply
+    /// lost), and releases afresh when it was not, so no released order goes unrecorded. It may
+    /// then also answer reservations another sweeper expired meanwhile: recording an expiry
+    /// twice changes nothing.
+    ///
+    /// The default lists with [`expired`](Self::expired), remembering the listing in `call`,
+    /// and releases it with [`release_many`](Self::release_many); a retry releases the same
+    /// listing again and answers those found released as expired.
+    async fn expire(
+        &self,
+        sku: &Sku,
+        now: DateTime<Utc>,
+        limit: usize,
+        call: &ExpiryCall,
+    ) -> Result<ExpiredBatch> {
+        let (listed, full, retry) = match call.listed() {
+            Some((listed, full)) => (listed, full, true),
+            None => {
+                let listed = self.expired(sku, now, limit).await?;
+                let full = listed.len() >= limit;
+                call.remember(&listed, full);
+                (listed, full, false)
+            }
+        };
+        if listed.is_empty() {
+            return Ok(ExpiredBatch::default());
+        }
+        let ids: Vec<OrderId> = listed.iter().map(|r| r.order_id).collect();
+        let outcomes = self.release_many(sku, &ids, ReleaseReason::Expired).await?;
+        if outcomes.len() != ids.len() {
+            return Err(crate::Error::permanent(
+                "stock",
+                format!(
+                    "the stock store answered a batch of {} releases with {}",
+                    ids.len(),
+                    outcomes.len()
+                ),
+            ));
+        }
+        let released = listed
+            .into_iter()
+            .zip(outcomes)
+            .filter_map(|(reservation, outcome)| match outcome {
+                ReleaseOutcome::Released { .. } => Some(reservation),
+                // Released by this call's first try, whose answer was lost.
+                ReleaseOutcome::AlreadyReleased(ReleaseReason::Expired) if retry => {
+                    Some(reservation)
+                }
+                // Paid, cancelled or expired by another sweeper meanwhile: theirs to record.
+                _ => None,
+            })
+            .collect();
+        Ok(ExpiredBatch { released, full })
+    }
+
     /// The sale's stock counts.
     async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot>;
 
@@ -285,6 +351,9 @@ macro_rules! forward_stock_store {
             }
             async fn release_many(&self, sku: &Sku, order_ids: &[OrderId], reason: ReleaseReason) -> Result<Vec<ReleaseOutcome>> {
                 (**self).release_many(sku, order_ids, reason).await
+            }
+            async fn expire(&self, sku: &Sku, now: DateTime<Utc>, limit: usize, call: &ExpiryCall) -> Result<ExpiredBatch> {
+                (**self).expire(sku, now, limit, call).await
             }
             async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {
                 (**self).snapshot(sku).await

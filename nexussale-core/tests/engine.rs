@@ -855,7 +855,7 @@ async fn an_expiry_whose_release_reply_was_lost_is_recorded_by_the_next_sweep() 
     let (engine, store) = over_a_faulty_store(Some(clock.clone()));
     let (ps5, id) = one_order(&engine, "ps5").await;
     clock.advance(Duration::from_secs(3600));
-    store.hook().lose_replies(Method::ReleaseMany, 1);
+    store.hook().lose_replies(Method::Expire, 1);
     assert!(engine.sweep_expired().await.is_err());
     // Released in the store, which lists it no more; pending in the repository.
     assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().available, 1);
@@ -874,7 +874,7 @@ async fn one_sale_that_cannot_be_swept_does_not_hold_up_the_others() {
     let (tv, _) = one_order(&engine, "tv").await;
     clock.advance(Duration::from_secs(3600));
     // The first sale the sweep asks about cannot be listed; the other is swept all the same.
-    store.hook().refuse_nth(Method::Expired, 1);
+    store.hook().refuse_nth(Method::Expire, 1);
     let report = engine.sweep_expired().await.unwrap();
     assert_eq!((report.released, report.failed_sales), (1, 1), "{report:?}");
     let back = |sku: &Sku| {
@@ -888,8 +888,37 @@ async fn one_sale_that_cannot_be_swept_does_not_hold_up_the_others() {
     assert_eq!((report.released, report.failed_sales), (1, 0), "{report:?}");
     assert_eq!((back(&ps5).await, back(&tv).await), (1, 1));
     // Every sale failing is the sweep failing (the sweeper backs off).
-    store.hook().refuse(Method::Expired);
+    one_order(&engine, "tablet").await;
+    clock.advance(Duration::from_secs(3600));
+    store.hook().refuse(Method::Expire);
     assert!(engine.sweep_expired().await.is_err());
+}
+
+/// A sale whose store calls keep failing costs one call a sweep, the owed one made again: no
+/// new call piles up beside it, and it is recorded once the store answers.
+#[tokio::test]
+async fn a_sale_that_keeps_failing_owes_one_call() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let (engine, store) = over_a_faulty_store(Some(clock.clone()));
+    let (ps5, id) = one_order(&engine, "ps5").await;
+    clock.advance(Duration::from_secs(3600));
+    store.hook().lose_replies(Method::Expire, 1);
+    assert!(engine.sweep_expired().await.is_err());
+    store.hook().refuse(Method::Expire);
+    for _ in 0..4 {
+        let before = store.hook().calls(Method::Expire);
+        assert!(engine.sweep_expired().await.is_err());
+        assert_eq!(
+            store.hook().calls(Method::Expire) - before,
+            1,
+            "calls of one sweep of a sale whose call keeps failing"
+        );
+    }
+    store.hook().heal();
+    let report = engine.sweep_expired().await.unwrap();
+    assert_eq!((report.released, report.failed_sales), (1, 0), "{report:?}");
+    assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Expired);
+    assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().available, 1);
 }
 
 /// Counts the calls of one method in flight at once.
@@ -973,7 +1002,7 @@ async fn a_batch_of_expiries_is_one_release_and_one_record() {
     assert_eq!(report.released, 200);
     assert_eq!(engine.stock().snapshot(&drop).await.unwrap().available, 200);
     // One batch (the default holds 500): one call to release, one to record, not 200 each.
-    assert_eq!(store.hook().calls(Method::ReleaseMany), 1);
+    assert_eq!(store.hook().calls(Method::Expire), 1);
     assert_eq!(store.hook().calls(Method::Release), 0);
     assert_eq!(repository.hook().calls(Method::TransitionMany), 1);
     assert_eq!(repository.hook().calls(Method::Transition), 0);

@@ -40,6 +40,8 @@ pub(crate) struct ShardKeys {
     /// The due index (`{prefix}:due`), and this shard's member in it.
     pub(crate) due: String,
     pub(crate) due_member: String,
+    /// The prefix of the answers `expire.lua` keeps (`…:x:`), followed by a call's token.
+    answers: String,
     seen: Arc<AtomicU64>,
 }
 
@@ -65,8 +67,14 @@ impl ShardKeys {
             res: format!("{base}:r:"),
             buckets: format!("{base}:buckets"),
             legacy: format!("{base}:res {base}:expiry {base}:settled"),
+            answers: format!("{base}:x:"),
             seen: Arc::default(),
         }
+    }
+
+    /// Where `expire.lua` keeps the answer of the call named `token` (in the shard's slot).
+    pub(crate) fn answer(&self, token: uuid::Uuid) -> String {
+        format!("{}{}", self.answers, token.simple())
     }
 
     /// The highest sequence the shard answered this process so far.

@@ -56,7 +56,15 @@ pub(crate) static END: LazyLock<Script> = LazyLock::new(|| guarded(include_str!(
 pub(crate) static EXPIRED: LazyLock<Script> = LazyLock::new(|| {
     writing(concat!(
         include_str!("lua/records.lua"),
+        include_str!("lua/walk.lua"),
         include_str!("lua/expired.lua")
+    ))
+});
+pub(crate) static EXPIRE: LazyLock<Script> = LazyLock::new(|| {
+    guarded(concat!(
+        include_str!("lua/records.lua"),
+        include_str!("lua/walk.lua"),
+        include_str!("lua/expire.lua")
     ))
 });
 pub(crate) static RESTORE: LazyLock<Script> = LazyLock::new(|| {
@@ -531,6 +539,26 @@ pub(crate) async fn expired(
 ) -> Result<(Vec<Reservation>, bool), StoreError> {
     let mut call = EXPIRED.prepare_invoke();
     call.key(&keys.res).key(&keys.buckets).key(&keys.keys);
+    walk_args(&mut call, &conn, keys, now, window);
+    let mut flat = items(call.invoke_async::<Value>(&mut conn).await?)?.into_iter();
+    let more = int(&flat
+        .next()
+        .ok_or_else(|| StoreError::corrupt("empty expired reply"))?)?
+        == 1;
+    Ok((reservations(sku, flat.collect(), "expired")?, more))
+}
+
+/// What `expired.lua` and `expire.lua` both take after their own keys, for their walk over the
+/// shard's buckets (walk.lua): the due index (absent on a Redis Cluster, where a script cannot
+/// reach its slot), then now, the limit, the shard's member of the index, the most to forget,
+/// the retention and the read budget.
+fn walk_args(
+    call: &mut redis::ScriptInvocation<'_>,
+    conn: &Connection,
+    keys: &ShardKeys,
+    now: DateTime<Utc>,
+    window: Window,
+) {
     if conn.reaches_every_key() {
         call.key(&keys.due);
     }
@@ -540,20 +568,54 @@ pub(crate) async fn expired(
         .arg(window.forget)
         .arg(window.retention_us)
         .arg(EXPIRED_READ_BUDGET + window.limit);
-    let mut flat = items(call.invoke_async::<Value>(&mut conn).await?)?.into_iter();
-    let more = int(&flat
-        .next()
-        .ok_or_else(|| StoreError::corrupt("empty expired reply"))?)?
-        == 1;
-    let flat: Vec<Value> = flat.collect();
+}
+
+/// The reservations a script answers as a flat list: order id, record, …
+fn reservations(sku: &Sku, flat: Vec<Value>, script: &str) -> Result<Vec<Reservation>, StoreError> {
     let mut found = Vec::with_capacity(flat.len() / 2);
     for pair in flat.chunks(2) {
         let [id, record] = pair else {
-            return Err(StoreError::corrupt("odd expired reply"));
+            return Err(StoreError::corrupt(format!("odd {script} reply")));
         };
         found.push(record::decode(sku, order_id(id)?, &text(record)?)?);
     }
-    Ok((found, more))
+    Ok(found)
+}
+
+/// How long `expire.lua` keeps a call's answer for the same call made again (its reply lost):
+/// the sweeper makes it again at its next sweep, or after backing off while Redis is out of
+/// reach. Deleted as soon as the answer arrives.
+pub(crate) const EXPIRE_ANSWER_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `expire.lua` on one shard: releases as expired up to `window.limit` of `sku`'s reservations
+/// due by `now`, soonest first (after forgetting up to `window.forget` settled ones), and says
+/// whether more may be due. The call named `token` made again answers what it released.
+pub(crate) async fn expire(
+    mut conn: Connection,
+    keys: &ShardKeys,
+    sku: &Sku,
+    now: DateTime<Utc>,
+    window: Window,
+    token: uuid::Uuid,
+) -> Result<(Vec<Reservation>, bool), StoreError> {
+    let before = keys.highest_seen();
+    let mut call = EXPIRE.prepare_invoke();
+    call.key(&keys.stock)
+        .key(&keys.held)
+        .key(&keys.res)
+        .key(&keys.buckets)
+        .key(&keys.keys)
+        .key(keys.answer(token));
+    walk_args(&mut call, &conn, keys, now, window);
+    call.arg(EXPIRE_ANSWER_KEPT.as_millis().to_string());
+    let reply = sequenced(keys, before, call.invoke_async::<Value>(&mut conn).await?)?;
+    let mut flat = reply.into_iter();
+    // No such shard.
+    let Some(more) = flat.next() else {
+        return Ok((Vec::new(), false));
+    };
+    let more = int(&more)? == 1;
+    Ok((reservations(sku, flat.collect(), "expire")?, more))
 }
 
 /// What one `expired.lua` call may do: answer `limit` reservations, forget `forget`, each

@@ -12,13 +12,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use futures::TryStreamExt;
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use redis::AsyncCommands;
 
 use nexussale_core::{
-    ConfirmOutcome, IdempotencyKey, Order, OrderId, OrderStatus, ReleaseOutcome, ReleaseReason,
-    Reservation, ReservationState, ReserveOutcome, ReserveRequest, Result, Sale, Sku,
-    StockSnapshot, StockStore, UserId,
+    ConfirmOutcome, ExpiredBatch, ExpiryCall, IdempotencyKey, Order, OrderId, OrderStatus,
+    ReleaseOutcome, ReleaseReason, Reservation, ReservationState, ReserveOutcome, ReserveRequest,
+    Result, Sale, Sku, StockSnapshot, StockStore, UserId,
 };
 
 use crate::coalesce::Coalescer;
@@ -272,6 +272,17 @@ impl StockStore for RedisStockStore {
 
     async fn due_sales(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Sku>> {
         Ok(self.inner.due_sales(now, limit).await?)
+    }
+
+    async fn expire(
+        &self,
+        sku: &Sku,
+        now: DateTime<Utc>,
+        limit: usize,
+        call: &ExpiryCall,
+    ) -> Result<ExpiredBatch> {
+        let expired = self.inner.expire(sku, now, limit, call).await;
+        Ok(self.inner.unless_regressed(sku, expired).await?)
     }
 
     async fn release_many(
@@ -788,12 +799,7 @@ impl Inner {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Each shard forgets its share: a call forgets about `limit` in all.
-        let window = Window {
-            limit,
-            forget: limit.div_ceil(info.shards.len()),
-            retention_us: self.config.retention_us(),
-        };
+        let window = self.window(limit, info.shards.len());
         let per_shard = try_join_all(info.shards.iter().map(|keys| async move {
             // A call that stopped on its read budget refiled what it read (buckets whose
             // reservations were all settled move past `now`): the next one reaches further and
@@ -818,6 +824,72 @@ impl Inner {
         due.sort_by_key(|r| (r.expires_at, r.order_id.as_uuid()));
         due.truncate(limit);
         Ok(due)
+    }
+
+    /// What each of `shards` may do in one call that answers up to `limit`: each forgets its
+    /// share, so that a call forgets about `limit` in all.
+    fn window(&self, limit: usize, shards: usize) -> Window {
+        Window {
+            limit,
+            forget: limit.div_ceil(shards),
+            retention_us: self.config.retention_us(),
+        }
+    }
+
+    /// Each shard releases its own due reservations (a reservation's shard is its buyer's) in
+    /// one `expire.lua` call, up to `limit` each; the shards' answers, kept for the same call
+    /// made again, are deleted once every shard has answered.
+    async fn expire(
+        &self,
+        sku: &Sku,
+        now: DateTime<Utc>,
+        limit: usize,
+        call: &ExpiryCall,
+    ) -> Outcome<ExpiredBatch> {
+        let info = self.info(sku).await?;
+        if limit == 0 {
+            return Ok(ExpiredBatch::default());
+        }
+        let window = self.window(limit, info.shards.len());
+        let acks = self.config.acks();
+        let token = call.token();
+        let per_shard = try_join_all(info.shards.iter().map(|keys| {
+            let mut conn = self.conn();
+            async move {
+                let (released, more) =
+                    scripts::expire(conn.clone(), keys, sku, now, window, token).await?;
+                if !released.is_empty() {
+                    acks.wait(&mut conn, &keys.stock).await?;
+                }
+                Ok::<_, StoreError>((keys, released, more))
+            }
+        }))
+        .await?;
+        let mut batch = ExpiredBatch::default();
+        let mut answered = Vec::new();
+        for (keys, released, more) in per_shard {
+            batch.full |= more;
+            if !released.is_empty() {
+                answered.push(keys.answer(token));
+            }
+            batch.released.extend(released);
+        }
+        // Only now: a shard's answer deleted before another shard failed would be missing when
+        // the sweeper makes the call again. One that cannot be deleted lapses.
+        join_all(answered.iter().map(|answer| {
+            let mut conn = self.conn();
+            async move {
+                if let Err(err) = redis::cmd("DEL")
+                    .arg(answer)
+                    .query_async::<()>(&mut conn)
+                    .await
+                {
+                    tracing::debug!(key = %answer, error = %err, "an expiry call's answer is left to lapse");
+                }
+            }
+        }))
+        .await;
+        Ok(batch)
     }
 
     async fn snapshot(&self, sku: &Sku) -> Outcome<StockSnapshot> {
@@ -928,6 +1000,84 @@ mod tests {
     use nexussale_core::{Sale, StockStore};
 
     use super::*;
+
+    /// `expire.lua` applied, its reply lost: the sweeper makes the same call again and gets
+    /// what the first try released (their orders are recorded then), nothing more released;
+    /// the kept answer lapses on its own and is deleted once it arrives.
+    #[tokio::test]
+    async fn an_expire_call_made_again_answers_what_its_lost_reply_held() {
+        let config = RedisConfig::default().prefix(unique_name("expire-again-"));
+        let store = match RedisStockStore::connect_with(&redis_url(), config).await {
+            Ok(store) => store,
+            Err(err) => return unavailable("redis", err).unwrap_or(()),
+        };
+        let sale = Sale::new(nexussale_core::testkit::unique_sku(), 5).with_per_user_limit(5);
+        assert!(store.create_sale(&sale).await.unwrap());
+        let now = Utc::now();
+        for _ in 0..3 {
+            let request = ReserveRequest {
+                order_id: OrderId::new(),
+                sku: sale.sku.clone(),
+                user: UserId::new("ann").unwrap(),
+                quantity: 1,
+                idempotency_key: None,
+                remark: None,
+                now,
+            };
+            let reserved = store.reserve(&request).await.unwrap();
+            assert!(
+                matches!(reserved, ReserveOutcome::Reserved { .. }),
+                "{reserved:?}"
+            );
+        }
+        let due = now + chrono::Duration::hours(1);
+        let info = store.inner.info(&sale.sku).await.unwrap();
+        let keys = &info.shards[0];
+        let window = Window {
+            limit: 2,
+            forget: 2,
+            retention_us: store.inner.config.retention_us(),
+        };
+        let call = ExpiryCall::new();
+        let ids = |released: &[Reservation]| {
+            let mut ids: Vec<OrderId> = released.iter().map(|r| r.order_id).collect();
+            ids.sort_by_key(|id| id.as_uuid());
+            ids
+        };
+        // The first try, whose reply the sweeper never sees.
+        let (lost, more) = scripts::expire(
+            store.inner.conn(),
+            keys,
+            &sale.sku,
+            due,
+            window,
+            call.token(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((lost.len(), more), (2, true));
+        let mut conn = store.inner.conn();
+        let kept_ms: i64 = conn.pttl(keys.answer(call.token())).await.unwrap();
+        assert!(
+            kept_ms > 0 && kept_ms <= 600_000,
+            "the kept answer lapses on its own: {kept_ms} ms"
+        );
+
+        let again = store.expire(&sale.sku, due, 2, &call).await.unwrap();
+        assert_eq!(ids(&again.released), ids(&lost), "the same call made again");
+        assert!(again.full);
+        assert_eq!(store.snapshot(&sale.sku).await.unwrap().available, 4);
+        let kept: bool = conn.exists(keys.answer(call.token())).await.unwrap();
+        assert!(!kept, "an answer that arrived is deleted");
+
+        let rest = store
+            .expire(&sale.sku, due, 2, &ExpiryCall::new())
+            .await
+            .unwrap();
+        assert_eq!(rest.released.len(), 1);
+        assert!(!ids(&lost).contains(&rest.released[0].order_id));
+        assert_eq!(store.snapshot(&sale.sku).await.unwrap().available, 5);
+    }
 
     /// A process that met a regression after another rebuilt the sale does not send the rebuilt
     /// sale back to be rebuilt again: its mark, which names the sequence it saw, is refused.

@@ -124,6 +124,8 @@ struct Inner {
     unknown: UnknownSkus,
     /// Reservations the sweeper failed to release or record: tried again first next sweep.
     owed_expiries: Mutex<Vec<Reservation>>,
+    /// Store calls of the sweeper that failed (their replies may be lost): made again next sweep.
+    owed_calls: Mutex<Vec<(Sku, crate::expiry::ExpiryCall)>>,
     /// This engine's name as a holder of the store's rebuild lock: unique per engine.
     id: String,
     /// Waiting rooms.
@@ -275,6 +277,7 @@ impl FlashSaleBuilder {
                 sales: SaleCache::default(),
                 unknown: UnknownSkus::default(),
                 owed_expiries: Mutex::default(),
+                owed_calls: Mutex::default(),
                 id: uuid::Uuid::now_v7().to_string(),
                 rooms: Arc::new(Watched::watch("waiting-room store", self.rooms)),
                 pass_secret: self.pass_secret,

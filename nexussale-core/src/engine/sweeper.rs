@@ -11,7 +11,8 @@ use tracing::{debug, info, warn};
 use super::FlashSale;
 use super::orders::released_status;
 use super::worker::Backoff;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::expiry::ExpiryCall;
 use crate::ident::Sku;
 use crate::order::{OrderId, OrderStatus};
 use crate::outage::OutageLog;
@@ -56,9 +57,11 @@ impl FlashSale {
     /// its order expired. Concurrent sweepers (several processes) are safe: the stock store lets
     /// only one release each reservation.
     ///
-    /// A release or its record that fails (a reply lost with its connection may still have been
-    /// applied) is tried again at the start of the next sweep: the store no longer lists a
-    /// reservation it released, so nothing else would record that order's expiry.
+    /// A store call that fails (a reply lost with its connection may still have been applied)
+    /// is made again at the start of the next sweep, with the same
+    /// [`ExpiryCall`](crate::ExpiryCall), which answers what it released; a record that fails
+    /// is retried then too. The store no longer lists a reservation it released, so nothing
+    /// else would record that order's expiry.
     ///
     /// One sale that cannot be swept (its keys unreadable, its shard down) does not hold up the
     /// others: it is counted in [`SweepReport::failed_sales`] and logged. The sweep is an error
@@ -70,10 +73,22 @@ impl FlashSale {
         let owed = std::mem::take(&mut *self.inner.owed_expiries.lock());
         let (mut report, owed) = self.expire_owed(owed, &repository_down).await;
         let mut first_error = owed.err();
+        let (calls, still_failing) = self.make_owed_calls(now, batch, &repository_down).await;
+        report.released += calls.released;
+        report.units += calls.units;
         // Only the sales the store files as due: an idle sale costs nothing.
         crate::meter::sweeper_call();
-        let due = self.inner.stock.due_sales(now, DUE_SALES_PER_SWEEP).await?;
-        let due_count = due.len() as u64;
+        let mut due = self.inner.stock.due_sales(now, DUE_SALES_PER_SWEEP).await?;
+        // A sale whose owed call failed again waits for that call: a new one would pile up
+        // beside it every sweep while the sale stays broken.
+        if !still_failing.is_empty() {
+            report.failed_sales += still_failing.len() as u64;
+            due.retain(|sku| !still_failing.iter().any(|(failed, _)| failed == sku));
+            for (_, err) in still_failing {
+                first_error.get_or_insert(err);
+            }
+        }
+        let due_count = due.len() as u64 + report.failed_sales;
         let repository_down = &repository_down;
         // Owned skus: a stream over borrowed ones makes this future not `Send` for every lifetime
         // (the compiler's higher-ranked closure limits), which `tokio::spawn` needs.
@@ -108,8 +123,8 @@ impl FlashSale {
         }
     }
 
-    /// Releases `sku`'s expired reservations, a batch (one `release_many`) at a time, until a
-    /// batch comes back short: what it released, and the first failure. Up to
+    /// Releases `sku`'s expired reservations, a batch (one `expire`) at a time, until the store
+    /// says nothing more is due: what it released, and the first failure. Up to
     /// [`BATCHES_RECORDING`] released batches are recorded while the next are released, so
     /// units go back at the stock store's pace, not the repository's; every recording started
     /// is awaited (a dropped one would lose the expiries it had not recorded).
@@ -159,8 +174,11 @@ impl FlashSale {
         (report, failed.map_or(Ok(()), Err))
     }
 
-    /// Lists up to `batch` of `sku`'s expired reservations and releases them in one call:
-    /// those this call released (counted into `report`), and whether the listing was full.
+    /// Releases up to `batch` of `sku`'s expired reservations in one store call: those it
+    /// released (counted into `report`), and whether more may be due. A failed call is owed to
+    /// the next sweep, which makes it again (see [`StockStore::expire`]).
+    ///
+    /// [`StockStore::expire`]: crate::StockStore::expire
     async fn release_batch(
         &self,
         sku: &Sku,
@@ -168,61 +186,42 @@ impl FlashSale {
         batch: usize,
         report: &mut SweepReport,
     ) -> Result<ReleasedBatch> {
+        let call = ExpiryCall::new();
+        self.expire_call(sku, now, batch, call, report).await
+    }
+
+    /// Makes `call` (new, or owed by an earlier sweep): what it released, counted into
+    /// `report`; when it fails, it is owed to the next sweep.
+    async fn expire_call(
+        &self,
+        sku: &Sku,
+        now: DateTime<Utc>,
+        batch: usize,
+        call: ExpiryCall,
+        report: &mut SweepReport,
+    ) -> Result<ReleasedBatch> {
         crate::meter::sweeper_call();
-        let expired = self.inner.stock.expired(sku, now, batch).await?;
-        let full = expired.len() == batch;
-        if expired.is_empty() {
-            return Ok(ReleasedBatch {
-                reservations: Vec::new(),
-                full,
-            });
-        }
-        let ids: Vec<OrderId> = expired.iter().map(|r| r.order_id).collect();
-        crate::meter::sweeper_call();
-        let outcomes = match self
-            .inner
-            .stock
-            .release_many(sku, &ids, ReleaseReason::Expired)
-            .await
-        {
-            Ok(outcomes) if outcomes.len() == ids.len() => outcomes,
-            Ok(_) => {
-                self.owe(expired);
-                return Err(Error::permanent(
-                    "stock",
-                    format!(
-                        "the stock store answered a batch of {} releases with another count",
-                        ids.len()
-                    ),
-                ));
-            }
-            // The batch may have been applied with its reply lost: each is released again
-            // next sweep (answering "already released") and recorded then.
+        let expired = match self.inner.stock.expire(sku, now, batch, &call).await {
+            Ok(expired) => expired,
+            // It may have been applied with its reply lost: made again, it answers what it
+            // released, to be recorded then.
             Err(err) => {
-                self.owe(expired);
+                self.inner.owed_calls.lock().push((sku.clone(), call));
                 return Err(err);
             }
         };
-        let reservations: Vec<Reservation> = expired
-            .into_iter()
-            .zip(outcomes)
-            .filter_map(|(reservation, outcome)| match outcome {
-                ReleaseOutcome::Released { quantity } => {
-                    report.released += 1;
-                    report.units += u64::from(quantity);
-                    Some(reservation)
-                }
-                // Paid, cancelled or expired by another sweeper meanwhile: theirs to record.
-                _ => None,
-            })
-            .collect();
-        if !reservations.is_empty() {
+        if !expired.released.is_empty() {
+            report.released += expired.released.len() as u64;
+            report.units += expired.units();
             self.units_returned(sku);
         }
-        for _ in &reservations {
+        for _ in &expired.released {
             crate::meter::settled(OrderStatus::Expired);
         }
-        Ok(ReleasedBatch { reservations, full })
+        Ok(ReleasedBatch {
+            reservations: expired.released,
+            full: expired.full,
+        })
     }
 
     /// Records each released reservation's order as `status`: the batch in one repository call
@@ -336,6 +335,48 @@ impl FlashSale {
         }
         self.owe(failed);
         (report, first_error.map_or(Ok(()), Err))
+    }
+
+    /// Makes again the store calls earlier sweeps owe (their replies lost or refused), sales at
+    /// once, and records what they released: what they released, and the sales whose call
+    /// failed again (owed once more), each with its error.
+    async fn make_owed_calls(
+        &self,
+        now: DateTime<Utc>,
+        batch: usize,
+        repository_down: &AtomicBool,
+    ) -> (SweepReport, Vec<(Sku, crate::Error)>) {
+        let owed = std::mem::take(&mut *self.inner.owed_calls.lock());
+        let made: Vec<(Sku, SweepReport, Result<()>)> = futures::stream::iter(owed)
+            .map(|(sku, call)| async move {
+                let mut report = SweepReport::default();
+                let made = match self.expire_call(&sku, now, batch, call, &mut report).await {
+                    Ok(released) => {
+                        self.record_all(
+                            released.reservations,
+                            OrderStatus::Expired,
+                            repository_down,
+                        )
+                        .await
+                    }
+                    Err(err) => Err(err),
+                };
+                (sku, report, made)
+            })
+            .buffer_unordered(CONCURRENT_SALES)
+            .collect()
+            .await;
+        let mut report = SweepReport::default();
+        let mut failed = Vec::new();
+        for (sku, made_report, made) in made {
+            report.released += made_report.released;
+            report.units += made_report.units;
+            if let Err(err) = made {
+                debug!(sku = %sku, error = %err, "an expiry call owed by an earlier sweep failed again");
+                failed.push((sku, err));
+            }
+        }
+        (report, failed)
     }
 
     /// Releases one owed reservation and records its order's expiry: the units it returned, if

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::expiry::{ExpiredBatch, ExpiryCall};
 use crate::ident::{IdempotencyKey, UserId};
 use crate::order::{Order, OrderEvent, OrderId, OrderStatus};
 use crate::queue::{Delivery, DeliveryTag, OrderQueue, QueueMark};
@@ -60,6 +61,7 @@ pub enum Method {
     Expired,
     DueSales,
     ReleaseMany,
+    Expire,
     Snapshot,
     Restore,
     LockRebuild,
@@ -130,6 +132,7 @@ impl Method {
             Method::Expired => "expired",
             Method::DueSales => "due_sales",
             Method::ReleaseMany => "release_many",
+            Method::Expire => "expire",
             Method::Snapshot => "snapshot",
             Method::Restore => "restore",
             Method::LockRebuild => "lock_rebuild",
@@ -436,6 +439,17 @@ impl<T: StockStore, H: Hook> StockStore for Hooked<T, H> {
     ) -> Result<Vec<ReleaseOutcome>> {
         let call = self.inner.release_many(sku, order_ids, reason);
         Self::call(&self.hook, Backend::Stock, Method::ReleaseMany, call).await
+    }
+
+    async fn expire(
+        &self,
+        sku: &Sku,
+        now: DateTime<Utc>,
+        limit: usize,
+        expiry: &ExpiryCall,
+    ) -> Result<ExpiredBatch> {
+        let call = self.inner.expire(sku, now, limit, expiry);
+        Self::call(&self.hook, Backend::Stock, Method::Expire, call).await
     }
 
     async fn snapshot(&self, sku: &Sku) -> Result<StockSnapshot> {

@@ -163,8 +163,8 @@ pub async fn purchase_flow(
 }
 
 /// The sweeper visits only the sales with reservations due: beside 300 idle sales, a sweep after
-/// one sale's reservations lapsed asks the store about that sale alone (one `expired`, one
-/// `release_many` for the batch), the next sweep once more (finding nothing, which takes it out
+/// one sale's reservations lapsed asks the store about that sale alone (one `expire` for the
+/// batch), the next sweep at most once more (finding nothing, which takes it out
 /// of the index), and from then on nothing but `due_sales`, however many sales there are.
 pub async fn sweeper_visits_only_due_sales(stock: DynStockStore) {
     use crate::layers::{Faulty, Method};
@@ -199,12 +199,7 @@ pub async fn sweeper_visits_only_due_sales(stock: DynStockStore) {
     clock.advance(Duration::from_secs(61));
 
     let calls = |method| stock.hook().calls(method);
-    let per_sale = [
-        Method::Expired,
-        Method::ReleaseMany,
-        Method::Release,
-        Method::Sales,
-    ];
+    let per_sale = [Method::Expire, Method::Release, Method::Sales];
     let before: Vec<u64> = per_sale.iter().map(|m| calls(*m)).collect();
     let sweep = |expected_released| {
         let engine = engine.clone();
@@ -218,8 +213,8 @@ pub async fn sweeper_visits_only_due_sales(stock: DynStockStore) {
     let delta: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     assert_eq!(
         delta,
-        [1, 1, 0, 0],
-        "expired, release_many, release, sales calls of a sweep with one sale due among 301"
+        [1, 0, 0],
+        "expire, release, sales calls of a sweep with one sale due among 301"
     );
     assert_eq!(
         engine
@@ -231,16 +226,16 @@ pub async fn sweeper_visits_only_due_sales(stock: DynStockStore) {
         5
     );
     sweep(0).await;
-    assert_eq!(
-        calls(Method::Expired) - after[0],
-        1,
-        "the sale is swept once more, finding nothing"
-    );
+    // Once more, finding nothing, where the store refiles the sale on that visit (the default
+    // `expire`: `expired` keeps a sale due until what it listed is released); not at all where
+    // the call that released also refiled.
+    let again = calls(Method::Expire) - after[0];
+    assert!(again <= 1, "the sale is swept {again} times more");
     for _ in 0..3 {
-        let expired = calls(Method::Expired);
+        let expired = calls(Method::Expire);
         sweep(0).await;
         assert_eq!(
-            calls(Method::Expired) - expired,
+            calls(Method::Expire) - expired,
             0,
             "a sweep with every sale idle asked the store about a sale"
         );

@@ -155,6 +155,8 @@ macro_rules! __stock_cases {
             confirm_after_release_is_refused,
             confirm_after_expiry_is_refused,
             expiry_is_indexed_by_instant,
+            expire_releases_due_reservations_once,
+            expire_releases_each_reservation_once_under_concurrency,
             due_sales_follow_held_reservations,
             due_index_keeps_reservations_made_during_sweeps,
             release_many_answers_each_in_order,

@@ -9,6 +9,7 @@ use futures::future::join_all;
 
 use super::{fixtures, unique_sku};
 use crate::error::Error;
+use crate::expiry::ExpiryCall;
 use crate::ident::{IdempotencyKey, Sku, UserId};
 use crate::order::{Order, OrderId, OrderStatus};
 use crate::reservation::{
@@ -617,6 +618,134 @@ pub async fn expiry_is_indexed_by_instant(store: DynStockStore) {
     assert_eq!(
         ids(store.expired(&sale.sku, at(500), 100).await.unwrap()),
         [middle.order_id, late.order_id]
+    );
+}
+
+/// `expire` releases the held reservations due by `now` as expired, soonest first, at most
+/// `limit`: their units come back, and a later call finds nothing more; reservations not yet
+/// due, paid or cancelled stay as they are.
+pub async fn expire_releases_due_reservations_once(store: DynStockStore) {
+    let sale = Sale::new(unique_sku(), 10)
+        .with_per_user_limit(10)
+        .with_reservation_ttl(Duration::from_secs(60));
+    store.create_sale(&sale).await.unwrap();
+    let t0 = Utc::now();
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    // One buyer: a store that shards by buyer keeps them in one shard, so `limit` binds.
+    let one = || user("ann");
+    let late = reserved(&*store, &request(&sale.sku, one(), at(20))).await;
+    let early = reserved(&*store, &request(&sale.sku, one(), at(0))).await;
+    let middle = reserved(&*store, &request(&sale.sku, one(), at(10))).await;
+    let paid = reserved(&*store, &request(&sale.sku, one(), at(0))).await;
+    let cancelled = reserved(&*store, &request(&sale.sku, one(), at(0))).await;
+    store
+        .confirm(&sale.sku, paid.order_id, at(1))
+        .await
+        .unwrap();
+    store
+        .release(&sale.sku, cancelled.order_id, ReleaseReason::Cancelled)
+        .await
+        .unwrap();
+    let expire = |now, limit| {
+        let (store, sku) = (Arc::clone(&store), sale.sku.clone());
+        async move {
+            let batch = store
+                .expire(&sku, now, limit, &ExpiryCall::new())
+                .await
+                .expect("expire");
+            let ids: Vec<OrderId> = batch.released.iter().map(|r| r.order_id).collect();
+            (ids, batch.full, batch.units())
+        }
+    };
+    assert_eq!(expire(at(59), 100).await, (vec![], false, 0));
+    assert_eq!(expire(at(75), 1).await, (vec![early.order_id], true, 1));
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(10, 7, 2, 1)
+    );
+    assert_eq!(expire(at(75), 100).await, (vec![middle.order_id], false, 1));
+    assert_eq!(expire(at(75), 100).await, (vec![], false, 0));
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(10, 8, 1, 1)
+    );
+    for (id, state) in [
+        (
+            early.order_id,
+            ReservationState::Released(ReleaseReason::Expired),
+        ),
+        (
+            middle.order_id,
+            ReservationState::Released(ReleaseReason::Expired),
+        ),
+        (late.order_id, ReservationState::Reserved),
+        (paid.order_id, ReservationState::Confirmed),
+        (
+            cancelled.order_id,
+            ReservationState::Released(ReleaseReason::Cancelled),
+        ),
+    ] {
+        let found = store.reservation(&sale.sku, id).await.unwrap();
+        assert_eq!(found.map(|r| r.state), Some(state), "{id}");
+    }
+    assert_eq!(
+        store
+            .release(&sale.sku, early.order_id, ReleaseReason::Expired)
+            .await
+            .unwrap(),
+        ReleaseOutcome::AlreadyReleased(ReleaseReason::Expired)
+    );
+    assert_eq!(expire(at(200), 100).await, (vec![late.order_id], false, 1));
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(10, 9, 0, 1)
+    );
+}
+
+/// Concurrent `expire` calls (four sweepers, each call its own [`ExpiryCall`]) release each
+/// due reservation once, and every one of them.
+pub async fn expire_releases_each_reservation_once_under_concurrency(store: DynStockStore) {
+    let sale = Sale::new(unique_sku(), 60)
+        .with_per_user_limit(60)
+        .with_reservation_ttl(Duration::from_secs(60));
+    store.create_sale(&sale).await.unwrap();
+    let t0 = Utc::now();
+    let due = t0 + chrono::Duration::seconds(60);
+    let mut made = HashSet::new();
+    for i in 0..40 {
+        made.insert(
+            reserved(&*store, &request(&sale.sku, user(i), t0))
+                .await
+                .order_id,
+        );
+    }
+    let sweepers = (0..4).map(|_| {
+        let (store, sku) = (Arc::clone(&store), sale.sku.clone());
+        tokio::spawn(async move {
+            let mut released = Vec::new();
+            loop {
+                let batch = store
+                    .expire(&sku, due, 7, &ExpiryCall::new())
+                    .await
+                    .expect("expire");
+                let empty = batch.released.is_empty();
+                released.extend(batch.released.into_iter().map(|r| r.order_id));
+                if empty && !batch.full {
+                    return released;
+                }
+            }
+        })
+    });
+    let mut released = Vec::new();
+    for sweeper in join_all(sweepers).await {
+        released.extend(sweeper.expect("task"));
+    }
+    let unique: HashSet<OrderId> = released.iter().copied().collect();
+    assert_eq!(unique.len(), released.len(), "a reservation released twice");
+    assert_eq!(unique, made);
+    assert_eq!(
+        store.snapshot(&sale.sku).await.unwrap(),
+        snapshot(60, 60, 0, 0)
     );
 }
 

@@ -41,3 +41,13 @@ local function refile(buckets, due, member)
     redis.call('ZREM', due, member)
   end
 end
+
+-- Releases the held reservation `id` (its `record`, in `bucket`): its state becomes `letter`
+-- (x cancelled, e expired, a aborted), and its user's hold in `held` drops by `quantity`. The
+-- caller gives the units back.
+local function release_held(held, bucket, id, record, letter, user, quantity)
+  redis.call('HSET', bucket, id, letter .. string.sub(record, 2))
+  if redis.call('HINCRBY', held, user, -quantity) <= 0 then
+    redis.call('HDEL', held, user)
+  end
+end

@@ -33,10 +33,7 @@ for i = 2, #ARGV do
     out[#out + 1] = 1
     out[#out + 1] = state
   else
-    redis.call('HSET', bucket, id, reason .. string.sub(record, 2))
-    if redis.call('HINCRBY', held, user, -quantity) <= 0 then
-      redis.call('HDEL', held, user)
-    end
+    release_held(held, bucket, id, record, reason, user, quantity)
     returned = returned + quantity
     out[#out + 1] = 0
     out[#out + 1] = quantity
