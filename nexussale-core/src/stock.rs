@@ -70,9 +70,9 @@ pub type DynStockStore = Arc<dyn StockStore>;
 /// - **Retention.** A store may forget a settled (confirmed or released) reservation, with the
 ///   idempotency key that made it, once a retention has passed after the reservation's expiry
 ///   (the store documents it; the embedded and Redis stores keep [`DEFAULT_SETTLED_RETENTION`]
-///   unless configured). It forgets in [`expired`](Self::expired) and [`expire`](Self::expire), at most `limit`
-///   per call, and
-///   files the sale in [`due_sales`](Self::due_sales) for it, so nothing but the sweeper pays. A
+///   unless configured). It forgets in [`expired`](Self::expired) and [`expire`](Self::expire),
+///   at most `limit` per call, and files the sale in [`due_sales`](Self::due_sales) for it, so
+///   nothing but the sweeper pays. A
 ///   held reservation is never forgotten, and forgetting changes no count and no user's hold.
 ///   Once forgotten, [`reservation`](Self::reservation) and
 ///   [`reservation_by_key`](Self::reservation_by_key) answer `None`, [`confirm`](Self::confirm)
