@@ -1,9 +1,10 @@
 -- Prepended to expired.lua and expire.lua (after records.lua): the walk over a shard's buckets
 -- due that both make.
 --
--- walk(prefix, buckets, keys, now, limit, forget, retention, budget) visits the buckets due by
--- `now` (µs, as the caller's argument: a Lua number would go to Redis rounded) in score order, reading each whole: it collects the held reservations expired by
--- `now`, forgets up to `forget` settled ones whose retention has passed (with the idempotency
+-- walk(prefix, buckets, keys, until_us, limit, forget, retention, budget) visits the buckets
+-- due by `until_us` (µs, the caller's argument as given: a number Lua formats could lose
+-- digits) in score order, reading each whole: it collects the held reservations expired by
+-- then, forgets up to `forget` settled ones whose retention has passed (with the idempotency
 -- key each made, in `keys`), and stops once the soonest `limit` collected cannot be preceded by
 -- any in a bucket further on (scored later), or once it read `budget` records (a call's bounded
 -- work). Answers:
