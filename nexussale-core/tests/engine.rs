@@ -894,6 +894,39 @@ async fn one_sale_that_cannot_be_swept_does_not_hold_up_the_others() {
     assert!(engine.sweep_expired().await.is_err());
 }
 
+/// An expiry released but not recorded (the repository and the queue both refusing) is
+/// recorded by the next sweep, without going back to the store for it.
+#[tokio::test]
+async fn an_expiry_that_could_not_be_recorded_is_recorded_by_the_next_sweep() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store = Arc::new(Faulty::faulty(MemoryStockStore::new()));
+    let queue = Arc::new(Faulty::faulty(MemoryOrderQueue::new()));
+    let repository = Arc::new(Faulty::faulty(MemoryOrderRepository::new()));
+    let engine = FlashSale::builder(store.clone(), queue.clone(), repository.clone())
+        .clock(clock.clone())
+        .build();
+    let (ps5, id) = one_order(&engine, "ps5").await;
+    clock.advance(Duration::from_secs(3600));
+    refuse_writes(&repository);
+    queue.hook().refuse(Method::Publish);
+    assert!(engine.sweep_expired().await.is_err());
+    assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().available, 1);
+    assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Pending);
+    repository.hook().heal();
+    queue.hook().heal();
+    let store_calls = || store.hook().calls(Method::Expire) + store.hook().calls(Method::Release);
+    let before = store_calls();
+    let report = engine.sweep_expired().await.unwrap();
+    assert_eq!(report.failed_sales, 0, "{report:?}");
+    assert_eq!(engine.order(id).await.unwrap().status, OrderStatus::Expired);
+    assert!(
+        store_calls() - before <= 1,
+        "the owed expiry went back to the store: {} calls",
+        store_calls() - before
+    );
+    assert_eq!(engine.stock().snapshot(&ps5).await.unwrap().available, 1);
+}
+
 /// A sale whose store calls keep failing costs one call a sweep, the owed one made again: no
 /// new call piles up beside it, and it is recorded once the store answers.
 #[tokio::test]

@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::FlashSale;
-use super::orders::released_status;
 use super::worker::Backoff;
 use crate::error::Result;
 use crate::expiry::ExpiryCall;
@@ -17,7 +16,7 @@ use crate::ident::Sku;
 use crate::order::{OrderId, OrderStatus};
 use crate::outage::OutageLog;
 use crate::repository::TransitionOutcome;
-use crate::reservation::{ReleaseOutcome, ReleaseReason, Reservation};
+use crate::reservation::Reservation;
 
 /// Orders recorded at once: a networked repository answers them concurrently instead of one
 /// round trip after another (a million lapsing at once is not minutes of serial calls).
@@ -70,12 +69,13 @@ impl FlashSale {
         let now = self.now();
         let batch = self.inner.config.sweep_batch.max(1);
         let repository_down = AtomicBool::new(false);
+        // Released by earlier sweeps, their records failed: recorded first.
         let owed = std::mem::take(&mut *self.inner.owed_expiries.lock());
-        let (mut report, owed) = self.expire_owed(owed, &repository_down).await;
-        let mut first_error = owed.err();
-        let (calls, still_failing) = self.make_owed_calls(now, batch, &repository_down).await;
-        report.released += calls.released;
-        report.units += calls.units;
+        let mut first_error = self
+            .record_all(owed, OrderStatus::Expired, &repository_down)
+            .await
+            .err();
+        let (mut report, still_failing) = self.make_owed_calls(now, batch, &repository_down).await;
         // Only the sales the store files as due: an idle sale costs nothing.
         crate::meter::sweeper_call();
         let mut due = self.inner.stock.due_sales(now, DUE_SALES_PER_SWEEP).await?;
@@ -139,7 +139,8 @@ impl FlashSale {
         let mut recording = FuturesUnordered::new();
         let mut failed = None;
         loop {
-            let released = match self.release_batch(sku, now, batch, &mut report).await {
+            let call = ExpiryCall::new();
+            let released = match self.expire_call(sku, now, batch, call, &mut report).await {
                 Ok(released) => released,
                 Err(err) => {
                     failed = Some(err);
@@ -174,24 +175,10 @@ impl FlashSale {
         (report, failed.map_or(Ok(()), Err))
     }
 
-    /// Releases up to `batch` of `sku`'s expired reservations in one store call: those it
-    /// released (counted into `report`), and whether more may be due. A failed call is owed to
-    /// the next sweep, which makes it again (see [`StockStore::expire`]).
-    ///
-    /// [`StockStore::expire`]: crate::StockStore::expire
-    async fn release_batch(
-        &self,
-        sku: &Sku,
-        now: DateTime<Utc>,
-        batch: usize,
-        report: &mut SweepReport,
-    ) -> Result<ReleasedBatch> {
-        let call = ExpiryCall::new();
-        self.expire_call(sku, now, batch, call, report).await
-    }
-
-    /// Makes `call` (new, or owed by an earlier sweep): what it released, counted into
-    /// `report`; when it fails, it is owed to the next sweep.
+    /// Makes `call` (new, or owed by an earlier sweep), releasing up to `batch` of `sku`'s
+    /// expired reservations in one store call: what it released, counted into `report`, and
+    /// whether more may be due. When it fails, it is owed to the next sweep, which makes it
+    /// again (see [`StockStore::expire`](crate::StockStore::expire)).
     async fn expire_call(
         &self,
         sku: &Sku,
@@ -295,46 +282,11 @@ impl FlashSale {
             .collect()
     }
 
-    /// Reservations whose release or record failed: the next sweep starts with them.
+    /// Reservations this sweeper released whose record failed: the next sweep records them first.
     fn owe(&self, reservations: Vec<Reservation>) {
         if !reservations.is_empty() {
             self.inner.owed_expiries.lock().extend(reservations);
         }
-    }
-
-    /// Retries what earlier sweeps owe, [`CONCURRENT_RECORDS`] at a time: releases each again (a
-    /// release whose reply was lost answers "already released" now) and records its expiry.
-    async fn expire_owed(
-        &self,
-        owed: Vec<Reservation>,
-        repository_down: &AtomicBool,
-    ) -> (SweepReport, Result<()>) {
-        let outcomes: Vec<(Reservation, Result<Option<u32>>)> = futures::stream::iter(owed)
-            .map(|reservation| async move {
-                let outcome = self.expire_again(&reservation, repository_down).await;
-                (reservation, outcome)
-            })
-            .buffer_unordered(CONCURRENT_RECORDS)
-            .collect()
-            .await;
-        let mut report = SweepReport::default();
-        let mut first_error = None;
-        let mut failed = Vec::new();
-        for (reservation, outcome) in outcomes {
-            match outcome {
-                Ok(Some(quantity)) => {
-                    report.released += 1;
-                    report.units += u64::from(quantity);
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    failed.push(reservation);
-                    first_error.get_or_insert(err);
-                }
-            }
-        }
-        self.owe(failed);
-        (report, first_error.map_or(Ok(()), Err))
     }
 
     /// Makes again the store calls earlier sweeps owe (their replies lost or refused), sales at
@@ -377,41 +329,6 @@ impl FlashSale {
             }
         }
         (report, failed)
-    }
-
-    /// Releases one owed reservation and records its order's expiry: the units it returned, if
-    /// this call released it.
-    async fn expire_again(
-        &self,
-        reservation: &Reservation,
-        repository_down: &AtomicBool,
-    ) -> Result<Option<u32>> {
-        crate::meter::sweeper_call();
-        let outcome = self
-            .inner
-            .stock
-            .release(
-                &reservation.sku,
-                reservation.order_id,
-                ReleaseReason::Expired,
-            )
-            .await?;
-        match outcome {
-            ReleaseOutcome::Released { quantity } => {
-                self.units_returned(&reservation.sku);
-                crate::meter::settled(OrderStatus::Expired);
-                self.record_expiry(reservation, OrderStatus::Expired, repository_down)
-                    .await?;
-                Ok(Some(quantity))
-            }
-            // Released by an earlier try of this sweeper (whose answer was lost, or whose record
-            // failed): record it now.
-            ReleaseOutcome::AlreadyReleased(reason) => self
-                .record_expiry(reservation, released_status(reason), repository_down)
-                .await
-                .map(|()| None),
-            _ => Ok(None),
-        }
     }
 
     /// Runs the sweeper every [`sweep_interval`](super::EngineConfig::sweep_interval) until
