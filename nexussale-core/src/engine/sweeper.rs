@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 use super::FlashSale;
 use super::worker::Backoff;
 use crate::error::Result;
-use crate::expiry::ExpiryCall;
+use crate::expiry::{ExpiredBatch, ExpiryCall};
 use crate::ident::Sku;
 use crate::order::{OrderId, OrderStatus};
 use crate::outage::OutageLog;
@@ -41,14 +41,6 @@ pub struct SweepReport {
     /// Sales whose sweep failed (the store refused to list or release their reservations); the
     /// other sales were swept all the same, and the failed ones are tried again next sweep.
     pub failed_sales: u64,
-}
-
-/// One batch a sweep released.
-struct ReleasedBatch {
-    /// The reservations this sweep released (not those another settled meanwhile).
-    reservations: Vec<Reservation>,
-    /// Whether the listing came back full: more may be due.
-    full: bool,
 }
 
 impl FlashSale {
@@ -140,17 +132,17 @@ impl FlashSale {
         let mut failed = None;
         loop {
             let call = ExpiryCall::new();
-            let released = match self.expire_call(sku, now, batch, call, &mut report).await {
-                Ok(released) => released,
+            let expired = match self.expire_call(sku, now, batch, call, &mut report).await {
+                Ok(expired) => expired,
                 Err(err) => {
                     failed = Some(err);
                     break;
                 }
             };
-            let full_batch = released.full;
-            if !released.reservations.is_empty() {
+            let full_batch = expired.full;
+            if !expired.released.is_empty() {
                 recording.push(self.record_all(
-                    released.reservations,
+                    expired.released,
                     OrderStatus::Expired,
                     repository_down,
                 ));
@@ -186,7 +178,7 @@ impl FlashSale {
         batch: usize,
         call: ExpiryCall,
         report: &mut SweepReport,
-    ) -> Result<ReleasedBatch> {
+    ) -> Result<ExpiredBatch> {
         crate::meter::sweeper_call();
         let expired = match self.inner.stock.expire(sku, now, batch, &call).await {
             Ok(expired) => expired,
@@ -205,10 +197,7 @@ impl FlashSale {
         for _ in &expired.released {
             crate::meter::settled(OrderStatus::Expired);
         }
-        Ok(ReleasedBatch {
-            reservations: expired.released,
-            full: expired.full,
-        })
+        Ok(expired)
     }
 
     /// Records each released reservation's order as `status`: the batch in one repository call
@@ -303,13 +292,9 @@ impl FlashSale {
             .map(|(sku, call)| async move {
                 let mut report = SweepReport::default();
                 let made = match self.expire_call(&sku, now, batch, call, &mut report).await {
-                    Ok(released) => {
-                        self.record_all(
-                            released.reservations,
-                            OrderStatus::Expired,
-                            repository_down,
-                        )
-                        .await
+                    Ok(expired) => {
+                        self.record_all(expired.released, OrderStatus::Expired, repository_down)
+                            .await
                     }
                     Err(err) => Err(err),
                 };
