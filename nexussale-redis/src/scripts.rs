@@ -28,6 +28,15 @@ fn guarded(body: &str) -> Script {
     writing(&format!("{}{body}", include_str!("lua/guard.lua")))
 }
 
+/// A script that only reads a stock shard, after `guard.lua` (for its `primary()`): declared so,
+/// it may run where writes are refused (a replica, a full memory).
+fn reading(body: &str) -> Script {
+    Script::new(&format!(
+        "#!lua flags=no-writes\n{}{body}",
+        include_str!("lua/guard.lua")
+    ))
+}
+
 pub(crate) static RESERVE: LazyLock<Script> = LazyLock::new(|| {
     guarded(concat!(
         include_str!("lua/records.lua"),
@@ -73,6 +82,8 @@ pub(crate) static RESTORE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/restore.lua")
     ))
 });
+pub(crate) static SNAPSHOT: LazyLock<Script> =
+    LazyLock::new(|| reading(include_str!("lua/snapshot.lua")));
 pub(crate) static MARK: LazyLock<Script> = LazyLock::new(|| writing(include_str!("lua/mark.lua")));
 pub(crate) static LOCK: LazyLock<Script> = LazyLock::new(|| writing(include_str!("lua/lock.lua")));
 pub(crate) static UNLOCK: LazyLock<Script> =
@@ -625,6 +636,30 @@ pub(crate) struct Window {
     pub(crate) limit: usize,
     pub(crate) forget: usize,
     pub(crate) retention_us: i64,
+}
+
+/// `snapshot.lua`: the shard's `(available, reserved, sold)`, `None` when it does not exist;
+/// regressed when marked so or last written by another primary (a failover since).
+pub(crate) async fn snapshot(
+    mut conn: Connection,
+    keys: &ShardKeys,
+) -> Result<Option<(u64, u64, u64)>, StoreError> {
+    let reply = items(SNAPSHOT.key(&keys.stock).invoke_async(&mut conn).await?)?;
+    let count =
+        |value: &Value| u64::try_from(int(value)?).map_err(|_| unexpected("a stock count", value));
+    match reply.as_slice() {
+        [] => Ok(None),
+        [regressed] if int(regressed)? == -1 => Err(StoreError::Regressed(
+            "a failover since its last write, or marked to be rebuilt",
+        )),
+        [available, reserved, sold] => {
+            Ok(Some((count(available)?, count(reserved)?, count(sold)?)))
+        }
+        _ => Err(StoreError::corrupt(format!(
+            "snapshot answered {} values",
+            reply.len()
+        ))),
+    }
 }
 
 /// `mark.lua`: marks the shard at `stock` (its stock hash) regressed (`why`), if it exists; with

@@ -894,23 +894,11 @@ impl Inner {
 
     async fn snapshot(&self, sku: &Sku) -> Outcome<StockSnapshot> {
         let info = self.info(sku).await?;
-        let counts = try_join_all(info.shards.iter().map(|keys| {
-            let mut conn = self.conn();
-            async move {
-                let (available, reserved, sold, regressed): (
-                    Option<u64>,
-                    Option<u64>,
-                    Option<u64>,
-                    Option<String>,
-                ) = conn
-                    .hmget(&keys.stock, &["available", "reserved", "sold", "regressed"])
-                    .await?;
-                if regressed.is_some() {
-                    return Err(StoreError::Regressed("marked to be rebuilt"));
-                }
-                Ok((available, reserved, sold))
-            }
-        }))
+        let counts = try_join_all(
+            info.shards
+                .iter()
+                .map(|keys| scripts::snapshot(self.conn(), keys)),
+        )
         .await?;
         let mut snapshot = StockSnapshot {
             stock: info.sale.stock,
@@ -920,7 +908,7 @@ impl Inner {
         };
         for (shard, counts) in counts.into_iter().enumerate() {
             match counts {
-                (Some(available), Some(reserved), Some(sold)) => {
+                Some((available, reserved, sold)) => {
                     snapshot.available += available;
                     snapshot.reserved += reserved;
                     snapshot.sold += sold;
@@ -1077,6 +1065,43 @@ mod tests {
         assert_eq!(rest.released.len(), 1);
         assert!(!ids(&lost).contains(&rest.released[0].order_id));
         assert_eq!(store.snapshot(&sale.sku).await.unwrap().available, 5);
+    }
+
+    /// A snapshot reads the shard's writer too: a shard last written by another primary (a
+    /// failover since, which may have lost its last writes) is regressed for a snapshot that is
+    /// the first call after it, and marked so for every later call, until it is restored.
+    #[tokio::test]
+    async fn a_snapshot_after_a_failover_is_regressed() {
+        let config = RedisConfig::default().prefix(unique_name("read-failover-"));
+        let store = match RedisStockStore::connect_with(&redis_url(), config).await {
+            Ok(store) => store,
+            Err(err) => return unavailable("redis", err).unwrap_or(()),
+        };
+        let sale = Sale::new(nexussale_core::testkit::unique_sku(), 5);
+        assert!(store.create_sale(&sale).await.unwrap());
+        assert!(store.snapshot(&sale.sku).await.is_ok());
+        let info = store.inner.info(&sale.sku).await.unwrap();
+        let stock = info.shards[0].stock.clone();
+        let mut conn = store.inner.conn();
+        // As a promoted replica holds it: written by the primary that died.
+        let _: () = conn
+            .hset(&stock, "node", "0123456789abcdef0123456789abcdef01234567")
+            .await
+            .unwrap();
+
+        let read = store.snapshot(&sale.sku).await;
+        assert!(
+            matches!(read, Err(nexussale_core::Error::StockRegressed(_))),
+            "{read:?}"
+        );
+        let regressed: Option<String> = conn.hget(&stock, "regressed").await.unwrap();
+        assert!(
+            regressed.is_some(),
+            "the read marked the shard for every process"
+        );
+        store.restore(&sale, &[]).await.unwrap();
+        assert_eq!(store.snapshot(&sale.sku).await.unwrap().available, 5);
+        store.purge().await.unwrap();
     }
 
     /// A process that met a regression after another rebuilt the sale does not send the rebuilt
