@@ -63,12 +63,35 @@ try {
   await page.locator('#token-dialog').waitFor({ state: 'visible' });
   await page.screenshot({ path: `${shots}/console-token.png` });
   // Nothing admin was asked before the token: no 401 yet.
-  await page.fill('#token-input', 'not-the-token');
+  // Answers to a wrong token come 1.5 s late here, as on a slow link: a refusal still in flight
+  // while the right token is typed must not erase it, nor one arriving after it is submitted
+  // reopen the dialog (both did: CI saw the dialog never close).
+  const wrong = 'not-the-token';
+  const late = (request) => request.headers().authorization === `Bearer ${wrong}`;
+  await page.route('**/*', async (route) => {
+    if (late(route.request())) await new Promise((done) => setTimeout(done, 1500));
+    await route.continue();
+  });
+  const refusal = () => page.waitForResponse((response) => late(response.request()) && response.status() === 401);
+  await page.fill('#token-input', wrong);
   await page.click('#token-submit');
   await page.locator('#token-error').waitFor({ state: 'visible' });
   await page.fill('#token-input', token);
+  await refusal();
+  await page.waitForTimeout(300);
+  check((await page.inputValue('#token-input')) === token, 'a late refusal erased the token being typed');
+  // Again, the right token submitted while the wrong one's refusals are on their way.
+  await page.fill('#token-input', wrong);
+  await page.click('#token-submit');
+  await page.locator('#token-error').waitFor({ state: 'visible' });
+  const stale = refusal();
+  await page.fill('#token-input', token);
   await page.click('#token-submit');
   await page.locator('#token-dialog').waitFor({ state: 'hidden' });
+  await stale;
+  await page.waitForTimeout(300);
+  check(!(await page.locator('#token-dialog').isVisible()), 'a late refusal of the wrong token reopened the dialog');
+  await page.unroute('**/*');
   const stored = await page.evaluate(() => sessionStorage.getItem('nexussale-admin-token'));
   check(stored === token, 'the token is not in the session storage');
   check(!page.url().includes(token), 'the token is in the URL');

@@ -24,8 +24,9 @@ const samples = []; // [{t, metrics}] for rates over WINDOW_MS
 
 async function api(method, path, body) {
   const headers = {};
+  const sent = token;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  if (token) headers.authorization = `Bearer ${token}`;
+  if (sent) headers.authorization = `Bearer ${sent}`;
   const response = await fetch(path, {
     method,
     headers,
@@ -33,7 +34,9 @@ async function api(method, path, body) {
   });
   const type = response.headers.get('content-type') || '';
   const data = type.startsWith('application/json') ? await response.json() : await response.text();
-  if (response.status === 401) askToken(Boolean(token));
+  // A refusal of a token already replaced (its answer was in flight when another was typed)
+  // asks nothing: it would reopen the dialog over the right one.
+  if (response.status === 401 && sent === token) askToken(Boolean(sent));
   return { status: response.status, ok: response.ok, data };
 }
 
@@ -49,19 +52,23 @@ function explain(answer) {
 
 function askToken(refused) {
   $('token-error').hidden = !refused;
-  $('token-input').value = '';
-  if (!$('token-dialog').open) $('token-dialog').showModal();
+  // Opened empty; once open, what the user is typing stays (a poll's 401 comes every few seconds).
+  if (!$('token-dialog').open) {
+    $('token-input').value = '';
+    $('token-dialog').showModal();
+  }
 }
 
 $('token-form').addEventListener('submit', async () => {
-  token = $('token-input').value.trim();
+  const submitted = $('token-input').value.trim();
+  token = submitted;
   sessionStorage.setItem(TOKEN_KEY, token);
   $('forget-token').hidden = false;
-  // Checked on an admin read when there is a sale to read.
+  // Checked on an admin read when there is a sale to read (`api` asks again on a 401).
   const first = sales.keys().next().value;
   if (first !== undefined) {
     const answer = await api('GET', salePath(first, '/report'));
-    if (answer.status === 401 || answer.status === 403) askToken(true);
+    if (answer.status === 403 && token === submitted) askToken(true);
   }
   refreshBooks();
 });
