@@ -161,27 +161,30 @@ async fn purchases_wait_out_a_sentinel_failover_and_are_served_again() {
     drop((server, redis));
 }
 
-/// A sale sold out as its primary dies, the replica having missed the last purchases (its
+/// Sales sold out as their primary dies, the replica having missed the last purchases (its
 /// writes paused), and nothing bought after: the first read after the failover, not only a
-/// purchase, finds the sale written by another primary and has it rebuilt from the orders. The
-/// promoted replica's counts, short of the lost purchases, are never shown, and the sale
-/// shows every accepted order's units reserved.
+/// purchase, finds a sale written by another primary and has it rebuilt from the orders: a
+/// read of the sale alone, and a listing (`GET /v1/sales`) for one nobody reads alone. The
+/// promoted replica's counts, short of the lost purchases, are never shown; each sale shows
+/// every accepted order's units reserved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sale_sold_out_as_its_primary_died_is_rebuilt_when_read() {
-    const STOCK: usize = 20;
+async fn sales_sold_out_as_their_primary_died_are_rebuilt_when_read() {
+    const STOCK: usize = 10;
     let Some((mut redis, server, address)) = on_sentinel("sold-out", &[]) else {
         return;
     };
     let (base, client) = (format!("http://{address}"), client());
-    let sku = "sold-out";
-    create_sale(&client, &base, sku, STOCK).await;
-    let url = format!("{base}/v1/sales/{sku}/purchase");
-    let buy = async |user: String| {
+    let (read, listed) = ("read-alone", "only-listed");
+    let buy = async |sku: &str, user: String| {
+        let url = format!("{base}/v1/sales/{sku}/purchase");
         let answer = purchase(&client, &url, &user).await;
         assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
     };
-    for n in 0..STOCK / 2 {
-        buy(format!("replicated-{n}")).await;
+    for sku in [read, listed] {
+        create_sale(&client, &base, sku, STOCK).await;
+        for n in 0..STOCK / 2 {
+            buy(sku, format!("replicated-{n}")).await;
+        }
     }
     let replica = redis.replica_port().unwrap();
     assert_eq!(
@@ -190,8 +193,10 @@ async fn a_sale_sold_out_as_its_primary_died_is_rebuilt_when_read() {
             .trim(),
         "OK"
     );
-    for n in 0..STOCK / 2 {
-        buy(format!("lost-{n}")).await;
+    for sku in [read, listed] {
+        for n in 0..STOCK / 2 {
+            buy(sku, format!("lost-{n}")).await;
+        }
     }
     let old = redis.kill_primary().unwrap();
     let redis = tokio::task::spawn_blocking(move || {
@@ -200,14 +205,31 @@ async fn a_sale_sold_out_as_its_primary_died_is_rebuilt_when_read() {
     })
     .await
     .unwrap();
+    let counts = |view: &Value| {
+        let count = |field: &str| view[field].as_u64().unwrap() as usize;
+        (count("reserved"), count("available"), count("sold"))
+    };
 
-    let view = sale_view(&client, &base, sku).await;
-    let count = |field: &str| view[field].as_u64().unwrap() as usize;
-    assert_eq!(
-        (count("reserved"), count("available"), count("sold")),
-        (STOCK, 0, 0),
-        "{view}"
-    );
+    let view = sale_view(&client, &base, read).await;
+    assert_eq!(counts(&view), (STOCK, 0, 0), "{view}");
+    // Left out of the listing while it is rebuilt, then listed rebuilt.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let (status, page) = send(&client, Method::GET, &format!("{base}/v1/sales"), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let found = page["sales"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|sale| sale["sku"] == listed)
+            .cloned();
+        if let Some(view) = found {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(counts(&view), (STOCK, 0, 0), "{view}");
     drop((server, redis));
 }
 
