@@ -1269,3 +1269,75 @@ async fn only_sales_whose_units_moved_are_touched() {
     assert_eq!(engine.touched_sales(), [other], "a cancel");
     assert!(engine.touched_sales().is_empty());
 }
+
+/// Answers `StockRegressed` to every snapshot while `regressed` is set, as a Redis store does
+/// for a sale after a failover until it is restored; counts the restores.
+#[derive(Debug, Default)]
+struct ReadsRegressed {
+    regressed: std::sync::atomic::AtomicBool,
+    restores: AtomicUsize,
+}
+
+impl nexussale_core::layers::Hook for ReadsRegressed {
+    fn after(
+        &self,
+        call: nexussale_core::layers::Call,
+        _: std::time::Instant,
+        answer: nexussale_core::layers::Answer<'_>,
+    ) -> Option<Error> {
+        match call.method {
+            Method::Snapshot if self.regressed.load(Ordering::Acquire) => {
+                Some(Error::StockRegressed(sku("room-drop")))
+            }
+            Method::Restore if matches!(answer, nexussale_core::layers::Answer::Ok(_)) => {
+                self.regressed.store(false, Ordering::Release);
+                self.restores.fetch_add(1, Ordering::AcqRel);
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A waiting-room sale found regressed by admission (its first read after a failover) is
+/// rebuilt: no purchase comes to notice it, since the room admits nobody meanwhile.
+#[tokio::test]
+async fn admission_that_finds_a_sale_regressed_has_it_rebuilt() {
+    let store = Arc::new(nexussale_core::layers::Hooked::new(
+        MemoryStockStore::new(),
+        ReadsRegressed::default(),
+    ));
+    let mut config = EngineConfig::default();
+    config.store_rebuild_settle = Duration::from_millis(10);
+    let engine = FlashSale::builder(
+        store.clone(),
+        Arc::new(MemoryOrderQueue::new()),
+        Arc::new(MemoryOrderRepository::new()),
+    )
+    .config(config)
+    .build();
+    let drop = sku("room-drop");
+    let sale = Sale::new(drop.clone(), 3).with_waiting_room(nexussale_core::WaitingRoom::default());
+    engine.create_sale(sale).await.unwrap();
+    engine
+        .join(&drop, &UserId::new("ann").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(engine.admit().await.unwrap().rooms, 1);
+
+    store.hook().regressed.store(true, Ordering::Release);
+    assert!(
+        engine.admit().await.is_err(),
+        "admitted on a regressed sale"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.hook().restores.load(Ordering::Acquire) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the regressed sale was not rebuilt"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.hook().restores.load(Ordering::Acquire), 1);
+    assert_eq!(engine.admit().await.unwrap().rooms, 1);
+}

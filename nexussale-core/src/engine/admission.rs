@@ -386,7 +386,10 @@ impl FlashSale {
         }
         // Read before the units: uses settled after this may be counted twice, never missed.
         let settled_before = self.inner.rooms.status(sku).await?.settled;
-        let snapshot = self.inner.stock.snapshot(sku).await?;
+        // A room admits no buyer while its sale is regressed: the read starts the rebuild, as
+        // no purchase will come to.
+        let snapshot = self.inner.stock.snapshot(sku).await;
+        let snapshot = self.unless_lost(sku, snapshot)?;
         report.rooms += 1;
         if snapshot.available == 0 && snapshot.reserved == 0 {
             if self.inner.rooms.close(sku).await? {
