@@ -989,15 +989,23 @@ mod tests {
 
     use super::*;
 
+    /// A store on the real Redis under a prefix of its own (`name` and a unique tail); `None`
+    /// (skip) without Redis.
+    async fn store(name: &str) -> Option<RedisStockStore> {
+        let config = RedisConfig::default().prefix(unique_name(name));
+        match RedisStockStore::connect_with(&redis_url(), config).await {
+            Ok(store) => Some(store),
+            Err(err) => unavailable("redis", err),
+        }
+    }
+
     /// `expire.lua` applied, its reply lost: the sweeper makes the same call again and gets
     /// what the first try released (their orders are recorded then), nothing more released;
     /// the kept answer lapses on its own and is deleted once it arrives.
     #[tokio::test]
     async fn an_expire_call_made_again_answers_what_its_lost_reply_held() {
-        let config = RedisConfig::default().prefix(unique_name("expire-again-"));
-        let store = match RedisStockStore::connect_with(&redis_url(), config).await {
-            Ok(store) => store,
-            Err(err) => return unavailable("redis", err).unwrap_or(()),
+        let Some(store) = store("expire-again-").await else {
+            return;
         };
         let sale = Sale::new(nexussale_core::testkit::unique_sku(), 5).with_per_user_limit(5);
         assert!(store.create_sale(&sale).await.unwrap());
@@ -1072,10 +1080,8 @@ mod tests {
     /// the first call after it, and marked so for every later call, until it is restored.
     #[tokio::test]
     async fn a_snapshot_after_a_failover_is_regressed() {
-        let config = RedisConfig::default().prefix(unique_name("read-failover-"));
-        let store = match RedisStockStore::connect_with(&redis_url(), config).await {
-            Ok(store) => store,
-            Err(err) => return unavailable("redis", err).unwrap_or(()),
+        let Some(store) = store("read-failover-").await else {
+            return;
         };
         let sale = Sale::new(nexussale_core::testkit::unique_sku(), 5);
         assert!(store.create_sale(&sale).await.unwrap());
@@ -1108,10 +1114,8 @@ mod tests {
     /// sale back to be rebuilt again: its mark, which names the sequence it saw, is refused.
     #[tokio::test]
     async fn a_late_regression_does_not_mark_a_rebuilt_sale() {
-        let config = RedisConfig::default().prefix(unique_name("late-mark-"));
-        let store = match RedisStockStore::connect_with(&redis_url(), config).await {
-            Ok(store) => store,
-            Err(err) => return unavailable("redis", err).unwrap_or(()),
+        let Some(store) = store("late-mark-").await else {
+            return;
         };
         let sale = Sale::new(nexussale_core::testkit::unique_sku(), 5);
         assert!(store.create_sale(&sale).await.unwrap());
