@@ -190,8 +190,7 @@ impl FlashSale {
         if !self.inner.repository.save_sale(&sale).await? {
             if self.inner.stock.sale(&sale.sku).await?.is_none() {
                 let stored = self.definition(&sale.sku).await?;
-                self.cache(stored);
-                self.store_lost(&sale.sku);
+                self.lost(stored);
             }
             return Err(Error::SaleExists(sale.sku));
         }
@@ -251,8 +250,7 @@ impl FlashSale {
             (Some(sale), _) => sale,
             // The repository has the sale and the store lost it: the rebuild restores it ended.
             (None, Some(sale)) => {
-                self.cache(sale);
-                return Err(self.store_lost(sku));
+                return Err(self.lost(sale));
             }
             (None, None) => return Err(Error::UnknownSale(sku.clone())),
         };
@@ -299,8 +297,7 @@ impl FlashSale {
             // Rebuilt as when read alone: after a failover, a listing (or the metrics' read of
             // every sale) is what heals a sale nobody buys from or reads alone.
             Err(Error::StockRegressed(sku)) => {
-                self.cache(sale.clone());
-                self.store_lost(&sku);
+                self.lost(sale.clone());
                 return Err(Error::StockRegressed(sku));
             }
             snapshot => snapshot?,
@@ -317,6 +314,14 @@ impl FlashSale {
             snapshot,
             room: None,
         }
+    }
+
+    /// Caches `sale`, which the stock store lost or holds regressed, and starts its rebuild
+    /// unless one runs; answers the error callers get meanwhile.
+    fn lost(&self, sale: Sale) -> Error {
+        let sku = sale.sku.clone();
+        self.cache(sale);
+        self.store_lost(&sku)
     }
 
     fn cache(&self, sale: Sale) -> Arc<SaleEntry> {
@@ -348,10 +353,7 @@ impl FlashSale {
             return Ok(Error::UnknownSale(sku.clone()));
         }
         Ok(match self.inner.repository.sale(sku).await? {
-            Some(sale) => {
-                self.cache(sale);
-                self.store_lost(sku)
-            }
+            Some(sale) => self.lost(sale),
             None => {
                 self.inner.unknown.remember(sku, now_ms);
                 Error::UnknownSale(sku.clone())
