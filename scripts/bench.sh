@@ -386,7 +386,8 @@ crate_file="$out/crates.md"
 : > "$crate_file"
 if [ "$crates" = 1 ]; then
     for crate_bench in "nexussale-core purchase" "nexussale-redis reserve" \
-                       "nexussale-mysql insert" "nexussale-kafka throughput"; do
+                       "nexussale-redis restore" "nexussale-mysql insert" \
+                       "nexussale-kafka throughput"; do
         set -- $crate_bench
         echo "== cargo bench -p $1 --bench $2"
         {

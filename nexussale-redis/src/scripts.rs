@@ -357,8 +357,8 @@ pub(crate) struct RestoredShard<'a> {
     pub(crate) sold: u64,
 }
 
-/// `restore.lua` for one chunk of a shard's orders; the `first` chunk wipes the shard and writes
-/// its counts, the next ones only add orders.
+/// `restore.lua` for one chunk of a shard's orders and users' holds; the `first` chunk wipes the
+/// shard and writes its counts, the next ones only add orders and holds.
 pub(crate) async fn restore(
     mut conn: Connection,
     keys: &ShardKeys,
@@ -366,6 +366,7 @@ pub(crate) async fn restore(
     shard: &RestoredShard<'_>,
     first: bool,
     orders: &[&Order],
+    holds: &[(&str, u64)],
 ) -> Result<(), StoreError> {
     let setup = &shard.setup;
     let mut call = RESTORE.prepare_invoke();
@@ -388,14 +389,13 @@ pub(crate) async fn restore(
         .arg(setup.definition)
         .arg(&keys.due_member)
         .arg(retention_us)
-        .arg(&keys.legacy);
+        .arg(&keys.legacy)
+        .arg(orders.len());
     for order in orders {
         let state = ReservationState::of_order(order.status);
         let key = order.idempotency_key.as_ref();
         call.arg(&id_bytes(order.id)[..])
             .arg(record::state_letter(state).to_string())
-            .arg(order.user.as_str())
-            .arg(order.quantity)
             .arg(
                 key.map(|key| key_field(order.user.as_str(), key.as_str()))
                     .unwrap_or_default(),
@@ -409,6 +409,9 @@ pub(crate) async fn restore(
                 order.expires_at,
             ))
             .arg(order.expires_at.timestamp_micros());
+    }
+    for (user, units) in holds {
+        call.arg(*user).arg(*units);
     }
     let _: i64 = call.invoke_async(&mut conn).await?;
     Ok(())

@@ -4,6 +4,7 @@
 //! the boundary, once per method. Script calls and their replies are typed in `scripts.rs`, the
 //! shard-transfer protocol is `transfer.rs`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -313,6 +314,22 @@ impl StockStore for RedisStockStore {
         let key = rebuild_lock_key(self.inner.prefix(), sku);
         Ok(scripts::unlock(self.inner.conn(), &key, holder).await?)
     }
+}
+
+/// The units each user's orders hold (pending or paid), one entry a user.
+fn holds<'a>(orders: &[&'a Order]) -> Vec<(&'a str, u64)> {
+    let mut held: HashMap<&str, u64> = HashMap::new();
+    for order in orders {
+        if matches!(order.status, OrderStatus::Pending | OrderStatus::Paid) {
+            *held.entry(order.user.as_str()).or_default() += u64::from(order.quantity);
+        }
+    }
+    held.into_iter().collect()
+}
+
+/// The `i`th restore call's share of `all` (empty past its end).
+fn piece<T>(all: &[T], i: usize) -> &[T] {
+    all.chunks(RESTORE_CHUNK).nth(i).unwrap_or(&[])
 }
 
 fn definition(sale: &Sale) -> Outcome<String> {
@@ -957,15 +974,25 @@ impl Inner {
                     sold,
                 };
                 let keys = &info.shards[shard];
-                // The first chunk wipes the shard (also one without orders); the next ones only
-                // add orders and refile the shard, so they go out several at once, in any order.
-                let mut chunks = orders.chunks(RESTORE_CHUNK);
-                let first = chunks.next().unwrap_or(&[]);
-                scripts::restore(self.conn(), keys, retention_us, &restored, true, first).await?;
-                futures::stream::iter(chunks.map(Ok))
-                    .try_for_each_concurrent(RESTORES_IN_FLIGHT, |chunk| {
-                        scripts::restore(self.conn(), keys, retention_us, &restored, false, chunk)
-                    })
+                let holds = holds(orders);
+                // The first call wipes the shard (also one without orders); the next ones only
+                // add orders and holds, so they go out several at once, in any order.
+                let calls = orders.len().max(holds.len()).div_ceil(RESTORE_CHUNK).max(1);
+                let call = |i: usize| {
+                    let (orders, holds) = (piece(orders, i), piece(&holds, i));
+                    scripts::restore(
+                        self.conn(),
+                        keys,
+                        retention_us,
+                        &restored,
+                        i == 0,
+                        orders,
+                        holds,
+                    )
+                };
+                call(0).await?;
+                futures::stream::iter((1..calls).map(Ok))
+                    .try_for_each_concurrent(RESTORES_IN_FLIGHT, call)
                     .await
             }
         };

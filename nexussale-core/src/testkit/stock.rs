@@ -1317,11 +1317,15 @@ pub async fn restore_rebuilds_from_orders(store: DynStockStore) {
 }
 
 /// A restore of thousands of orders (many calls for a store that writes them in chunks) keeps
-/// every one: the counts, each reservation, and the sale's first expiry, held by the last order
-/// restored, filed for the sweeper.
+/// every one: the counts, each reservation, each buyer's holding (summed over orders that fall
+/// in different chunks), each idempotency key, and the sale's first expiry, held by the last
+/// order restored, filed for the sweeper.
 pub async fn a_large_restore_keeps_every_order(store: DynStockStore) {
     const ORDERS: usize = 2_600;
-    let sale = Sale::new(unique_sku(), 5_000);
+    // A buyer's orders lie 1,000 apart, so a store writing 500 at a time meets each in another call.
+    const BUYERS: usize = 1_000;
+    const LIMIT: u32 = 4;
+    let sale = Sale::new(unique_sku(), 5_000).with_per_user_limit(LIMIT);
     let start = Utc::now() + chrono::Duration::minutes(10);
     let statuses = [
         OrderStatus::Pending,
@@ -1329,10 +1333,13 @@ pub async fn a_large_restore_keeps_every_order(store: DynStockStore) {
         OrderStatus::Expired,
     ];
     let orders: Vec<Order> = (0..ORDERS)
-        .map(|i| Order {
-            // Later orders lapse first: the earliest expiry is the last one restored.
-            expires_at: start + chrono::Duration::seconds((ORDERS - i) as i64),
-            ..order(&sale, user(i), 1, statuses[i % 3], None)
+        .map(|i| {
+            let key = (i % 7 == 0).then(|| format!("key-{i}"));
+            Order {
+                // Later orders lapse first: the earliest expiry is the last one restored.
+                expires_at: start + chrono::Duration::seconds((ORDERS - i) as i64),
+                ..order(&sale, user(i % BUYERS), 1, statuses[i % 3], key.as_deref())
+            }
         })
         .collect();
     store.restore(&sale, &orders).await.unwrap();
@@ -1351,6 +1358,37 @@ pub async fn a_large_restore_keeps_every_order(store: DynStockStore) {
     for order in &orders {
         let found = store.reservation(&sale.sku, order.id).await.unwrap();
         assert!(found.is_some(), "order {} of {ORDERS} lost", order.id);
+    }
+    let now = Utc::now();
+    for buyer in (0..BUYERS).step_by(37) {
+        let held = orders
+            .iter()
+            .filter(|o| o.user == user(buyer))
+            .filter(|o| matches!(o.status, OrderStatus::Pending | OrderStatus::Paid))
+            .count() as u32;
+        let mut over = request(&sale.sku, user(buyer), now);
+        over.quantity = LIMIT - held + 1;
+        assert_eq!(
+            store.reserve(&over).await.unwrap(),
+            ReserveOutcome::LimitExceeded { limit: LIMIT, held },
+            "buyer {buyer} holds {held}"
+        );
+    }
+    for kept in orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Pending && o.idempotency_key.is_some())
+        .step_by(5)
+    {
+        let mut retry = request(&sale.sku, kept.user.clone(), now);
+        retry.idempotency_key = kept.idempotency_key.clone();
+        assert!(
+            matches!(
+                store.reserve(&retry).await.unwrap(),
+                ReserveOutcome::Existing { reservation } if reservation.order_id == kept.id
+            ),
+            "the key of order {} was lost",
+            kept.id
+        );
     }
     let first = orders
         .iter()

@@ -7,11 +7,16 @@
 --   ARGV[2..9] (available, reserved, sold, limit, start, end, shards, def or ''); 0 for the next
 --   chunks, which only add orders. ARGV[10] the shard's member of the due index, ARGV[11] the
 --   retention (µs), ARGV[12] the keys of the layout before buckets (wiped too), separated by
---   spaces. Then, from ARGV[13], orders of 7 values: order id (16 bytes), state letter, user,
---   quantity, key field or '', record without its state letter (records.lua), expiry µs.
+--   spaces. ARGV[13] n, then n orders of 5 values: order id (16 bytes), state letter, key field
+--   or '', record without its state letter (records.lua), expiry µs. Then, to the end, pairs of
+--   user and units to add to the user's hold: the caller sums each user's held orders of the
+--   shard and sends each user once, in any chunk.
 --
 -- The counts are computed by the caller from the same orders, so the shard is consistent once
--- the last chunk is in.
+-- the last chunk is in. A command made from Lua costs about as much as its work here (a
+-- rebuild, three commands an order, was bound by Redis's CPU), so a chunk makes few: a bucket's
+-- records in one HSET, the buckets' instants in one ZADD, the keys in one HSET, one HINCRBY a
+-- user (an increment, as reserve.lua's, should a purchase meet the shard between two chunks).
 local stock, held, keys, prefix, buckets = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local retention = tonumber(ARGV[11])
 if ARGV[1] == '1' then
@@ -27,17 +32,39 @@ if ARGV[1] == '1' then
     'seq', seq, 'born', seq, 'layout', LAYOUT)
   if ARGV[9] ~= '' then redis.call('HSET', stock, 'def', ARGV[9]) end
 end
-for base = 13, #ARGV, 7 do
-  local id, state, user = ARGV[base], ARGV[base + 1], ARGV[base + 2]
-  local quantity, key = tonumber(ARGV[base + 3]), ARGV[base + 4]
+local last = 13 + 5 * tonumber(ARGV[13])
+local due, keyed, current, records = {}, {}, nil, {}
+local function flush()
+  if current then redis.call('HSET', prefix .. current, unpack(records)) end
+end
+for base = 14, last, 5 do
+  local id, state, key = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local bucket = bucket_of(id)
-  redis.call('HSET', prefix .. bucket, id, state .. ARGV[base + 5])
+  if bucket ~= current then
+    flush()
+    current, records = bucket, {}
+  end
+  records[#records + 1] = id
+  records[#records + 1] = state .. ARGV[base + 3]
   -- Filed no later than the sweeper has work there: this expiry, or when it is forgotten.
-  local at = ARGV[base + 6]
-  if state ~= 'r' then at = string.format('%.0f', tonumber(at) + retention) end
-  redis.call('ZADD', buckets, 'LT', at, bucket)
-  if state == 'r' or state == 'c' then redis.call('HINCRBY', held, user, quantity) end
-  if key ~= '' then redis.call('HSET', keys, key, id) end
+  local at = tonumber(ARGV[base + 4])
+  if state ~= 'r' then at = at + retention end
+  if not due[bucket] or at < due[bucket] then due[bucket] = at end
+  if key ~= '' then
+    keyed[#keyed + 1] = key
+    keyed[#keyed + 1] = id
+  end
+end
+flush()
+local filed = {}
+for bucket, at in pairs(due) do
+  filed[#filed + 1] = string.format('%.0f', at)
+  filed[#filed + 1] = bucket
+end
+if #filed > 0 then redis.call('ZADD', buckets, 'LT', unpack(filed)) end
+if #keyed > 0 then redis.call('HSET', keys, unpack(keyed)) end
+for base = last + 1, #ARGV, 2 do
+  redis.call('HINCRBY', held, ARGV[base], ARGV[base + 1])
 end
 -- Filed under the earliest instant it has work once this chunk is in.
 refile(buckets, KEYS[6], ARGV[10])
