@@ -289,6 +289,18 @@ pub trait OrderRepository: Send + Sync + Debug + 'static {
     /// One page of the orders `query` selects.
     async fn list(&self, query: &OrderQuery) -> Result<OrderPage>;
 
+    /// Up to `parts - 1` ids that cut the sale's orders into `parts` runs of about as many
+    /// orders each, newest first: a rebuild lists the runs at once, each from its upper cut
+    /// (a [`list`](Self::list) cursor, `after`) down to its lower, so a repository that answers
+    /// them serves a big sale's listing on several connections instead of one. Any ids are
+    /// safe (the runs cover every order whatever the cuts); even ones save time.
+    ///
+    /// The default answers none: the sale is listed in one run.
+    async fn order_cuts(&self, sku: &Sku, parts: usize) -> Result<Vec<OrderId>> {
+        let _ = (sku, parts);
+        Ok(Vec::new())
+    }
+
     /// Sets the status to `to` if it is `from`; `at` becomes `updated_at`.
     async fn transition(
         &self,
@@ -359,6 +371,9 @@ macro_rules! forward_order_repository {
             }
             async fn list(&self, query: &OrderQuery) -> Result<OrderPage> {
                 (**self).list(query).await
+            }
+            async fn order_cuts(&self, sku: &Sku, parts: usize) -> Result<Vec<OrderId>> {
+                (**self).order_cuts(sku, parts).await
             }
             async fn transition(
                 &self,

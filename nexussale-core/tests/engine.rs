@@ -461,6 +461,54 @@ async fn reconcile_rebuilds_a_lost_stock_store_from_the_repository() {
     recovered.pay(ids[3]).await.unwrap();
 }
 
+/// A rebuild lists a big sale in runs at once where the repository cuts it
+/// (`OrderRepository::order_cuts`), and restores every order exactly once.
+#[tokio::test]
+async fn a_rebuild_lists_a_big_sale_in_runs_at_once() {
+    let counter = Arc::new(InFlight::of(Method::List));
+    let repository = Arc::new(nexussale_core::layers::Hooked::new(
+        MemoryOrderRepository::new(),
+        counter.clone(),
+    ));
+    let drop = sku("big-drop");
+    let sale = Sale::new(drop.clone(), 10_000).with_per_user_limit(4);
+    assert!(repository.save_sale(&sale).await.unwrap());
+    let statuses = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Expired,
+    ];
+    let orders: Vec<_> = (0..3_000)
+        .map(|i| nexussale_core::Order {
+            status: statuses[i % 3],
+            ..nexussale_core::testkit::fixtures::order(&drop, &format!("user-{i}"))
+        })
+        .collect();
+    repository.insert(&orders).await.unwrap();
+    // The stock store lost the sale: a fresh one.
+    let stock = Arc::new(MemoryStockStore::new());
+    let engine = FlashSale::new(stock.clone(), Arc::new(MemoryOrderQueue::new()), repository);
+    let report = engine.reconcile(&drop, true).await.unwrap();
+    assert!(report.repaired && report.in_sync(), "{report:?}");
+    let snapshot = stock.snapshot(&drop).await.unwrap();
+    assert_eq!(
+        (snapshot.available, snapshot.reserved, snapshot.sold),
+        (8_000, 1_000, 1_000)
+    );
+    for order in &orders {
+        assert!(
+            stock.reservation(&drop, order.id).await.unwrap().is_some(),
+            "order {} was not restored",
+            order.id
+        );
+    }
+    let most = counter.most.load(Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "the sale was listed one page after another ({most} at most in flight)"
+    );
+}
+
 /// The sweeper forgets settled reservations a retention after their expiry: the store stops
 /// holding them, the orders keep their status, nothing goes back on sale, and the key's
 /// lifetime ends there.

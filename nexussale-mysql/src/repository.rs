@@ -547,6 +547,48 @@ impl OrderRepository for MySqlOrderRepository {
         Ok(OrderPage { orders, next })
     }
 
+    /// Read from `orders_by_sku` alone (the sale's `(sku, id)` range, no row): a count, then
+    /// from each cut the next `run` entries down. At 10^6 orders a few tenths of a second,
+    /// against seconds for the listing it cuts.
+    async fn order_cuts(&self, sku: &Sku, parts: usize) -> Result<Vec<OrderId>> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM orders FORCE INDEX (orders_by_sku) WHERE sku = ?",
+        )
+        .bind(sku.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(RepoError::from)?;
+        let total = u64::try_from(total).unwrap_or(0);
+        let run = total.div_ceil(parts.max(1) as u64).max(1);
+        let mut cuts: Vec<OrderId> = Vec::new();
+        // The oldest of each run but the last: the run's `run`th order from the one before.
+        for k in 1..parts as u64 {
+            if k * run >= total {
+                break;
+            }
+            let mut query = QueryBuilder::<MySql>::new(
+                "SELECT id FROM orders FORCE INDEX (orders_by_sku) WHERE sku = ",
+            );
+            query.push_bind(sku.as_str());
+            if let Some(cut) = cuts.last() {
+                query.push(" AND id < ").push_bind(cut.as_uuid());
+            }
+            query
+                .push(" ORDER BY id DESC LIMIT 1 OFFSET ")
+                .push_bind(run - 1);
+            let cut: Option<Uuid> = query
+                .build_query_scalar()
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(RepoError::from)?;
+            match cut {
+                Some(cut) => cuts.push(OrderId::from(cut)),
+                None => break,
+            }
+        }
+        Ok(cuts)
+    }
+
     /// One transaction per 1,000 orders (`SELECT … FOR UPDATE`, then one `UPDATE` of those in
     /// `from`): a sweep's batch of expiries is one commit, not one per order.
     async fn transition_many(

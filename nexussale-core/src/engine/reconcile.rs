@@ -7,7 +7,7 @@ use tracing::{info, warn};
 use super::FlashSale;
 use super::orders::released_status;
 use crate::error::{Error, Result};
-use crate::order::{Order, OrderStatus};
+use crate::order::{Order, OrderId, OrderStatus};
 use crate::repository::{MAX_PAGE_SIZE, OrderQuery, StatusCounts};
 use crate::reservation::{Reservation, ReservationState};
 use crate::sale::{Sale, Sku, StockSnapshot};
@@ -35,6 +35,10 @@ impl ReconcileReport {
         self.store.is_some() && self.reserved_drift == 0 && self.sold_drift == 0
     }
 }
+
+/// Runs a rebuild's listing is cut into, listed at once: a big sale's listing waits on the
+/// repository's round trips and row lookups, one connection at a time, not on a core.
+const LISTING_RUNS: usize = 4;
 
 impl FlashSale {
     /// Compares the sale's live stock with its persisted orders. With `repair`, when they disagree:
@@ -131,27 +135,31 @@ impl FlashSale {
             .ok_or_else(|| Error::UnknownSale(sku.clone()))
     }
 
-    /// Every order of the sale, to restore the store from. Refused when the repository lists
-    /// fewer paid units than it counted before the listing (a repository that forgets orders,
+    /// Every order of the sale, to restore the store from, listed in
+    /// [`LISTING_RUNS`] runs at once where the repository cuts the sale
+    /// ([`OrderRepository::order_cuts`](crate::OrderRepository::order_cuts)). Refused when the
+    /// repository lists fewer paid units than it counted before the listing (a repository that
+    /// forgets orders,
     /// [`MemoryOrderRepository::with_max_orders`](crate::memory::MemoryOrderRepository::with_max_orders)):
     /// restoring from them would put paid units back on sale. Paid is final, so a count taken
     /// first can only be at most what the listing finds.
     async fn all_orders(&self, sku: &Sku) -> Result<Vec<Order>> {
         let counted = self.inner.repository.counts(sku).await?.paid.units;
-        let mut query = OrderQuery {
-            sku: Some(sku.clone()),
-            limit: Some(MAX_PAGE_SIZE),
-            ..OrderQuery::default()
-        };
-        let mut orders = Vec::new();
-        loop {
-            let page = self.inner.repository.list(&query).await?;
-            orders.extend(page.orders);
-            match page.next {
-                Some(next) => query.after = Some(next),
-                None => break,
-            }
-        }
+        let mut cuts = self.inner.repository.order_cuts(sku, LISTING_RUNS).await?;
+        // Newest first and each once, whatever the repository answered: then the runs below
+        // cover every order exactly once.
+        cuts.sort_unstable_by(|a, b| b.cmp(a));
+        cuts.dedup();
+        let uppers = std::iter::once(None).chain(cuts.iter().copied().map(Some));
+        let lowers = cuts.iter().copied().map(Some).chain(std::iter::once(None));
+        let runs = uppers
+            .zip(lowers)
+            .map(|(upper, lower)| self.list_run(sku, upper, lower));
+        let orders: Vec<Order> = futures::future::try_join_all(runs)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         let listed: u64 = orders
             .iter()
             .filter(|order| order.status == OrderStatus::Paid)
@@ -166,5 +174,32 @@ impl FlashSale {
             ));
         }
         Ok(orders)
+    }
+
+    /// The sale's orders older than `upper` (all when `None`) and no older than `lower` (to the
+    /// oldest when `None`), newest first, in keyset pages.
+    async fn list_run(
+        &self,
+        sku: &Sku,
+        upper: Option<OrderId>,
+        lower: Option<OrderId>,
+    ) -> Result<Vec<Order>> {
+        let mut query = OrderQuery {
+            sku: Some(sku.clone()),
+            after: upper,
+            limit: Some(MAX_PAGE_SIZE),
+            ..OrderQuery::default()
+        };
+        let below = |order: &Order| lower.is_some_and(|lower| order.id < lower);
+        let mut orders = Vec::new();
+        loop {
+            let page = self.inner.repository.list(&query).await?;
+            let ended = page.orders.last().is_some_and(below);
+            orders.extend(page.orders.into_iter().filter(|order| !below(order)));
+            match page.next {
+                Some(next) if !ended => query.after = Some(next),
+                _ => return Ok(orders),
+            }
+        }
     }
 }

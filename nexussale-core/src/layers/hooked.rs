@@ -77,6 +77,7 @@ pub enum Method {
     Insert,
     Get,
     List,
+    OrderCuts,
     Transition,
     TransitionMany,
     Counts,
@@ -148,6 +149,7 @@ impl Method {
             Method::Insert => "insert",
             Method::Get => "get",
             Method::List => "list",
+            Method::OrderCuts => "order_cuts",
             Method::Transition => "transition",
             Method::TransitionMany => "transition_many",
             Method::Counts => "counts",
@@ -546,6 +548,11 @@ impl<T: OrderRepository, H: Hook> OrderRepository for Hooked<T, H> {
     async fn list(&self, query: &OrderQuery) -> Result<OrderPage> {
         let call = self.inner.list(query);
         Self::call(&self.hook, Backend::Repository, Method::List, call).await
+    }
+
+    async fn order_cuts(&self, sku: &Sku, parts: usize) -> Result<Vec<OrderId>> {
+        let call = self.inner.order_cuts(sku, parts);
+        Self::call(&self.hook, Backend::Repository, Method::OrderCuts, call).await
     }
 
     async fn transition(

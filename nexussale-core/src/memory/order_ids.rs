@@ -48,7 +48,6 @@ impl OrderIds {
         }
     }
 
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         match self {
             Self::Empty => 0,

@@ -244,6 +244,28 @@ impl OrderRepository for MemoryOrderRepository {
         Ok(self.inner.read().list(query, page_size))
     }
 
+    async fn order_cuts(&self, sku: &Sku, parts: usize) -> Result<Vec<OrderId>> {
+        let inner = self.inner.read();
+        let Some(ids) = inner.by_sku.get(sku) else {
+            return Ok(Vec::new());
+        };
+        // The newest run begins `run` orders from the newest end, the next `run` further, ….
+        let n = ids.len();
+        let run = n.div_ceil(parts.max(1)).max(1);
+        let starts: Vec<usize> = (1..parts)
+            .filter_map(|k| n.checked_sub(k * run))
+            .filter(|&start| start > 0)
+            .collect();
+        let mut cuts: Vec<OrderId> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| starts.contains(i))
+            .map(|(_, id)| *id)
+            .collect();
+        cuts.reverse();
+        Ok(cuts)
+    }
+
     async fn transition(
         &self,
         id: OrderId,

@@ -199,6 +199,7 @@ macro_rules! order_repository_tests {
             insert_is_idempotent,
             concurrent_inserts_store_each_order_once,
             pagination_has_no_gap_or_repeat,
+            order_cuts_cut_a_sale_into_even_runs,
             page_size_is_capped,
             transition_is_compare_and_set,
             transition_many_answers_each_order,

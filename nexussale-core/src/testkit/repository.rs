@@ -304,6 +304,41 @@ async fn walk(
 }
 
 /// Following `next` cursors visits every matching order once, newest first, for every filter,
+/// `order_cuts`, where a repository answers any: ids of the sale's own orders, newest first,
+/// that cut it into runs of at most its orders ÷ parts (rounded up), fewer runs than parts
+/// only when it has fewer orders; none for a sale without orders.
+pub async fn order_cuts_cut_a_sale_into_even_runs(repository: DynOrderRepository) {
+    let sku = unique_sku();
+    let mut all = orders(&sku, 1_001);
+    all.extend(orders(&unique_sku(), 50));
+    repository.insert(&all).await.unwrap();
+    assert_eq!(repository.order_cuts(&unique_sku(), 4).await.unwrap(), []);
+    let cuts = repository.order_cuts(&sku, 4).await.unwrap();
+    if cuts.is_empty() {
+        return; // the default: one run
+    }
+    let mut ids: Vec<OrderId> = all.iter().filter(|o| o.sku == sku).map(|o| o.id).collect();
+    ids.sort_by(|a, b| b.cmp(a));
+    let mut starts = Vec::new();
+    for cut in &cuts {
+        let at = ids.iter().position(|id| id == cut);
+        starts.push(at.unwrap_or_else(|| panic!("cut {cut} is not an order of the sale")));
+    }
+    assert!(
+        starts.windows(2).all(|w| w[0] < w[1]),
+        "cuts not newest first: {starts:?}"
+    );
+    let mut ends: Vec<usize> = starts.iter().map(|start| start + 1).collect();
+    ends.push(ids.len());
+    let runs: Vec<usize> = std::iter::once(0)
+        .chain(ends.iter().copied())
+        .zip(ends.iter().copied())
+        .map(|(from, to)| to - from)
+        .collect();
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(runs.iter().all(|&run| run <= 251), "uneven runs {runs:?}");
+}
+
 /// even while newer orders are inserted mid-walk.
 pub async fn pagination_has_no_gap_or_repeat(repository: DynOrderRepository) {
     let sku = unique_sku();
