@@ -303,7 +303,6 @@ async fn walk(
     }
 }
 
-/// Following `next` cursors visits every matching order once, newest first, for every filter,
 /// `order_cuts`, where a repository answers any: ids of the sale's own orders, newest first,
 /// that cut it into runs of at most its orders ÷ parts (rounded up), fewer runs than parts
 /// only when it has fewer orders; none for a sale without orders.
@@ -339,6 +338,7 @@ pub async fn order_cuts_cut_a_sale_into_even_runs(repository: DynOrderRepository
     assert!(runs.iter().all(|&run| run <= 251), "uneven runs {runs:?}");
 }
 
+/// Following `next` cursors visits every matching order once, newest first, for every filter,
 /// even while newer orders are inserted mid-walk.
 pub async fn pagination_has_no_gap_or_repeat(repository: DynOrderRepository) {
     let sku = unique_sku();
