@@ -1127,6 +1127,103 @@ async fn expiry_batches_are_recorded_while_the_next_are_released() {
     assert_eq!((counts.expired.orders, counts.pending.orders), (100, 0));
 }
 
+/// Three sales of lapsed reservations swept while purchases of a fourth are taken (`busy`) or
+/// not: how long the sweep took (tokio's paused time) and the most expiry calls at once.
+async fn sweep_three_lapsed_sales(busy: bool) -> (Duration, usize) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let counter = Arc::new(InFlight::of(Method::Expire));
+    let store = Arc::new(nexussale_core::layers::Hooked::new(
+        MemoryStockStore::new(),
+        counter.clone(),
+    ));
+    let mut config = nexussale_core::EngineConfig::default();
+    config.sweep_batch = 10;
+    let engine = FlashSale::builder(
+        store,
+        Arc::new(MemoryOrderQueue::new()),
+        Arc::new(MemoryOrderRepository::new()),
+    )
+    .clock(clock.clone())
+    .config(config)
+    .build();
+    let drops: Vec<Sku> = (0..3).map(|n| sku(&format!("drop-{n}"))).collect();
+    for drop in &drops {
+        engine
+            .create_sale(Sale::new(drop.clone(), 30))
+            .await
+            .unwrap();
+        for user in 0..30 {
+            engine
+                .purchase(buy(drop, &format!("user-{user}")))
+                .await
+                .unwrap();
+        }
+    }
+    engine.drain().await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    // The purchases above are long past: only the buyers below make the engine busy.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let live = sku("live");
+    engine
+        .create_sale(Sale::new(live.clone(), 10_000))
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let buyers = busy.then(|| {
+        let (engine, stop) = (engine.clone(), stop.clone());
+        tokio::spawn(async move {
+            for user in 0.. {
+                let bought = engine.purchase(buy(&live, &format!("buyer-{user}")));
+                let bought = bought.await.unwrap();
+                assert!(matches!(bought, PurchaseOutcome::Accepted(_)), "{bought:?}");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    // 1,000 a second: a drop (a trickle does not slow the sweeper).
+                    () = tokio::time::sleep(Duration::from_millis(1)) => {}
+                }
+            }
+        })
+    });
+    // The drop under way before the sweep (it takes a window's purchases to be seen).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = tokio::time::Instant::now();
+    let report = engine.sweep_expired().await.unwrap();
+    let took = started.elapsed();
+    stop.cancel();
+    if let Some(buyers) = buyers {
+        buyers.await.unwrap();
+    }
+    assert_eq!(report.released, 90);
+    for drop in &drops {
+        assert_eq!(engine.stock().snapshot(drop).await.unwrap().available, 30);
+    }
+    (took, counter.most.load(Ordering::SeqCst))
+}
+
+/// While purchases are being taken, the sweeper's store calls take turns and each rests three
+/// times its length (the default share, a quarter): the lapse leaves the cores to the buyers.
+/// Idle, the sales are swept at once and nothing rests.
+#[tokio::test(start_paused = true)]
+async fn the_sweeper_yields_to_purchases() {
+    // Each sale: three full batches and the call that finds nothing more; 5 ms a call.
+    let (idle_took, idle_most) = sweep_three_lapsed_sales(false).await;
+    assert!(
+        idle_most > 1,
+        "idle, the sales were swept one call at a time"
+    );
+    assert!(
+        idle_took <= Duration::from_millis(40),
+        "idle, the sweep rested: {idle_took:?}"
+    );
+    let (busy_took, busy_most) = sweep_three_lapsed_sales(true).await;
+    assert_eq!(busy_most, 1, "while buying, expiry calls overlapped");
+    // 12 calls of 5 ms, each with 15 ms of rest.
+    assert!(
+        busy_took >= Duration::from_millis(240),
+        "while buying, the sweeper did not yield: {busy_took:?}"
+    );
+}
+
 /// Expiries of orders the worker has not stored yet: the batch call does not find them, and
 /// each is inserted expired; the worker's later insert of the pending order changes nothing.
 #[tokio::test]

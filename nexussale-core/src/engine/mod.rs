@@ -11,6 +11,7 @@ mod sales;
 mod sweeper;
 mod unknown;
 mod worker;
+mod yielding;
 
 use std::fmt;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use sweeper::SweepReport;
 
 use sales::SaleEntry;
 use unknown::UnknownSkus;
+use yielding::PurchasesFirst;
 
 /// Tuning of the engine; [`Default`] suits most deployments.
 #[derive(Debug, Clone)]
@@ -63,6 +65,11 @@ pub struct EngineConfig {
     pub sweep_batch: usize,
     /// How often the sweeper runs.
     pub sweep_interval: Duration,
+    /// While a drop is under way (500 purchases a second or more reach the stock store), the
+    /// share of the time the sweeper's store calls may fill: they take turns, and
+    /// each rests after for the rest of its share. A lapse of many reservations then leaves the
+    /// cores to a live drop (its units come back more slowly meanwhile). `1.0`: no yielding.
+    pub sweep_share_while_buying: f64,
     /// When the stock store has lost a sale, its rebuild first waits this long (purchases that
     /// reserved before the loss finish publishing), then until the order worker has recorded
     /// every event queued by then ([`OrderQueue::drained`](crate::OrderQueue::drained)).
@@ -87,6 +94,7 @@ impl Default for EngineConfig {
             worker_max_backoff: Duration::from_secs(5),
             sweep_batch: 500,
             sweep_interval: Duration::from_secs(1),
+            sweep_share_while_buying: 0.25,
             store_rebuild_settle: Duration::from_secs(1),
             admission_interval: admission::DEFAULT_ADMISSION_INTERVAL,
             admission_batch: 1_000,
@@ -122,6 +130,8 @@ struct Inner {
     /// Read on every purchase, written once per sale: copy-on-write, so readers take no lock.
     sales: SaleCache<SaleEntry>,
     unknown: UnknownSkus,
+    /// Whether purchases are being taken: the sweeper yields to them.
+    purchases_first: PurchasesFirst,
     /// Reservations the sweeper failed to release or record: tried again first next sweep.
     owed_expiries: Mutex<Vec<Reservation>>,
     /// Store calls of the sweeper that failed (their replies may be lost): made again next sweep.
@@ -276,6 +286,7 @@ impl FlashSaleBuilder {
                 config: self.config,
                 sales: SaleCache::default(),
                 unknown: UnknownSkus::default(),
+                purchases_first: PurchasesFirst::new(),
                 owed_expiries: Mutex::default(),
                 owed_calls: Mutex::default(),
                 id: uuid::Uuid::now_v7().to_string(),

@@ -200,6 +200,7 @@ impl FlashSale {
         reserve: ReserveRequest,
         now_ms: i64,
     ) -> Result<PurchaseOutcome> {
+        self.inner.purchases_first.purchase();
         let reserved = self.inner.stock.reserve(&reserve).await;
         match self.unless_lost(&reserve.sku, reserved)? {
             ReserveOutcome::Reserved {

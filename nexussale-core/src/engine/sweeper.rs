@@ -180,7 +180,9 @@ impl FlashSale {
         report: &mut SweepReport,
     ) -> Result<ExpiredBatch> {
         crate::meter::sweeper_call();
-        let expired = match self.inner.stock.expire(sku, now, batch, &call).await {
+        let expire = self.inner.stock.expire(sku, now, batch, &call);
+        let share = self.inner.config.sweep_share_while_buying;
+        let expired = match self.inner.purchases_first.sweeper_call(share, expire).await {
             Ok(expired) => expired,
             // It may have been applied with its reply lost: made again, it answers what it
             // released, to be recorded then.
