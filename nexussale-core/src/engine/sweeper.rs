@@ -57,6 +57,9 @@ impl FlashSale {
     /// One sale that cannot be swept (its keys unreadable, its shard down) does not hold up the
     /// others: it is counted in [`SweepReport::failed_sales`] and logged. The sweep is an error
     /// only when nothing could be swept (the sales could not be listed, or every one failed).
+    ///
+    /// While a drop is under way it yields to it: its store calls take turns and fill at most
+    /// [`sweep_share_while_buying`](super::EngineConfig::sweep_share_while_buying) of the time.
     pub async fn sweep_expired(&self) -> Result<SweepReport> {
         let now = self.now();
         let batch = self.inner.config.sweep_batch.max(1);
