@@ -68,7 +68,9 @@ pub struct EngineConfig {
     /// While a drop is under way (500 purchases a second or more reach the stock store), the
     /// share of the time the sweeper's store calls may fill: they take turns, and
     /// each rests after for the rest of its share. A lapse of many reservations then leaves the
-    /// cores to a live drop (its units come back more slowly meanwhile). `1.0`: no yielding.
+    /// cores to a live drop (its units come back more slowly meanwhile). Only this engine's
+    /// purchases count: a sweeper in a process that takes none does not yield. `1.0`: no
+    /// yielding; below 0.01 counts as 0.01.
     pub sweep_share_while_buying: f64,
     /// When the stock store has lost a sale, its rebuild first waits this long (purchases that
     /// reserved before the loss finish publishing), then until the order worker has recorded
