@@ -132,27 +132,25 @@ mod tests {
         assert!(first.busy());
     }
 
+    /// How long one sweeper call of 10 ms took, its rest included.
+    async fn call_took(first: &PurchasesFirst, share: f64) -> Duration {
+        let started = Instant::now();
+        let call = tokio::time::sleep(Duration::from_millis(10));
+        first.sweeper_call(share, call).await;
+        started.elapsed()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_call_while_busy_rests_for_the_rest_of_its_share() {
         let first = PurchasesFirst::new();
-        let call = || tokio::time::sleep(Duration::from_millis(10));
-        let started = Instant::now();
-        first.sweeper_call(0.25, call()).await;
-        assert_eq!(
-            started.elapsed(),
-            Duration::from_millis(10),
-            "idle: no rest"
-        );
+        let ms = Duration::from_millis;
+        assert_eq!(call_took(&first, 0.25).await, ms(10), "idle: no rest");
         drop_under_way(&first).await;
-        let started = Instant::now();
-        first.sweeper_call(0.25, call()).await;
         // 10 ms of work and 30 of rest: a quarter of the time.
-        assert_eq!(started.elapsed(), Duration::from_millis(40));
-        let started = Instant::now();
-        first.sweeper_call(1.0, call()).await;
+        assert_eq!(call_took(&first, 0.25).await, ms(40));
         assert_eq!(
-            started.elapsed(),
-            Duration::from_millis(10),
+            call_took(&first, 1.0).await,
+            ms(10),
             "a share of 1: no rest"
         );
     }
