@@ -1200,9 +1200,9 @@ async fn sweep_three_lapsed_sales(busy: bool) -> (Duration, usize) {
     (took, counter.most.load(Ordering::SeqCst))
 }
 
-/// While purchases are being taken, the sweeper's store calls take turns and each rests three
-/// times its length (the default share, a quarter): the lapse leaves the cores to the buyers.
-/// Idle, the sales are swept at once and nothing rests.
+/// While a drop is under way (1,000 purchases a second), the sweeper's store calls take turns
+/// and each rests three times its length (the default share, a quarter): the lapse leaves the
+/// cores to the buyers. Idle, the sales are swept at once and nothing rests.
 #[tokio::test(start_paused = true)]
 async fn the_sweeper_yields_to_purchases() {
     // Each sale: three full batches and the call that finds nothing more; 5 ms a call.
