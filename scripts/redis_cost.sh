@@ -8,17 +8,17 @@
 # - Redis commands per purchase, each kind (INFO commandstats; a script's own commands count
 #   apart from its EVALSHA), and the keys Redis holds after.
 #
-#   bash scripts/redis_cost.sh [POINTS] [ROUNDS]
+#   bash scripts/redis_cost.sh [POINTS] [ROUNDS] [BUYERS]
 #
 # POINTS: live sales, comma-separated (default 1,10000); ROUNDS: times each point runs, the
-# points alternating (default 2). 100,000 buyers a burst, 256 at a time. The servers run on free
-# ports and are stopped at the end, also on failure.
+# points alternating (default 2); BUYERS: distinct buyers a burst (default 100,000), 256 at a
+# time. The servers run on free ports and are stopped at the end, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 IFS=, read -r -a points <<< "${1:-1,10000}"
 rounds=${2:-2}
-users=100000
+users=${3:-100000}
 cargo build -q --release -p nexussale-server -p nexussale-bench
 server_bin=${NEXUSSALE_BENCH_SERVER:-target/release/nexussale-server}
 bench=target/release/nexussale-bench
