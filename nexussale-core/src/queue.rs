@@ -1,6 +1,8 @@
 //! [`OrderQueue`]: carries order events from the purchase path to the order worker.
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,8 +141,17 @@ macro_rules! forward_order_queue {
     ($($ty:ty),*) => {$(
         #[async_trait]
         impl<T: OrderQueue + ?Sized> OrderQueue for $ty {
-            async fn publish(&self, event: &OrderEvent) -> Result<()> {
-                (**self).publish(event).await
+            // A purchase's call: the inner future goes on as it is (see `StockStore::reserve`'s).
+            fn publish<'life0, 'life1, 'async_trait>(
+                &'life0 self,
+                event: &'life1 OrderEvent,
+            ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'async_trait>>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).publish(event)
             }
             async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
                 (**self).receive(max, wait).await

@@ -1,6 +1,8 @@
 //! [`StockStore`]: where live stock and reservations are held.
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -328,8 +330,18 @@ macro_rules! forward_stock_store {
             async fn end_sale(&self, sku: &Sku, at: DateTime<Utc>) -> Result<Option<Sale>> {
                 (**self).end_sale(sku, at).await
             }
-            async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-                (**self).reserve(request).await
+            // A purchase's call: the inner future goes on as it is, without a second box and
+            // a second state machine to move the outcome through.
+            fn reserve<'life0, 'life1, 'async_trait>(
+                &'life0 self,
+                request: &'life1 ReserveRequest,
+            ) -> Pin<Box<dyn Future<Output = Result<ReserveOutcome>> + Send + 'async_trait>>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).reserve(request)
             }
             async fn reservation(&self, sku: &Sku, order_id: OrderId) -> Result<Option<Reservation>> {
                 (**self).reservation(sku, order_id).await
