@@ -34,16 +34,7 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$out"' EXIT
 
-free_port() {
-    local port
-    while true; do
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
+source scripts/lib/ports.sh
 
 # Redis's counters now, to $out/$1: commandstats, then its CPU seconds; the server's CPU ticks.
 snapshot() {

@@ -132,17 +132,7 @@ if [ -n "$buffer_pool_mb" ]; then
     echo "== MariaDB's buffer pool: $(buffer_pool) MB for this run (put back to $((pool_before / 1048576)) MB after)"
 fi
 
-# A free loopback port below the kernel's ephemeral range (where the bursts' sockets live).
-free_port() {
-    local port
-    while true; do
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
+source scripts/lib/ports.sh
 
 # A Redis of the point's own (nothing on disk): sets redis_port.
 start_redis() {

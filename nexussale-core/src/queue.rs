@@ -141,7 +141,8 @@ macro_rules! forward_order_queue {
     ($($ty:ty),*) => {$(
         #[async_trait]
         impl<T: OrderQueue + ?Sized> OrderQueue for $ty {
-            // A purchase's call: the inner future goes on as it is (see `StockStore::reserve`'s).
+            // On the purchase path: the inner call's boxed future is handed on as it is, as
+            // the `StockStore` forwarding does for `reserve`.
             fn publish<'life0, 'life1, 'async_trait>(
                 &'life0 self,
                 event: &'life1 OrderEvent,
