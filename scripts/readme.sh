@@ -76,6 +76,16 @@ wait_for() { # URL SECONDS LOG
     fail "$1 did not answer within $2 s"
 }
 
+# Whether the server's log says PATTERN within 5 s: it writes its lines out every 50 ms, so a
+# line logged just before /ready answered may not be in the file yet.
+log_says() { # LOG PATTERN
+    for _ in $(seq 25); do
+        grep -q "$2" "$1" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 # "Try it" (or block $2), its statuses checked against its comments.
 try_it() {
     local script expected actual
@@ -164,8 +174,8 @@ if [ "$only" = all ] || [ "$only" = full-stack ]; then
     grep -q '^127.0.0.1:9092$' "$out/mock-kafka.log" || { cat "$out/mock-kafka.log"; fail "the mock broker did not start"; }
     start full-stack "$out/full-stack-server.log"
     wait_for http://127.0.0.1:3000/ready 120 "$out/full-stack-server.log"
-    grep -q "stock: redis" "$out/full-stack-server.log" || fail "the full stack is not on Redis"
-    grep -q "orders: mysql" "$out/full-stack-server.log" || fail "the full stack is not on MySQL"
+    log_says "$out/full-stack-server.log" "stock: redis" || fail "the full stack is not on Redis"
+    log_says "$out/full-stack-server.log" "orders: mysql" || fail "the full stack is not on MySQL"
     try_it full-stack
     bench full-stack
     stop_server full-stack "$out/full-stack-server.log"

@@ -72,15 +72,22 @@ async fn kill_9_mid_burst_then_restart_loses_nothing_and_the_counts_add_up() {
                         &format!("{base}/v1/sales/crash/purchase"),
                         Some(json!({ "user": user, "idempotency_key": user })),
                     );
-                    let Ok(response) = http.request(request).await else {
-                        return; // the server is gone: this answer was lost
+                    // The server gone, the answer is lost: an error, or (hyper's pool once left
+                    // a request pending for ever as a server went away) no answer in 30 s.
+                    let answer = async {
+                        let response = http.request(request).await.ok()?;
+                        let status = response.status();
+                        let body = http_body_util::BodyExt::collect(response.into_body())
+                            .await
+                            .ok()?;
+                        Some((status, body.to_bytes()))
                     };
-                    let status = response.status();
-                    let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await
+                    let Ok(Some((status, body))) =
+                        tokio::time::timeout(Duration::from_secs(30), answer).await
                     else {
                         return;
                     };
-                    let body: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+                    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
                     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
                     let id = body["order_id"].as_str().unwrap().to_owned();
                     outcomes.lock().insert(user, Some(id));
