@@ -91,7 +91,9 @@ try {
   await stale;
   await page.waitForTimeout(300);
   check(!(await page.locator('#token-dialog').isVisible()), 'a late refusal of the wrong token reopened the dialog');
-  await page.unroute('**/*');
+  // A handler may still be holding a wrong token's request back: wait for it, or its
+  // `route.continue()` finds the route gone ("Route is already handled!", seen in CI).
+  await page.unrouteAll({ behavior: 'wait' });
   const stored = await page.evaluate(() => sessionStorage.getItem('nexussale-admin-token'));
   check(stored === token, 'the token is not in the session storage');
   check(!page.url().includes(token), 'the token is in the URL');
