@@ -274,24 +274,15 @@ async fn sigterm_mid_burst_loses_no_accepted_order() {
                 .body(http_body_util::Full::new(bytes::Bytes::from(body)))
                 .unwrap();
             // Once the server stops, requests fail: those were never accepted. One the client
-            // never hears back on (hyper's pool once left a request pending for ever as the
-            // server went away, and the test with it) was not seen accepted either.
-            let answer = async {
-                let response = client.request(request).await.ok()?;
-                if response.status() != StatusCode::ACCEPTED {
-                    return None;
-                }
-                let body = http_body_util::BodyExt::collect(response.into_body())
-                    .await
-                    .ok()?
-                    .to_bytes();
-                Some(body)
-            };
-            let Ok(body) = tokio::time::timeout(Duration::from_secs(30), answer).await else {
+            // never hears back on was not seen accepted either.
+            let Ok(answer) = common::answer(&client, request).await else {
                 unanswered.fetch_add(1, Ordering::Relaxed);
                 return None;
             };
-            let body = body?;
+            let (status, body) = answer?;
+            if status != StatusCode::ACCEPTED {
+                return None;
+            }
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
             Some(body["order_id"].as_str().unwrap().to_owned())
         })
@@ -325,9 +316,10 @@ async fn sigterm_mid_burst_loses_no_accepted_order() {
         accepted.len()
     );
     eprintln!(
-        "{} purchases accepted before the stop, all persisted ({} got no answer within 30 s)",
+        "{} purchases accepted before the stop, all persisted ({} got no answer within {:?})",
         accepted.len(),
-        unanswered.load(Ordering::Relaxed)
+        unanswered.load(Ordering::Relaxed),
+        common::ANSWER_WITHIN
     );
     drop_database(&mut admin, &database).await;
 }

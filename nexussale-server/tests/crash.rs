@@ -72,19 +72,8 @@ async fn kill_9_mid_burst_then_restart_loses_nothing_and_the_counts_add_up() {
                         &format!("{base}/v1/sales/crash/purchase"),
                         Some(json!({ "user": user, "idempotency_key": user })),
                     );
-                    // The server gone, the answer is lost: an error, or (hyper's pool once left
-                    // a request pending for ever as a server went away) no answer in 30 s.
-                    let answer = async {
-                        let response = http.request(request).await.ok()?;
-                        let status = response.status();
-                        let body = http_body_util::BodyExt::collect(response.into_body())
-                            .await
-                            .ok()?;
-                        Some((status, body.to_bytes()))
-                    };
-                    let Ok(Some((status, body))) =
-                        tokio::time::timeout(Duration::from_secs(30), answer).await
-                    else {
+                    // The server gone, the answer is lost: an error, or no answer in time.
+                    let Ok(Some((status, body))) = common::answer(&http, request).await else {
                         return;
                     };
                     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();

@@ -123,8 +123,29 @@ pub(crate) fn client() -> HttpClient {
         .build_http()
 }
 
+/// How long a test waits for one answer: a server that hangs (or a request hyper's pool leaves
+/// pending as a server goes away, seen once in CI) fails or ends the wait instead of holding
+/// the test up.
+pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(30);
+
+/// One request's status and body, for a test that stops or kills the server under its
+/// requests: `Ok(None)` when the connection failed (the server went away), `Err` when no answer
+/// came within [`ANSWER_WITHIN`].
+pub(crate) async fn answer(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+) -> Result<Option<(StatusCode, Bytes)>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(ANSWER_WITHIN, async {
+        let response = client.request(request).await.ok()?;
+        let status = response.status();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, body))
+    })
+    .await
+}
+
 /// One request over the network: status and parsed JSON body (a server that hangs fails the
-/// test in 30 s rather than holding it up).
+/// test within [`ANSWER_WITHIN`] rather than holding it up).
 pub(crate) async fn send(
     client: &HttpClient,
     method: Method,
@@ -138,9 +159,9 @@ pub(crate) async fn send(
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, bytes)
     };
-    let (status, bytes) = tokio::time::timeout(Duration::from_secs(30), answer)
+    let (status, bytes) = tokio::time::timeout(ANSWER_WITHIN, answer)
         .await
-        .unwrap_or_else(|_| panic!("{url}: no answer within 30 s"));
+        .unwrap_or_else(|_| panic!("{url}: no answer within {ANSWER_WITHIN:?}"));
     (status, serde_json::from_slice(&bytes).unwrap())
 }
 
