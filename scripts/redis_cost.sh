@@ -44,26 +44,31 @@ snapshot() {
     awk '{ print $14 + $15 }' "/proc/$server_pid/stat" > "$out/scpu-$1"
 }
 
+# Waits up to 30 s for COMMAND to succeed, else stops with LOG.
+ready() { # COMMAND LOG
+    for _ in $(seq 300); do
+        $1 > /dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    cat "$2" >&2
+    echo "not ready within 30 s: $1" >&2
+    exit 1
+}
+
 one() {
     local sales=$1
     redis_port=$(free_port)
     redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
         --logfile "$out/redis.log" &
     pids+=($!)
-    for _ in $(seq 100); do
-        redis-cli -p "$redis_port" ping > /dev/null 2>&1 && break
-        sleep 0.1
-    done
+    ready "redis-cli -p $redis_port ping" "$out/redis.log"
     local port
     port=$(free_port)
     RUST_LOG=warn "$server_bin" --listen "127.0.0.1:$port" --redis-url "redis://127.0.0.1:$redis_port" \
         > "$out/server.log" 2>&1 &
     server_pid=$!
     pids+=("$server_pid")
-    for _ in $(seq 300); do
-        curl -fs "http://127.0.0.1:$port/ready" > /dev/null && break
-        sleep 0.1
-    done
+    ready "curl -fs http://127.0.0.1:$port/ready" "$out/server.log"
     # Two purchases a buyer (one a burst), never sold out.
     local burst=("$bench" --url "http://127.0.0.1:$port" --sku cost --sales "$sales"
         --per-user-limit 2 --users "$users" --concurrency 256 --server-pid "$server_pid"
